@@ -1,0 +1,154 @@
+//! Which YUV->RGB matrix and range a frame is decoded with.
+//!
+//! swscale alone assumes BT.601 limited range unless told otherwise, which
+//! shifts the colours of every HD video; so the tags of the frame (or, when
+//! it has none, of the stream) are resolved here and handed to swscale.
+
+use std::ffi::{c_int, CStr};
+
+use ffmpeg_next::ffi;
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::util::color::{Range, Space};
+
+/// How a source pixel format relates to colour matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Family {
+    Yuv,
+    Gray,
+    /// RGB, palette, Bayer, XYZ: no matrix involved.
+    Rgb,
+}
+
+pub(crate) fn family(format: Pixel) -> Family {
+    // SAFETY: av_pix_fmt_desc_get accepts any value and returns NULL or a
+    // pointer to a static descriptor.
+    let desc = unsafe { ffi::av_pix_fmt_desc_get(format.into()).as_ref() };
+    let Some(desc) = desc else {
+        return Family::Rgb;
+    };
+    let flags = desc.flags as c_int;
+    let rgb_like = ffi::AV_PIX_FMT_FLAG_RGB | ffi::AV_PIX_FMT_FLAG_PAL | ffi::AV_PIX_FMT_FLAG_BAYER;
+    if flags & rgb_like != 0 || format == Pixel::XYZ12LE || format == Pixel::XYZ12BE {
+        Family::Rgb
+    } else if desc.nb_components <= 2 {
+        Family::Gray
+    } else {
+        Family::Yuv
+    }
+}
+
+/// The libav pixel format name, e.g. "yuv420p".
+pub(crate) fn pixel_name(format: Pixel) -> String {
+    // SAFETY: returns NULL or a static NUL-terminated string.
+    unsafe {
+        let name = ffi::av_get_pix_fmt_name(format.into());
+        if name.is_null() {
+            "unknown".into()
+        } else {
+            CStr::from_ptr(name).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// The colour interpretation used to convert one source format to RGB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Colorimetry {
+    /// A matrix swscale implements: the tag, or the guess for untagged video.
+    pub matrix: Space,
+    pub matrix_tagged: bool,
+    pub full_range: bool,
+    pub family: Family,
+}
+
+impl Colorimetry {
+    /// `space` and `range` are the tags of the frame, falling back to those
+    /// of the stream, already merged by the caller.
+    pub fn resolve(format: Pixel, space: Space, range: Range, height: u32) -> Self {
+        let family = family(format);
+        let matrix_tagged = swscale_knows(space);
+        // Untagged video: what players do, SD is BT.601 and HD is BT.709.
+        let matrix = if matrix_tagged {
+            space
+        } else if height >= 720 {
+            Space::BT709
+        } else {
+            Space::SMPTE170M
+        };
+        let full_range = match family {
+            // JPEG-style yuvj formats are full range whatever the tag says.
+            Family::Yuv => is_yuvj(format) || range == Range::JPEG,
+            // Gray images (PNG) are full range unless a video tagged them.
+            Family::Gray => range != Range::MPEG,
+            Family::Rgb => true,
+        };
+        Colorimetry {
+            matrix,
+            matrix_tagged,
+            full_range,
+            family,
+        }
+    }
+
+    /// The `SWS_CS_*` value for swscale: swscale numbers its matrices like
+    /// `AVColorSpace` does.
+    pub fn sws_matrix(&self) -> c_int {
+        ffi::AVColorSpace::from(self.matrix) as c_int
+    }
+
+    /// Name of the matrix in libav terms, e.g. "bt709"; untagged sources say
+    /// which matrix was assumed.
+    pub fn matrix_name(&self) -> String {
+        match self.family {
+            Family::Rgb => "rgb".into(),
+            Family::Gray => "gray".into(),
+            Family::Yuv if self.matrix_tagged => self.matrix.name().unwrap_or("unknown").into(),
+            Family::Yuv if self.matrix == Space::BT709 => "bt709 (assumed)".into(),
+            Family::Yuv => "bt601 (assumed)".into(),
+        }
+    }
+
+    pub fn range_name(&self) -> &'static str {
+        if self.full_range {
+            "full"
+        } else {
+            "limited"
+        }
+    }
+}
+
+/// Whether swscale has coefficients for this tag (it has none for YCgCo,
+/// ICtCp and friends, which are rare enough to treat as untagged).
+fn swscale_knows(space: Space) -> bool {
+    matches!(
+        space,
+        Space::BT709
+            | Space::FCC
+            | Space::BT470BG
+            | Space::SMPTE170M
+            | Space::SMPTE240M
+            | Space::BT2020NCL
+            | Space::BT2020CL
+    )
+}
+
+fn is_yuvj(format: Pixel) -> bool {
+    matches!(
+        format,
+        Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P | Pixel::YUVJ440P | Pixel::YUVJ411P
+    )
+}
+
+/// Stream tags fill in what a frame leaves unspecified.
+pub(crate) fn merge(frame: (Space, Range), stream: (Space, Range)) -> (Space, Range) {
+    let space = if frame.0 == Space::Unspecified {
+        stream.0
+    } else {
+        frame.0
+    };
+    let range = if frame.1 == Range::Unspecified {
+        stream.1
+    } else {
+        frame.1
+    };
+    (space, range)
+}

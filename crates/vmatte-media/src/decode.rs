@@ -1,0 +1,429 @@
+//! Streaming decode of the first video stream of a file.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::ptr;
+
+use ffmpeg::codec::{self, threading};
+use ffmpeg::format::stream::Disposition;
+use ffmpeg::util::color::{Range, Space};
+use ffmpeg::{ffi, frame, media, Packet};
+use ffmpeg_next as ffmpeg;
+
+use crate::color::{self, Colorimetry};
+use crate::error::{self, MediaError};
+use crate::log;
+use crate::scale::RgbConverter;
+use crate::{libav_url, Rational};
+
+/// What is known about a source before decoding it.
+#[derive(Clone, Debug)]
+pub struct VideoInfo {
+    pub path: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    /// Exact, e.g. 30000/1001.
+    pub frame_rate: Rational,
+    /// Unit of [`Frame::pts`].
+    pub time_base: Rational,
+    /// Declared by the container, else estimated from the duration.
+    pub frame_count: Option<u64>,
+    pub duration_s: Option<f64>,
+    pub container: String,
+    pub codec: String,
+    pub pixel_format: String,
+    /// Matrix used for YUV->RGB, e.g. "bt709", or "bt601 (assumed)" when the
+    /// source does not say.
+    pub color_matrix: String,
+    /// "limited" or "full".
+    pub color_range: String,
+    /// Clockwise degrees a player rotates the picture by (display matrix);
+    /// frames are returned unrotated.
+    pub rotation: i32,
+}
+
+/// One decoded picture.
+#[derive(Clone)]
+pub struct Frame {
+    pub width: u32,
+    pub height: u32,
+    /// Packed RGB24, row-major, exactly `width * height * 3` bytes.
+    pub rgb: Vec<u8>,
+    /// Presentation time in [`VideoInfo::time_base`].
+    pub pts: Option<i64>,
+    /// 0-based position in decode output order.
+    pub index: u64,
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("rgb_len", &self.rgb.len())
+            .field("pts", &self.pts)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+/// A stream of frames: a video file or an image sequence.
+pub trait FrameSource: Send {
+    fn info(&self) -> &VideoInfo;
+    /// The next frame, `Ok(None)` at the end. After an error or the end,
+    /// further calls return `Ok(None)`.
+    fn next_frame(&mut self) -> Result<Option<Frame>, MediaError>;
+}
+
+pub(crate) struct VideoDecoder {
+    info: VideoInfo,
+    input: ffmpeg::format::context::Input,
+    decoder: ffmpeg::decoder::Video,
+    stream_index: usize,
+    stream_tags: (Space, Range),
+    converter: RgbConverter,
+    decoded: frame::Video,
+    /// Packets of our stream handed to the decoder.
+    packets: u64,
+    /// Frame count the container declares (mp4 sample tables, AVI headers).
+    declared_frames: Option<u64>,
+    next_index: u64,
+    draining: bool,
+    done: bool,
+}
+
+impl VideoDecoder {
+    pub fn open(path: &Path) -> Result<Self, MediaError> {
+        crate::init();
+        log::clear();
+        let input = open_input(path)?;
+        let stream = input
+            .streams()
+            .best(media::Type::Video)
+            // Cover art of audio files poses as a one-frame video stream.
+            .filter(|s| !s.disposition().contains(Disposition::ATTACHED_PIC))
+            .ok_or_else(|| MediaError::NoVideoStream {
+                path: path.to_path_buf(),
+            })?;
+        let stream_index = stream.index();
+        let time_base = stream.time_base();
+
+        let mut context = codec::Context::from_parameters(stream.parameters())
+            .map_err(|e| MediaError::corrupt(path, e))?;
+        let codec_name = context.id().name().to_owned();
+        // Frame threads use every core; count 0 lets libav pick the number.
+        context.set_threading(threading::Config {
+            kind: threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+        // SAFETY: plain field write on a context we own; libav expects the
+        // packet time base to be set before opening (as ffmpeg does).
+        unsafe { (*context.as_mut_ptr()).pkt_timebase = time_base.into() };
+        let decoder = context.decoder().video().map_err(|e| match e {
+            ffmpeg::Error::DecoderNotFound => MediaError::UnsupportedCodec {
+                path: path.to_path_buf(),
+                codec: codec_name.clone(),
+            },
+            e => MediaError::corrupt(path, e),
+        })?;
+
+        let (width, height) = (decoder.width(), decoder.height());
+        if width == 0 || height == 0 {
+            return Err(MediaError::Corrupt {
+                path: path.to_path_buf(),
+                reason: "the video stream has no picture size".into(),
+            });
+        }
+        let stream_tags = (decoder.color_space(), decoder.color_range());
+        let colour = Colorimetry::resolve(decoder.format(), stream_tags.0, stream_tags.1, height);
+
+        let frame_rate = [stream.avg_frame_rate(), stream.rate()]
+            .into_iter()
+            .map(Rational::from)
+            .find(Rational::is_positive)
+            // Only still images lack both; 25 is libav's own default.
+            .unwrap_or(Rational::new(25, 1));
+        let duration_s = if stream.duration() > 0 {
+            Some(stream.duration() as f64 * f64::from(time_base))
+        } else if input.duration() > 0 {
+            Some(input.duration() as f64 / f64::from(ffi::AV_TIME_BASE))
+        } else {
+            None
+        };
+        let declared_frames = u64::try_from(stream.frames()).ok().filter(|&n| n > 0);
+        let frame_count = declared_frames
+            .or_else(|| duration_s.map(|d| (d * frame_rate.as_f64()).round() as u64));
+
+        let info = VideoInfo {
+            path: path.to_path_buf(),
+            width,
+            height,
+            frame_rate,
+            time_base: time_base.into(),
+            frame_count,
+            duration_s,
+            container: input.format().name().to_owned(),
+            codec: codec_name,
+            pixel_format: color::pixel_name(decoder.format()),
+            color_matrix: colour.matrix_name(),
+            color_range: colour.range_name().to_owned(),
+            rotation: rotation(&stream),
+        };
+        Ok(VideoDecoder {
+            info,
+            input,
+            decoder,
+            stream_index,
+            stream_tags,
+            converter: RgbConverter::new(width, height),
+            decoded: frame::Video::empty(),
+            packets: 0,
+            declared_frames,
+            next_index: 0,
+            draining: false,
+            done: false,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.info.path
+    }
+
+    /// Feeds the decoder the next packet of our stream, or the end-of-stream
+    /// signal once the demuxer has no more.
+    fn feed(&mut self) -> Result<(), MediaError> {
+        loop {
+            let mut packet = Packet::empty();
+            match packet.read(&mut self.input) {
+                Ok(()) if packet.stream() != self.stream_index => continue,
+                Ok(()) => {
+                    self.packets += 1;
+                    return match self.decoder.send_packet(&packet) {
+                        Ok(()) => Ok(()),
+                        // A stream cut mid-GOP (recordings, .ts) starts with
+                        // packets that reference missing frames; only once a
+                        // frame came out do decode errors mean damage.
+                        Err(_) if self.next_index == 0 => Ok(()),
+                        Err(e) => Err(self.damaged("decoding", e)),
+                    };
+                }
+                Err(ffmpeg::Error::Eof) => {
+                    self.draining = true;
+                    // Only fails if already draining, which cannot happen.
+                    let _ = self.decoder.send_eof();
+                    return Ok(());
+                }
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::error::EAGAIN => continue,
+                // Typically "partial file": the index points past the data.
+                Err(e) => return Err(self.damaged("reading", e)),
+            }
+        }
+    }
+
+    /// Where the damage is helps tell a cut-off file from a glitch.
+    fn damaged(&self, what: &str, err: ffmpeg::Error) -> MediaError {
+        MediaError::Corrupt {
+            path: self.path().to_path_buf(),
+            reason: format!(
+                "{what} failed after {} frames: {}",
+                self.next_index,
+                error::reason(err)
+            ),
+        }
+    }
+
+    /// A clean end of stream can still hide a truncated file: mp4 and AVI
+    /// declare how many frames they hold, and libav sometimes just stops.
+    fn check_complete(&self) -> Result<(), MediaError> {
+        if self.next_index == 0 {
+            return Err(MediaError::Corrupt {
+                path: self.path().to_path_buf(),
+                reason: log::take_last_error()
+                    .unwrap_or_else(|| "no frame could be decoded".into()),
+            });
+        }
+        if let Some(declared) = self.declared_frames {
+            // Containers round or count oddly at the edges (edit lists,
+            // dropped-frame markers): allow 2%, at least 2 frames.
+            let slack = (declared / 50).max(2);
+            if self.packets + slack < declared {
+                return Err(MediaError::Corrupt {
+                    path: self.path().to_path_buf(),
+                    reason: format!(
+                        "the container declares {declared} frames but only {} are present",
+                        self.packets
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<Option<Frame>, MediaError> {
+        loop {
+            match self.decoder.receive_frame(&mut self.decoded) {
+                Ok(()) => return self.convert().map(Some),
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::error::EAGAIN => {
+                    if self.draining {
+                        // Not expected after send_eof; treat like the end.
+                        self.check_complete()?;
+                        return Ok(None);
+                    }
+                    self.feed()?;
+                }
+                Err(ffmpeg::Error::Eof) => {
+                    self.check_complete()?;
+                    return Ok(None);
+                }
+                Err(_) if self.next_index == 0 && !self.draining => self.feed()?,
+                Err(e) => return Err(self.damaged("decoding", e)),
+            }
+        }
+    }
+
+    fn convert(&mut self) -> Result<Frame, MediaError> {
+        let rgb = self
+            .converter
+            .convert(&self.decoded, self.stream_tags)
+            .map_err(|problem| MediaError::Unsupported {
+                path: self.info.path.clone(),
+                problem,
+            })?;
+        let frame = Frame {
+            width: self.info.width,
+            height: self.info.height,
+            rgb,
+            pts: self.decoded.timestamp(),
+            index: self.next_index,
+        };
+        self.next_index += 1;
+        Ok(frame)
+    }
+}
+
+impl FrameSource for VideoDecoder {
+    fn info(&self) -> &VideoInfo {
+        &self.info
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>, MediaError> {
+        if self.done {
+            return Ok(None);
+        }
+        log::clear();
+        let result = self.next();
+        if !matches!(result, Ok(Some(_))) {
+            self.done = true;
+        }
+        result
+    }
+}
+
+/// Opens a container, telling apart a missing file, a file that is no media
+/// at all, and media that is damaged.
+fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, MediaError> {
+    let url = libav_url(path)?;
+    let mut ctx = ptr::null_mut();
+    // SAFETY: standard open/probe/close sequence; on success ownership of
+    // the context passes to `Input`, which closes it on drop.
+    unsafe {
+        let ret = ffi::avformat_open_input(&mut ctx, url.as_ptr(), ptr::null(), ptr::null_mut());
+        if ret < 0 {
+            return Err(classify_open_error(path, ffmpeg::Error::from(ret)));
+        }
+        let ret = ffi::avformat_find_stream_info(ctx, ptr::null_mut());
+        if ret < 0 {
+            ffi::avformat_close_input(&mut ctx);
+            return Err(MediaError::corrupt(path, ffmpeg::Error::from(ret)));
+        }
+        Ok(ffmpeg::format::context::Input::wrap(ctx))
+    }
+}
+
+fn classify_open_error(path: &Path, err: ffmpeg::Error) -> MediaError {
+    if let ffmpeg::Error::Other { errno } = err {
+        return MediaError::from_io(path, &std::io::Error::from_raw_os_error(errno), false);
+    }
+    match probe(path) {
+        Probe::Empty => MediaError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "the file is empty".into(),
+        },
+        Probe::Media(format) => MediaError::Corrupt {
+            path: path.to_path_buf(),
+            reason: log::take_last_error()
+                .unwrap_or_else(|| format!("{format} data that cannot be parsed: {err}")),
+        },
+        Probe::Unknown => MediaError::Unreadable {
+            path: path.to_path_buf(),
+            reason: err.to_string(),
+        },
+    }
+}
+
+enum Probe {
+    Empty,
+    /// A container libav recognises with confidence, by name.
+    Media(String),
+    Unknown,
+}
+
+/// Looks at the first bytes the way libav's probe does, but only trusts
+/// content matches: a text file named .mp4 must not count as a damaged mp4.
+fn probe(path: &Path) -> Probe {
+    const PROBE_BYTES: usize = 4096;
+    let mut buf = Vec::with_capacity(PROBE_BYTES + ffi::AVPROBE_PADDING_SIZE as usize);
+    let read = File::open(path).and_then(|f| f.take(PROBE_BYTES as u64).read_to_end(&mut buf));
+    match read {
+        Ok(0) => return Probe::Empty,
+        Ok(_) => {}
+        Err(_) => return Probe::Unknown,
+    }
+    let size = buf.len();
+    // libav's probes may read this far past the end.
+    buf.resize(size + ffi::AVPROBE_PADDING_SIZE as usize, 0);
+    let mut score = 0;
+    // SAFETY: the probe data points at our padded buffer for the duration
+    // of the call; the returned format is static.
+    let format = unsafe {
+        let data = ffi::AVProbeData {
+            filename: c"".as_ptr(),
+            buf: buf.as_mut_ptr(),
+            buf_size: size as _,
+            mime_type: ptr::null(),
+        };
+        ffi::av_probe_input_format3(&data, 1, &mut score).as_ref()
+    };
+    match format {
+        Some(format) if score > ffi::AVPROBE_SCORE_EXTENSION => {
+            // SAFETY: static NUL-terminated name.
+            let name = unsafe { std::ffi::CStr::from_ptr(format.name) };
+            Probe::Media(name.to_string_lossy().into_owned())
+        }
+        _ => Probe::Unknown,
+    }
+}
+
+/// Clockwise rotation from the stream's display matrix, in [0, 360).
+fn rotation(stream: &ffmpeg::format::stream::Stream) -> i32 {
+    use ffmpeg::codec::packet::side_data::Type;
+    for side in stream.side_data() {
+        let data = side.data();
+        if side.kind() == Type::DisplayMatrix && data.len() >= 9 * 4 {
+            let mut matrix = [0i32; 9];
+            for (m, bytes) in matrix.iter_mut().zip(data.chunks_exact(4)) {
+                *m = i32::from_ne_bytes(bytes.try_into().expect("4-byte chunk"));
+            }
+            // SAFETY: reads the 9 values of the matrix.
+            let ccw = unsafe { ffi::av_display_rotation_get(matrix.as_ptr()) };
+            if ccw.is_nan() {
+                return 0;
+            }
+            return (-ccw.round() as i32).rem_euclid(360);
+        }
+    }
+    0
+}

@@ -1,0 +1,81 @@
+//! Captures libav's log instead of printing it.
+//!
+//! libav explains most failures only in its log ("moov atom not found") and
+//! returns a generic code ("Invalid data found when processing input"). The
+//! last error line logged on a thread is kept so the [`MediaError`] built on
+//! that thread can quote it; nothing is written to stderr.
+//!
+//! [`MediaError`]: crate::MediaError
+
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+use ffmpeg_next::ffi;
+
+// The C `va_list` is only passed through to libav's formatter. Its Rust
+// spelling follows how bindgen lowers it on each ABI: an array decaying to a
+// pointer on x86-64 System V, the `va_list` type itself elsewhere. A wrong
+// guess fails to compile at `av_log_set_callback` rather than misbehaving.
+#[cfg(all(target_arch = "x86_64", not(windows)))]
+type VaList = *mut ffi::__va_list_tag;
+#[cfg(not(all(target_arch = "x86_64", not(windows))))]
+type VaList = ffi::va_list;
+
+thread_local! {
+    // Threads are libav's own too (frame-threaded decoders); per-thread state
+    // keeps a decoder's messages out of an encoder's errors and vice versa.
+    static PARTIAL: RefCell<String> = const { RefCell::new(String::new()) };
+    static LAST_ERROR: Cell<Option<String>> = const { Cell::new(None) };
+}
+
+pub(crate) fn install() {
+    // SAFETY: plain setters of libav globals, called once from `init`.
+    unsafe {
+        ffi::av_log_set_level(ffi::AV_LOG_ERROR);
+        ffi::av_log_set_callback(Some(callback));
+    }
+}
+
+/// Forgets what was logged so far on this thread, so that an error is not
+/// explained by a message from an earlier, unrelated call.
+pub(crate) fn clear() {
+    let _ = LAST_ERROR.try_with(|last| last.set(None));
+    let _ = PARTIAL.try_with(|partial| partial.borrow_mut().clear());
+}
+
+/// The last error line libav logged on this thread since [`clear`].
+pub(crate) fn take_last_error() -> Option<String> {
+    LAST_ERROR.try_with(Cell::take).ok().flatten()
+}
+
+unsafe extern "C" fn callback(avcl: *mut c_void, level: c_int, fmt: *const c_char, vl: VaList) {
+    if level > ffi::av_log_get_level() {
+        return;
+    }
+    let mut buf = [0 as c_char; 1024];
+    // No "[h264 @ 0x55d0...]" prefix: the error names the file instead.
+    let mut print_prefix: c_int = 0;
+    ffi::av_log_format_line2(
+        avcl,
+        level,
+        fmt,
+        vl,
+        buf.as_mut_ptr(),
+        buf.len() as c_int,
+        &mut print_prefix,
+    );
+    let text = CStr::from_ptr(buf.as_ptr()).to_string_lossy();
+    // libav sometimes builds one line from several calls; only a newline
+    // ends it. try_with: libav may log while this thread is being torn down.
+    let _ = PARTIAL.try_with(|partial| {
+        let mut partial = partial.borrow_mut();
+        partial.push_str(&text);
+        if partial.ends_with('\n') {
+            let line = partial.trim().replace('\n', " ");
+            partial.clear();
+            if !line.is_empty() {
+                let _ = LAST_ERROR.try_with(|last| last.set(Some(line)));
+            }
+        }
+    });
+}

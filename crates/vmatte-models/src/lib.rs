@@ -1,0 +1,10 @@
+//! Native matting models for vmatte on candle, and the loaders for the
+//! weight formats users have.
+
+pub mod error;
+pub mod onnx;
+pub mod ops;
+pub mod rvm;
+pub mod weights;
+
+pub use error::{Error, Result};

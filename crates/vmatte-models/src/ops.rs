@@ -1,0 +1,249 @@
+//! The few layers RVM is built from, with BatchNorm folded into the
+//! convolutions at load time so inference is one op per layer.
+
+use candle_core::{Tensor, D};
+
+use crate::weights::Weights;
+use crate::Result;
+
+/// How a convolution slides over its input.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvSpec {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+impl ConvSpec {
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        Self {
+            in_channels,
+            out_channels,
+            kernel,
+            stride: 1,
+            padding: kernel / 2,
+            dilation: 1,
+            groups: 1,
+        }
+    }
+
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+
+    pub fn padding(mut self, padding: usize) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Dilation with the "same" padding that keeps the spatial size.
+    pub fn dilation(mut self, dilation: usize) -> Self {
+        self.dilation = dilation;
+        self.padding = (self.kernel - 1) / 2 * dilation;
+        self
+    }
+
+    pub fn depthwise(mut self) -> Self {
+        self.groups = self.in_channels;
+        self
+    }
+
+    fn weight_shape(&self) -> [usize; 4] {
+        [
+            self.out_channels,
+            self.in_channels / self.groups,
+            self.kernel,
+            self.kernel,
+        ]
+    }
+}
+
+/// A 2-D convolution with an optional bias, BatchNorm already folded in.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    spec: ConvSpec,
+}
+
+/// Where a convolution's BatchNorm lives, if it has one.
+pub struct BatchNorm<'a> {
+    pub weights: &'a Weights,
+    pub eps: f64,
+}
+
+impl Conv2d {
+    /// Loads `<w>.weight` (and `<w>.bias` when present). With `bn`, the
+    /// BatchNorm statistics at `bn` are folded into weight and bias; files in
+    /// vmatte's fused form (the ONNX import) carry no BatchNorm keys and a
+    /// bias instead, and load as they are.
+    pub fn load(w: &Weights, spec: ConvSpec, bn: Option<BatchNorm>) -> Result<Self> {
+        let mut weight = w.get("weight", &spec.weight_shape())?;
+        let mut bias = if w.contains("bias") {
+            Some(w.get("bias", &[spec.out_channels])?)
+        } else {
+            None
+        };
+        if let Some(BatchNorm { weights: bn, eps }) = bn {
+            if bn.contains("running_mean") {
+                let c = [spec.out_channels];
+                let gamma = bn.get("weight", &c)?;
+                let beta = bn.get("bias", &c)?;
+                let mean = bn.get("running_mean", &c)?;
+                let var = bn.get("running_var", &c)?;
+                let scale = (gamma / (var + eps)?.sqrt()?)?;
+                weight = weight.broadcast_mul(&scale.reshape((spec.out_channels, 1, 1, 1))?)?;
+                let b0 = match bias {
+                    Some(b) => b,
+                    None => mean.zeros_like()?,
+                };
+                bias = Some(((b0 - mean)? * &scale + beta)?);
+            }
+        }
+        Ok(Self {
+            weight: w.finish(&weight)?,
+            bias: bias.map(|b| w.finish(&b)).transpose()?,
+            spec,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let s = &self.spec;
+        let y = if s.groups > 1 && s.groups == s.in_channels && s.groups == s.out_channels {
+            depthwise_conv2d(x, &self.weight, s)?
+        } else {
+            x.conv2d(&self.weight, s.padding, s.stride, s.dilation, s.groups)?
+        };
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, s.out_channels, 1, 1))?)?,
+            None => y,
+        })
+    }
+}
+
+/// Depthwise convolution as a sum of shifted, per-channel-scaled copies of
+/// the input. candle runs grouped convolutions one group at a time, which is
+/// hundreds of tiny convolutions per layer here; this is a handful of
+/// elementwise ops whatever the channel count, on any device.
+fn depthwise_conv2d(x: &Tensor, weight: &Tensor, s: &ConvSpec) -> Result<Tensor> {
+    let (_, c, h, w) = x.dims4()?;
+    let (k, p, d) = (s.kernel, s.padding, s.dilation);
+    let xp = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+    // Output of the stride-1 convolution; strided layers subsample it below.
+    let h1 = h + 2 * p - d * (k - 1);
+    let w1 = w + 2 * p - d * (k - 1);
+    let taps = weight.reshape((c, k * k))?;
+    let mut acc: Option<Tensor> = None;
+    for i in 0..k {
+        let rows = xp.narrow(2, i * d, h1)?;
+        for j in 0..k {
+            let tap = taps.narrow(1, i * k + j, 1)?.reshape((1, c, 1, 1))?;
+            let term = rows.narrow(3, j * d, w1)?.broadcast_mul(&tap)?;
+            acc = Some(match acc {
+                Some(a) => (a + term)?,
+                None => term,
+            });
+        }
+    }
+    let y = acc.expect("kernel has at least one tap");
+    if s.stride == 1 {
+        return Ok(y);
+    }
+    subsample(&y, s.stride)
+}
+
+/// Keeps every `stride`-th row and column, starting at the first.
+fn subsample(y: &Tensor, stride: usize) -> Result<Tensor> {
+    let (n, c, h, w) = y.dims4()?;
+    let (ho, wo) = (h.div_ceil(stride), w.div_ceil(stride));
+    let y = y
+        .pad_with_zeros(2, 0, ho * stride - h)?
+        .pad_with_zeros(3, 0, wo * stride - w)?
+        .reshape((n, c, ho, stride, wo, stride))?;
+    Ok(y.narrow(3, 0, 1)?
+        .narrow(5, 0, 1)?
+        .reshape((n, c, ho, wo))?)
+}
+
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.relu()?)
+}
+
+/// `relu6(x + 3) / 6`, MobileNetV3's cheap sigmoid.
+pub fn hardsigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok(((x + 3.0)?.clamp(0f32, 6f32)? / 6.0)?)
+}
+
+pub fn hardswish(x: &Tensor) -> Result<Tensor> {
+    Ok((x * hardsigmoid(x)?)?)
+}
+
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::sigmoid(x)?)
+}
+
+/// Mean over the spatial dims, keeping them as 1x1.
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    Ok(x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?)
+}
+
+/// PyTorch's `AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`:
+/// odd edges make a last, partial window averaged over its real pixels.
+pub fn avg_pool_2x2_ceil(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+    let padded = x
+        .pad_with_zeros(2, 0, ho * 2 - h)?
+        .pad_with_zeros(3, 0, wo * 2 - w)?;
+    let sums = (padded.avg_pool2d(2)? * 4.0)?;
+    if h % 2 == 0 && w % 2 == 0 {
+        return Ok((sums / 4.0)?);
+    }
+    let mut counts = vec![4f32; ho * wo];
+    for (i, row) in counts.chunks_mut(wo).enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            let rows = if h % 2 == 1 && i == ho - 1 { 1 } else { 2 };
+            let cols = if w % 2 == 1 && j == wo - 1 { 1 } else { 2 };
+            *v = (rows * cols) as f32;
+        }
+    }
+    let counts = Tensor::from_vec(counts, (1, 1, ho, wo), x.device())?.to_dtype(x.dtype())?;
+    Ok(sums.broadcast_div(&counts)?)
+}
+
+/// Bilinear resize with half-pixel centres and no antialiasing, to an
+/// explicit size (PyTorch `interpolate(size=..., align_corners=False)`).
+pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let (_, _, hi, wi) = x.dims4()?;
+    if (hi, wi) == (h, w) {
+        return Ok(x.clone());
+    }
+    Ok(x.upsample_bilinear2d(h, w, false)?)
+}
+
+/// Bilinear resize by a scale factor, output size `floor(size * scale)`, with
+/// source coordinates mapped through `1 / scale` as PyTorch does with
+/// `recompute_scale_factor=False` (and ONNX Resize with `scales`).
+pub fn scale_bilinear(x: &Tensor, scale: f64) -> Result<Tensor> {
+    Ok(x.upsample_bilinear2d_with_scale(scale, scale, false)?)
+}
+
+/// Channels-first concat, the glue of every U-Net skip.
+pub fn cat_channels(xs: &[&Tensor]) -> Result<Tensor> {
+    Ok(Tensor::cat(xs, 1)?)
+}
+
+/// Zeros shaped like `like` but with `channels` channels.
+pub fn zeros_with_channels(like: &Tensor, channels: usize) -> Result<Tensor> {
+    let (n, _, h, w) = like.dims4()?;
+    Ok(Tensor::zeros(
+        (n, channels, h, w),
+        like.dtype(),
+        like.device(),
+    )?)
+}

@@ -1,0 +1,79 @@
+//! Deep guided filter refiner: learns a local linear model `y = A·x + b` at
+//! low resolution and applies it to the full-resolution frame.
+//! Keys: `refiner.box_filter`, `refiner.conv`.
+
+use candle_core::Tensor;
+
+use crate::ops::{self, BatchNorm, Conv2d, ConvSpec};
+use crate::weights::Weights;
+use crate::Result;
+
+const BN_EPS: f64 = 1e-5;
+
+pub struct DeepGuidedFilterRefiner {
+    box_filter: Conv2d,
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv3: Conv2d,
+}
+
+fn conv_bn(w: &Weights, conv: &str, bn: &str, input: usize, out: usize) -> Result<Conv2d> {
+    Conv2d::load(
+        &w.pp(conv),
+        ConvSpec::new(input, out, 1),
+        Some(BatchNorm {
+            weights: &w.pp(bn),
+            eps: BN_EPS,
+        }),
+    )
+}
+
+/// `[rgb, mean(rgb)]`: the guide image the linear model is fitted against.
+fn guide(rgb: &Tensor) -> Result<Tensor> {
+    ops::cat_channels(&[rgb, &rgb.mean_keepdim(1)?])
+}
+
+impl DeepGuidedFilterRefiner {
+    pub fn load(w: &Weights, hidden: usize) -> Result<Self> {
+        Ok(Self {
+            // A learnt 3x3 box filter, one per channel (stored, init 1/9).
+            box_filter: Conv2d::load(
+                &w.pp("box_filter"),
+                ConvSpec::new(4, 4, 3).depthwise(),
+                None,
+            )?,
+            conv1: conv_bn(w, "conv.0", "conv.1", 4 * 2 + hidden, hidden)?,
+            conv2: conv_bn(w, "conv.3", "conv.4", hidden, hidden)?,
+            conv3: Conv2d::load(&w.pp("conv.6"), ConvSpec::new(hidden, 4, 1), None)?,
+        })
+    }
+
+    /// Returns the full-size `[fgr_residual, pha]` (4 channels).
+    pub fn forward(
+        &self,
+        fine_src: &Tensor,
+        base_src: &Tensor,
+        base_out: &Tensor,
+        base_hid: &Tensor,
+    ) -> Result<Tensor> {
+        let fine_x = guide(fine_src)?;
+        let base_x = guide(base_src)?;
+        let boxed = |t: &Tensor| self.box_filter.forward(t);
+        let mean_x = boxed(&base_x)?;
+        let mean_y = boxed(base_out)?;
+        let cov_xy = (boxed(&(&base_x * base_out)?)? - (&mean_x * &mean_y)?)?;
+        let var_x = (boxed(&(&base_x * &base_x)?)? - (&mean_x * &mean_x)?)?;
+        let a = ops::relu(
+            &self
+                .conv1
+                .forward(&ops::cat_channels(&[&cov_xy, &var_x, base_hid])?)?,
+        )?;
+        let a = ops::relu(&self.conv2.forward(&a)?)?;
+        let a = self.conv3.forward(&a)?;
+        let b = (mean_y - (&a * &mean_x)?)?;
+        let (_, _, h, w) = fine_src.dims4()?;
+        let a = ops::resize_bilinear(&a, h, w)?;
+        let b = ops::resize_bilinear(&b, h, w)?;
+        Ok(((a * fine_x)? + b)?)
+    }
+}

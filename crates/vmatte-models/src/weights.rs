@@ -1,0 +1,219 @@
+//! Named weight tensors, read from the files users have, and the BatchNorm
+//! folding that every RVM convolution goes through at load time.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::{Error, Result};
+
+/// The weight file formats vmatte reads, told apart by content, not by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// `torch.save` zip pickle (`rvm_mobilenetv3.pth`, `rvm_resnet50.pth`).
+    PyTorch,
+    /// safetensors with the official key names, or vmatte's own fused form.
+    SafeTensors,
+    /// The authors' ONNX export, read by graph position.
+    Onnx,
+}
+
+impl WeightFormat {
+    pub fn detect(path: &Path) -> Result<Self> {
+        let mut head = [0u8; 16];
+        let n = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            f.read(&mut head).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+        };
+        let head = &head[..n];
+        if head.starts_with(b"PK\x03\x04") {
+            return Ok(Self::PyTorch);
+        }
+        // safetensors: little-endian u64 header length, then a JSON object.
+        if n >= 9 && head[8] == b'{' {
+            return Ok(Self::SafeTensors);
+        }
+        // ONNX ModelProto starts with field 1 (ir_version, varint): tag 0x08.
+        if head.first() == Some(&0x08) {
+            return Ok(Self::Onnx);
+        }
+        Err(Error::Weights {
+            path: path.to_path_buf(),
+            reason: "not a PyTorch .pth, safetensors or ONNX file; pass an RVM checkpoint such as rvm_mobilenetv3.pth".into(),
+        })
+    }
+}
+
+/// A flat map of named tensors plus a key prefix, in the spirit of candle-nn's
+/// `VarBuilder`, but with errors that name the file, and with everything kept
+/// in f32 on the CPU until a layer has been folded and is moved to its device.
+#[derive(Clone)]
+pub struct Weights {
+    tensors: Arc<HashMap<String, Tensor>>,
+    path: Arc<PathBuf>,
+    metadata: Arc<HashMap<String, String>>,
+    prefix: String,
+    device: Device,
+    dtype: DType,
+}
+
+impl Weights {
+    pub fn new(
+        tensors: HashMap<String, Tensor>,
+        path: &Path,
+        device: &Device,
+        dtype: DType,
+    ) -> Self {
+        Self {
+            tensors: Arc::new(tensors),
+            path: Arc::new(path.to_path_buf()),
+            metadata: Arc::default(),
+            prefix: String::new(),
+            device: device.clone(),
+            dtype,
+        }
+    }
+
+    /// Reads any supported weight file into f32 CPU tensors.
+    pub fn read(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        let (tensors, metadata) = read_tensors(path)?;
+        Ok(Self::new(tensors, path, device, dtype).with_metadata(metadata))
+    }
+
+    pub fn with_metadata(mut self, metadata: HashMap<String, String>) -> Self {
+        self.metadata = Arc::new(metadata);
+        self
+    }
+
+    /// vmatte's own `vmatte.*` facts about the weights (see [`meta`]).
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    pub fn pp(&self, name: impl AsRef<str>) -> Self {
+        let mut w = self.clone();
+        w.prefix = self.key(name.as_ref());
+        w
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(&self.key(name))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.tensors.keys()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The tensor `name` under the current prefix, in f32 on the CPU, checked
+    /// against the expected shape.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let key = self.key(name);
+        let t = self.tensors.get(&key).ok_or_else(|| Error::Weights {
+            path: self.path.to_path_buf(),
+            reason: format!(
+                "missing weight '{key}'; is this a checkpoint of the model you selected?"
+            ),
+        })?;
+        if t.dims() != shape {
+            return Err(Error::Weights {
+                path: self.path.to_path_buf(),
+                reason: format!(
+                    "weight '{key}' has shape {:?}, expected {shape:?}; is this a checkpoint of the model you selected?",
+                    t.dims()
+                ),
+            });
+        }
+        Ok(t.clone())
+    }
+
+    /// Moves a finished (folded) parameter to the inference device and dtype.
+    pub fn finish(&self, t: &Tensor) -> Result<Tensor> {
+        Ok(t.to_device(&self.device)?.to_dtype(self.dtype)?)
+    }
+}
+
+/// Keys of the metadata vmatte stores in its own safetensors files.
+pub mod meta {
+    /// `"always"` when the weights come from the authors' ONNX export, which
+    /// traced the refiner branch as taken, so it refines even at ratio 1.
+    pub const REFINER: &str = "vmatte.refiner";
+    pub const SOURCE: &str = "vmatte.source";
+    pub const SOURCE_SHA256: &str = "vmatte.source_sha256";
+    pub const VARIANT: &str = "vmatte.variant";
+}
+
+/// Reads every tensor of a weight file as f32 on the CPU, with the file's
+/// vmatte metadata.
+pub fn read_tensors(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let bad = |reason: String| Error::Weights {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let format = WeightFormat::detect(path)?;
+    let mut metadata = HashMap::new();
+    let raw: Vec<(String, Tensor)> = match format {
+        WeightFormat::PyTorch => candle_core::pickle::read_all(path)
+            .map_err(|e| bad(format!("cannot read this PyTorch checkpoint ({e}); re-download it or convert it to safetensors")))?,
+        WeightFormat::SafeTensors => {
+            metadata = safetensors_metadata(path)?;
+            candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| bad(format!("cannot read this safetensors file ({e}); re-download it")))?
+            .into_iter()
+            .collect()
+        }
+        WeightFormat::Onnx => {
+            metadata.insert(meta::REFINER.into(), "always".into());
+            crate::onnx::import_rvm_mobilenetv3(path)?.into_iter().collect()
+        }
+    };
+    let tensors = raw
+        .into_iter()
+        .filter(|(_, t)| t.dtype().is_float())
+        .map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?)))
+        .collect::<Result<_>>()?;
+    Ok((tensors, metadata))
+}
+
+/// Reads vmatte's metadata from a safetensors file (empty for other files).
+pub fn safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::Weights {
+            path: path.to_path_buf(),
+            reason: format!("cannot read safetensors header ({e})"),
+        })?;
+    Ok(header.metadata().clone().unwrap_or_default())
+}
