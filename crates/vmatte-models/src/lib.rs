@@ -5,6 +5,7 @@ pub mod error;
 pub mod onnx;
 pub mod ops;
 pub mod rvm;
+pub mod store;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -116,6 +116,8 @@ impl Conv2d {
         let s = &self.spec;
         let y = if s.groups > 1 && s.groups == s.in_channels && s.groups == s.out_channels {
             depthwise_conv2d(x, &self.weight, s)?
+        } else if s.kernel > 1 && s.groups == 1 && x.device().is_cpu() {
+            im2col_conv2d(x, &self.weight, s)?
         } else {
             x.conv2d(&self.weight, s.padding, s.stride, s.dilation, s.groups)?
         };
@@ -155,6 +157,48 @@ fn depthwise_conv2d(x: &Tensor, weight: &Tensor, s: &ConvSpec) -> Result<Tensor>
         return Ok(y);
     }
     subsample(&y, s.stride)
+}
+
+/// Patch-matrix elements per block: large enough to keep gemm efficient,
+/// small enough to stay in cache and be reused by the allocator.
+const PATCH_BLOCK_ELEMS: usize = 1 << 21;
+
+/// A k x k convolution as matrix products over shifted copies of the input,
+/// a block of output rows at a time. candle's CPU kernel gathers its patches
+/// element by element, which made the decoder's 3x3 convolutions most of
+/// RVM's run time; copying whole shifted rows and handing gemm one product
+/// per block is several times faster.
+fn im2col_conv2d(x: &Tensor, weight: &Tensor, s: &ConvSpec) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (k, p, d, st) = (s.kernel, s.padding, s.dilation, s.stride);
+    let xp = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+    let ho = (h + 2 * p - d * (k - 1) - 1) / st + 1;
+    let wo = (w + 2 * p - d * (k - 1) - 1) / st + 1;
+    let patch = c * k * k;
+    // Row `c*k*k + tap` of the patch matrix matches the flattened weight.
+    let w2 = weight.reshape((s.out_channels, patch))?;
+    let rows_per_block = (PATCH_BLOCK_ELEMS / (patch * wo)).clamp(1, ho);
+    let mut frames = Vec::with_capacity(n);
+    for b in 0..n {
+        let frame = xp.narrow(0, b, 1)?;
+        let mut blocks = Vec::with_capacity(ho.div_ceil(rows_per_block));
+        for r0 in (0..ho).step_by(rows_per_block) {
+            let rows = rows_per_block.min(ho - r0);
+            let mut taps = Vec::with_capacity(k * k);
+            for i in 0..k {
+                for j in 0..k {
+                    let tap = frame
+                        .narrow(2, r0 * st + i * d, (rows - 1) * st + 1)?
+                        .narrow(3, j * d, (wo - 1) * st + 1)?;
+                    taps.push(if st == 1 { tap } else { subsample(&tap, st)? });
+                }
+            }
+            let cols = Tensor::stack(&taps, 2)?.reshape((patch, rows * wo))?;
+            blocks.push(w2.matmul(&cols)?.reshape((1, s.out_channels, rows, wo))?);
+        }
+        frames.push(Tensor::cat(&blocks, 2)?);
+    }
+    Ok(Tensor::cat(&frames, 0)?)
 }
 
 /// Keeps every `stride`-th row and column, starting at the first.

@@ -1,1 +1,35 @@
-//! vmatte-pipeline
+//! vmatte's streaming matting pipeline: decode, infer in temporal chunks,
+//! composite and encode as overlapped stages with bounded queues.
+
+pub mod frames;
+pub mod output;
+pub mod run;
+pub mod settings;
+
+pub use run::{matte_source, MatteReport, Progress};
+pub use settings::{DownsampleRatio, MatteSettings, OutputFormat, OutputKind, Rgb};
+
+/// A failed run, as one line for the user: the file, the cause, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Media(#[from] vmatte_media::MediaError),
+    #[error(transparent)]
+    Model(#[from] vmatte_models::Error),
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Output(String),
+    /// A stage stopped because its neighbour did; the neighbour's error is
+    /// the one reported.
+    #[error("a pipeline stage stopped early")]
+    StageClosed,
+}
+
+impl From<candle_core::Error> for PipelineError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Model(e.into())
+    }
+}
+
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;

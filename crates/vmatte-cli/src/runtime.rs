@@ -1,0 +1,61 @@
+//! Turning `--model/--weights/--device/--dtype` into a loaded network.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device};
+use vmatte_models::rvm::MattingNetwork;
+use vmatte_models::store::ModelStore;
+
+use crate::cli::ModelArgs;
+
+pub fn device(spec: &str) -> Result<Device> {
+    let cuda_index = match spec {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        s => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => bail!("unknown device '{spec}'; use cpu, cuda or cuda:N"),
+        },
+    };
+    if !cfg!(feature = "cuda") {
+        bail!(
+            "this vmatte was built without CUDA; use --device cpu, or rebuild with `cargo build --release --features cuda` (see docs/gpu.md)"
+        );
+    }
+    Device::new_cuda(cuda_index)
+        .map_err(|e| anyhow::anyhow!("cannot open CUDA device {cuda_index} ({e}); check the driver with nvidia-smi, or use --device cpu"))
+}
+
+pub fn dtype(spec: &str) -> Result<DType> {
+    Ok(match spec {
+        "f32" => DType::F32,
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        _ => bail!("unknown dtype '{spec}'; use f32, f16 or bf16"),
+    })
+}
+
+/// The weight file to load: `--weights`, else the installed `--model`.
+pub fn weights_path(args: &ModelArgs) -> Result<PathBuf> {
+    if let Some(path) = &args.weights {
+        if !path.is_file() {
+            bail!("{}: weights file not found; check the path", path.display());
+        }
+        return Ok(path.clone());
+    }
+    Ok(ModelStore::locate(args.model_dir.as_deref()).find(&args.model)?)
+}
+
+pub struct Loaded {
+    pub model: MattingNetwork,
+    pub device: Device,
+}
+
+pub fn load(args: &ModelArgs) -> Result<Loaded> {
+    let device = device(&args.device)?;
+    let dtype = dtype(&args.dtype)?;
+    let path = weights_path(args)?;
+    let model = MattingNetwork::from_file(&path, &device, dtype)?;
+    Ok(Loaded { model, device })
+}

@@ -1,0 +1,109 @@
+//! Shared by the CLI tests: the binary, its inputs, and small clips made
+//! in-process with vmatte-media.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use vmatte_media::{EncoderSettings, PixelLayout, Rational, VideoEncoder};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn required(var: &str, default: PathBuf) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+    assert!(
+        path.exists(),
+        "{} is missing; run scripts/test.sh, which installs it (or set {var})",
+        path.display()
+    );
+    path
+}
+
+/// The authors' ONNX export, installed by scripts/deps.sh.
+pub fn rvm_onnx() -> PathBuf {
+    required(
+        "VMATTE_RVM_ONNX",
+        repo_root().join(".cache/rvm_mobilenetv3_fp32.onnx"),
+    )
+}
+
+/// The real-person sample clip made by scripts/make-sample-clip.sh.
+pub fn sample_clip() -> PathBuf {
+    required(
+        "VMATTE_SAMPLE_CLIP",
+        repo_root().join(".cache/sample/astronaut.mp4"),
+    )
+}
+
+/// The test virtualenv's Python (ONNX Runtime, numpy, safetensors).
+pub fn python() -> PathBuf {
+    required("VMATTE_PYTHON", repo_root().join(".venv/bin/python"))
+}
+
+pub fn vmatte(args: &[&str]) -> Output {
+    vmatte_with_env(args, &[])
+}
+
+pub fn vmatte_with_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmatte"));
+    cmd.args(args).env_remove("VMATTE_MODEL_DIR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("vmatte runs")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A short clip of a moving soft-edged disc over a gradient, encoded with
+/// vmatte-media (no ffmpeg executable).
+pub fn make_clip(path: &Path, width: u32, height: u32, frames: u32, rate: Rational) {
+    let settings = EncoderSettings::new(
+        width,
+        height,
+        rate,
+        Rational::new(rate.den, rate.num),
+        PixelLayout::Rgb24,
+    );
+    let mut enc = VideoEncoder::create(path, "mp4", &settings).expect("create clip");
+    for t in 0..frames {
+        let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+        let cx = width as f32 * (0.3 + 0.4 * t as f32 / frames.max(1) as f32);
+        let cy = height as f32 * 0.5;
+        for y in 0..height {
+            for x in 0..width {
+                let d = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt()
+                    / (height as f32 * 0.3);
+                let inside = (1.0 - d).clamp(0.0, 1.0);
+                let bg = (x * 255 / width.max(1)) as f32;
+                rgb.push((inside * 230.0 + (1.0 - inside) * bg) as u8);
+                rgb.push((inside * 180.0 + (1.0 - inside) * 40.0) as u8);
+                rgb.push((inside * 150.0 + (1.0 - inside) * (255.0 - bg)) as u8);
+            }
+        }
+        enc.write(&rgb, Some(i64::from(t))).expect("write frame");
+    }
+    enc.finish().expect("finish clip");
+}
+
+/// Every entry of a folder, for "nothing was left behind" checks.
+pub fn list_dir(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

