@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Reproduces the CPU table of docs/benchmarks.md, in one run on one machine:
+# RVM MobileNetV3 (fp32) at 720p/0.375 and 1080p/0.25,
+#   - vmatte model-only fps (`vmatte bench`, frames decoded in memory),
+#   - ONNX Runtime model-only fps on the same frames (the authors' ONNX export,
+#     same thread count, scripts/ort_bench.py),
+#   - vmatte end-to-end fps (decode, infer, composite + alpha H.264 encode).
+# Clips are the sample clip scaled to each size. Prints a Markdown table.
+#
+# usage: scripts/bench-cpu.sh [THREADS]   (default: all cores)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
+
+threads=${1:-$(nproc)}
+frames=${BENCH_FRAMES:-20}
+warmup=${BENCH_WARMUP:-3}
+work=.cache/bench
+mkdir -p "$work"
+
+cargo build --release -p vmatte-cli >&2
+vmatte=target/release/vmatte
+export VMATTE_MODEL_DIR=$PWD/$work/models
+"$vmatte" models import "$VMATTE_RVM_ONNX" >&2
+
+echo "| size | ratio | threads | vmatte model-only fps | ONNX Runtime model-only fps | vmatte / ORT | vmatte end-to-end fps | peak RSS (MiB) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+for spec in "1280 720 0.375" "1920 1080 0.25"; do
+    read -r w h ratio <<<"$spec"
+    clip=$work/clip_${h}p.mp4
+    if [[ ! -s $clip ]]; then
+        ffmpeg -loglevel error -y -i "$VMATTE_SAMPLE_CLIP" -vf "scale=$w:$h:flags=bicubic" \
+            -c:v libx264 -crf 16 -pix_fmt yuv420p "$clip"
+    fi
+    raw=$work/frames_${h}p.rgb
+    ffmpeg -loglevel error -y -i "$clip" -frames:v $((frames + warmup)) -f rawvideo -pix_fmt rgb24 "$raw"
+
+    ours=$(RAYON_NUM_THREADS=$threads "$vmatte" bench --input "$clip" --downsample-ratio "$ratio" \
+        --frames "$frames" --warmup "$warmup" --json)
+    theirs=$("$VMATTE_PYTHON" scripts/ort_bench.py --onnx "$VMATTE_RVM_ONNX" --raw "$raw" \
+        --width "$w" --height "$h" --ratio "$ratio" --frames "$frames" --warmup "$warmup" \
+        --threads "$threads" --json)
+    rm -f "$raw"
+    "$VMATTE_PYTHON" - "$ours" "$theirs" "$threads" <<'PY'
+import json, sys
+ours, theirs, threads = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+m, o = ours["model_only"]["fps"], theirs["fps"]
+e = ours["end_to_end"]["fps"]
+print(f"| {ours['width']}x{ours['height']} | {ours['downsample_ratio']} | {threads} | {m:.2f} | {o:.2f} "
+      f"(onnxruntime {theirs['version']}) | {m / o:.2f} | {e:.2f} | {ours['peak_rss_mib']:.0f} |")
+PY
+done
