@@ -3,23 +3,8 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::*;
 use vmatte_media::{open_source, Rational};
-
-fn onnx_arg() -> String {
-    rvm_onnx().display().to_string()
-}
-
-fn decode_all(path: &Path) -> Vec<vmatte_media::Frame> {
-    let mut src = open_source(path, None).unwrap_or_else(|e| panic!("{e}"));
-    let mut frames = Vec::new();
-    while let Some(f) = src.next_frame().unwrap() {
-        frames.push(f);
-    }
-    frames
-}
 
 #[test]
 fn mp4_outputs_keep_every_timestamp_and_report_json() {
@@ -27,17 +12,11 @@ fn mp4_outputs_keep_every_timestamp_and_report_json() {
     let clip = dir.path().join("talk show.mp4");
     make_clip(&clip, 128, 72, 10, Rational::new(30000, 1001));
     let out_dir = dir.path().join("out");
-    let out = vmatte(&[
-        "matte",
-        clip.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--weights",
-        &onnx_arg(),
-        "--outputs",
-        "composite,alpha,foreground",
-        "--json",
-    ]);
+    let out = matte(
+        &clip,
+        &out_dir,
+        &["--outputs", "composite,alpha,foreground", "--json"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value =
         serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
@@ -45,7 +24,7 @@ fn mp4_outputs_keep_every_timestamp_and_report_json() {
     assert_eq!(report["frame_rate"], "30000/1001");
     assert!(report["fps"].as_f64().unwrap() > 0.0);
     assert_eq!(report["settings"]["downsample_ratio"], "auto");
-    let input = decode_all(&clip);
+    let input = decode_frames(&clip, usize::MAX);
     for kind in ["composite", "alpha", "foreground"] {
         let path = out_dir.join(format!("talk show.{kind}.mp4"));
         assert_eq!(report["outputs"][kind], path.to_str().unwrap());
@@ -81,18 +60,11 @@ fn png_outputs_are_numbered_and_alpha_is_gray() {
     let clip = dir.path().join("clip.mp4");
     make_clip(&clip, 96, 64, 3, Rational::new(25, 1));
     let out_dir = dir.path().join("out");
-    let out = vmatte(&[
-        "matte",
-        clip.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--weights",
-        &onnx_arg(),
-        "--format",
-        "png",
-        "--downsample-ratio",
-        "0.5",
-    ]);
+    let out = matte(
+        &clip,
+        &out_dir,
+        &["--format", "png", "--downsample-ratio", "0.5"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let alpha = out_dir.join("clip.alpha");
     assert_eq!(list_dir(&alpha), ["000000.png", "000001.png", "000002.png"]);
@@ -120,14 +92,7 @@ fn bad_inputs_fail_with_one_line_and_leave_nothing() {
         (&truncated, "cut.mp4"),
     ] {
         let out_dir = dir.path().join("out");
-        let out = vmatte(&[
-            "matte",
-            input.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
-            "--weights",
-            &onnx_arg(),
-        ]);
+        let out = matte(input, &out_dir, &[]);
         let err = stderr(&out);
         assert!(!out.status.success(), "{} should fail", input.display());
         let lines: Vec<_> = err.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -146,15 +111,7 @@ fn bad_inputs_fail_with_one_line_and_leave_nothing() {
 
     // A bad input among good ones: the good one is done, the exit fails.
     let out_dir = dir.path().join("mixed");
-    let out = vmatte(&[
-        "matte",
-        missing.to_str().unwrap(),
-        good.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--weights",
-        &onnx_arg(),
-    ]);
+    let out = matte(&missing, &out_dir, &[good.to_str().unwrap()]);
     assert!(!out.status.success());
     assert_eq!(list_dir(&out_dir), ["good.alpha.mp4", "good.composite.mp4"]);
 }
@@ -200,18 +157,7 @@ fn image_folder_input_in_natural_order() {
     make_clip(&clip, 96, 64, 3, Rational::new(25, 1));
     // Turn the clip into a folder of PNGs named 1, 2, 10 with vmatte itself.
     let pngs = dir.path().join("pngs");
-    let out = vmatte(&[
-        "matte",
-        clip.to_str().unwrap(),
-        "-o",
-        pngs.to_str().unwrap(),
-        "--weights",
-        &onnx_arg(),
-        "--format",
-        "png",
-        "--outputs",
-        "composite",
-    ]);
+    let out = matte(&clip, &pngs, &["--format", "png", "--outputs", "composite"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let frames = pngs.join("clip.composite");
     let seq = dir.path().join("seq");
@@ -224,17 +170,7 @@ fn image_folder_input_in_natural_order() {
         std::fs::copy(frames.join(from), seq.join(to)).unwrap();
     }
     let out_dir = dir.path().join("out");
-    let out = vmatte(&[
-        "matte",
-        seq.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--weights",
-        &onnx_arg(),
-        "--fps",
-        "29.97",
-        "--json",
-    ]);
+    let out = matte(&seq, &out_dir, &["--fps", "29.97", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(report["frames"], 3);

@@ -9,7 +9,6 @@ use std::process::Command;
 
 use candle_core::{Device, Tensor};
 use support::*;
-use vmatte_media::open_source;
 
 /// Frames compared; the recurrence is causal, so the first N frames of the
 /// full run are exactly what ONNX Runtime sees on N frames.
@@ -20,33 +19,22 @@ fn sample_clip_alpha_matches_onnx_runtime() {
     let clip = sample_clip();
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("out");
-    let out = vmatte(&[
-        "matte",
-        clip.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--weights",
-        rvm_onnx().to_str().unwrap(),
-        "--format",
-        "png",
-        "--outputs",
-        "alpha",
-        "--json",
-    ]);
+    let out = matte(
+        &clip,
+        &out_dir,
+        &["--format", "png", "--outputs", "alpha", "--json"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     let ratio = report["downsample_ratio"].as_f64().unwrap();
 
     // The same decoded frames, handed to ONNX Runtime.
-    let mut source = open_source(&clip, None).unwrap();
-    let (w, h) = (source.info().width as usize, source.info().height as usize);
+    let frames = decode_frames(&clip, FRAMES);
+    assert_eq!(frames.len(), FRAMES, "the sample clip is long enough");
+    let (w, h) = (frames[0].width as usize, frames[0].height as usize);
     let mut planar = Vec::new();
-    for _ in 0..FRAMES {
-        let frame = source
-            .next_frame()
-            .unwrap()
-            .expect("sample clip is long enough");
-        vmatte_pipeline::frames::push_planar(&frame, &mut planar);
+    for frame in &frames {
+        vmatte_pipeline::frames::push_planar(frame, &mut planar);
     }
     let src = Tensor::from_vec(planar, (FRAMES, 3, h, w), &Device::Cpu).unwrap();
     let frames_file = dir.path().join("frames.safetensors");
@@ -68,14 +56,11 @@ fn sample_clip_alpha_matches_onnx_runtime() {
         .to_vec1::<f32>()
         .unwrap();
 
-    let mut mattes = open_source(&out_dir.join("astronaut.alpha"), None).unwrap();
+    let mattes = decode_frames(&out_dir.join("astronaut.alpha"), FRAMES);
+    assert_eq!(mattes.len(), FRAMES, "one alpha PNG per frame");
     let mut total = 0f64;
     let mut worst = 0f64;
-    for t in 0..FRAMES {
-        let frame = mattes
-            .next_frame()
-            .unwrap()
-            .expect("one alpha PNG per frame");
+    for (t, frame) in mattes.iter().enumerate() {
         let ours = frame.rgb.chunks_exact(3).map(|px| f64::from(px[0]) / 255.0);
         let theirs = &ort[t * w * h..(t + 1) * w * h];
         let err: f64 = ours

