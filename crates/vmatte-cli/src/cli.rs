@@ -28,8 +28,44 @@ pub enum Command {
     /// List, install, import and verify model weights.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Matte many videos into one folder, resumably: rerun the same command
+    /// to finish what was interrupted; done videos are skipped.
+    Batch(BatchArgs),
+    /// Show the job table of a batch output folder.
+    Status {
+        #[arg(value_name = "OUTDIR")]
+        outdir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure model-only and end-to-end throughput on a clip.
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+#[command(after_help = "OUTDIR afterwards:\n  \
+<name>.composite.mp4, <name>.alpha.mp4   outputs, named from the input (ASCII, <= 40 chars)\n  \
+manifest.csv                            every input -> its outputs\n  \
+logs/<name>.log, logs/<name>.jsonl      per-video log and events\n  \
+.vmatte/jobs.db                         the job store (`vmatte status OUTDIR`)")]
+pub struct BatchArgs {
+    /// Video files, folders (searched recursively) or quoted globs ('shoots/*.mov').
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder, also home of the job store (OUTDIR/.vmatte/jobs.db).
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub output: PathBuf,
+    /// A file with one input path per line (# comments allowed).
+    #[arg(long, value_name = "FILE")]
+    pub list: Option<PathBuf>,
+    /// Run jobs that failed in an earlier run again.
+    #[arg(long)]
+    pub retry_failed: bool,
+    #[command(flatten)]
+    pub options: MatteOptions,
+    /// Print one JSON object with every job at the end (and nothing else on stdout).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -60,6 +96,16 @@ pub struct MatteArgs {
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
     #[command(flatten)]
+    pub options: MatteOptions,
+    /// Print one JSON object per input on stdout (and nothing else).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How each video is matted; shared by `matte` and `batch`.
+#[derive(Args, Clone)]
+pub struct MatteOptions {
+    #[command(flatten)]
     pub model: ModelArgs,
     /// How much to shrink frames before the network: a ratio in (0, 1], or auto
     /// (long side to 512 px). Guide: 720p 0.375, 1080p 0.25, 4K 0.125; raise it
@@ -89,9 +135,6 @@ pub struct MatteArgs {
     /// Frame rate of image-folder inputs, e.g. 25 or 30000/1001.
     #[arg(long, value_name = "FPS")]
     pub fps: Option<String>,
-    /// Print one JSON object per input on stdout (and nothing else).
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Subcommand)]

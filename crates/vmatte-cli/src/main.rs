@@ -1,5 +1,6 @@
 //! `vmatte`: alpha mattes from videos.
 
+mod batch;
 mod bench;
 mod cli;
 mod matte;
@@ -18,6 +19,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Matte(args) => matte::run(args),
         Command::Models(cmd) => models::run(cmd),
+        Command::Batch(args) => batch::run(args),
+        Command::Status { outdir, json } => batch::status(&outdir, json),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -9,25 +9,31 @@ use anyhow::{bail, Result};
 use vmatte_media::Rational;
 use vmatte_pipeline::{matte_source, MatteSettings};
 
-use crate::cli::MatteArgs;
+use crate::cli::{MatteArgs, MatteOptions};
 use crate::progress::Reporter;
 use crate::runtime;
 
-pub fn run(args: MatteArgs) -> Result<ExitCode> {
-    let image_fps = args.fps.as_deref().map(parse_fps).transpose()?;
-    let loaded = runtime::load(&args.model)?;
-    let mut settings = MatteSettings::new(&args.model.model);
-    if let Some(w) = &args.model.weights {
+/// The pipeline settings the options describe.
+pub fn settings(o: &MatteOptions) -> MatteSettings {
+    let mut settings = MatteSettings::new(&o.model.model);
+    if let Some(w) = &o.model.weights {
         settings.model = w.display().to_string();
     }
-    settings.downsample_ratio = args.downsample_ratio;
-    settings.seq_chunk = args.seq_chunk as usize;
-    settings.outputs = dedup(&args.outputs);
-    settings.format = args.format;
-    settings.background = args.background;
-    settings.crf = args.crf;
-    settings.device = args.model.device.clone();
-    settings.dtype = args.model.dtype.clone();
+    settings.downsample_ratio = o.downsample_ratio;
+    settings.seq_chunk = o.seq_chunk as usize;
+    settings.outputs = dedup(&o.outputs);
+    settings.format = o.format;
+    settings.background = o.background;
+    settings.crf = o.crf;
+    settings.device = o.model.device.clone();
+    settings.dtype = o.model.dtype.clone();
+    settings
+}
+
+pub fn run(args: MatteArgs) -> Result<ExitCode> {
+    let image_fps = args.options.fps.as_deref().map(parse_fps).transpose()?;
+    let loaded = runtime::load(&args.options.model)?;
+    let settings = settings(&args.options);
 
     let mut stems = HashSet::new();
     let mut failed = 0;

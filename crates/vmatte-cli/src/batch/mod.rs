@@ -1,0 +1,444 @@
+//! `vmatte batch`: many videos into one output folder, resumable. Every
+//! input becomes a job in `OUTDIR/.vmatte/jobs.db`; a rerun skips what is
+//! done, redoes what was interrupted, and retries failures on request. Jobs
+//! are leased, so several processes can share one OUTDIR.
+
+mod discover;
+pub mod joblog;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::json;
+use vmatte_jobs::{Claim, JobRow, JobStore};
+use vmatte_pipeline::{matte_source, MatteSettings};
+
+use crate::cli::BatchArgs;
+use crate::matte::{parse_fps, settings};
+use crate::progress::Reporter;
+use crate::runtime::{self, Loaded};
+use joblog::{probe_fields, JobLog};
+
+/// How long a job stays ours without a heartbeat; a process that died
+/// loses its jobs to the next one after this. `VMATTE_JOB_LEASE_MS`
+/// shortens it (tests, or a farm that wants faster takeover).
+fn lease() -> Duration {
+    std::env::var("VMATTE_JOB_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(60))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Done,
+    Failed,
+    Skipped,
+}
+
+/// One line of the summary and one entry of `--json`.
+#[derive(Debug, Serialize)]
+struct Outcome {
+    input: PathBuf,
+    status: Status,
+    error: Option<String>,
+    /// Why a job was skipped: finished earlier, or held by another process.
+    note: Option<String>,
+    name: Option<String>,
+    frames: Option<u64>,
+    seconds: Option<f64>,
+    fps: Option<f64>,
+    outputs: BTreeMap<String, PathBuf>,
+    log: Option<PathBuf>,
+}
+
+impl Outcome {
+    fn new(input: &Path, status: Status) -> Self {
+        Self {
+            input: input.to_path_buf(),
+            status,
+            error: None,
+            note: None,
+            name: None,
+            frames: None,
+            seconds: None,
+            fps: None,
+            outputs: BTreeMap::new(),
+            log: None,
+        }
+    }
+
+    fn from_row(row: &JobRow, status: Status) -> Self {
+        let mut o = Self::new(&row.input_path, status);
+        o.name = Some(row.safe_name.clone());
+        o.error = row.error.clone();
+        o.frames = row.frames;
+        o.seconds = row.seconds;
+        o.fps = row
+            .frames
+            .zip(row.seconds)
+            .map(|(f, s)| f as f64 / s.max(1e-9));
+        o.outputs = row.outputs.clone();
+        o
+    }
+}
+
+pub fn run(args: BatchArgs) -> Result<ExitCode> {
+    let outdir = &args.output;
+    std::fs::create_dir_all(outdir).with_context(|| {
+        format!(
+            "{}: cannot create the output folder; choose a writable -o folder",
+            outdir.display()
+        )
+    })?;
+    let inputs = discover::expand(&args.inputs, args.list.as_deref(), outdir)?;
+    if inputs.is_empty() {
+        anyhow::bail!(
+            "no videos found in the given inputs; pass video files, folders or --list FILE"
+        );
+    }
+    let image_fps = args.options.fps.as_deref().map(parse_fps).transpose()?;
+    let settings = settings(&args.options);
+    let settings_json = serde_json::to_string(&settings)?;
+    let settings_id = vmatte_jobs::settings_id(&settings_json);
+    let mut store = JobStore::open(outdir)?;
+    let owner = vmatte_jobs::owner_id();
+
+    // Enqueue everything first, in sorted order, so names are allocated the
+    // same way on every run and by every process.
+    let mut jobs: Vec<(PathBuf, Result<JobRow, String>)> = Vec::new();
+    for input in inputs {
+        let job = match vmatte_jobs::content_id(&input) {
+            Ok(content) => Ok(store.enqueue(&input, &content, &settings_id, &settings_json)?),
+            Err(e) => Err(unreadable(&input, &e)),
+        };
+        jobs.push((input, job));
+    }
+
+    let mut model: Option<Loaded> = None;
+    let mut outcomes = Vec::new();
+    // The first input of this run behind each job: a second file with the
+    // same content is the same job.
+    let mut seen: BTreeMap<i64, PathBuf> = BTreeMap::new();
+    let total = jobs.len();
+    for (n, (input, job)) in jobs.into_iter().enumerate() {
+        let row = match job {
+            Ok(row) => row,
+            Err(reason) => {
+                let mut o = Outcome::new(&input, Status::Failed);
+                o.error = Some(reason);
+                outcomes.push(o);
+                continue;
+            }
+        };
+        if let Some(first) = seen.get(&row.id) {
+            let mut o = Outcome::new(&input, Status::Skipped);
+            o.name = Some(row.safe_name.clone());
+            o.note = Some(format!("same content as {}", first.display()));
+            outcomes.push(o);
+            continue;
+        }
+        seen.insert(row.id, input.clone());
+        let mut outcome = match store.claim(row.id, &owner, lease(), args.retry_failed)? {
+            Claim::AlreadyDone(row) => {
+                let mut o = Outcome::from_row(&row, Status::Skipped);
+                o.note = Some("done in an earlier run".into());
+                o
+            }
+            Claim::Failed(row) => {
+                let mut o = Outcome::from_row(&row, Status::Failed);
+                o.note = Some("failed in an earlier run; --retry-failed retries it".into());
+                o
+            }
+            Claim::Busy(row) => {
+                let mut o = Outcome::from_row(&row, Status::Skipped);
+                o.note = Some(format!(
+                    "being processed by {}",
+                    row.lease_owner.as_deref().unwrap_or("another process")
+                ));
+                o
+            }
+            Claim::Claimed(row) => {
+                if model.is_none() {
+                    model = Some(runtime::load(&args.options.model)?);
+                }
+                let loaded = model.as_ref().expect("loaded above");
+                let label = format!("[{}/{total}] {}", n + 1, row.safe_name);
+                let job = Job {
+                    row: &row,
+                    input: &input,
+                    settings: &settings,
+                    image_fps,
+                    outdir,
+                };
+                run_job(&mut store, &owner, loaded, &job, &label, args.json)?
+            }
+        };
+        // The store remembers where the content was last seen; the summary
+        // speaks of the file this run was given.
+        outcome.input = input;
+        outcomes.push(outcome);
+    }
+
+    vmatte_jobs::write_manifest(outdir, &store.jobs()?)
+        .with_context(|| format!("{}: cannot write manifest.csv", outdir.display()))?;
+    print_summary(&outcomes);
+    if args.json {
+        let count = |s| outcomes.iter().filter(|o| o.status == s).count();
+        let report = json!({
+            "jobs": outcomes,
+            "done": count(Status::Done),
+            "failed": count(Status::Failed),
+            "skipped": count(Status::Skipped),
+            "outdir": outdir,
+        });
+        println!("{report}");
+    }
+    let all_ok = outcomes.iter().all(|o| o.status != Status::Failed);
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn unreadable(input: &Path, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("{}: file not found; check the path", input.display())
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!(
+                "{}: permission denied; make the file readable",
+                input.display()
+            )
+        }
+        _ => format!(
+            "{}: cannot read ({e}); check the file and the disk",
+            input.display()
+        ),
+    }
+}
+
+/// A claimed job and what it needs to run.
+struct Job<'a> {
+    row: &'a JobRow,
+    input: &'a Path,
+    settings: &'a MatteSettings,
+    image_fps: Option<vmatte_media::Rational>,
+    outdir: &'a Path,
+}
+
+/// Runs one claimed job, keeping its lease alive from a second connection,
+/// and records the result (or the one-line reason) in the store and log.
+fn run_job(
+    store: &mut JobStore,
+    owner: &str,
+    loaded: &Loaded,
+    job: &Job,
+    label: &str,
+    quiet: bool,
+) -> Result<Outcome> {
+    let Job {
+        row,
+        input,
+        settings,
+        image_fps,
+        outdir,
+    } = *job;
+    let mut log = JobLog::create(outdir, &row.safe_name).with_context(|| {
+        format!(
+            "{}: cannot write the job log; check the folder is writable",
+            outdir.display()
+        )
+    })?;
+    log.event(
+        "start",
+        json!({
+            "input": input,
+            "name": row.safe_name,
+            "attempt": row.attempts,
+            "owner": owner,
+            "model": settings.model,
+            "device": settings.device,
+            "settings": serde_json::from_str::<serde_json::Value>(&row.settings_json)?,
+        }),
+    );
+
+    let lost = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let heartbeat = {
+        let (lost, stop) = (lost.clone(), stop.clone());
+        let (outdir, owner, id) = (outdir.to_path_buf(), owner.to_string(), row.id);
+        std::thread::spawn(move || -> Result<()> {
+            let mut beat_store = JobStore::open(&outdir)?;
+            let (lease, step) = (lease(), Duration::from_millis(50));
+            let mut waited = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(step);
+                waited += step;
+                if waited >= lease / 6 {
+                    waited = Duration::ZERO;
+                    if !beat_store.heartbeat(id, &owner, lease)? {
+                        lost.store(true, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })
+    };
+
+    let mut reporter = Reporter::new(label, quiet);
+    let result = vmatte_media::open_source(input, image_fps)
+        .map_err(vmatte_pipeline::PipelineError::from)
+        .and_then(|source| {
+            log.event("probe", probe_fields(source.info()));
+            matte_source(
+                &loaded.model,
+                &loaded.device,
+                source,
+                outdir,
+                &row.safe_name,
+                settings,
+                &mut |p| reporter.update(p),
+            )
+        });
+    stop.store(true, Ordering::Relaxed);
+    let _ = heartbeat.join();
+
+    if lost.load(Ordering::Relaxed) {
+        let msg =
+            "lost the job's lease to another process (this one stalled); its result is theirs";
+        log.event("warning", json!({ "message": msg }));
+        let mut o = Outcome::from_row(row, Status::Skipped);
+        o.note = Some(msg.into());
+        return Ok(o);
+    }
+    match result {
+        Ok(report) => {
+            let outputs: BTreeMap<String, PathBuf> = report
+                .outputs
+                .iter()
+                .map(|(k, p)| (k.to_string(), p.clone()))
+                .collect();
+            let done = store.complete(row.id, owner, report.frames, report.seconds, &outputs)?;
+            log.event(
+                "end",
+                json!({
+                    "status": "done",
+                    "frames": report.frames,
+                    "seconds": report.seconds,
+                    "fps": report.fps,
+                    "downsample_ratio": report.downsample_ratio,
+                    "outputs": outputs,
+                }),
+            );
+            reporter.finish(&format!(
+                "{label}: done, {} frames in {:.1}s ({:.1} fps)",
+                report.frames, report.seconds, report.fps
+            ));
+            let mut o = Outcome::from_row(&done, Status::Done);
+            o.log = Some(log.path.clone());
+            Ok(o)
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let failed = store.fail(row.id, owner, &reason)?;
+            log.event("end", json!({ "status": "failed", "error": reason }));
+            reporter.finish(&format!("{label}: failed: {reason}"));
+            let mut o = Outcome::from_row(&failed, Status::Failed);
+            o.log = Some(log.path.clone());
+            Ok(o)
+        }
+    }
+}
+
+fn print_summary(outcomes: &[Outcome]) {
+    let count = |s| outcomes.iter().filter(|o| o.status == s).count();
+    let frames: u64 = outcomes
+        .iter()
+        .filter(|o| o.status == Status::Done)
+        .filter_map(|o| o.frames)
+        .sum();
+    let seconds: f64 = outcomes
+        .iter()
+        .filter(|o| o.status == Status::Done)
+        .filter_map(|o| o.seconds)
+        .sum();
+    eprintln!();
+    eprintln!(
+        "{:<8} {:>7} {:>8} {:>7}  input",
+        "status", "frames", "time", "fps"
+    );
+    for o in outcomes {
+        let status = match o.status {
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        };
+        let num = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        let why = o
+            .error
+            .as_deref()
+            .or(o.note.as_deref())
+            .map(|w| format!("  ({w})"))
+            .unwrap_or_default();
+        eprintln!(
+            "{status:<8} {:>7} {:>8} {:>7}  {}{why}",
+            num(o.frames.map(|f| f.to_string())),
+            num(o.seconds.map(|s| format!("{s:.1}s"))),
+            num(o.fps.map(|f| format!("{f:.1}"))),
+            o.input.display()
+        );
+    }
+    eprintln!(
+        "{} done, {} failed, {} skipped; {frames} frames in {seconds:.1}s",
+        count(Status::Done),
+        count(Status::Failed),
+        count(Status::Skipped)
+    );
+}
+
+/// `vmatte status OUTDIR`: the job table without running anything.
+pub fn status(outdir: &Path, json_out: bool) -> Result<ExitCode> {
+    let store = JobStore::open_existing(outdir)?;
+    let jobs = store.jobs()?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<4} {:<8} {:>8} {:>7} {:>8}  {:<40} input",
+        "id", "state", "attempts", "frames", "time", "name"
+    );
+    for j in &jobs {
+        println!(
+            "{:<4} {:<8} {:>8} {:>7} {:>8}  {:<40} {}{}",
+            j.id,
+            j.state.as_str(),
+            j.attempts,
+            j.frames
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "-".into()),
+            j.seconds
+                .map(|s| format!("{s:.1}s"))
+                .unwrap_or_else(|| "-".into()),
+            j.safe_name,
+            j.input_path.display(),
+            j.error
+                .as_deref()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,78 @@
+//! Job store failures, each one line that names the database and the fix.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rusqlite::ErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "{path}: the job store stayed locked by another vmatte process; \
+         wait for it to finish (or stop it) and run again"
+    )]
+    Locked { path: PathBuf },
+
+    #[error(
+        "{path}: the job store is damaged ({detail}); move it aside and run again \
+         (finished inputs will then be matted again)"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+
+    #[error(
+        "{path}: written by a newer vmatte (job store schema {found}, this vmatte knows \
+         up to {known}); upgrade vmatte or use another output folder"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+
+    #[error("{path}: no job store here; run `vmatte batch INPUT... -o OUTDIR` first")]
+    Missing { path: PathBuf },
+
+    #[error("{path}: {source}; check that the output folder exists and is writable")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("{path}: there is no job {id}")]
+    NoSuchJob { path: PathBuf, id: i64 },
+
+    #[error(
+        "{path}: job {id} is no longer held by {owner} (its lease ran out and another \
+         worker took it over); this worker must stop working on it"
+    )]
+    LeaseLost {
+        path: PathBuf,
+        id: i64,
+        owner: String,
+    },
+
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Sorts SQLite's error codes into the few cases a user can act on.
+    pub(crate) fn sqlite(path: &Path, source: rusqlite::Error) -> Self {
+        let path = path.to_path_buf();
+        match source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Self::Locked { path },
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Self::Corrupt {
+                path,
+                detail: source.to_string(),
+            },
+            _ => Self::Sqlite { path, source },
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! One job as read from the store, and what a claim on it found.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use rusqlite::Row;
+use serde::{Serialize, Serializer};
+
+use crate::time::rfc3339_ms;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Queued, Self::Running, Self::Done, Self::Failed]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A row of `jobs`. As JSON (`vmatte status --json`) times are RFC 3339
+/// strings without the `_ms` suffix and the settings are inlined as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobRow {
+    pub id: i64,
+    pub content_id: String,
+    pub settings_id: String,
+    /// Where the content was last seen; informational, the content is the
+    /// identity.
+    pub input_path: PathBuf,
+    pub safe_name: String,
+    #[serde(rename = "settings", serialize_with = "inline_json")]
+    pub settings_json: String,
+    pub state: JobState,
+    /// How many times the job was claimed.
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub lease_owner: Option<String>,
+    #[serde(rename = "lease_expires", serialize_with = "opt_time")]
+    pub lease_expires_ms: Option<i64>,
+    #[serde(rename = "created", serialize_with = "time")]
+    pub created_ms: i64,
+    #[serde(rename = "started", serialize_with = "opt_time")]
+    pub started_ms: Option<i64>,
+    #[serde(rename = "finished", serialize_with = "opt_time")]
+    pub finished_ms: Option<i64>,
+    pub frames: Option<u64>,
+    pub seconds: Option<f64>,
+    /// Output kind (`alpha`, `composite`, ...) to path.
+    pub outputs: BTreeMap<String, PathBuf>,
+}
+
+impl JobRow {
+    pub(crate) const COLUMNS: &'static str = "id, content_id, settings_id, input_path, safe_name, \
+        settings_json, state, attempts, error, lease_owner, lease_expires_ms, created_ms, \
+        started_ms, finished_ms, frames, seconds, outputs_json";
+
+    pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        let state: String = row.get("state")?;
+        let state = JobState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::InvalidColumnType(
+                6,
+                format!("state '{state}'"),
+                rusqlite::types::Type::Text,
+            )
+        })?;
+        let outputs: Option<String> = row.get("outputs_json")?;
+        let outputs = match outputs {
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(16, rusqlite::types::Type::Text, e.into())
+            })?,
+            None => BTreeMap::new(),
+        };
+        Ok(Self {
+            id: row.get("id")?,
+            content_id: row.get("content_id")?,
+            settings_id: row.get("settings_id")?,
+            input_path: PathBuf::from(row.get::<_, String>("input_path")?),
+            safe_name: row.get("safe_name")?,
+            settings_json: row.get("settings_json")?,
+            state,
+            attempts: row.get("attempts")?,
+            error: row.get("error")?,
+            lease_owner: row.get("lease_owner")?,
+            lease_expires_ms: row.get("lease_expires_ms")?,
+            created_ms: row.get("created_ms")?,
+            started_ms: row.get("started_ms")?,
+            finished_ms: row.get("finished_ms")?,
+            frames: row
+                .get::<_, Option<i64>>("frames")?
+                .map(|f| f.max(0) as u64),
+            seconds: row.get("seconds")?,
+            outputs,
+        })
+    }
+
+    /// Whether a running job's holder is still within its lease at `now_ms`;
+    /// a running job whose lease ran out is up for grabs.
+    pub fn lease_live(&self, now_ms: i64) -> bool {
+        self.state == JobState::Running && self.lease_expires_ms.is_some_and(|t| t > now_ms)
+    }
+}
+
+/// What [`JobStore::claim`](super::JobStore::claim) found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// The caller now holds the job's lease and must do it.
+    Claimed(JobRow),
+    AlreadyDone(JobRow),
+    /// Failed before, and the caller did not ask to retry failures.
+    Failed(JobRow),
+    /// Another owner holds a live lease on it.
+    Busy(JobRow),
+}
+
+impl Claim {
+    pub fn row(&self) -> &JobRow {
+        match self {
+            Self::Claimed(r) | Self::AlreadyDone(r) | Self::Failed(r) | Self::Busy(r) => r,
+        }
+    }
+
+    pub fn into_row(self) -> JobRow {
+        match self {
+            Self::Claimed(r) | Self::AlreadyDone(r) | Self::Failed(r) | Self::Busy(r) => r,
+        }
+    }
+}
+
+fn inline_json<S: Serializer>(json: &str, s: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(value) => value.serialize(s),
+        Err(_) => s.serialize_str(json),
+    }
+}
+
+fn time<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339_ms(*ms))
+}
+
+fn opt_time<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_some(&rfc3339_ms(*ms)),
+        None => s.serialize_none(),
+    }
+}
