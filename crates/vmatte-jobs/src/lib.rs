@@ -19,6 +19,6 @@ pub use error::{Error, Result};
 pub use identity::{content_id, settings_id};
 pub use manifest::{write_manifest, MANIFEST_FILE};
 pub use names::{ensure_output_is_not_input, names_on_disk, safe_stem, NameAllocator, MAX_STEM};
-pub use owner::owner_id;
+pub use owner::{holder_is_dead, owner_id};
 pub use store::{store_path, Claim, JobRow, JobState, JobStore, BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use time::{now_ms, rfc3339_ms};

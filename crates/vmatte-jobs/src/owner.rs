@@ -2,6 +2,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
 
 /// `hostname-pid-random`. The random part tells apart two processes that
 /// reuse a pid (a crashed worker and its successor) on the same host.
@@ -27,5 +28,43 @@ fn hostname() -> String {
         "host".into()
     } else {
         name
+    }
+}
+
+/// Whether `owner` (an [`owner_id`]) is a process of this host that no
+/// longer exists. Its lease can then be taken at once instead of after it
+/// runs out, so `kill -9` followed by the same command resumes right away.
+/// Holders on other hosts, or a recycled pid, count as alive: the lease
+/// expiry still frees those jobs.
+pub fn holder_is_dead(owner: &str) -> bool {
+    let mut parts = owner.rsplitn(3, '-');
+    let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == hostname()
+        && Path::new("/proc/self").exists()
+        && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_holder_is_not_dead() {
+        assert!(!holder_is_dead(&owner_id()));
+        assert!(!holder_is_dead("other-host-1-abcd"));
+        assert!(!holder_is_dead("garbage"));
+    }
+
+    #[test]
+    fn an_exited_process_is_dead() {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        assert!(holder_is_dead(&format!("{}-{pid}-0000abcd", hostname())));
     }
 }

@@ -420,7 +420,15 @@ fn claim_in(
                 params![job_id, deadline(lease)],
             )?;
         }
-        JobState::Running if row.lease_live(now) => return Ok(Claim::Busy(row)),
+        JobState::Running
+            if row.lease_live(now)
+                && !row
+                    .lease_owner
+                    .as_deref()
+                    .is_some_and(crate::owner::holder_is_dead) =>
+        {
+            return Ok(Claim::Busy(row))
+        }
         _ => {
             tx.execute(
                 "UPDATE jobs SET state = 'running', lease_owner = ?2, lease_expires_ms = ?3, \
