@@ -87,7 +87,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         None
     } else {
         let scratch = tempfile::tempdir()?;
-        let mut settings = MatteSettings::new(&args.model.model);
+        let mut settings = MatteSettings::new(args.model.name());
         settings.downsample_ratio = args.downsample_ratio;
         settings.seq_chunk = chunk;
         settings.outputs = vec![OutputKind::Composite, OutputKind::Alpha];
@@ -110,7 +110,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 
     let report = BenchReport {
         input: args.input.display().to_string(),
-        model: args.model.model.clone(),
+        model: args.model.name().to_string(),
         device: args.model.device.clone(),
         dtype: args.model.dtype.clone(),
         threads: candle_core::utils::get_num_threads(),

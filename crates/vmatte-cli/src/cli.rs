@@ -31,6 +31,16 @@ pub enum Command {
     /// Matte many videos into one folder, resumably: rerun the same command
     /// to finish what was interrupted; done videos are skipped.
     Batch(BatchArgs),
+    /// List the presets and the values they give a video.
+    Presets {
+        /// Show the values resolved for this video's size.
+        #[arg(long, value_name = "VIDEO")]
+        input: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the job table of a batch output folder.
     Status {
         #[arg(value_name = "OUTDIR")]
@@ -70,9 +80,9 @@ pub struct BatchArgs {
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// Model to run: rvm-mobilenetv3 (fast) or rvm-resnet50 (sharper).
-    #[arg(long, default_value = "rvm-mobilenetv3", value_name = "NAME")]
-    pub model: String,
+    /// Model to run: rvm-mobilenetv3 (fast, the default) or rvm-resnet50 (sharper).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
     /// Run these weights instead of the installed model (.pth, .safetensors or the RVM .onnx export).
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
@@ -102,36 +112,40 @@ pub struct MatteArgs {
     pub json: bool,
 }
 
-/// How each video is matted; shared by `matte` and `batch`.
+/// How each video is matted; shared by `matte` and `batch`. Unset options
+/// come from `--preset`, else from the defaults shown.
 #[derive(Args, Clone)]
 pub struct MatteOptions {
+    /// Start from a named preset: standard, high, ultra (MobileNetV3 at
+    /// ratio 0.25 / 0.5 / 1.0 for 1080p, scaled by resolution), quality
+    /// (ResNet50), fast, or one of your config file. `vmatte presets` lists them.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Config file with your presets [default: ~/.config/vmatte/config.toml].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// How much to shrink frames before the network: a ratio in (0, 1], or auto
-    /// (long side to 512 px). Guide: 720p 0.375, 1080p 0.25, 4K 0.125; raise it
-    /// (0.6 / 0.4 / 0.2) for full-body shots.
-    #[arg(long, default_value = "auto", value_name = "R|auto")]
-    pub downsample_ratio: DownsampleRatio,
-    /// Frames per inference call; more uses more memory and can be faster.
-    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub seq_chunk: u32,
-    /// What to write, comma-separated: composite, alpha, foreground.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "composite,alpha",
-        value_name = "KINDS"
-    )]
-    pub outputs: Vec<OutputKind>,
-    /// mp4 (H.264 files) or png (a numbered image folder per kind; alpha as 8-bit gray).
-    #[arg(long, default_value = "mp4", value_name = "FORMAT")]
-    pub format: OutputFormat,
+    /// (long side to 512 px) [default: auto]. Guide: 720p 0.375, 1080p 0.25,
+    /// 4K 0.125; raise it (0.6 / 0.4 / 0.2) for full-body shots.
+    #[arg(long, value_name = "R|auto")]
+    pub downsample_ratio: Option<DownsampleRatio>,
+    /// Frames per inference call; more uses more memory and can be faster [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub seq_chunk: Option<u32>,
+    /// What to write, comma-separated: composite, alpha, foreground [default: composite,alpha].
+    #[arg(long, value_delimiter = ',', value_name = "KINDS")]
+    pub outputs: Option<Vec<OutputKind>>,
+    /// mp4 (H.264 files) or png (a numbered image folder per kind; alpha as 8-bit gray) [default: mp4].
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<OutputFormat>,
     /// Composite background, #RRGGBB or R,G,B [default: RVM's green 120,255,155].
-    #[arg(long, default_value = "120,255,155", value_name = "COLOUR")]
-    pub background: Rgb,
-    /// H.264 quality for mp4 outputs, 0 (lossless) to 51; lower is better.
-    #[arg(long, default_value_t = 18, value_name = "CRF", value_parser = clap::value_parser!(u8).range(0..=51))]
-    pub crf: u8,
+    #[arg(long, value_name = "COLOUR")]
+    pub background: Option<Rgb>,
+    /// H.264 quality for mp4 outputs, 0 (lossless) to 51; lower is better [default: 18].
+    #[arg(long, value_name = "CRF", value_parser = clap::value_parser!(u8).range(0..=51))]
+    pub crf: Option<u8>,
     /// Frame rate of image-folder inputs, e.g. 25 or 30000/1001.
     #[arg(long, value_name = "FPS")]
     pub fps: Option<String>,

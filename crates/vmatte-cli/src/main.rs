@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod matte;
 mod models;
+mod presets;
 mod progress;
 mod runtime;
 
@@ -21,6 +22,11 @@ fn main() -> ExitCode {
         Command::Models(cmd) => models::run(cmd),
         Command::Batch(args) => batch::run(args),
         Command::Status { outdir, json } => batch::status(&outdir, json),
+        Command::Presets {
+            input,
+            config,
+            json,
+        } => presets_cmd(input.as_deref(), config.as_deref(), json),
         Command::Bench(args) => bench::run(args),
     };
     match result {
@@ -30,4 +36,51 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `vmatte presets`: every preset, with its values for `input`'s size (or
+/// for 1080p, 720p and 4K).
+fn presets_cmd(
+    input: Option<&std::path::Path>,
+    config: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let sizes: Vec<(String, u32, u32)> = match input {
+        Some(path) => {
+            let src = vmatte_media::open_source(path, None)?;
+            let i = src.info();
+            vec![(format!("{}x{}", i.width, i.height), i.height, i.width)]
+        }
+        None => vec![
+            ("1280x720".into(), 720, 1280),
+            ("1920x1080".into(), 1080, 1920),
+            ("3840x2160".into(), 2160, 3840),
+        ],
+    };
+    let all = presets::all(config)?;
+    if json {
+        let rows: Vec<_> = all
+            .iter()
+            .map(|p| {
+                let resolved: std::collections::BTreeMap<_, _> = sizes
+                    .iter()
+                    .map(|(label, h, w)| (label.clone(), presets::resolved(p, *h, *w)))
+                    .collect();
+                serde_json::json!({ "preset": p, "resolved": resolved })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &all {
+        println!("{:<10} {} [{}]", p.name, p.description, p.source);
+        for (label, h, w) in &sizes {
+            let r = presets::resolved(p, *h, *w);
+            println!(
+                "           {label:>9}: model {}, downsample ratio {}, seq chunk {}",
+                r["model"], r["downsample_ratio"], r["seq_chunk"]
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,33 +7,54 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use vmatte_media::Rational;
-use vmatte_pipeline::{matte_source, MatteSettings};
+use vmatte_pipeline::{matte_source, DownsampleRatio, MatteSettings};
 
-use crate::cli::{MatteArgs, MatteOptions};
+use crate::cli::{MatteArgs, MatteOptions, ModelArgs};
+use crate::presets;
 use crate::progress::Reporter;
 use crate::runtime;
 
-/// The pipeline settings the options describe.
-pub fn settings(o: &MatteOptions) -> MatteSettings {
-    let mut settings = MatteSettings::new(&o.model.model);
-    if let Some(w) = &o.model.weights {
+/// The pipeline settings and model the options describe: each option from
+/// the command line, else from `--preset`, else its default.
+pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
+    let preset = o
+        .preset
+        .as_deref()
+        .map(|name| presets::find(name, o.config.as_deref()))
+        .transpose()?;
+    let p = preset.unwrap_or_default();
+    let mut model = o.model.clone();
+    model.model = o.model.model.clone().or(p.model);
+    let mut settings = MatteSettings::new(model.name());
+    if let Some(w) = &model.weights {
         settings.model = w.display().to_string();
     }
-    settings.downsample_ratio = o.downsample_ratio;
-    settings.seq_chunk = o.seq_chunk as usize;
-    settings.outputs = dedup(&o.outputs);
-    settings.format = o.format;
-    settings.background = o.background;
-    settings.crf = o.crf;
-    settings.device = o.model.device.clone();
-    settings.dtype = o.model.dtype.clone();
-    settings
+    settings.downsample_ratio = o
+        .downsample_ratio
+        .or(p.downsample_ratio)
+        .unwrap_or(DownsampleRatio::Auto);
+    match o.seq_chunk {
+        Some(n) => settings.seq_chunk = n as usize,
+        None => {
+            settings.seq_chunk = p.seq_chunk.unwrap_or(settings.seq_chunk);
+            settings.seq_chunk_large = p.seq_chunk_large;
+        }
+    }
+    if let Some(outputs) = o.outputs.clone().or(p.outputs) {
+        settings.outputs = dedup(&outputs);
+    }
+    settings.format = o.format.or(p.format).unwrap_or(settings.format);
+    settings.background = o.background.or(p.background).unwrap_or(settings.background);
+    settings.crf = o.crf.or(p.crf).unwrap_or(settings.crf);
+    settings.device = model.device.clone();
+    settings.dtype = model.dtype.clone();
+    Ok((settings, model))
 }
 
 pub fn run(args: MatteArgs) -> Result<ExitCode> {
     let image_fps = args.options.fps.as_deref().map(parse_fps).transpose()?;
-    let loaded = runtime::load(&args.options.model)?;
-    let settings = settings(&args.options);
+    let (settings, model) = settings(&args.options)?;
+    let loaded = runtime::load(&model)?;
 
     let mut stems = HashSet::new();
     let mut failed = 0;

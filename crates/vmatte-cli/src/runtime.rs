@@ -44,7 +44,14 @@ pub fn weights_path(args: &ModelArgs) -> Result<PathBuf> {
         }
         return Ok(path.clone());
     }
-    Ok(ModelStore::locate(args.model_dir.as_deref()).find(&args.model)?)
+    Ok(ModelStore::locate(args.model_dir.as_deref()).find(args.name())?)
+}
+
+impl ModelArgs {
+    /// The model's name, `rvm-mobilenetv3` unless chosen.
+    pub fn name(&self) -> &str {
+        self.model.as_deref().unwrap_or("rvm-mobilenetv3")
+    }
 }
 
 pub struct Loaded {

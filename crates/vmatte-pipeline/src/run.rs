@@ -96,7 +96,7 @@ pub fn matte_source(
         })
         .collect::<Result<Vec<_>>>()?;
 
-    let chunk = settings.seq_chunk.max(1);
+    let chunk = settings.chunk_for(info.height, info.width);
     let background = settings.background.0;
     let (input_tx, input_rx) = sync_channel(QUEUE_CHUNKS);
     let (matte_tx, matte_rx) = sync_channel(QUEUE_CHUNKS);

@@ -75,6 +75,11 @@ pub enum DownsampleRatio {
     /// The authors' rule: the downsampled long side at most 512 px.
     Auto,
     Fixed(f64),
+    /// A ratio for 1080p, scaled with the frame's short side so every
+    /// resolution sees the same detail (4K gets half, 720p 1.5x), at most 1.
+    Scaled {
+        at_1080p: f64,
+    },
 }
 
 impl DownsampleRatio {
@@ -84,6 +89,9 @@ impl DownsampleRatio {
                 vmatte_models::rvm::auto_downsample_ratio(height as usize, width as usize)
             }
             Self::Fixed(r) => r,
+            Self::Scaled { at_1080p } => {
+                (at_1080p * 1080.0 / f64::from(height.min(width).max(1))).min(1.0)
+            }
         }
     }
 }
@@ -108,6 +116,7 @@ impl Serialize for DownsampleRatio {
         match self {
             Self::Auto => s.serialize_str("auto"),
             Self::Fixed(r) => s.serialize_f64(*r),
+            Self::Scaled { at_1080p } => s.serialize_str(&format!("{at_1080p} at 1080p")),
         }
     }
 }
@@ -155,6 +164,8 @@ pub struct MatteSettings {
     pub downsample_ratio: DownsampleRatio,
     /// Frames per inference call; the GRU still steps frame by frame.
     pub seq_chunk: usize,
+    /// Frames per call for videos larger than 1080p, when it differs.
+    pub seq_chunk_large: Option<usize>,
     pub outputs: Vec<OutputKind>,
     pub format: OutputFormat,
     pub background: Rgb,
@@ -170,6 +181,7 @@ impl MatteSettings {
             model: model.to_string(),
             downsample_ratio: DownsampleRatio::Auto,
             seq_chunk: 4,
+            seq_chunk_large: None,
             outputs: vec![OutputKind::Composite, OutputKind::Alpha],
             format: OutputFormat::Mp4,
             background: Rgb::RVM_GREEN,
@@ -177,6 +189,18 @@ impl MatteSettings {
             device: "cpu".into(),
             dtype: "f32".into(),
         }
+    }
+}
+
+impl MatteSettings {
+    /// The chunk for a video of this size.
+    pub fn chunk_for(&self, height: u32, width: u32) -> usize {
+        let large = height.min(width) > 1080;
+        match self.seq_chunk_large {
+            Some(n) if large => n,
+            _ => self.seq_chunk,
+        }
+        .max(1)
     }
 }
 
@@ -207,5 +231,13 @@ mod tests {
         }
         assert_eq!(DownsampleRatio::Auto.resolve(1080, 1920), 512.0 / 1920.0);
         assert_eq!(DownsampleRatio::Auto.resolve(144, 256), 1.0);
+        let standard = DownsampleRatio::Scaled { at_1080p: 0.25 };
+        assert_eq!(standard.resolve(1080, 1920), 0.25);
+        assert_eq!(standard.resolve(2160, 3840), 0.125);
+        assert_eq!(standard.resolve(720, 1280), 0.375);
+        assert_eq!(
+            DownsampleRatio::Scaled { at_1080p: 1.0 }.resolve(720, 1280),
+            1.0
+        );
     }
 }

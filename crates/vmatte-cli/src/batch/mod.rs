@@ -106,7 +106,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         );
     }
     let image_fps = args.options.fps.as_deref().map(parse_fps).transpose()?;
-    let settings = settings(&args.options);
+    let (settings, model_args) = settings(&args.options)?;
     let settings_json = serde_json::to_string(&settings)?;
     let settings_id = vmatte_jobs::settings_id(&settings_json);
     let mut store = JobStore::open(outdir)?;
@@ -168,7 +168,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             }
             Claim::Claimed(row) => {
                 if model.is_none() {
-                    model = Some(runtime::load(&args.options.model)?);
+                    model = Some(runtime::load(&model_args)?);
                 }
                 let loaded = model.as_ref().expect("loaded above");
                 let label = format!("[{}/{total}] {}", n + 1, row.safe_name);

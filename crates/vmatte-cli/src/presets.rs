@@ -1,0 +1,241 @@
+//! Named bundles of settings: the built-in `standard`, `high`, `ultra`,
+//! `quality` and `fast`, plus the user's own from a TOML config file.
+//! Flags given on the command line override whatever a preset says.
+//!
+//! ```toml
+//! # ~/.config/vmatte/config.toml (or --config FILE)
+//! [presets.interviews]
+//! model = "rvm-resnet50"
+//! downsample_ratio = { at_1080p = 0.3 }   # or 0.4, or "auto"
+//! seq_chunk = 12
+//! outputs = ["composite", "alpha", "foreground"]
+//! format = "png"
+//! background = "#000000"
+//! crf = 16
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use vmatte_pipeline::{DownsampleRatio, OutputFormat, OutputKind, Rgb};
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Preset {
+    pub name: String,
+    pub description: String,
+    pub model: Option<String>,
+    pub downsample_ratio: Option<DownsampleRatio>,
+    pub seq_chunk: Option<usize>,
+    /// The chunk for frames larger than 1080p (their chunks cost more memory).
+    pub seq_chunk_large: Option<usize>,
+    pub outputs: Option<Vec<OutputKind>>,
+    pub format: Option<OutputFormat>,
+    pub background: Option<Rgb>,
+    pub crf: Option<u8>,
+    /// Where it was defined: "built-in" or the config file.
+    pub source: String,
+}
+
+fn scaled(name: &str, at_1080p: f64, description: &str) -> Preset {
+    Preset {
+        name: name.into(),
+        description: description.into(),
+        model: Some("rvm-mobilenetv3".into()),
+        downsample_ratio: Some(DownsampleRatio::Scaled { at_1080p }),
+        seq_chunk: Some(8),
+        seq_chunk_large: Some(6),
+        source: "built-in".into(),
+        ..Preset::default()
+    }
+}
+
+pub fn builtin() -> Vec<Preset> {
+    let with_model = |name: &str, model: &str, description: &str| Preset {
+        name: name.into(),
+        description: description.into(),
+        model: Some(model.into()),
+        source: "built-in".into(),
+        ..Preset::default()
+    };
+    vec![
+        scaled(
+            "standard",
+            0.25,
+            "MobileNetV3, ratio 0.25 at 1080p (RVM's advice for close shots)",
+        ),
+        scaled(
+            "high",
+            0.5,
+            "MobileNetV3, ratio 0.5 at 1080p: finer edges, about 3x the work",
+        ),
+        scaled("ultra", 1.0, "MobileNetV3 at full resolution up to 1080p"),
+        with_model(
+            "quality",
+            "rvm-resnet50",
+            "ResNet50: sharper mattes, about 6x the work",
+        ),
+        with_model("fast", "rvm-mobilenetv3", "MobileNetV3, the fast model"),
+    ]
+}
+
+/// `--config FILE`, else `$XDG_CONFIG_HOME/vmatte/config.toml`, else
+/// `~/.config/vmatte/config.toml`, if it exists.
+pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let path = env("XDG_CONFIG_HOME")
+        .map(|d| d.join("vmatte/config.toml"))
+        .or_else(|| env("HOME").map(|h| h.join(".config/vmatte/config.toml")))?;
+    path.is_file().then_some(path)
+}
+
+/// Built-in presets followed by those of the config file (which may
+/// redefine a built-in name).
+pub fn all(config: Option<&Path>) -> Result<Vec<Preset>> {
+    let mut presets = builtin();
+    if let Some(path) = config_path(config) {
+        for p in read_config(&path)? {
+            presets.retain(|b| b.name != p.name);
+            presets.push(p);
+        }
+    }
+    Ok(presets)
+}
+
+pub fn find(name: &str, config: Option<&Path>) -> Result<Preset> {
+    let presets = all(config)?;
+    let names: Vec<_> = presets.iter().map(|p| p.name.clone()).collect();
+    presets
+        .into_iter()
+        .find(|p| p.name == name)
+        .with_context(|| {
+            format!(
+                "unknown preset '{name}'; choose one of {} (see `vmatte presets`)",
+                names.join(", ")
+            )
+        })
+}
+
+fn read_config(path: &Path) -> Result<Vec<Preset>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the config file", path.display()))?;
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        anyhow::anyhow!("{}: not valid TOML ({})", path.display(), e.message())
+    })?;
+    let Some(presets) = doc.get("presets") else {
+        return Ok(Vec::new());
+    };
+    let presets = presets
+        .as_table()
+        .with_context(|| format!("{}: [presets] must be a table of tables", path.display()))?;
+    presets
+        .iter()
+        .map(|(name, v)| {
+            let t = v
+                .as_table()
+                .with_context(|| format!("{}: presets.{name} must be a table", path.display()))?;
+            parse_preset(name, t)
+                .map_err(|e| anyhow::anyhow!("{}: presets.{name}: {e}", path.display()))
+        })
+        .collect()
+}
+
+fn parse_preset(name: &str, t: &toml::Table) -> Result<Preset> {
+    let mut p = Preset {
+        name: name.into(),
+        description: "from the config file".into(),
+        ..Preset::default()
+    };
+    for (key, v) in t {
+        let text = || {
+            v.as_str()
+                .map(str::to_string)
+                .with_context(|| format!("'{key}' must be a string"))
+        };
+        match key.as_str() {
+            "description" => p.description = text()?,
+            "model" => p.model = Some(text()?),
+            "downsample_ratio" => {
+                p.downsample_ratio = Some(match v {
+                    toml::Value::String(s) => s.parse().map_err(anyhow::Error::msg)?,
+                    toml::Value::Float(f) => format!("{f}").parse().map_err(anyhow::Error::msg)?,
+                    toml::Value::Integer(1) => DownsampleRatio::Fixed(1.0),
+                    toml::Value::Table(s) => match s.get("at_1080p").and_then(|x| x.as_float()) {
+                        Some(r) if r > 0.0 && r <= 1.0 => DownsampleRatio::Scaled { at_1080p: r },
+                        _ => bail!("downsample_ratio = {{ at_1080p = R }} needs R in (0, 1]"),
+                    },
+                    _ => bail!("downsample_ratio must be a ratio, \"auto\" or {{ at_1080p = R }}"),
+                })
+            }
+            "seq_chunk" | "seq_chunk_large" => {
+                let n = v
+                    .as_integer()
+                    .filter(|n| (1..=256).contains(n))
+                    .with_context(|| format!("'{key}' must be a whole number from 1 to 256"))?;
+                if key == "seq_chunk" {
+                    p.seq_chunk = Some(n as usize);
+                } else {
+                    p.seq_chunk_large = Some(n as usize);
+                }
+            }
+            "outputs" => {
+                let list = v
+                    .as_array()
+                    .context("'outputs' must be a list such as [\"composite\", \"alpha\"]")?;
+                p.outputs = Some(
+                    list.iter()
+                        .map(|k| {
+                            k.as_str()
+                                .unwrap_or_default()
+                                .parse()
+                                .map_err(anyhow::Error::msg)
+                        })
+                        .collect::<Result<_>>()?,
+                );
+            }
+            "format" => p.format = Some(text()?.parse().map_err(anyhow::Error::msg)?),
+            "background" => p.background = Some(text()?.parse().map_err(anyhow::Error::msg)?),
+            "crf" => {
+                p.crf = Some(
+                    v.as_integer()
+                        .filter(|n| (0..=51).contains(n))
+                        .context("'crf' must be a whole number from 0 to 51")?
+                        as u8,
+                )
+            }
+            other => bail!("unknown setting '{other}'"),
+        }
+    }
+    p.source = "config".into();
+    Ok(p)
+}
+
+/// The values a preset gives a video of this size, for `vmatte presets`.
+pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, String> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "model",
+        p.model.clone().unwrap_or_else(|| "rvm-mobilenetv3".into()),
+    );
+    let ratio = p.downsample_ratio.unwrap_or(DownsampleRatio::Auto);
+    m.insert(
+        "downsample_ratio",
+        format!("{:.4}", ratio.resolve(height, width)),
+    );
+    let large = height.min(width) > 1080;
+    let chunk = if large {
+        p.seq_chunk_large.or(p.seq_chunk)
+    } else {
+        p.seq_chunk
+    };
+    m.insert("seq_chunk", chunk.unwrap_or(4).to_string());
+    m
+}
