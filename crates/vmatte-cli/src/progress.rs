@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vmatte_pipeline::Progress;
 
 pub enum Reporter {
@@ -13,22 +13,36 @@ pub enum Reporter {
     Silent,
 }
 
+fn frame_bar(label: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} frames  {per_sec}  ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
 impl Reporter {
     pub fn new(label: &str, quiet: bool) -> Self {
+        Self::within(None, label, quiet)
+    }
+
+    /// A reporter whose bar sits under `multi`'s other bars (the batch's
+    /// overall bar), when there is a terminal to draw on.
+    pub fn within(multi: Option<&MultiProgress>, label: &str, quiet: bool) -> Self {
         if quiet {
             return Self::Silent;
         }
         if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} frames  {per_sec}  ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(label.to_string());
-            return Self::Bar(bar);
+            let bar = frame_bar(label);
+            return Self::Bar(match multi {
+                Some(m) => m.add(bar),
+                None => bar,
+            });
         }
         Self::Lines {
             label: label.to_string(),
@@ -65,6 +79,54 @@ impl Reporter {
             }
             Self::Lines { .. } => eprintln!("{summary}"),
             Self::Silent => {}
+        }
+    }
+}
+
+/// The batch's overall bar: jobs finished of all, frames so far, ETA; the
+/// current job's bar is drawn beneath it.
+pub struct BatchProgress {
+    pub multi: Option<MultiProgress>,
+    overall: Option<ProgressBar>,
+    frames: u64,
+}
+
+impl BatchProgress {
+    pub fn new(jobs: usize, quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Self {
+                multi: None,
+                overall: None,
+                frames: 0,
+            };
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let overall = multi.add(ProgressBar::new(jobs as u64));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "batch  [{bar:30}] {pos}/{len} jobs  {msg}  {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        Self {
+            multi: Some(multi),
+            overall: Some(overall),
+            frames: 0,
+        }
+    }
+
+    pub fn job_finished(&mut self, frames: u64) {
+        self.frames += frames;
+        if let Some(bar) = &self.overall {
+            bar.inc(1);
+            bar.set_message(format!("{} frames", self.frames));
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.overall {
+            bar.finish_and_clear();
         }
     }
 }

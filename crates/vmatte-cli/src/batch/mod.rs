@@ -21,7 +21,7 @@ use vmatte_pipeline::{matte_source, MatteSettings};
 
 use crate::cli::BatchArgs;
 use crate::matte::{parse_fps, settings};
-use crate::progress::Reporter;
+use crate::progress::{BatchProgress, Reporter};
 use crate::runtime::{self, Loaded};
 use joblog::{probe_fields, JobLog};
 
@@ -129,6 +129,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     // same content is the same job.
     let mut seen: BTreeMap<i64, PathBuf> = BTreeMap::new();
     let total = jobs.len();
+    let mut progress = BatchProgress::new(total, args.json);
     for (n, (input, job)) in jobs.into_iter().enumerate() {
         let row = match job {
             Ok(row) => row,
@@ -179,15 +180,22 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
                     image_fps,
                     outdir,
                 };
-                run_job(&mut store, &owner, loaded, &job, &label, args.json)?
+                let reporter = Reporter::within(progress.multi.as_ref(), &label, args.json);
+                run_job(&mut store, &owner, loaded, &job, reporter)?
             }
         };
+        progress.job_finished(if outcome.status == Status::Done {
+            outcome.frames.unwrap_or(0)
+        } else {
+            0
+        });
         // The store remembers where the content was last seen; the summary
         // speaks of the file this run was given.
         outcome.input = input;
         outcomes.push(outcome);
     }
 
+    progress.finish();
     vmatte_jobs::write_manifest(outdir, &store.jobs()?)
         .with_context(|| format!("{}: cannot write manifest.csv", outdir.display()))?;
     print_summary(&outcomes);
@@ -244,8 +252,7 @@ fn run_job(
     owner: &str,
     loaded: &Loaded,
     job: &Job,
-    label: &str,
-    quiet: bool,
+    mut reporter: Reporter,
 ) -> Result<Outcome> {
     let Job {
         row,
@@ -297,7 +304,6 @@ fn run_job(
         })
     };
 
-    let mut reporter = Reporter::new(label, quiet);
     let result = vmatte_media::open_source(input, image_fps)
         .map_err(vmatte_pipeline::PipelineError::from)
         .and_then(|source| {
@@ -343,8 +349,8 @@ fn run_job(
                 }),
             );
             reporter.finish(&format!(
-                "{label}: done, {} frames in {:.1}s ({:.1} fps)",
-                report.frames, report.seconds, report.fps
+                "{}: done, {} frames in {:.1}s ({:.1} fps)",
+                row.safe_name, report.frames, report.seconds, report.fps
             ));
             let mut o = Outcome::from_row(&done, Status::Done);
             o.log = Some(log.path.clone());
@@ -354,7 +360,7 @@ fn run_job(
             let reason = e.to_string();
             let failed = store.fail(row.id, owner, &reason)?;
             log.event("end", json!({ "status": "failed", "error": reason }));
-            reporter.finish(&format!("{label}: failed: {reason}"));
+            reporter.finish(&format!("{}: failed: {reason}", row.safe_name));
             let mut o = Outcome::from_row(&failed, Status::Failed);
             o.log = Some(log.path.clone());
             Ok(o)
