@@ -245,3 +245,80 @@ fn a_file_deleted_mid_batch_fails_alone() {
         "{gone}"
     );
 }
+
+/// A full disk fails the job with its reason and leaves no partial file.
+/// The full disk is a 400 KiB tmpfs, mounted for the test: that needs root,
+/// which `scripts/test.sh` (and CI) runs as.
+#[test]
+fn a_full_disk_fails_the_job_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    // Noise: its lossless foreground is far larger than the disk.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "nullsrc=s=256x144:r=25,geq=random(1)*255:128:128",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "0",
+        clip.to_str().unwrap(),
+    ]);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=120k",
+            "tmpfs",
+            out_dir.to_str().unwrap(),
+        ])
+        .status()
+        .expect("mount runs");
+    assert!(
+        mounted.success(),
+        "mounting a small tmpfs needs root: run the tests as scripts/test.sh does"
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&out_dir);
+
+    let onnx = rvm_onnx();
+    let out = vmatte(&[
+        "batch",
+        clip.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--weights",
+        onnx.to_str().unwrap(),
+        "--outputs",
+        "foreground",
+        "--crf",
+        "0",
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let job = job(&report, "clip.mp4");
+    assert_eq!(job["status"], "failed");
+    let err = job["error"].as_str().unwrap();
+    assert!(
+        err.contains("No space left") && err.contains("free space"),
+        "{err}"
+    );
+    let left: Vec<_> = list_dir(&out_dir)
+        .into_iter()
+        .filter(|n| n.contains("partial") || n.ends_with(".mp4"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -196,9 +196,20 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     }
 
     progress.finish();
-    vmatte_jobs::write_manifest(outdir, &store.jobs()?)
-        .with_context(|| format!("{}: cannot write manifest.csv", outdir.display()))?;
+    // The summary must reach the user even when the disk is full, so a
+    // manifest that cannot be written is a warning, not the end.
+    let mut warnings = Vec::new();
+    if let Err(e) = vmatte_jobs::write_manifest(outdir, &store.jobs()?) {
+        warnings.push(format!(
+            "{}: cannot write manifest.csv ({e}); `vmatte status {}` shows the same table",
+            outdir.display(),
+            outdir.display()
+        ));
+    }
     print_summary(&outcomes);
+    for w in &warnings {
+        eprintln!("vmatte: warning: {w}");
+    }
     if args.json {
         let count = |s| outcomes.iter().filter(|o| o.status == s).count();
         let report = json!({
@@ -207,6 +218,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             "failed": count(Status::Failed),
             "skipped": count(Status::Skipped),
             "outdir": outdir,
+            "warnings": warnings,
         });
         println!("{report}");
     }
@@ -358,10 +370,20 @@ fn run_job(
         }
         Err(e) => {
             let reason = e.to_string();
-            let failed = store.fail(row.id, owner, &reason)?;
             log.event("end", json!({ "status": "failed", "error": reason }));
             reporter.finish(&format!("{}: failed: {reason}", row.safe_name));
-            let mut o = Outcome::from_row(&failed, Status::Failed);
+            // On a full disk the store may not take the failure either; the
+            // job then stays claimed and is redone by the next run, and this
+            // run still reports why it failed.
+            let mut o = match store.fail(row.id, owner, &reason) {
+                Ok(failed) => Outcome::from_row(&failed, Status::Failed),
+                Err(store_error) => {
+                    let mut o = Outcome::from_row(row, Status::Failed);
+                    o.note = Some(format!("not recorded in the job store: {store_error}"));
+                    o
+                }
+            };
+            o.error = Some(reason);
             o.log = Some(log.path.clone());
             Ok(o)
         }
