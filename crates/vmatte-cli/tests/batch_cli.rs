@@ -94,7 +94,7 @@ fn bad_inputs_fail_with_reasons_and_the_batch_goes_on() {
         3,
         Rational::new(30000, 1001),
     );
-    let long = format!("{}.mp4", "very long name ".repeat(15));
+    let long = format!("{}.mp4", "very long name ".repeat(16)); // 244 characters
     make_clip(&inputs.join(&long), 96, 64, 5, Rational::new(25, 1));
     make_clip(
         &inputs.join("Интервью.mp4"),
@@ -338,4 +338,30 @@ fn two_processes_share_one_outdir_without_duplicating_work() {
     );
     assert_eq!(da.len() + db.len(), 6, "{da:?} {db:?}");
     no_partials(&out_dir);
+}
+
+#[test]
+fn globs_lists_and_files_without_extensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    std::fs::create_dir(&a).unwrap();
+    make_clip(&a.join("one.mp4"), 96, 64, 2, Rational::new(25, 1));
+    make_clip(&a.join("two.mp4"), 96, 64, 3, Rational::new(25, 1));
+    make_clip(&a.join("three.mov"), 96, 64, 4, Rational::new(25, 1));
+    // Inside a folder, a video without an extension is found by probing.
+    let b = dir.path().join("b");
+    std::fs::create_dir(&b).unwrap();
+    make_clip(&b.join("camera-dump"), 96, 64, 5, Rational::new(25, 1));
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "# from the edit\na/three.mov\n").unwrap();
+    let pattern = format!("{}/*.mp4", a.display());
+    let out_dir = dir.path().join("out");
+    let (out, report) = batch(
+        &[Path::new(&pattern), &b],
+        &out_dir,
+        &["--list", list.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names: Vec<_> = statuses(&report).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["camera-dump", "one.mp4", "three.mov", "two.mp4"]);
 }
