@@ -5,49 +5,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
 use vmatte_media::Rational;
-
-fn batch(inputs: &[&Path], out_dir: &Path, extra: &[&str]) -> (std::process::Output, Value) {
-    batch_with_env(inputs, out_dir, extra, &[])
-}
-
-fn batch_with_env(
-    inputs: &[&Path],
-    out_dir: &Path,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (std::process::Output, Value) {
-    let onnx = rvm_onnx();
-    let mut args = vec!["batch"];
-    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
-    args.extend([
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--weights",
-        onnx.to_str().unwrap(),
-        "--json",
-    ]);
-    args.extend_from_slice(extra);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmatte"));
-    cmd.args(&args).env_remove("VMATTE_MODEL_DIR");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("vmatte runs");
-    let report = serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| {
-        panic!(
-            "batch --json printed no JSON ({e}): {}{}",
-            stdout(&out),
-            stderr(&out)
-        )
-    });
-    (out, report)
-}
 
 fn statuses(report: &Value) -> Vec<(String, String)> {
     let mut v: Vec<_> = report["jobs"]
@@ -227,38 +190,14 @@ fn kill_9_then_rerun_finishes_everything_cleanly() {
         );
     }
     let out_dir = dir.path().join("out");
-    let onnx = rvm_onnx();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmatte"))
-        .args([
-            "batch",
-            inputs.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
-        ])
-        .args([
-            "--weights",
-            onnx.to_str().unwrap(),
-            "--downsample-ratio",
-            "1",
-        ])
+    let mut child = batch_command(&[&inputs], &out_dir, &["--downsample-ratio", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it in the middle of a job: once the first job's log exists and
-    // its outputs are being written.
-    let started = Instant::now();
-    loop {
-        let partial = list_dir(&out_dir).iter().any(|n| n.ends_with(".partial"));
-        if partial && started.elapsed() > Duration::from_millis(300) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the batch never started writing"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Kill it in the middle of a job, while its outputs are being written.
+    wait_for_partial(&out_dir);
+    std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -294,16 +233,8 @@ fn two_processes_share_one_outdir_without_duplicating_work() {
         );
     }
     let out_dir = dir.path().join("out");
-    let onnx = rvm_onnx();
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_vmatte"))
-            .args([
-                "batch",
-                inputs.to_str().unwrap(),
-                "-o",
-                out_dir.to_str().unwrap(),
-            ])
-            .args(["--weights", onnx.to_str().unwrap(), "--json"])
+        batch_command(&[&inputs], &out_dir, &["--json"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -6,7 +6,6 @@ mod support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::*;
@@ -19,31 +18,6 @@ fn ffmpeg(args: &[&str]) {
         .status()
         .expect("ffmpeg is installed by scripts/deps.sh");
     assert!(status.success(), "ffmpeg {args:?}");
-}
-
-fn job<'a>(report: &'a Value, file: &str) -> &'a Value {
-    report["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["input"].as_str().unwrap().ends_with(file))
-        .unwrap_or_else(|| panic!("{file} not in {report}"))
-}
-
-fn run_batch(inputs: &Path, out_dir: &Path) -> (std::process::Output, Value) {
-    let onnx = rvm_onnx();
-    let out = vmatte(&[
-        "batch",
-        inputs.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--weights",
-        onnx.to_str().unwrap(),
-        "--json",
-    ]);
-    let report = serde_json::from_str(stdout(&out).trim())
-        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
-    (out, report)
 }
 
 #[test]
@@ -116,7 +90,7 @@ fn ten_bit_hevc_vfr_rotation_and_audio_only() {
     enc.finish().unwrap();
 
     let out_dir = dir.path().join("out");
-    let (out, report) = run_batch(&inputs, &out_dir);
+    let (out, report) = batch(&[&inputs], &out_dir, &[]);
     assert!(!out.status.success(), "the audio-only file fails the batch");
     for file in ["hevc10.mp4", "portrait.mp4", "vfr.mp4"] {
         assert_eq!(job(&report, file)["status"], "done", "{file}: {report}");
@@ -204,34 +178,13 @@ fn a_file_deleted_mid_batch_fails_alone() {
     make_clip(&inputs.join("b_gone.mp4"), 96, 64, 3, Rational::new(25, 1));
     make_clip(&inputs.join("c_last.mp4"), 96, 64, 4, Rational::new(25, 1));
     let out_dir = dir.path().join("out");
-    let onnx = rvm_onnx();
-    let child = Command::new(env!("CARGO_BIN_EXE_vmatte"))
-        .args([
-            "batch",
-            inputs.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
-        ])
-        .args([
-            "--weights",
-            onnx.to_str().unwrap(),
-            "--downsample-ratio",
-            "1",
-            "--json",
-        ])
+    let child = batch_command(&[&inputs], &out_dir, &["--downsample-ratio", "1", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // Once the first job is under way, the second file disappears.
-    let started = Instant::now();
-    while !list_dir(&out_dir).iter().any(|n| n.ends_with(".partial")) {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the batch never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_partial(&out_dir);
     std::fs::remove_file(inputs.join("b_gone.mp4")).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
@@ -292,23 +245,12 @@ fn a_full_disk_fails_the_job_cleanly() {
     }
     let _unmount = Unmount(&out_dir);
 
-    let onnx = rvm_onnx();
-    let out = vmatte(&[
-        "batch",
-        clip.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--weights",
-        onnx.to_str().unwrap(),
-        "--outputs",
-        "foreground",
-        "--crf",
-        "0",
-        "--json",
-    ]);
+    let (out, report) = batch(
+        &[&clip],
+        &out_dir,
+        &["--outputs", "foreground", "--crf", "0"],
+    );
     assert!(!out.status.success());
-    let report: Value = serde_json::from_str(stdout(&out).trim())
-        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     let job = job(&report, "clip.mp4");
     assert_eq!(job["status"], "failed");
     let err = job["error"].as_str().unwrap();

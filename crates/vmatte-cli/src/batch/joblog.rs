@@ -5,7 +5,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 use vmatte_media::VideoInfo;
@@ -36,7 +35,7 @@ impl JobLog {
     /// Writes one event to both files. Logging must never fail a job, so
     /// write errors (a full disk) are dropped here and surface elsewhere.
     pub fn event(&mut self, event: &str, fields: Value) {
-        let ts = rfc3339_now();
+        let ts = vmatte_jobs::rfc3339_ms(vmatte_jobs::now_ms());
         let mut line = Map::new();
         line.insert("ts".into(), json!(ts));
         line.insert("event".into(), json!(event));
@@ -84,49 +83,4 @@ pub fn probe_fields(info: &VideoInfo) -> Value {
         "color_matrix": info.color_matrix,
         "color_range": info.color_range,
     })
-}
-
-/// UTC now as RFC 3339 with milliseconds, without a date crate.
-pub fn rfc3339_now() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(now.as_millis() as i64)
-}
-
-pub fn rfc3339(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let ms = unix_ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn formats_rfc3339() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
-        // 2026-11-22T01:30:00.250Z
-        assert_eq!(
-            super::rfc3339(1_795_311_000_250),
-            "2026-11-22T01:30:00.250Z"
-        );
-        assert_eq!(super::rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    }
 }

@@ -84,6 +84,59 @@ pub fn decode_frames(path: &Path, limit: usize) -> Vec<vmatte_media::Frame> {
     frames
 }
 
+/// `vmatte batch INPUTS... -o OUT --weights <the ONNX export> EXTRA...`,
+/// ready to run or spawn.
+pub fn batch_command(inputs: &[&Path], out_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmatte"));
+    cmd.arg("batch")
+        .args(inputs)
+        .arg("-o")
+        .arg(out_dir)
+        .arg("--weights")
+        .arg(rvm_onnx())
+        .args(extra)
+        .env_remove("VMATTE_MODEL_DIR");
+    cmd
+}
+
+/// Runs a batch with `--json` and returns its report.
+pub fn batch(inputs: &[&Path], out_dir: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
+    let out = batch_command(inputs, out_dir, extra)
+        .arg("--json")
+        .output()
+        .expect("vmatte runs");
+    let report = serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| {
+        panic!(
+            "batch --json printed no JSON ({e}): {}{}",
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    (out, report)
+}
+
+/// The report entry of the input whose path ends with `file`.
+pub fn job<'a>(report: &'a serde_json::Value, file: &str) -> &'a serde_json::Value {
+    report["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["input"].as_str().unwrap().ends_with(file))
+        .unwrap_or_else(|| panic!("{file} not in {report}"))
+}
+
+/// Waits until a running batch has started writing an output.
+pub fn wait_for_partial(out_dir: &Path) {
+    let started = std::time::Instant::now();
+    while !list_dir(out_dir).iter().any(|n| n.ends_with(".partial")) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the batch never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
