@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use vmatte_pipeline::{DownsampleRatio, OutputFormat, OutputKind, Rgb};
+use vmatte_pipeline::{DownsampleRatio, MatteSettings, OutputFormat, OutputKind, Rgb};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Preset {
@@ -220,22 +220,17 @@ fn parse_preset(name: &str, t: &toml::Table) -> Result<Preset> {
 
 /// The values a preset gives a video of this size, for `vmatte presets`.
 pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, String> {
-    let mut m = BTreeMap::new();
-    m.insert(
-        "model",
-        p.model.clone().unwrap_or_else(|| "rvm-mobilenetv3".into()),
-    );
-    let ratio = p.downsample_ratio.unwrap_or(DownsampleRatio::Auto);
-    m.insert(
-        "downsample_ratio",
-        format!("{:.4}", ratio.resolve(height, width)),
-    );
-    let large = height.min(width) > 1080;
-    let chunk = if large {
-        p.seq_chunk_large.or(p.seq_chunk)
-    } else {
-        p.seq_chunk
-    };
-    m.insert("seq_chunk", chunk.unwrap_or(4).to_string());
-    m
+    // The same defaults and per-size rules a run applies.
+    let mut settings = MatteSettings::new(p.model.as_deref().unwrap_or("rvm-mobilenetv3"));
+    settings.downsample_ratio = p.downsample_ratio.unwrap_or(settings.downsample_ratio);
+    settings.seq_chunk = p.seq_chunk.unwrap_or(settings.seq_chunk);
+    settings.seq_chunk_large = p.seq_chunk_large;
+    BTreeMap::from([
+        ("model", settings.model.clone()),
+        (
+            "downsample_ratio",
+            format!("{:.4}", settings.downsample_ratio.resolve(height, width)),
+        ),
+        ("seq_chunk", settings.chunk_for(height, width).to_string()),
+    ])
 }

@@ -22,4 +22,14 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// For `map_err`: an I/O failure on `path`.
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

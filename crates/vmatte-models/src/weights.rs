@@ -25,14 +25,8 @@ impl WeightFormat {
         let mut head = [0u8; 16];
         let n = {
             use std::io::Read;
-            let mut f = std::fs::File::open(path).map_err(|source| Error::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            f.read(&mut head).map_err(|source| Error::Io {
-                path: path.to_path_buf(),
-                source,
-            })?
+            let mut f = std::fs::File::open(path).map_err(Error::io(path))?;
+            f.read(&mut head).map_err(Error::io(path))?
         };
         let head = &head[..n];
         if head.starts_with(b"PK\x03\x04") {
@@ -203,17 +197,33 @@ pub fn read_tensors(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<Str
     Ok((tensors, metadata))
 }
 
-/// Reads vmatte's metadata from a safetensors file (empty for other files).
+/// Reads vmatte's metadata from a safetensors file's header, without
+/// reading the tensors.
 pub fn safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
-    let io = |source| Error::Io {
+    use std::io::Read;
+    let bad = |reason: String| Error::Weights {
         path: path.to_path_buf(),
-        source,
+        reason: format!("cannot read safetensors header ({reason}); re-download or re-import it"),
     };
-    let bytes = std::fs::read(path).map_err(io)?;
-    let (_, header) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::Weights {
-            path: path.to_path_buf(),
-            reason: format!("cannot read safetensors header ({e})"),
-        })?;
-    Ok(header.metadata().clone().unwrap_or_default())
+    let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(Error::io(path))?;
+    let len = u64::from_le_bytes(len);
+    // The format caps headers at 100 MB; anything larger is not one.
+    if len > 100_000_000 {
+        return Err(bad(format!("header length {len}")));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(Error::io(path))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+    Ok(header
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
 }

@@ -211,7 +211,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         eprintln!("vmatte: warning: {w}");
     }
     if args.json {
-        let count = |s| outcomes.iter().filter(|o| o.status == s).count();
+        let count = |s| count(&outcomes, s);
         let report = json!({
             "jobs": outcomes,
             "done": count(Status::Done),
@@ -390,8 +390,12 @@ fn run_job(
     }
 }
 
+fn count(outcomes: &[Outcome], status: Status) -> usize {
+    outcomes.iter().filter(|o| o.status == status).count()
+}
+
 fn print_summary(outcomes: &[Outcome]) {
-    let count = |s| outcomes.iter().filter(|o| o.status == s).count();
+    let count = |s| count(outcomes, s);
     let frames: u64 = outcomes
         .iter()
         .filter(|o| o.status == Status::Done)
