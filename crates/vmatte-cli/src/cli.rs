@@ -41,13 +41,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the job table of a batch output folder.
+    /// Show the jobs of a batch output folder, or of a shared queue with its
+    /// workers and throughput.
     Status {
-        #[arg(value_name = "OUTDIR")]
-        outdir: PathBuf,
+        /// A `vmatte batch` output folder.
+        #[arg(value_name = "OUTDIR", required_unless_present = "queue")]
+        outdir: Option<PathBuf>,
+        /// A shared queue instead: postgres://USER@HOST/DB or sqlite:OUTDIR.
+        #[arg(
+            long,
+            env = "VMATTE_QUEUE",
+            value_name = "URL",
+            conflicts_with = "outdir",
+            hide_env_values = true
+        )]
+        queue: Option<String>,
         #[arg(long)]
         json: bool,
     },
+    /// Put videos on a shared queue (PostgreSQL) for `vmatte worker`s on
+    /// any number of machines.
+    Submit(SubmitArgs),
+    /// Take jobs from a shared queue and matte them until stopped (or, with
+    /// --exit-when-idle, until the queue is empty).
+    Worker(WorkerArgs),
     /// Measure model-only and end-to-end throughput on a clip.
     Bench(BenchArgs),
 }
@@ -74,6 +91,72 @@ pub struct BatchArgs {
     #[command(flatten)]
     pub options: MatteOptions,
     /// Print one JSON object with every job at the end (and nothing else on stdout).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "INPUT and OUTDIR must be paths every worker sees (shared storage).\n\
+Resubmitting the same inputs with the same settings adds nothing. See docs/distributed.md."
+)]
+pub struct SubmitArgs {
+    /// postgres://USER:PASSWORD@HOST/DB[?sslmode=require] (or sqlite:OUTDIR for one machine).
+    #[arg(long, env = "VMATTE_QUEUE", value_name = "URL", hide_env_values = true)]
+    pub queue: String,
+    /// Video files, folders (searched recursively) or quoted globs.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder the workers write to.
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub output: PathBuf,
+    /// A file with one input path per line (# comments allowed).
+    #[arg(long, value_name = "FILE")]
+    pub list: Option<PathBuf>,
+    /// Attempts before a failing job is parked as failed.
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+    /// Queue jobs of these inputs that failed for good again, with fresh attempts.
+    #[arg(long)]
+    pub retry_failed: bool,
+    #[command(flatten)]
+    pub options: MatteOptions,
+    /// Print one JSON object with every job (and nothing else on stdout).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "On SIGTERM or Ctrl-C a worker gives its running jobs back to the queue \
+(they do not count as failed attempts) and exits 0.\n\
+A job whose worker died is taken over when its lease runs out (VMATTE_JOB_LEASE_MS, default 60000)."
+)]
+pub struct WorkerArgs {
+    /// postgres://USER:PASSWORD@HOST/DB[?sslmode=require] (or sqlite:OUTDIR).
+    #[arg(long, env = "VMATTE_QUEUE", value_name = "URL", hide_env_values = true)]
+    pub queue: String,
+    /// Devices to run on, comma-separated: cpu, cuda:0, cuda:1, ...
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cpu",
+        value_name = "DEVICES"
+    )]
+    pub devices: Vec<String>,
+    /// Jobs run at once per device, each with its own copy of the model.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub streams: u32,
+    /// Exit once no job is queued or running (batch runs: Kubernetes Jobs, Slurm arrays).
+    #[arg(long)]
+    pub exit_when_idle: bool,
+    /// How `vmatte status` names this worker (e.g. the pod's name) [default: the host name].
+    #[arg(long, value_name = "NAME", value_parser = worker_name)]
+    pub name: Option<String>,
+    /// Where installed models live [default: $XDG_DATA_HOME/vmatte/models].
+    #[arg(long, env = "VMATTE_MODEL_DIR", value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Print one JSON line per finished job on stdout.
     #[arg(long)]
     pub json: bool,
 }
@@ -217,4 +300,16 @@ pub struct BenchArgs {
     pub model_only: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Worker names become part of lease owners (`NAME-PID-RANDOM/DEVICE#SLOT`),
+/// so they may not contain the separator `/`.
+fn worker_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains('/') || s.chars().any(char::is_whitespace) {
+        Err(format!(
+            "'{s}' cannot name a worker; use letters, digits, '-', '_' or '.'"
+        ))
+    } else {
+        Ok(s.to_string())
+    }
 }

@@ -7,6 +7,7 @@ mod matte;
 mod models;
 mod presets;
 mod progress;
+mod queue;
 mod runtime;
 
 use std::process::ExitCode;
@@ -21,7 +22,17 @@ fn main() -> ExitCode {
         Command::Matte(args) => matte::run(args),
         Command::Models(cmd) => models::run(cmd),
         Command::Batch(args) => batch::run(args),
-        Command::Status { outdir, json } => batch::status(&outdir, json),
+        Command::Status {
+            outdir,
+            queue,
+            json,
+        } => match (outdir, queue) {
+            (_, Some(url)) => queue::status(&url, json),
+            (Some(outdir), None) => batch::status(&outdir, json),
+            (None, None) => unreachable!("clap requires OUTDIR or --queue"),
+        },
+        Command::Submit(args) => queue::submit(args),
+        Command::Worker(args) => queue::worker::run(args),
         Command::Presets {
             input,
             config,

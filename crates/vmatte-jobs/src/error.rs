@@ -39,15 +39,15 @@ pub enum Error {
         source: io::Error,
     },
 
-    #[error("{path}: there is no job {id}")]
-    NoSuchJob { path: PathBuf, id: i64 },
+    #[error("{store}: there is no job {id}")]
+    NoSuchJob { store: String, id: i64 },
 
     #[error(
-        "{path}: job {id} is no longer held by {owner} (its lease ran out and another \
+        "{store}: job {id} is no longer held by {owner} (its lease ran out and another \
          worker took it over); this worker must stop working on it"
     )]
     LeaseLost {
-        path: PathBuf,
+        store: String,
         id: i64,
         owner: String,
     },
@@ -57,6 +57,24 @@ pub enum Error {
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
+    },
+
+    /// A `--queue` value that names no queue vmatte can open.
+    #[error("--queue {given}: {why}")]
+    QueueUrl { given: String, why: String },
+
+    /// A PostgreSQL failure; `queue` is the URL with its password hidden.
+    #[error("{queue}: {detail}")]
+    Postgres { queue: String, detail: String },
+
+    #[error(
+        "{path}: a SQLite queue holds the jobs of its own output folder only ({outdir}), \
+         not of {asked}; use -o {outdir}, or a PostgreSQL queue for many folders"
+    )]
+    OtherOutdir {
+        path: PathBuf,
+        outdir: PathBuf,
+        asked: PathBuf,
     },
 }
 

@@ -6,12 +6,16 @@
 //! in `OUTDIR/.vmatte/jobs.db`, a SQLite database that any number of vmatte
 //! processes on one machine share through leases; `OUTDIR/manifest.csv` is
 //! its human-readable summary.
+//!
+//! [`queue`] puts that store and a PostgreSQL database shared by workers on
+//! many machines behind one interface.
 
 mod error;
 mod identity;
 mod manifest;
 mod names;
 mod owner;
+pub mod queue;
 mod store;
 mod time;
 
@@ -19,6 +23,6 @@ pub use error::{Error, Result};
 pub use identity::{content_id, settings_id};
 pub use manifest::{write_manifest, MANIFEST_FILE};
 pub use names::{ensure_output_is_not_input, names_on_disk, safe_stem, NameAllocator, MAX_STEM};
-pub use owner::{holder_is_dead, owner_id};
+pub use owner::{holder_is_dead, hostname, owner_host_pid, owner_id, owner_id_named};
 pub use store::{store_path, Claim, JobRow, JobState, JobStore, BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use time::{now_ms, rfc3339_ms};

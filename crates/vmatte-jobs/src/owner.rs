@@ -7,6 +7,13 @@ use std::path::Path;
 /// `hostname-pid-random`. The random part tells apart two processes that
 /// reuse a pid (a crashed worker and its successor) on the same host.
 pub fn owner_id() -> String {
+    owner_id_named(&hostname())
+}
+
+/// [`owner_id`] with `name` in place of the host name (`vmatte worker
+/// --name`, e.g. a pod's name). Such an owner is never judged dead by
+/// [`holder_is_dead`] unless `name` is this host's name.
+pub fn owner_id_named(name: &str) -> String {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u128(
         std::time::SystemTime::now()
@@ -15,10 +22,21 @@ pub fn owner_id() -> String {
             .as_nanos(),
     );
     let random = hasher.finish() as u32;
-    format!("{}-{}-{random:08x}", hostname(), std::process::id())
+    format!("{name}-{}-{random:08x}", std::process::id())
 }
 
-fn hostname() -> String {
+/// The host and process id of an [`owner_id`] (a worker's stream owners
+/// append `/device#slot`, which is ignored).
+pub fn owner_host_pid(owner: &str) -> Option<(&str, u32)> {
+    let process = owner.split('/').next().unwrap_or(owner);
+    let mut parts = process.rsplitn(3, '-');
+    let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    Some((host, pid.parse().ok()?))
+}
+
+pub fn hostname() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -37,11 +55,7 @@ fn hostname() -> String {
 /// Holders on other hosts, or a recycled pid, count as alive: the lease
 /// expiry still frees those jobs.
 pub fn holder_is_dead(owner: &str) -> bool {
-    let mut parts = owner.rsplitn(3, '-');
-    let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<u32>() else {
+    let Some((host, pid)) = owner_host_pid(owner) else {
         return false;
     };
     host == hostname()

@@ -3,6 +3,7 @@
 //! interrupted or failed run never leaves a truncated file that looks done.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use vmatte_media::{EncoderSettings, PixelLayout, PngSequenceWriter, VideoEncoder, VideoInfo};
 
@@ -29,12 +30,42 @@ pub fn output_path(dir: &Path, stem: &str, kind: OutputKind, format: OutputForma
     }
 }
 
+/// `.<name>.<pid>-<n>.partial`: a name of this writer's own, so that a
+/// worker which lost its job while stalled and the one that took it over
+/// never write into one file.
 fn partial_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(
+        ".{}.{}-{n}.partial",
+        file_name(path),
+        std::process::id()
+    ))
+}
+
+/// Earlier partial outputs of `path`: from a run that was killed, or from a
+/// stalled writer that has lost the job (its final rename then fails).
+fn stale_partials(path: &Path) -> Vec<PathBuf> {
+    let prefix = format!(".{}.", file_name(path));
+    let Some(Ok(entries)) = path.parent().map(std::fs::read_dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(&prefix) && name.ends_with(".partial")
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
         .expect("output has a file name")
-        .to_string_lossy();
-    path.with_file_name(format!(".{name}.partial"))
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn io_error(path: &Path, action: &str, e: std::io::Error) -> PipelineError {
@@ -54,8 +85,10 @@ impl OutputWriter {
         crf: u8,
     ) -> Result<Self> {
         let path = output_path(dir, stem, kind, format);
+        for stale in stale_partials(&path) {
+            remove_any(&stale).map_err(|e| io_error(&stale, "remove a stale partial output", e))?;
+        }
         let partial = partial_path(&path);
-        remove_any(&partial).map_err(|e| io_error(&partial, "remove a stale partial output", e))?;
         let layout = match kind {
             OutputKind::Alpha => PixelLayout::Gray8,
             OutputKind::Composite | OutputKind::Foreground => PixelLayout::Rgb24,

@@ -3,10 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One product of a run; each becomes its own file or image folder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputKind {
     /// The foreground over the background colour.
@@ -48,7 +48,7 @@ impl FromStr for OutputKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     /// H.264 in MP4, one file per kind.
@@ -121,6 +121,30 @@ impl Serialize for DownsampleRatio {
     }
 }
 
+/// Read back what [`Serialize`] wrote (queued jobs carry their settings as
+/// JSON): a number, `auto`, or `R at 1080p`.
+impl<'de> Deserialize<'de> for DownsampleRatio {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(f64),
+            Text(String),
+        }
+        let bad = |e: String| serde::de::Error::custom(e);
+        match Repr::deserialize(d)? {
+            Repr::Number(r) => format!("{r}").parse().map_err(bad),
+            Repr::Text(t) => match t.strip_suffix(" at 1080p") {
+                Some(r) => r
+                    .parse()
+                    .map(|at_1080p| Self::Scaled { at_1080p })
+                    .map_err(|_| bad(format!("'{t}' is not a ratio"))),
+                None => t.parse().map_err(bad),
+            },
+        }
+    }
+}
+
 /// An sRGB colour, parsed from `#RRGGBB` or `R,G,B`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rgb(pub [u8; 3]);
@@ -157,8 +181,16 @@ impl Serialize for Rgb {
     }
 }
 
+impl<'de> Deserialize<'de> for Rgb {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Everything that shapes the outputs of one run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MatteSettings {
     pub model: String,
     pub downsample_ratio: DownsampleRatio,
@@ -207,6 +239,24 @@ impl MatteSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_survive_json() {
+        let mut s = MatteSettings::new("rvm-resnet50");
+        for ratio in [
+            DownsampleRatio::Auto,
+            DownsampleRatio::Fixed(0.375),
+            DownsampleRatio::Scaled { at_1080p: 0.25 },
+        ] {
+            s.downsample_ratio = ratio;
+            s.background = Rgb([1, 2, 3]);
+            s.outputs = vec![OutputKind::Foreground];
+            let json = serde_json::to_string(&s).unwrap();
+            let back: MatteSettings = serde_json::from_str(&json).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), json);
+            assert_eq!(back.downsample_ratio, ratio);
+        }
+    }
 
     #[test]
     fn parses_colours() {

@@ -3,7 +3,7 @@
 //! done, redoes what was interrupted, and retries failures on request. Jobs
 //! are leased, so several processes can share one OUTDIR.
 
-mod discover;
+pub mod discover;
 pub mod joblog;
 
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ use joblog::{probe_fields, JobLog};
 /// How long a job stays ours without a heartbeat; a process that died
 /// loses its jobs to the next one after this. `VMATTE_JOB_LEASE_MS`
 /// shortens it (tests, or a farm that wants faster takeover).
-fn lease() -> Duration {
+pub(crate) fn lease() -> Duration {
     std::env::var("VMATTE_JOB_LEASE_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -448,29 +448,6 @@ pub fn status(outdir: &Path, json_out: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<4} {:<8} {:>8} {:>7} {:>8}  {:<40} input",
-        "id", "state", "attempts", "frames", "time", "name"
-    );
-    for j in &jobs {
-        println!(
-            "{:<4} {:<8} {:>8} {:>7} {:>8}  {:<40} {}{}",
-            j.id,
-            j.state.as_str(),
-            j.attempts,
-            j.frames
-                .map(|f| f.to_string())
-                .unwrap_or_else(|| "-".into()),
-            j.seconds
-                .map(|s| format!("{s:.1}s"))
-                .unwrap_or_else(|| "-".into()),
-            j.safe_name,
-            j.input_path.display(),
-            j.error
-                .as_deref()
-                .map(|e| format!("  ({e})"))
-                .unwrap_or_default()
-        );
-    }
+    crate::queue::print_jobs(&jobs);
     Ok(ExitCode::SUCCESS)
 }

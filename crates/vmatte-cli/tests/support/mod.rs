@@ -188,3 +188,48 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A throwaway PostgreSQL server on loopback, started by the repo's own
+/// scripts/pg-scratch.sh and stopped when dropped.
+pub struct PgServer {
+    pub dir: tempfile::TempDir,
+    /// `postgres://vmatte:PASSWORD@127.0.0.1:PORT/postgres`.
+    pub url: String,
+}
+
+pub const PG_PASSWORD: &str = "vm-S3cret-test-pw";
+
+impl PgServer {
+    pub fn start(tls: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(repo_root().join("scripts/pg-scratch.sh"));
+        cmd.arg("start")
+            .arg(dir.path().join("pg"))
+            .env("VMATTE_PG_PASSWORD", PG_PASSWORD);
+        if tls {
+            cmd.arg("--tls");
+        }
+        let out = cmd.output().expect("scripts/pg-scratch.sh runs");
+        assert!(
+            out.status.success(),
+            "cannot start PostgreSQL: {}",
+            stderr(&out)
+        );
+        let url = stdout(&out).trim().to_string();
+        Self { dir, url }
+    }
+
+    /// The server's self-signed certificate (started with `tls`).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("pg/ca.pem")
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/pg-scratch.sh"))
+            .arg("stop")
+            .arg(self.dir.path().join("pg"))
+            .status();
+    }
+}

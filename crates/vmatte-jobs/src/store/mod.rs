@@ -21,6 +21,7 @@ use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 
+pub(crate) use row::{opt_time, time};
 pub use row::{Claim, JobRow, JobState};
 pub use schema::SCHEMA_VERSION;
 
@@ -378,9 +379,12 @@ impl JobStore {
                 return Ok(());
             }
             Err(match select_row(tx, job_id)? {
-                None => Error::NoSuchJob { path, id: job_id },
+                None => Error::NoSuchJob {
+                    store: path.display().to_string(),
+                    id: job_id,
+                },
                 Some(_) => Error::LeaseLost {
-                    path,
+                    store: path.display().to_string(),
                     id: job_id,
                     owner: owner.to_string(),
                 },
@@ -392,7 +396,7 @@ impl JobStore {
 
     fn require(&self, job_id: i64) -> Result<JobRow> {
         self.job(job_id)?.ok_or_else(|| Error::NoSuchJob {
-            path: self.path.clone(),
+            store: self.path.display().to_string(),
             id: job_id,
         })
     }
@@ -408,7 +412,7 @@ fn claim_in(
 ) -> TxResult<Claim> {
     let now = now_ms();
     let row = select_row(tx, job_id)?.ok_or_else(|| Error::NoSuchJob {
-        path: path.to_path_buf(),
+        store: path.display().to_string(),
         id: job_id,
     })?;
     match row.state {
@@ -439,7 +443,7 @@ fn claim_in(
         }
     }
     let row = select_row(tx, job_id)?.ok_or_else(|| Error::NoSuchJob {
-        path: path.to_path_buf(),
+        store: path.display().to_string(),
         id: job_id,
     })?;
     Ok(Claim::Claimed(row))

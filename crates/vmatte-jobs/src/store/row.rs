@@ -71,6 +71,21 @@ pub struct JobRow {
     pub seconds: Option<f64>,
     /// Output kind (`alpha`, `composite`, ...) to path.
     pub outputs: BTreeMap<String, PathBuf>,
+    /// Where the outputs go. A SQLite store serves the folder it lives in;
+    /// a PostgreSQL queue keeps it per job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outdir: Option<PathBuf>,
+    /// After this many attempts a failure is final (PostgreSQL queues; a
+    /// SQLite store retries only on `--retry-failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// A job waiting out its retry backoff is not claimed before this.
+    #[serde(
+        rename = "not_before",
+        serialize_with = "opt_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_before_ms: Option<i64>,
 }
 
 impl JobRow {
@@ -114,6 +129,9 @@ impl JobRow {
                 .map(|f| f.max(0) as u64),
             seconds: row.get("seconds")?,
             outputs,
+            outdir: None,
+            max_attempts: None,
+            not_before_ms: None,
         })
     }
 
@@ -150,18 +168,18 @@ impl Claim {
     }
 }
 
-fn inline_json<S: Serializer>(json: &str, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn inline_json<S: Serializer>(json: &str, s: S) -> Result<S::Ok, S::Error> {
     match serde_json::from_str::<serde_json::Value>(json) {
         Ok(value) => value.serialize(s),
         Err(_) => s.serialize_str(json),
     }
 }
 
-fn time<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn time<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&rfc3339_ms(*ms))
 }
 
-fn opt_time<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn opt_time<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
     match ms {
         Some(ms) => s.serialize_some(&rfc3339_ms(*ms)),
         None => s.serialize_none(),

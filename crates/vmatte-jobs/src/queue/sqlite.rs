@@ -1,0 +1,151 @@
+//! The embedded store of one output folder as a [`JobQueue`], so
+//! `vmatte worker --queue sqlite:OUTDIR` runs what `vmatte submit` queued
+//! there. It keeps the last error of a job rather than every attempt, and
+//! retries failures only when asked (`--retry-failed`): one machine, one
+//! person watching.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Attempt, JobQueue, NewJob, Submitted, Throughput, WorkerInfo, WorkerRow};
+use crate::error::{Error, Result};
+use crate::owner::owner_host_pid;
+use crate::store::{JobRow, JobState, JobStore};
+use crate::time::now_ms;
+
+impl JobStore {
+    fn with_outdir(&self, mut row: JobRow) -> JobRow {
+        row.outdir = Some(self.outdir().to_path_buf());
+        row
+    }
+
+    fn same_folder(&self, outdir: &Path) -> bool {
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        canon(outdir) == canon(self.outdir())
+    }
+}
+
+impl JobQueue for JobStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path().display())
+    }
+
+    fn submit(&mut self, job: &NewJob) -> Result<(JobRow, Submitted)> {
+        if !self.same_folder(job.outdir) {
+            return Err(Error::OtherOutdir {
+                path: self.path().to_path_buf(),
+                outdir: self.outdir().to_path_buf(),
+                asked: job.outdir.to_path_buf(),
+            });
+        }
+        let before = self.jobs()?.len();
+        let row = self.enqueue(
+            job.input,
+            job.content_id,
+            job.settings_id,
+            job.settings_json,
+        )?;
+        let submitted = if JobStore::jobs(self)?.len() > before {
+            Submitted::Queued
+        } else if row.state == JobState::Failed && job.retry_failed {
+            Submitted::Requeued
+        } else {
+            Submitted::Known
+        };
+        Ok((self.with_outdir(row), submitted))
+    }
+
+    fn claim_next(&mut self, owner: &str, lease: Duration) -> Result<Option<JobRow>> {
+        Ok(JobStore::claim_next(self, owner, lease, false)?.map(|row| self.with_outdir(row)))
+    }
+
+    fn heartbeat(&mut self, job_id: i64, owner: &str, lease: Duration) -> Result<bool> {
+        JobStore::heartbeat(self, job_id, owner, lease)
+    }
+
+    fn complete(
+        &mut self,
+        job_id: i64,
+        owner: &str,
+        frames: u64,
+        seconds: f64,
+        outputs: &BTreeMap<String, PathBuf>,
+    ) -> Result<JobRow> {
+        let row = JobStore::complete(self, job_id, owner, frames, seconds, outputs)?;
+        Ok(self.with_outdir(row))
+    }
+
+    fn fail(&mut self, job_id: i64, owner: &str, error: &str, _: Duration) -> Result<JobRow> {
+        let row = JobStore::fail(self, job_id, owner, error)?;
+        Ok(self.with_outdir(row))
+    }
+
+    fn release(&mut self, job_id: i64, owner: &str) -> Result<JobRow> {
+        let row = JobStore::release(self, job_id, owner)?;
+        Ok(self.with_outdir(row))
+    }
+
+    fn jobs(&mut self) -> Result<Vec<JobRow>> {
+        let rows = JobStore::jobs(self)?;
+        Ok(rows.into_iter().map(|r| self.with_outdir(r)).collect())
+    }
+
+    fn unfinished(&mut self) -> Result<u64> {
+        let rows = JobStore::jobs(self)?;
+        Ok(rows
+            .iter()
+            .filter(|r| matches!(r.state, JobState::Queued | JobState::Running))
+            .count() as u64)
+    }
+
+    fn attempts(&mut self) -> Result<Vec<Attempt>> {
+        Ok(Vec::new())
+    }
+
+    fn worker_alive(&mut self, _: &WorkerInfo) -> Result<()> {
+        Ok(())
+    }
+
+    fn worker_stopped(&mut self, _: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Workers are not registered in a SQLite store; its lease holders are
+    /// the nearest thing.
+    fn workers(&mut self) -> Result<Vec<WorkerRow>> {
+        let now = now_ms();
+        let mut by_owner: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for row in JobStore::jobs(self)? {
+            if let (true, Some(owner)) = (row.lease_live(now), row.lease_owner) {
+                by_owner.entry(owner).or_default().push(row.id);
+            }
+        }
+        Ok(by_owner
+            .into_iter()
+            .map(|(id, running)| WorkerRow {
+                host: owner_host_pid(&id)
+                    .map(|(host, _)| host.to_string())
+                    .unwrap_or_default(),
+                pid: owner_host_pid(&id).map(|(_, pid)| pid).unwrap_or(0),
+                id,
+                devices: String::new(),
+                started_ms: now,
+                last_seen_ms: now,
+                stopped_ms: None,
+                jobs_done: 0,
+                running,
+            })
+            .collect())
+    }
+
+    fn throughput(&mut self, window: Duration) -> Result<Throughput> {
+        let since = now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let rows = JobStore::jobs(self)?;
+        let recent = rows
+            .iter()
+            .filter(|r| r.state == JobState::Done && r.finished_ms.is_some_and(|t| t > since));
+        let (jobs, frames) = recent.fold((0, 0), |(j, f), r| (j + 1, f + r.frames.unwrap_or(0)));
+        Ok(Throughput::new(window, jobs, frames))
+    }
+}
