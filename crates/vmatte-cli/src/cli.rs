@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use vmatte_pipeline::{DownsampleRatio, OutputFormat, OutputKind, Rgb};
+use vmatte_pipeline::{Background, DownsampleRatio, Mp4Codec, OutputFormat, OutputKind};
 
 #[derive(Parser)]
 #[command(
@@ -217,18 +217,43 @@ pub struct MatteOptions {
     /// Frames per inference call; more uses more memory and can be faster [default: 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub seq_chunk: Option<u32>,
-    /// What to write, comma-separated: composite, alpha, foreground [default: composite,alpha].
+    /// What to write, comma-separated [default: composite,alpha]: composite (over
+    /// --background), alpha (the matte, gray), foreground (straight colour), rgba
+    /// (colour + matte as alpha; needs prores, webm, mov, png or tiff).
     #[arg(long, value_delimiter = ',', value_name = "KINDS")]
     pub outputs: Option<Vec<OutputKind>>,
-    /// mp4 (H.264 files) or png (a numbered image folder per kind; alpha as 8-bit gray) [default: mp4].
+    /// mp4 (H.264/H.265), prores (ProRes 4444 .mov, real alpha), webm (VP9 with
+    /// alpha), mov (QuickTime Animation, lossless), png or tiff (a numbered image
+    /// folder per kind) [default: mp4].
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<OutputFormat>,
-    /// Composite background, #RRGGBB or R,G,B [default: RVM's green 120,255,155].
-    #[arg(long, value_name = "COLOUR")]
-    pub background: Option<Rgb>,
-    /// H.264 quality for mp4 outputs, 0 (lossless) to 51; lower is better [default: 18].
-    #[arg(long, value_name = "CRF", value_parser = clap::value_parser!(u8).range(0..=51))]
+    /// Composite background: a colour (#RRGGBB, R,G,B or a name such as white,
+    /// black, blue), an image, or a video (looped) [default: RVM's green 120,255,155].
+    #[arg(long, value_name = "COLOUR|FILE")]
+    pub background: Option<Background>,
+    /// Quality of mp4/webm outputs, 0 (lossless) to 51 (63 for webm); lower is better [default: 18].
+    #[arg(long, value_name = "CRF", value_parser = clap::value_parser!(u8).range(0..=63))]
     pub crf: Option<u8>,
+    /// Average bitrate of mp4/webm outputs instead of --crf, e.g. 8M or 2500k.
+    #[arg(long, value_name = "RATE", value_parser = parse_bitrate)]
+    pub bitrate: Option<u64>,
+    /// Codec of --format mp4: h264 or h265.
+    #[arg(long, value_name = "CODEC")]
+    pub codec: Option<Mp4Codec>,
+    /// Bits per sample: 8 or 16 for png/tiff [default: 16 for sources deeper than
+    /// 8 bits], 10 or 12 (4444 XQ) for prores [default: 10].
+    #[arg(long, value_name = "BITS")]
+    pub depth: Option<u8>,
+    /// rgba outputs carry colour premultiplied by alpha (straight otherwise).
+    #[arg(long)]
+    pub premultiplied: bool,
+    /// Write 1 - alpha in alpha and rgba outputs.
+    #[arg(long)]
+    pub invert_alpha: bool,
+    /// Leave the input's audio out (by default every audio stream is copied, or
+    /// re-encoded to AAC/Opus where the container needs it).
+    #[arg(long)]
+    pub no_audio: bool,
     /// Frame rate of image-folder inputs, e.g. 25 or 30000/1001.
     #[arg(long, value_name = "FPS")]
     pub fps: Option<String>,
@@ -311,5 +336,20 @@ fn worker_name(s: &str) -> Result<String, String> {
         ))
     } else {
         Ok(s.to_string())
+    }
+}
+
+/// `8M`, `2500k` or plain bits per second.
+fn parse_bitrate(s: &str) -> Result<u64, String> {
+    let (number, scale) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000.0),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000.0),
+        _ => (s, 1.0),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n > 0.0 => Ok((n * scale).round() as u64),
+        _ => Err(format!(
+            "'{s}' is not a bitrate; use e.g. 8M, 2500k or 8000000"
+        )),
     }
 }

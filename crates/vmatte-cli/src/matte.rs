@@ -44,8 +44,19 @@ pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
         settings.outputs = dedup(&outputs);
     }
     settings.format = o.format.or(p.format).unwrap_or(settings.format);
-    settings.background = o.background.or(p.background).unwrap_or(settings.background);
+    settings.background = o
+        .background
+        .clone()
+        .or(p.background)
+        .unwrap_or(settings.background);
     settings.crf = o.crf.or(p.crf).unwrap_or(settings.crf);
+    settings.bitrate = o.bitrate;
+    settings.codec = o.codec.unwrap_or_default();
+    settings.depth = o.depth;
+    settings.premultiplied = o.premultiplied;
+    settings.invert_alpha = o.invert_alpha;
+    settings.no_audio = o.no_audio;
+    settings.validate().map_err(anyhow::Error::msg)?;
     settings.device = model.device.clone();
     settings.dtype = model.dtype.clone();
     Ok((settings, model))

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use vmatte_pipeline::{DownsampleRatio, MatteSettings, OutputFormat, OutputKind, Rgb};
+use vmatte_pipeline::{Background, DownsampleRatio, MatteSettings, OutputFormat, OutputKind};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Preset {
@@ -32,7 +32,7 @@ pub struct Preset {
     pub seq_chunk_large: Option<usize>,
     pub outputs: Option<Vec<OutputKind>>,
     pub format: Option<OutputFormat>,
-    pub background: Option<Rgb>,
+    pub background: Option<Background>,
     pub crf: Option<u8>,
     /// Where it was defined: "built-in" or the config file.
     pub source: String,

@@ -152,3 +152,16 @@ pub(crate) fn merge(frame: (Space, Range), stream: (Space, Range)) -> (Space, Ra
     };
     (space, range)
 }
+
+/// Bits per sample of a pixel format (8 when libav does not say).
+pub(crate) fn bit_depth(format: Pixel) -> u8 {
+    // SAFETY: libav's static descriptor table; NULL for unknown formats.
+    unsafe {
+        let desc = ffi::av_pix_fmt_desc_get(format.into());
+        if desc.is_null() {
+            8
+        } else {
+            u8::try_from((*desc).comp[0].depth).unwrap_or(8)
+        }
+    }
+}

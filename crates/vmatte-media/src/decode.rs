@@ -13,6 +13,7 @@ use ffmpeg::{ffi, frame, media, Packet};
 use ffmpeg_next as ffmpeg;
 
 use crate::color::{self, Colorimetry};
+use crate::encode::ColorTags;
 use crate::error::{self, MediaError};
 use crate::log;
 use crate::scale::RgbConverter;
@@ -42,6 +43,11 @@ pub struct VideoInfo {
     /// Clockwise degrees a player rotates the picture by (display matrix);
     /// frames are returned unrotated.
     pub rotation: i32,
+    /// What outputs are tagged with: the source's primaries and transfer
+    /// (BT.709 when it says nothing) and the matrix it was decoded with.
+    pub color_tags: ColorTags,
+    /// Bits per sample of the source pictures (8, 10, 12 ...).
+    pub bit_depth: u8,
 }
 
 /// One decoded picture.
@@ -49,8 +55,11 @@ pub struct VideoInfo {
 pub struct Frame {
     pub width: u32,
     pub height: u32,
-    /// Packed RGB24, row-major, exactly `width * height * 3` bytes.
+    /// Packed RGB24, row-major, exactly `width * height * 3` bytes; or,
+    /// when `deep`, RGB48 as little-endian `u16` samples (6 bytes a pixel).
     pub rgb: Vec<u8>,
+    /// Whether `rgb` holds 16-bit samples ([`FrameSource::set_deep`]).
+    pub deep: bool,
     /// Presentation time in [`VideoInfo::time_base`].
     pub pts: Option<i64>,
     /// 0-based position in decode output order.
@@ -75,6 +84,9 @@ pub trait FrameSource: Send {
     /// The next frame, `Ok(None)` at the end. After an error or the end,
     /// further calls return `Ok(None)`.
     fn next_frame(&mut self) -> Result<Option<Frame>, MediaError>;
+    /// Deliver 16-bit RGB from now on, so sources deeper than 8 bits
+    /// (10-bit video, 16-bit PNG) keep their gradations.
+    fn set_deep(&mut self, deep: bool);
 }
 
 pub(crate) struct VideoDecoder {
@@ -171,6 +183,8 @@ impl VideoDecoder {
             color_matrix: colour.matrix_name(),
             color_range: colour.range_name().to_owned(),
             rotation: rotation(&stream),
+            color_tags: color_tags(&decoder, colour.matrix),
+            bit_depth: color::bit_depth(decoder.format()),
         };
         Ok(VideoDecoder {
             info,
@@ -296,6 +310,7 @@ impl VideoDecoder {
             width: self.info.width,
             height: self.info.height,
             rgb,
+            deep: self.converter.is_deep(),
             pts: self.decoded.timestamp(),
             index: self.next_index,
         };
@@ -319,6 +334,10 @@ impl FrameSource for VideoDecoder {
             self.done = true;
         }
         result
+    }
+
+    fn set_deep(&mut self, deep: bool) {
+        self.converter.set_deep(deep);
     }
 }
 
@@ -404,6 +423,35 @@ fn probe(path: &Path) -> Probe {
             Probe::Media(name.to_string_lossy().into_owned())
         }
         _ => Probe::Unknown,
+    }
+}
+
+/// The source's colour tags, with BT.709 standing in for what it leaves
+/// unspecified.
+fn color_tags(decoder: &ffmpeg::decoder::Video, matrix: Space) -> ColorTags {
+    let default = ColorTags::bt709();
+    // SAFETY: reads two fields of an open decoder context.
+    let (primaries, transfer) = unsafe {
+        let ctx = decoder.as_ptr();
+        ((*ctx).color_primaries, (*ctx).color_trc)
+    };
+    ColorTags {
+        primaries: match primaries {
+            ffi::AVColorPrimaries::AVCOL_PRI_UNSPECIFIED
+            | ffi::AVColorPrimaries::AVCOL_PRI_RESERVED
+            | ffi::AVColorPrimaries::AVCOL_PRI_RESERVED0 => default.primaries,
+            p => p,
+        },
+        transfer: match transfer {
+            ffi::AVColorTransferCharacteristic::AVCOL_TRC_UNSPECIFIED
+            | ffi::AVColorTransferCharacteristic::AVCOL_TRC_RESERVED
+            | ffi::AVColorTransferCharacteristic::AVCOL_TRC_RESERVED0 => default.transfer,
+            t => t,
+        },
+        matrix: match matrix {
+            Space::Unspecified | Space::RGB | Space::Reserved => Space::BT709,
+            m => m,
+        },
     }
 }
 

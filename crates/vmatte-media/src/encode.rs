@@ -1,4 +1,6 @@
-//! H.264 (libx264) writing.
+//! Video writing: H.264 and H.265 in MP4, ProRes 4444 and QuickTime
+//! Animation in MOV, VP9 in WebM, each with the pixel format that keeps what
+//! the matte needs (a real alpha plane, full-range mattes, 10-bit depth).
 
 use std::path::{Path, PathBuf};
 use std::ptr;
@@ -9,9 +11,133 @@ use ffmpeg::util::color::{Range, Space};
 use ffmpeg::{ffi, frame, Dictionary, Packet};
 use ffmpeg_next as ffmpeg;
 
+use crate::audio::AudioCarrier;
 use crate::error::MediaError;
 use crate::scale::{Geometry, Scaler, YuvSide};
 use crate::{libav_url, log, PixelLayout, Rational};
+
+/// The codec of a video output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// libx264; the container is usually mp4.
+    H264,
+    /// libx265, tagged `hvc1` so Apple's players take it.
+    H265,
+    /// Apple ProRes 4444 (prores_ks), with the alpha as a real plane.
+    /// `xq` picks 4444 XQ, the profile with room for 12-bit detail.
+    ProRes { xq: bool },
+    /// VP9 (libvpx) for WebM, with an alpha plane for RGBA frames.
+    Vp9,
+    /// QuickTime Animation (RLE): lossless 8-bit RGB, ARGB or gray in MOV.
+    QtRle,
+}
+
+impl VideoCodec {
+    fn encoder_name(self) -> &'static str {
+        match self {
+            Self::H264 => "libx264",
+            Self::H265 => "libx265",
+            Self::ProRes { .. } => "prores_ks",
+            Self::Vp9 => "libvpx-vp9",
+            Self::QtRle => "qtrle",
+        }
+    }
+
+    /// What frames of `layout` are encoded as.
+    fn target(self, layout: PixelLayout, width: u32, height: u32) -> Result<Target, String> {
+        let even = (width | height) & 1 == 0;
+        let deep = layout.is_deep();
+        if layout.has_alpha() && matches!(self, Self::H264 | Self::H265) {
+            return Err(format!(
+                "{self:?} has no alpha channel; use --format prores, webm, mov, png or tiff for rgba"
+            ));
+        }
+        // A matte goes into the luma untouched, full range: limited range
+        // would merge neighbouring 8-bit levels.
+        let luma = |format| Target {
+            format,
+            full_range: true,
+            gray_into_luma: true,
+        };
+        let yuv = |format| Target {
+            format,
+            full_range: false,
+            gray_into_luma: false,
+        };
+        Ok(match self {
+            Self::H264 | Self::H265 | Self::Vp9 if layout.is_gray() => luma(
+                match (deep && self != Self::Vp9, even || self == Self::Vp9) {
+                    (true, true) => Pixel::YUV420P10LE,
+                    (true, false) => Pixel::YUV444P10LE,
+                    (false, true) => Pixel::YUV420P,
+                    (false, false) => Pixel::YUV444P,
+                },
+            ),
+            Self::Vp9 if layout.has_alpha() => yuv(Pixel::YUVA420P),
+            // 4:2:0 H.264 can only crop by 2 pixels, so odd sizes would gain
+            // a row or column; they are encoded as 4:4:4 at the exact size.
+            Self::H264 | Self::H265 | Self::Vp9 => yuv(match (deep, even || self == Self::Vp9) {
+                (true, true) => Pixel::YUV420P10LE,
+                (true, false) => Pixel::YUV444P10LE,
+                (false, true) => Pixel::YUV420P,
+                (false, false) => Pixel::YUV444P,
+            }),
+            Self::ProRes { .. } if layout.has_alpha() => yuv(Pixel::YUVA444P10LE),
+            Self::ProRes { .. } => yuv(Pixel::YUV444P10LE),
+            Self::QtRle if layout.has_alpha() => yuv(Pixel::ARGB),
+            Self::QtRle if layout.is_gray() => yuv(Pixel::GRAY8),
+            Self::QtRle => yuv(Pixel::RGB24),
+        })
+    }
+}
+
+struct Target {
+    format: Pixel,
+    full_range: bool,
+    /// Gray frames are copied into the luma plane with neutral chroma
+    /// instead of going through swscale's range conversion.
+    gray_into_luma: bool,
+}
+
+/// Colour tags carried from the input: the pictures keep their primaries
+/// and transfer, and RGB is turned back into YUV with the input's matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColorTags {
+    pub primaries: ffi::AVColorPrimaries,
+    pub transfer: ffi::AVColorTransferCharacteristic,
+    pub matrix: Space,
+}
+
+impl ColorTags {
+    /// BT.709 throughout, for sources that say nothing.
+    pub fn bt709() -> Self {
+        Self {
+            primaries: ffi::AVColorPrimaries::AVCOL_PRI_BT709,
+            transfer: ffi::AVColorTransferCharacteristic::AVCOL_TRC_BT709,
+            matrix: Space::BT709,
+        }
+    }
+
+    /// A matrix swscale has coefficients for (BT.709 otherwise).
+    fn sws_matrix(self) -> Space {
+        match self.matrix {
+            Space::BT709
+            | Space::FCC
+            | Space::BT470BG
+            | Space::SMPTE170M
+            | Space::SMPTE240M
+            | Space::BT2020NCL
+            | Space::BT2020CL => self.matrix,
+            _ => Space::BT709,
+        }
+    }
+}
+
+impl Default for ColorTags {
+    fn default() -> Self {
+        Self::bt709()
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct EncoderSettings {
@@ -21,14 +147,23 @@ pub struct EncoderSettings {
     /// Unit of the `pts` passed to [`VideoEncoder::write`].
     pub time_base: Rational,
     pub layout: PixelLayout,
-    /// x264 constant rate factor, 0 (lossless) to 51.
+    pub codec: VideoCodec,
+    /// Constant quality (x264/x265/VP9), 0 (lossless) to 51 (63 for VP9).
     pub crf: u8,
+    /// Average bits per second instead of `crf`.
+    pub bitrate: Option<u64>,
+    pub color: ColorTags,
+    /// Clockwise degrees players rotate the picture by (display matrix).
+    pub rotation: i32,
+    /// A file whose audio streams are carried into the output, kept in sync
+    /// with the video timestamps (which must be that file's).
+    pub audio_from: Option<PathBuf>,
 }
 
 impl EncoderSettings {
     pub const DEFAULT_CRF: u8 = 18;
 
-    /// Settings with [`Self::DEFAULT_CRF`].
+    /// H.264, [`Self::DEFAULT_CRF`], BT.709, no rotation, no audio.
     pub fn new(
         width: u32,
         height: u32,
@@ -42,25 +177,21 @@ impl EncoderSettings {
             frame_rate,
             time_base,
             layout,
+            codec: VideoCodec::H264,
             crf: Self::DEFAULT_CRF,
+            bitrate: None,
+            color: ColorTags::bt709(),
+            rotation: 0,
+            audio_from: None,
         }
     }
 }
 
-/// Writes H.264 video, tagged BT.709 limited range.
-///
-/// Even sizes are encoded as yuv420p, which every player handles. Odd sizes
-/// cannot be: 4:2:0 H.264 can only crop by 2 pixels, so the picture would
-/// gain a row or column. They are encoded as yuv444p at the exact size
-/// instead, which ffmpeg, VLC and mpv play but browsers and QuickTime may not.
+/// Writes one video stream (plus the audio of [`EncoderSettings::audio_from`]).
 ///
 /// Timestamps are kept exactly in mp4/mov, whose track timescale follows the
-/// time base (30000/1001 and variable frame rates survive); Matroska rounds
-/// them to milliseconds.
-///
-/// [`PixelLayout::Gray8`] input becomes the luma of the video with neutral
-/// chroma, so decoding it gives back the gray values (to within the
-/// quantisation of limited range and of the codec).
+/// time base (30000/1001 and variable frame rates survive); Matroska and
+/// WebM round them to milliseconds.
 pub struct VideoEncoder {
     path: PathBuf,
     output: ffmpeg::format::context::Output,
@@ -71,15 +202,16 @@ pub struct VideoEncoder {
     stream_time_base: ffmpeg::Rational,
     /// Length of one frame in the encoder time base, for packet durations.
     frame_ticks: i64,
-    scaler: Scaler,
+    scaler: Option<Scaler>,
     input: frame::Video,
     yuv: frame::Video,
+    audio: Option<AudioCarrier>,
     frames: u64,
     last_pts: Option<i64>,
 }
 
 impl VideoEncoder {
-    /// `container` is a libav muxer name ("mp4", "mov", "matroska"); it is
+    /// `container` is a libav muxer name ("mp4", "mov", "webm"); it is
     /// explicit because `path` may be a temporary name like `out.mp4.partial`.
     pub fn create(
         path: &Path,
@@ -90,45 +222,61 @@ impl VideoEncoder {
         log::clear();
         validate(path, settings)?;
         let encode_err = |e| MediaError::encode(path, e);
-
-        let codec = ffmpeg::encoder::find_by_name("libx264").ok_or(MediaError::EncoderMissing {
+        let invalid = |problem: String| MediaError::Invalid {
             path: path.to_path_buf(),
-            encoder: "libx264",
+            problem,
+            hint: "choose another --format or output kind".into(),
+        };
+
+        let name = settings.codec.encoder_name();
+        let codec = ffmpeg::encoder::find_by_name(name).ok_or(MediaError::EncoderMissing {
+            path: path.to_path_buf(),
+            encoder: name,
         })?;
+        let (width, height) = (settings.width, settings.height);
+        let target = settings
+            .codec
+            .target(settings.layout, width, height)
+            .map_err(invalid)?;
         let mut output = open_output(path, container)?;
         let global_header = output
             .format()
             .flags()
             .contains(ffmpeg::format::Flags::GLOBAL_HEADER);
 
-        let even = (settings.width | settings.height) & 1 == 0;
-        let yuv_format = if even { Pixel::YUV420P } else { Pixel::YUV444P };
         let mut context = codec::Context::new_with_codec(codec);
-        // x264 runs single-threaded unless asked; 0 = as many as useful.
+        // Encoders run single-threaded unless asked; 0 = as many as useful.
         context.set_threading(threading::Config {
             kind: threading::Type::Frame,
             count: 0,
             ..Default::default()
         });
         let mut encoder = context.encoder().video().map_err(encode_err)?;
-        encoder.set_width(settings.width);
-        encoder.set_height(settings.height);
-        encoder.set_format(yuv_format);
+        encoder.set_width(width);
+        encoder.set_height(height);
+        encoder.set_format(target.format);
         encoder.set_time_base(settings.time_base);
         encoder.set_frame_rate(Some(settings.frame_rate));
-        encoder.set_colorspace(Space::BT709);
-        encoder.set_color_range(Range::MPEG);
+        let color = settings.color;
+        encoder.set_colorspace(color.sws_matrix());
+        encoder.set_color_range(if target.full_range {
+            Range::JPEG
+        } else {
+            Range::MPEG
+        });
         // SAFETY: plain field writes on a context we own, before opening.
         unsafe {
             let ctx = encoder.as_mut_ptr();
-            (*ctx).color_primaries = ffi::AVColorPrimaries::AVCOL_PRI_BT709;
-            (*ctx).color_trc = ffi::AVColorTransferCharacteristic::AVCOL_TRC_BT709;
+            (*ctx).color_primaries = color.primaries;
+            (*ctx).color_trc = color.transfer;
         }
         if global_header {
             encoder.set_flags(codec::Flags::GLOBAL_HEADER);
         }
-        let mut options = Dictionary::new();
-        options.set("crf", &settings.crf.to_string());
+        if let Some(bitrate) = settings.bitrate {
+            encoder.set_bit_rate(bitrate as usize);
+        }
+        let options = codec_options(settings);
         let encoder = encoder.open_as_with(codec, options).map_err(encode_err)?;
 
         let mut stream = output.add_stream(codec).map_err(encode_err)?;
@@ -137,6 +285,20 @@ impl VideoEncoder {
         stream.set_time_base(settings.time_base);
         stream.set_avg_frame_rate(settings.frame_rate);
         stream.set_rate(settings.frame_rate);
+        // SAFETY: the stream belongs to `output`; side data is copied in.
+        unsafe {
+            let st = stream.as_mut_ptr();
+            if settings.codec == VideoCodec::H265 && container != "matroska" {
+                (*(*st).codecpar).codec_tag = u32::from_le_bytes(*b"hvc1");
+            }
+            if settings.rotation.rem_euclid(360) != 0 {
+                set_rotation(st, settings.rotation);
+            }
+        }
+        let audio = match &settings.audio_from {
+            Some(input) => AudioCarrier::add_to(input, &mut output, container, path)?,
+            None => None,
+        };
 
         let mut header_options = Dictionary::new();
         if is_mov_family(&output) {
@@ -146,37 +308,49 @@ impl VideoEncoder {
         output
             .write_header_with(header_options)
             .map_err(|e| MediaError::write(path, e))?;
+        let mut audio = audio;
+        if let Some(audio) = audio.as_mut() {
+            audio.header_written(&output);
+        }
         // The muxer may pick its own time base (mp4: 1/timescale).
         let stream_time_base = output
             .stream(stream_index)
             .expect("stream was just added")
             .time_base();
 
-        let (width, height) = (settings.width, settings.height);
         let input_format = settings.layout.pixel();
-        let scaler = Scaler::new(
-            Geometry {
-                format: input_format,
-                width,
-                height,
-            },
-            Geometry {
-                format: yuv_format,
-                width,
-                height,
-            },
-            // Use every input chroma sample instead of every other one.
-            ffi::SWS_FULL_CHR_H_INP,
-            // Gray->YUV is a range conversion swscale does by default.
-            (settings.layout == PixelLayout::Rgb24).then_some(YuvSide {
-                sws_matrix: ffi::SWS_CS_ITU709,
-                full_range: false,
-            }),
-        )
-        .map_err(|reason| MediaError::Encode {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+        let mut yuv = frame::Video::new(target.format, width, height);
+        let scaler = if target.gray_into_luma {
+            fill_neutral_chroma(&mut yuv);
+            None
+        } else {
+            let yuv_side = (!settings.layout.is_gray()
+                && !matches!(target.format, Pixel::ARGB | Pixel::RGB24 | Pixel::GRAY8))
+            .then_some(YuvSide {
+                sws_matrix: ffi::AVColorSpace::from(color.sws_matrix()) as std::ffi::c_int,
+                full_range: target.full_range,
+            });
+            let scaler = Scaler::new(
+                Geometry {
+                    format: input_format,
+                    width,
+                    height,
+                },
+                Geometry {
+                    format: target.format,
+                    width,
+                    height,
+                },
+                // Use every input chroma sample instead of every other one.
+                ffi::SWS_FULL_CHR_H_INP,
+                yuv_side,
+            )
+            .map_err(|reason| MediaError::Encode {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+            Some(scaler)
+        };
 
         let encoder_time_base: ffmpeg::Rational = settings.time_base.into();
         Ok(VideoEncoder {
@@ -190,10 +364,17 @@ impl VideoEncoder {
             frame_ticks: rescale(1, settings.frame_rate.inverse(), settings.time_base).max(1),
             scaler,
             input: frame::Video::new(input_format, width, height),
-            yuv: frame::Video::new(yuv_format, width, height),
+            yuv,
+            audio,
             frames: 0,
             last_pts: None,
         })
+    }
+
+    /// How each audio stream of the input was carried: "copy", "aac" or
+    /// "opus" (empty without audio).
+    pub fn audio_modes(&self) -> Vec<String> {
+        self.audio.as_ref().map(|a| a.modes()).unwrap_or_default()
     }
 
     /// Encodes one frame. `pts` is in `settings.time_base`; `None` stands for
@@ -212,11 +393,6 @@ impl VideoEncoder {
                 (s.width, s.height, s.layout),
             ));
         }
-        let stride = self.input.stride(0);
-        let plane = self.input.data_mut(0);
-        for (dst, src) in plane.chunks_mut(stride).zip(data.chunks_exact(row)) {
-            dst[..row].copy_from_slice(src);
-        }
         // The encoder may still hold a reference to the previous picture;
         // writing into a shared buffer would change it behind its back.
         // SAFETY: valid frame; av_frame_make_writable copies if shared.
@@ -224,7 +400,17 @@ impl VideoEncoder {
         if ret < 0 {
             return Err(MediaError::encode(&self.path, ret.into()));
         }
-        self.scaler.run(&self.input, &mut self.yuv);
+        match self.scaler.as_mut() {
+            Some(scaler) => {
+                let stride = self.input.stride(0);
+                let plane = self.input.data_mut(0);
+                for (dst, src) in plane.chunks_mut(stride).zip(data.chunks_exact(row)) {
+                    dst[..row].copy_from_slice(src);
+                }
+                scaler.run(&self.input, &mut self.yuv);
+            }
+            None => gray_into_luma(data, self.settings.layout, width, &mut self.yuv),
+        }
         let pts = pts.unwrap_or_else(|| {
             rescale(
                 self.frames as i64,
@@ -254,6 +440,9 @@ impl VideoEncoder {
             .send_eof()
             .map_err(|e| MediaError::encode(&self.path, e))?;
         self.drain()?;
+        if let Some(audio) = self.audio.as_mut() {
+            audio.finish(&mut self.output)?;
+        }
         self.output
             .write_trailer()
             .map_err(|e| MediaError::write(&self.path, e))
@@ -268,6 +457,12 @@ impl VideoEncoder {
                     if packet.duration() == 0 {
                         // Without it mp4 gives the last frame no duration.
                         packet.set_duration(self.frame_ticks);
+                    }
+                    if let (Some(audio), Some(pts)) = (self.audio.as_mut(), packet.pts()) {
+                        let tb = self.encoder_time_base;
+                        let until =
+                            pts as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator());
+                        audio.pump(&mut self.output, until)?;
                     }
                     packet.set_stream(self.stream_index);
                     packet.rescale_ts(self.encoder_time_base, self.stream_time_base);
@@ -303,8 +498,9 @@ fn validate(path: &Path, s: &EncoderSettings) -> Result<(), MediaError> {
     if !s.time_base.is_positive() {
         return Err(invalid(format!("invalid time base {}", s.time_base)));
     }
-    if s.crf > 51 {
-        return Err(invalid(format!("crf {} is outside 0..=51", s.crf)));
+    let max_crf = if s.codec == VideoCodec::Vp9 { 63 } else { 51 };
+    if s.crf > max_crf {
+        return Err(invalid(format!("crf {} is outside 0..={max_crf}", s.crf)));
     }
     Ok(())
 }
@@ -375,5 +571,107 @@ fn open_output(
             return Err(MediaError::write(path, ffmpeg::Error::from(ret)));
         }
         Ok(ffmpeg::format::context::Output::wrap(ctx))
+    }
+}
+
+/// Encoder options for the codec's quality and speed.
+fn codec_options(s: &EncoderSettings) -> Dictionary<'static> {
+    let mut o = Dictionary::new();
+    match s.codec {
+        VideoCodec::H264 => {
+            if s.bitrate.is_none() {
+                o.set("crf", &s.crf.to_string());
+            }
+        }
+        VideoCodec::H265 => {
+            if s.bitrate.is_none() {
+                o.set("crf", &s.crf.to_string());
+            }
+            o.set("x265-params", "log-level=error");
+        }
+        VideoCodec::Vp9 => {
+            if s.bitrate.is_none() {
+                // Constant quality needs the bitrate cap off.
+                o.set("crf", &s.crf.to_string());
+                o.set("b", "0");
+            }
+            o.set("deadline", "good");
+            o.set("cpu-used", "4");
+            o.set("row-mt", "1");
+        }
+        VideoCodec::ProRes { xq } => {
+            o.set("profile", if xq { "5" } else { "4" });
+            o.set("vendor", "apl0");
+            // 16-bit alpha: the matte's full precision.
+            o.set("alpha_bits", "16");
+        }
+        VideoCodec::QtRle => {}
+    }
+    o
+}
+
+/// Tags the stream so players rotate the picture `clockwise` degrees.
+///
+/// # Safety
+/// `stream` must be a live stream of an output context, before its header
+/// is written.
+unsafe fn set_rotation(stream: *mut ffi::AVStream, clockwise: i32) {
+    let size = 9 * std::mem::size_of::<i32>();
+    let data = ffi::av_stream_new_side_data(
+        stream,
+        ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+        size,
+    );
+    if !data.is_null() {
+        // libav's angle is counterclockwise.
+        ffi::av_display_rotation_set(data as *mut i32, -f64::from(clockwise));
+    }
+}
+
+/// Neutral chroma (and opaque nothing else) for a luma-only picture.
+fn fill_neutral_chroma(yuv: &mut frame::Video) {
+    let deep = matches!(yuv.format(), Pixel::YUV420P10LE | Pixel::YUV444P10LE);
+    for plane in 1..yuv.planes().min(3) {
+        let data = yuv.data_mut(plane);
+        if deep {
+            for px in data.chunks_exact_mut(2) {
+                px.copy_from_slice(&512u16.to_le_bytes());
+            }
+        } else {
+            data.fill(128);
+        }
+    }
+}
+
+/// Copies a gray frame into the luma plane unchanged (8-bit), or rounded to
+/// 10 bits from 16.
+fn gray_into_luma(data: &[u8], layout: PixelLayout, width: usize, yuv: &mut frame::Video) {
+    let deep_out = matches!(yuv.format(), Pixel::YUV420P10LE | Pixel::YUV444P10LE);
+    let row_in = width * layout.bytes_per_pixel();
+    let stride = yuv.stride(0);
+    let luma = yuv.data_mut(0);
+    for (dst, src) in luma.chunks_mut(stride).zip(data.chunks_exact(row_in)) {
+        match (layout, deep_out) {
+            (PixelLayout::Gray8, false) => dst[..width].copy_from_slice(src),
+            (PixelLayout::Gray16, true) => {
+                for (d, s) in dst.chunks_exact_mut(2).zip(src.chunks_exact(2)) {
+                    let v = u32::from(u16::from_le_bytes([s[0], s[1]]));
+                    let ten = ((v * 1023 + 32767) / 65535) as u16;
+                    d.copy_from_slice(&ten.to_le_bytes());
+                }
+            }
+            (PixelLayout::Gray16, false) => {
+                for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                    let v = u32::from(u16::from_le_bytes([s[0], s[1]]));
+                    *d = ((v * 255 + 32767) / 65535) as u8;
+                }
+            }
+            _ => {
+                for (d, s) in dst.chunks_exact_mut(2).zip(src.iter()) {
+                    let ten = ((u32::from(*s) * 1023 + 127) / 255) as u16;
+                    d.copy_from_slice(&ten.to_le_bytes());
+                }
+            }
+        }
     }
 }

@@ -70,6 +70,8 @@ impl ImageSequence {
             color_matrix: colour.matrix_name(),
             color_range: colour.range_name().to_owned(),
             rotation: 0,
+            color_tags: crate::ColorTags::bt709(),
+            bit_depth: color::bit_depth(first.format()),
         };
         Ok(ImageSequence {
             converter: RgbConverter::new(info.width, info.height),
@@ -112,6 +114,7 @@ impl ImageSequence {
             width: self.info.width,
             height: self.info.height,
             rgb,
+            deep: self.converter.is_deep(),
             pts: Some(index as i64),
             index,
         }))
@@ -133,6 +136,10 @@ impl FrameSource for ImageSequence {
             self.done = true;
         }
         result
+    }
+
+    fn set_deep(&mut self, deep: bool) {
+        self.converter.set_deep(deep);
     }
 }
 

@@ -5,6 +5,7 @@
 //! the colour matrix and range of the source are honoured on the way there,
 //! so a matte lines up with what a player shows.
 
+mod audio;
 mod color;
 mod decode;
 mod encode;
@@ -22,9 +23,10 @@ use std::sync::Once;
 use ffmpeg_next as ffmpeg;
 
 pub use decode::{Frame, FrameSource, VideoInfo};
-pub use encode::{EncoderSettings, VideoEncoder};
+pub use encode::{ColorTags, EncoderSettings, VideoCodec, VideoEncoder};
 pub use error::MediaError;
-pub use png::PngSequenceWriter;
+pub use png::{ImageFormat, ImageSequenceWriter, PngSequenceWriter};
+pub use scale::CoverScaler;
 
 /// Initialises libav once per process. Every entry point of this crate calls
 /// it, so calling it yourself is optional.
@@ -88,27 +90,61 @@ impl From<Rational> for ffmpeg::Rational {
     }
 }
 
-/// Memory layout of the frames handed to the writers.
+/// Memory layout of the frames handed to the writers. The 16-bit layouts
+/// hold native (little-endian) `u16` samples as bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelLayout {
     /// Packed RGB, 3 bytes per pixel.
     Rgb24,
+    /// Packed RGBA, 4 bytes per pixel (straight or premultiplied: the
+    /// writer does not care).
+    Rgba,
     /// One byte per pixel (an alpha matte).
     Gray8,
+    /// Packed RGB, 16 bits per sample.
+    Rgb48,
+    /// Packed RGBA, 16 bits per sample.
+    Rgba64,
+    /// One 16-bit sample per pixel.
+    Gray16,
 }
 
 impl PixelLayout {
     pub fn bytes_per_pixel(self) -> usize {
         match self {
-            PixelLayout::Rgb24 => 3,
             PixelLayout::Gray8 => 1,
+            PixelLayout::Gray16 => 2,
+            PixelLayout::Rgb24 => 3,
+            PixelLayout::Rgba => 4,
+            PixelLayout::Rgb48 => 6,
+            PixelLayout::Rgba64 => 8,
         }
     }
 
+    pub fn has_alpha(self) -> bool {
+        matches!(self, PixelLayout::Rgba | PixelLayout::Rgba64)
+    }
+
+    pub fn is_gray(self) -> bool {
+        matches!(self, PixelLayout::Gray8 | PixelLayout::Gray16)
+    }
+
+    pub fn is_deep(self) -> bool {
+        matches!(
+            self,
+            PixelLayout::Rgb48 | PixelLayout::Rgba64 | PixelLayout::Gray16
+        )
+    }
+
     pub(crate) fn pixel(self) -> ffmpeg::format::Pixel {
+        use ffmpeg::format::Pixel;
         match self {
-            PixelLayout::Rgb24 => ffmpeg::format::Pixel::RGB24,
-            PixelLayout::Gray8 => ffmpeg::format::Pixel::GRAY8,
+            PixelLayout::Rgb24 => Pixel::RGB24,
+            PixelLayout::Rgba => Pixel::RGBA,
+            PixelLayout::Gray8 => Pixel::GRAY8,
+            PixelLayout::Rgb48 => Pixel::RGB48LE,
+            PixelLayout::Rgba64 => Pixel::RGBA64LE,
+            PixelLayout::Gray16 => Pixel::GRAY16LE,
         }
     }
 }

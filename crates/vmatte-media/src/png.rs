@@ -1,34 +1,80 @@
-//! Numbered PNG files, encoded in-process by libav.
+//! Numbered PNG or TIFF files, encoded in-process by libav.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use ffmpeg::codec::{self, Id};
-use ffmpeg::{ffi, frame, Packet};
+use ffmpeg::format::Pixel;
+use ffmpeg::{ffi, frame, Dictionary, Packet};
 use ffmpeg_next as ffmpeg;
 
 use crate::encode::frame_size_error;
 use crate::error::MediaError;
+use crate::scale::{Geometry, Scaler};
 use crate::{log, PixelLayout, Rational};
 
-/// Writes `000000.png`, `000001.png`, ... into a folder: 8-bit RGB, or
-/// 8-bit gray for [`PixelLayout::Gray8`] (an alpha matte).
-pub struct PngSequenceWriter {
+/// The image format of a sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFormat {
+    Png,
+    /// Deflate-compressed TIFF.
+    Tiff,
+}
+
+impl ImageFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Tiff => "tiff",
+        }
+    }
+
+    /// The file's pixel format for frames of `layout`: the same samples,
+    /// in the byte order the format stores (PNG is big-endian).
+    fn pixel(self, layout: PixelLayout) -> Pixel {
+        match (self, layout) {
+            (Self::Png, PixelLayout::Rgb48) => Pixel::RGB48BE,
+            (Self::Png, PixelLayout::Rgba64) => Pixel::RGBA64BE,
+            (Self::Png, PixelLayout::Gray16) => Pixel::GRAY16BE,
+            _ => layout.pixel(),
+        }
+    }
+}
+
+/// Writes `000000.png`, `000001.png`, ... (or `.tiff`) into a folder: RGB,
+/// RGBA or gray (an alpha matte), 8 or 16 bits per sample as the layout says.
+pub struct ImageSequenceWriter {
     dir: PathBuf,
+    format: ImageFormat,
     layout: PixelLayout,
     width: u32,
     height: u32,
     encoder: ffmpeg::encoder::Video,
-    frame: frame::Video,
+    input: frame::Video,
+    /// Byte-order conversion, for 16-bit PNG.
+    swap: Option<(Scaler, frame::Video)>,
 }
 
-impl PngSequenceWriter {
-    /// Creates `dir` (and its parents) if needed.
+/// The PNG writer under its first name.
+pub type PngSequenceWriter = ImageSequenceWriter;
+
+impl ImageSequenceWriter {
+    /// A PNG sequence in `dir`, created (with its parents) if needed.
     pub fn create(
         dir: &Path,
         width: u32,
         height: u32,
         layout: PixelLayout,
+    ) -> Result<Self, MediaError> {
+        Self::create_as(dir, width, height, layout, ImageFormat::Png)
+    }
+
+    pub fn create_as(
+        dir: &Path,
+        width: u32,
+        height: u32,
+        layout: PixelLayout,
+        format: ImageFormat,
     ) -> Result<Self, MediaError> {
         crate::init();
         log::clear();
@@ -40,10 +86,15 @@ impl PngSequenceWriter {
             });
         }
         fs::create_dir_all(dir).map_err(|e| MediaError::from_io(dir, &e, true))?;
-        let codec = ffmpeg::encoder::find(Id::PNG).ok_or(MediaError::EncoderMissing {
+        let (id, name) = match format {
+            ImageFormat::Png => (Id::PNG, "png"),
+            ImageFormat::Tiff => (Id::TIFF, "tiff"),
+        };
+        let codec = ffmpeg::encoder::find(id).ok_or(MediaError::EncoderMissing {
             path: dir.to_path_buf(),
-            encoder: "png",
+            encoder: name,
         })?;
+        let file_pixel = format.pixel(layout);
         let encode_err = |e| MediaError::encode(dir, e);
         let mut encoder = codec::Context::new_with_codec(codec)
             .encoder()
@@ -51,25 +102,49 @@ impl PngSequenceWriter {
             .map_err(encode_err)?;
         encoder.set_width(width);
         encoder.set_height(height);
-        encoder.set_format(layout.pixel());
+        encoder.set_format(file_pixel);
         // Meaningless for stills, but libav refuses to open without one.
         encoder.set_time_base(Rational::new(1, 25));
-        let encoder = encoder.open_as(codec).map_err(encode_err)?;
-        Ok(PngSequenceWriter {
+        let mut options = Dictionary::new();
+        if format == ImageFormat::Tiff {
+            options.set("compression_algo", "deflate");
+        }
+        let encoder = encoder.open_as_with(codec, options).map_err(encode_err)?;
+        let swap = if file_pixel == layout.pixel() {
+            None
+        } else {
+            let geometry = |format| Geometry {
+                format,
+                width,
+                height,
+            };
+            let scaler = Scaler::new(geometry(layout.pixel()), geometry(file_pixel), 0, None)
+                .map_err(|reason| MediaError::Encode {
+                    path: dir.to_path_buf(),
+                    reason,
+                })?;
+            Some((scaler, frame::Video::new(file_pixel, width, height)))
+        };
+        Ok(ImageSequenceWriter {
             dir: dir.to_path_buf(),
+            format,
             layout,
             width,
             height,
             encoder,
-            frame: frame::Video::new(layout.pixel(), width, height),
+            input: frame::Video::new(layout.pixel(), width, height),
+            swap,
         })
     }
 
-    /// Writes `dir/{index:06}.png` and returns its path. `data` is packed
-    /// rows of `width * height` pixels in the writer's layout.
+    /// Writes `dir/{index:06}.png` (or `.tiff`) and returns its path.
+    /// `data` is packed rows of `width * height` pixels in the writer's
+    /// layout.
     pub fn write(&mut self, index: u64, data: &[u8]) -> Result<PathBuf, MediaError> {
         log::clear();
-        let path = self.dir.join(format!("{index:06}.png"));
+        let path = self
+            .dir
+            .join(format!("{index:06}.{}", self.format.extension()));
         let row = self.width as usize * self.layout.bytes_per_pixel();
         if data.len() != row * self.height as usize {
             let size = (self.width, self.height, self.layout);
@@ -78,17 +153,29 @@ impl PngSequenceWriter {
         let encode_err = |e| MediaError::encode(&path, e);
         // SAFETY: valid frame; copies the buffer if the encoder still
         // references it.
-        let ret = unsafe { ffi::av_frame_make_writable(self.frame.as_mut_ptr()) };
+        let ret = unsafe { ffi::av_frame_make_writable(self.input.as_mut_ptr()) };
         if ret < 0 {
             return Err(encode_err(ret.into()));
         }
-        let stride = self.frame.stride(0);
-        let plane = self.frame.data_mut(0);
+        let stride = self.input.stride(0);
+        let plane = self.input.data_mut(0);
         for (dst, src) in plane.chunks_mut(stride).zip(data.chunks_exact(row)) {
             dst[..row].copy_from_slice(src);
         }
-        self.frame.set_pts(Some(index as i64));
-        self.encoder.send_frame(&self.frame).map_err(encode_err)?;
+        let frame = match self.swap.as_mut() {
+            Some((scaler, swapped)) => {
+                // SAFETY: as above.
+                let ret = unsafe { ffi::av_frame_make_writable(swapped.as_mut_ptr()) };
+                if ret < 0 {
+                    return Err(encode_err(ret.into()));
+                }
+                scaler.run(&self.input, swapped);
+                &mut *swapped
+            }
+            None => &mut self.input,
+        };
+        frame.set_pts(Some(index as i64));
+        self.encoder.send_frame(frame).map_err(encode_err)?;
         let mut packet = Packet::empty();
         self.encoder
             .receive_packet(&mut packet)

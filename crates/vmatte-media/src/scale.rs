@@ -147,8 +147,9 @@ impl Drop for Scaler {
     }
 }
 
-/// Turns decoded frames of any format into packed RGB24 of one fixed size,
-/// rebuilding the swscale context when the input format or tags change.
+/// Turns decoded frames of any format into packed RGB24 (or, for sources
+/// deeper than 8 bits, RGB48) of one fixed size, rebuilding the swscale
+/// context when the input format or tags change.
 pub(crate) struct RgbConverter {
     width: u32,
     height: u32,
@@ -164,6 +165,19 @@ impl RgbConverter {
             scaler: None,
             rgb: frame::Video::new(Pixel::RGB24, width, height),
         }
+    }
+
+    /// 16 bits per sample (little-endian) instead of 8.
+    pub fn set_deep(&mut self, deep: bool) {
+        let format = if deep { Pixel::RGB48LE } else { Pixel::RGB24 };
+        if self.rgb.format() != format {
+            self.rgb = frame::Video::new(format, self.width, self.height);
+            self.scaler = None;
+        }
+    }
+
+    pub fn is_deep(&self) -> bool {
+        self.rgb.format() == Pixel::RGB48LE
     }
 
     /// `stream_tags` are used where the frame leaves matrix or range
@@ -183,7 +197,7 @@ impl RgbConverter {
         let reusable = matches!(&self.scaler, Some((c, s)) if *c == colour && s.src() == geometry);
         if !reusable {
             let dst = Geometry {
-                format: Pixel::RGB24,
+                format: self.rgb.format(),
                 width: self.width,
                 height: self.height,
             };
@@ -196,12 +210,83 @@ impl RgbConverter {
         let (_, scaler) = self.scaler.as_mut().expect("scaler was just built");
         scaler.run(frame, &mut self.rgb);
 
-        let row = self.width as usize * 3;
+        let row = self.width as usize * if self.is_deep() { 6 } else { 3 };
         let stride = self.rgb.stride(0);
         let data = self.rgb.data(0);
         let mut out = Vec::with_capacity(row * self.height as usize);
         for y in 0..self.height as usize {
             out.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        Ok(out)
+    }
+}
+
+/// Scales frames to cover a fixed size (the smaller scale that leaves no
+/// border) and crops the overflow evenly from both sides, as editors place
+/// a background plate. Output is packed RGB24.
+pub struct CoverScaler {
+    width: u32,
+    height: u32,
+    scaler: Option<(Geometry, Scaler, frame::Video, frame::Video)>,
+}
+
+impl CoverScaler {
+    pub fn new(width: u32, height: u32) -> Self {
+        Self {
+            width,
+            height,
+            scaler: None,
+        }
+    }
+
+    pub fn apply(&mut self, frame: &crate::Frame) -> Result<Vec<u8>, String> {
+        let src = Geometry {
+            format: if frame.deep {
+                Pixel::RGB48LE
+            } else {
+                Pixel::RGB24
+            },
+            width: frame.width,
+            height: frame.height,
+        };
+        if !matches!(&self.scaler, Some((g, ..)) if *g == src) {
+            let scale = f64::max(
+                f64::from(self.width) / f64::from(frame.width),
+                f64::from(self.height) / f64::from(frame.height),
+            );
+            let covered =
+                |side: u32, at_least: u32| ((f64::from(side) * scale).round() as u32).max(at_least);
+            let dst = Geometry {
+                format: Pixel::RGB24,
+                width: covered(frame.width, self.width),
+                height: covered(frame.height, self.height),
+            };
+            let scaler = Scaler::new(src, dst, 0, None)?;
+            let input = frame::Video::new(src.format, src.width, src.height);
+            let output = frame::Video::new(dst.format, dst.width, dst.height);
+            self.scaler = Some((src, scaler, input, output));
+        }
+        let (_, scaler, input, output) = self.scaler.as_mut().expect("built above");
+        let row = frame.width as usize * if frame.deep { 6 } else { 3 };
+        let stride = input.stride(0);
+        for (dst, src) in input
+            .data_mut(0)
+            .chunks_mut(stride)
+            .zip(frame.rgb.chunks_exact(row))
+        {
+            dst[..row].copy_from_slice(src);
+        }
+        scaler.run(input, output);
+        let (x0, y0) = (
+            (output.width() - self.width) as usize / 2,
+            (output.height() - self.height) as usize / 2,
+        );
+        let (w, stride) = (self.width as usize * 3, output.stride(0));
+        let data = output.data(0);
+        let mut out = Vec::with_capacity(w * self.height as usize);
+        for y in y0..y0 + self.height as usize {
+            let start = y * stride + x0 * 3;
+            out.extend_from_slice(&data[start..start + w]);
         }
         Ok(out)
     }

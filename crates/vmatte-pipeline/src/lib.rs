@@ -1,13 +1,16 @@
 //! vmatte's streaming matting pipeline: decode, infer in temporal chunks,
 //! composite and encode as overlapped stages with bounded queues.
 
+pub mod background;
 pub mod frames;
 pub mod output;
 pub mod run;
 pub mod settings;
 
 pub use run::{matte_source, MatteReport, Progress};
-pub use settings::{DownsampleRatio, MatteSettings, OutputFormat, OutputKind, Rgb};
+pub use settings::{
+    Background, DownsampleRatio, MatteSettings, Mp4Codec, OutputFormat, OutputKind, Rgb,
+};
 
 /// A failed run, as one line for the user: the file, the cause, the fix.
 #[derive(Debug, thiserror::Error)]

@@ -5,28 +5,75 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vmatte_media::{EncoderSettings, PixelLayout, PngSequenceWriter, VideoEncoder, VideoInfo};
+use vmatte_media::{
+    EncoderSettings, ImageFormat, ImageSequenceWriter, PixelLayout, VideoCodec, VideoEncoder,
+    VideoInfo,
+};
 
-use crate::settings::{OutputFormat, OutputKind};
+use crate::frames::{rotate, Depth};
+use crate::settings::{MatteSettings, Mp4Codec, OutputFormat, OutputKind};
 use crate::{PipelineError, Result};
 
 enum Sink {
-    Video(VideoEncoder),
-    Png(PngSequenceWriter),
+    Video(Box<VideoEncoder>),
+    Images(ImageSequenceWriter),
 }
 
 pub struct OutputWriter {
     kind: OutputKind,
+    depth: Depth,
     sink: Option<Sink>,
     partial: PathBuf,
     path: PathBuf,
+    /// Image sequences carry no rotation tag, so the pixels are turned.
+    rotate: Option<Turn>,
 }
 
-/// `DIR/<stem>.<kind>.mp4`, or the folder `DIR/<stem>.<kind>/` for PNGs.
+/// Turning each picture of an image sequence as players would.
+struct Turn {
+    clockwise: i32,
+    size: (usize, usize),
+    bytes_per_pixel: usize,
+    scratch: Vec<u8>,
+}
+
+/// `DIR/<stem>.<kind>.<ext>`, or the folder `DIR/<stem>.<kind>/` for image
+/// sequences.
 pub fn output_path(dir: &Path, stem: &str, kind: OutputKind, format: OutputFormat) -> PathBuf {
     match format {
         OutputFormat::Mp4 => dir.join(format!("{stem}.{kind}.mp4")),
-        OutputFormat::Png => dir.join(format!("{stem}.{kind}")),
+        OutputFormat::Prores | OutputFormat::Mov => dir.join(format!("{stem}.{kind}.mov")),
+        OutputFormat::Webm => dir.join(format!("{stem}.{kind}.webm")),
+        OutputFormat::Png | OutputFormat::Tiff => dir.join(format!("{stem}.{kind}")),
+    }
+}
+
+/// Whether outputs of this format carry 16-bit samples to the writer: for
+/// sequences as asked (or when the source is deeper than 8 bits), ProRes
+/// always (it is a 10-bit codec), other video when the source is deep and
+/// the codec can keep it.
+pub fn deep_output(settings: &MatteSettings, kind: OutputKind, source_bits: u8) -> bool {
+    match settings.format {
+        OutputFormat::Png | OutputFormat::Tiff => match settings.depth {
+            Some(d) => d > 8,
+            None => source_bits > 8,
+        },
+        OutputFormat::Prores => true,
+        // VP9's alpha plane is 8-bit only.
+        OutputFormat::Webm if kind == OutputKind::Rgba => false,
+        OutputFormat::Mp4 | OutputFormat::Webm => source_bits > 8,
+        OutputFormat::Mov => false,
+    }
+}
+
+fn layout(kind: OutputKind, deep: bool) -> PixelLayout {
+    match (kind, deep) {
+        (OutputKind::Alpha, false) => PixelLayout::Gray8,
+        (OutputKind::Alpha, true) => PixelLayout::Gray16,
+        (OutputKind::Rgba, false) => PixelLayout::Rgba,
+        (OutputKind::Rgba, true) => PixelLayout::Rgba64,
+        (_, false) => PixelLayout::Rgb24,
+        (_, true) => PixelLayout::Rgb48,
     }
 }
 
@@ -80,43 +127,78 @@ impl OutputWriter {
         dir: &Path,
         stem: &str,
         kind: OutputKind,
-        format: OutputFormat,
+        settings: &MatteSettings,
         info: &VideoInfo,
-        crf: u8,
     ) -> Result<Self> {
+        let format = settings.format;
         let path = output_path(dir, stem, kind, format);
         for stale in stale_partials(&path) {
             remove_any(&stale).map_err(|e| io_error(&stale, "remove a stale partial output", e))?;
         }
         let partial = partial_path(&path);
-        let layout = match kind {
-            OutputKind::Alpha => PixelLayout::Gray8,
-            OutputKind::Composite | OutputKind::Foreground => PixelLayout::Rgb24,
-        };
-        let sink = match format {
-            OutputFormat::Mp4 => {
-                let mut settings = EncoderSettings::new(
-                    info.width,
-                    info.height,
-                    info.frame_rate,
-                    info.time_base,
-                    layout,
-                );
-                settings.crf = crf;
-                Sink::Video(VideoEncoder::create(&partial, "mp4", &settings)?)
-            }
-            OutputFormat::Png => Sink::Png(PngSequenceWriter::create(
-                &partial,
+        let deep = deep_output(settings, kind, info.bit_depth);
+        let layout = layout(kind, deep);
+        let depth = if deep { Depth::Sixteen } else { Depth::Eight };
+        let (sink, rotate) = if format.is_sequence() {
+            let turned = info.rotation.rem_euclid(360) / 90 % 2 == 1;
+            let (w, h) = if turned {
+                (info.height, info.width)
+            } else {
+                (info.width, info.height)
+            };
+            let image_format = match format {
+                OutputFormat::Tiff => ImageFormat::Tiff,
+                _ => ImageFormat::Png,
+            };
+            let writer = ImageSequenceWriter::create_as(&partial, w, h, layout, image_format)?;
+            let rotate = (info.rotation.rem_euclid(360) != 0).then(|| Turn {
+                clockwise: info.rotation,
+                size: (info.width as usize, info.height as usize),
+                bytes_per_pixel: layout.bytes_per_pixel(),
+                scratch: Vec::new(),
+            });
+            (Sink::Images(writer), rotate)
+        } else {
+            let mut enc = EncoderSettings::new(
                 info.width,
                 info.height,
+                info.frame_rate,
+                info.time_base,
                 layout,
-            )?),
+            );
+            enc.codec = match format {
+                OutputFormat::Mp4 if settings.codec == Mp4Codec::H265 => VideoCodec::H265,
+                OutputFormat::Prores => VideoCodec::ProRes {
+                    xq: settings.depth == Some(12),
+                },
+                OutputFormat::Webm => VideoCodec::Vp9,
+                OutputFormat::Mov => VideoCodec::QtRle,
+                _ => VideoCodec::H264,
+            };
+            enc.crf = settings.crf;
+            enc.bitrate = settings.bitrate;
+            enc.color = info.color_tags;
+            enc.rotation = info.rotation;
+            // The sound belongs with pictures; a matte is a compositing tool.
+            let with_audio = !settings.no_audio && kind != OutputKind::Alpha && info.path.is_file();
+            enc.audio_from = with_audio.then(|| info.path.clone());
+            let container = match format {
+                OutputFormat::Mp4 => "mp4",
+                OutputFormat::Webm => "webm",
+                _ => "mov",
+            };
+            (
+                Sink::Video(Box::new(VideoEncoder::create(&partial, container, &enc)?)),
+                None,
+            )
         };
         Ok(Self {
             kind,
+            depth,
             sink: Some(sink),
             partial,
             path,
+            rotate,
         })
     }
 
@@ -124,10 +206,22 @@ impl OutputWriter {
         self.kind
     }
 
+    /// The sample depth `write` expects.
+    pub fn depth(&self) -> Depth {
+        self.depth
+    }
+
     pub fn write(&mut self, index: u64, pts: Option<i64>, data: &[u8]) -> Result<()> {
         match self.sink.as_mut().expect("writer used after finish") {
             Sink::Video(v) => v.write(data, pts)?,
-            Sink::Png(p) => {
+            Sink::Images(p) => {
+                let data = match self.rotate.as_mut() {
+                    Some(t) => {
+                        rotate(data, t.size, t.bytes_per_pixel, t.clockwise, &mut t.scratch);
+                        &t.scratch[..]
+                    }
+                    None => data,
+                };
                 p.write(index, data)?;
             }
         }

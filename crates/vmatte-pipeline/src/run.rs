@@ -17,6 +17,7 @@ use serde::Serialize;
 use vmatte_media::{FrameSource, VideoInfo};
 use vmatte_models::rvm::{MattingNetwork, RecurrentState};
 
+use crate::background::Backgrounds;
 use crate::frames::{push_planar, FramePixels};
 use crate::output::OutputWriter;
 use crate::settings::{MatteSettings, OutputKind};
@@ -79,7 +80,11 @@ pub fn matte_source(
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<MatteReport> {
     let started = Instant::now();
+    settings.validate().map_err(PipelineError::Input)?;
+    let mut source = source;
     let info = source.info().clone();
+    // Deeper sources reach the model (and deep outputs) undiminished.
+    source.set_deep(info.bit_depth > 8);
     let ratio = settings.downsample_ratio.resolve(info.height, info.width);
     check_size(&info, ratio)?;
     std::fs::create_dir_all(out_dir).map_err(|e| {
@@ -91,18 +96,20 @@ pub fn matte_source(
     let writers = settings
         .outputs
         .iter()
-        .map(|kind| {
-            OutputWriter::create(out_dir, stem, *kind, settings.format, &info, settings.crf)
-        })
+        .map(|kind| OutputWriter::create(out_dir, stem, *kind, settings, &info))
         .collect::<Result<Vec<_>>>()?;
 
     let chunk = settings.chunk_for(info.height, info.width);
-    let background = settings.background.0;
+    let backgrounds = Backgrounds::open(&settings.background, info.width, info.height)?;
+    let look = Look {
+        premultiplied: settings.premultiplied,
+        invert_alpha: settings.invert_alpha,
+    };
     let (input_tx, input_rx) = sync_channel(QUEUE_CHUNKS);
     let (matte_tx, matte_rx) = sync_channel(QUEUE_CHUNKS);
     let (frames, outputs) = std::thread::scope(|scope| {
         let decoder = scope.spawn(move || decode_stage(source, chunk, input_tx));
-        let encoder = scope.spawn(move || encode_stage(matte_rx, writers, background));
+        let encoder = scope.spawn(move || encode_stage(matte_rx, writers, backgrounds, look));
         let inferred = infer_stage(model, device, &info, ratio, input_rx, matte_tx, on_progress);
         let encoded = encoder.join().expect("encode stage panicked");
         decoder.join().expect("decode stage panicked");
@@ -232,12 +239,21 @@ fn infer_stage(
     Ok(done)
 }
 
+/// How the matte is written.
+#[derive(Clone, Copy)]
+struct Look {
+    premultiplied: bool,
+    invert_alpha: bool,
+}
+
 fn encode_stage(
     rx: Receiver<ToEncoder>,
     mut writers: Vec<OutputWriter>,
-    background: [u8; 3],
+    mut backgrounds: Backgrounds,
+    look: Look,
 ) -> Result<BTreeMap<OutputKind, PathBuf>> {
     let mut pixels = Vec::new();
+    let composites = writers.iter().any(|w| w.kind() == OutputKind::Composite);
     for message in rx {
         let chunk = match message {
             ToEncoder::Matte(chunk) => chunk,
@@ -254,11 +270,24 @@ fn encode_stage(
                 fgr: &chunk.fgr[3 * i * frame_len..3 * (i + 1) * frame_len],
                 pha: &chunk.pha[i * frame_len..(i + 1) * frame_len],
             };
+            // One background picture per frame, whether or not it is used,
+            // so a background video stays in step.
+            let backdrop = if composites {
+                Some(backgrounds.next_backdrop()?)
+            } else {
+                None
+            };
             for writer in &mut writers {
+                let depth = writer.depth();
                 match writer.kind() {
-                    OutputKind::Composite => frame.composite(background, &mut pixels),
-                    OutputKind::Alpha => frame.alpha(&mut pixels),
-                    OutputKind::Foreground => frame.foreground(&mut pixels),
+                    OutputKind::Composite => {
+                        frame.composite(backdrop.expect("composites have one"), depth, &mut pixels)
+                    }
+                    OutputKind::Alpha => frame.alpha(depth, look.invert_alpha, &mut pixels),
+                    OutputKind::Foreground => frame.foreground(depth, &mut pixels),
+                    OutputKind::Rgba => {
+                        frame.rgba(depth, look.premultiplied, look.invert_alpha, &mut pixels)
+                    }
                 }
                 writer.write(meta.index, meta.pts, &pixels)?;
             }

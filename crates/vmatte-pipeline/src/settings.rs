@@ -1,6 +1,7 @@
 //! What a matting run is asked to produce, as the CLI and `--json` see it.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -15,16 +16,20 @@ pub enum OutputKind {
     Alpha,
     /// The predicted straight (unpremultiplied) foreground colour.
     Foreground,
+    /// The foreground with the matte as its alpha channel (straight, or
+    /// premultiplied with `--premultiplied`).
+    Rgba,
 }
 
 impl OutputKind {
-    pub const ALL: [OutputKind; 3] = [Self::Composite, Self::Alpha, Self::Foreground];
+    pub const ALL: [OutputKind; 4] = [Self::Composite, Self::Alpha, Self::Foreground, Self::Rgba];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Composite => "composite",
             Self::Alpha => "alpha",
             Self::Foreground => "foreground",
+            Self::Rgba => "rgba",
         }
     }
 }
@@ -43,7 +48,7 @@ impl FromStr for OutputKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                format!("unknown output '{s}'; choose from composite, alpha, foreground")
+                format!("unknown output '{s}'; choose from composite, alpha, foreground, rgba")
             })
     }
 }
@@ -51,21 +56,132 @@ impl FromStr for OutputKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
-    /// H.264 in MP4, one file per kind.
+    /// H.264 (or H.265) in MP4, one file per kind; no alpha channel.
     Mp4,
-    /// A folder of numbered PNGs per kind (alpha as 8-bit gray).
+    /// ProRes 4444 in MOV, with a real alpha plane for rgba.
+    Prores,
+    /// VP9 in WebM, with an alpha plane for rgba.
+    Webm,
+    /// QuickTime Animation in MOV: lossless 8-bit, alpha for rgba.
+    Mov,
+    /// A folder of numbered PNGs per kind (8 or 16-bit; alpha as gray).
     Png,
+    /// A folder of numbered TIFFs per kind (8 or 16-bit).
+    Tiff,
+}
+
+impl OutputFormat {
+    pub const ALL: [OutputFormat; 6] = [
+        Self::Mp4,
+        Self::Prores,
+        Self::Webm,
+        Self::Mov,
+        Self::Png,
+        Self::Tiff,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mp4 => "mp4",
+            Self::Prores => "prores",
+            Self::Webm => "webm",
+            Self::Mov => "mov",
+            Self::Png => "png",
+            Self::Tiff => "tiff",
+        }
+    }
+
+    /// Whether each kind becomes a folder of images rather than a file.
+    pub fn is_sequence(self) -> bool {
+        matches!(self, Self::Png | Self::Tiff)
+    }
 }
 
 impl FromStr for OutputFormat {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                format!("unknown format '{s}'; choose mp4, prores, webm, mov, png or tiff")
+            })
+    }
+}
+
+/// The codec of `--format mp4`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mp4Codec {
+    #[default]
+    H264,
+    H265,
+}
+
+impl FromStr for Mp4Codec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "mp4" => Ok(Self::Mp4),
-            "png" => Ok(Self::Png),
-            _ => Err(format!("unknown format '{s}'; choose mp4 or png")),
+            "h264" | "avc" => Ok(Self::H264),
+            "h265" | "hevc" => Ok(Self::H265),
+            _ => Err(format!("unknown codec '{s}'; choose h264 or h265")),
         }
+    }
+}
+
+/// What composites are laid over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Background {
+    Color(Rgb),
+    /// An image (held) or a video (frame by frame, looped), scaled to
+    /// cover the frame and centred.
+    Media(PathBuf),
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        Self::Color(Rgb::RVM_GREEN)
+    }
+}
+
+impl FromStr for Background {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(c) = s.parse::<Rgb>() {
+            return Ok(Self::Color(c));
+        }
+        let path = Path::new(s);
+        if path.is_file() {
+            return Ok(Self::Media(
+                std::fs::canonicalize(path).unwrap_or(path.into()),
+            ));
+        }
+        Err(format!(
+            "'{s}' is neither a colour (#RRGGBB, R,G,B or a name such as white, black, \
+             green, blue) nor an image or video file"
+        ))
+    }
+}
+
+impl Serialize for Background {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Color(c) => c.serialize(s),
+            Self::Media(p) => s.serialize_str(&p.to_string_lossy()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Background {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(match text.parse::<Rgb>() {
+            Ok(c) => Self::Color(c),
+            Err(_) => Self::Media(PathBuf::from(text)),
+        })
     }
 }
 
@@ -154,11 +270,34 @@ impl Rgb {
     pub const RVM_GREEN: Rgb = Rgb([120, 255, 155]);
 }
 
+/// Colour names `--background` takes, besides `#RRGGBB` and `R,G,B`.
+const COLOUR_NAMES: &[(&str, [u8; 3])] = &[
+    ("rvm-green", [120, 255, 155]),
+    ("green", [0, 255, 0]),
+    ("blue", [0, 0, 255]),
+    ("red", [255, 0, 0]),
+    ("white", [255, 255, 255]),
+    ("black", [0, 0, 0]),
+    ("gray", [128, 128, 128]),
+    ("grey", [128, 128, 128]),
+    ("magenta", [255, 0, 255]),
+    ("cyan", [0, 255, 255]),
+    ("yellow", [255, 255, 0]),
+];
+
 impl FromStr for Rgb {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("'{s}' is not a colour; use #RRGGBB or R,G,B (e.g. 120,255,155)");
+        if let Some((_, rgb)) = COLOUR_NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+        {
+            return Ok(Self(*rgb));
+        }
+        let bad = || {
+            format!("'{s}' is not a colour; use #RRGGBB, R,G,B (e.g. 120,255,155) or a name (white, black, green, blue, ...)")
+        };
         if let Some(hex) = s.strip_prefix('#') {
             if hex.len() != 6 {
                 return Err(bad());
@@ -200,11 +339,36 @@ pub struct MatteSettings {
     pub seq_chunk_large: Option<usize>,
     pub outputs: Vec<OutputKind>,
     pub format: OutputFormat,
-    pub background: Rgb,
-    /// H.264 quality for mp4 outputs (lower is better).
+    pub background: Background,
+    /// Quality of lossy video outputs (lower is better).
     pub crf: u8,
     pub device: String,
     pub dtype: String,
+    // Newer settings are left out of the JSON at their defaults, so jobs
+    // queued before they existed keep their identity.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub codec: Mp4Codec,
+    /// Average bits per second instead of `crf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitrate: Option<u64>,
+    /// Bits per sample: 8 or 16 for png/tiff, 10 or 12 for prores
+    /// [default: 16 for png/tiff when the source is deeper than 8 bits,
+    /// else 8; 10 for prores].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u8>,
+    /// rgba outputs carry colour multiplied by alpha.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub premultiplied: bool,
+    /// Write 1 - alpha in alpha and rgba outputs (a holdout matte).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub invert_alpha: bool,
+    /// Leave the input's audio out of video outputs.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub no_audio: bool,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl MatteSettings {
@@ -216,15 +380,65 @@ impl MatteSettings {
             seq_chunk_large: None,
             outputs: vec![OutputKind::Composite, OutputKind::Alpha],
             format: OutputFormat::Mp4,
-            background: Rgb::RVM_GREEN,
+            background: Background::default(),
             crf: 18,
             device: "cpu".into(),
             dtype: "f32".into(),
+            codec: Mp4Codec::H264,
+            bitrate: None,
+            depth: None,
+            premultiplied: false,
+            invert_alpha: false,
+            no_audio: false,
         }
     }
 }
 
 impl MatteSettings {
+    /// Combinations that cannot be written, as one line saying what to use.
+    pub fn validate(&self) -> Result<(), String> {
+        let f = self.format;
+        if self.outputs.contains(&OutputKind::Rgba) && f == OutputFormat::Mp4 {
+            return Err(
+                "rgba needs an alpha channel, which mp4 lacks; use --format prores, webm, mov, \
+                 png or tiff"
+                    .into(),
+            );
+        }
+        if self.codec != Mp4Codec::H264 && f != OutputFormat::Mp4 {
+            return Err(format!("--codec applies to --format mp4, not {}", f.name()));
+        }
+        match (f, self.depth) {
+            (_, None) | (OutputFormat::Png | OutputFormat::Tiff, Some(8 | 16)) => {}
+            (OutputFormat::Prores, Some(10 | 12)) => {}
+            (OutputFormat::Png | OutputFormat::Tiff, Some(d)) => {
+                return Err(format!(
+                    "--depth {d} is not offered for {}; use 8 or 16",
+                    f.name()
+                ))
+            }
+            (OutputFormat::Prores, Some(d)) => {
+                return Err(format!(
+                    "--depth {d} is not offered for prores; use 10 or 12"
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "--depth applies to png, tiff and prores; {} follows the source (10-bit \
+                     sources give 10-bit video)",
+                    f.name()
+                ))
+            }
+        }
+        if self.bitrate.is_some() && !matches!(f, OutputFormat::Mp4 | OutputFormat::Webm) {
+            return Err(format!(
+                "--bitrate applies to mp4 and webm; {} is lossless or fixed-quality",
+                f.name()
+            ));
+        }
+        Ok(())
+    }
+
     /// The chunk for a video of this size.
     pub fn chunk_for(&self, height: u32, width: u32) -> usize {
         let large = height.min(width) > 1080;
@@ -249,7 +463,7 @@ mod tests {
             DownsampleRatio::Scaled { at_1080p: 0.25 },
         ] {
             s.downsample_ratio = ratio;
-            s.background = Rgb([1, 2, 3]);
+            s.background = Background::Color(Rgb([1, 2, 3]));
             s.outputs = vec![OutputKind::Foreground];
             let json = serde_json::to_string(&s).unwrap();
             let back: MatteSettings = serde_json::from_str(&json).unwrap();
