@@ -305,6 +305,11 @@ impl VideoEncoder {
             // Index first, so players can start before the whole file loads.
             header_options.set("movflags", "+faststart");
         }
+        if audio.is_some() && matches!(container, "webm" | "matroska") {
+            // Opus starts before zero (its encoder delay); left alone, the
+            // muxer would push every stream, video included, later.
+            header_options.set("avoid_negative_ts", "disabled");
+        }
         output
             .write_header_with(header_options)
             .map_err(|e| MediaError::write(path, e))?;
@@ -623,8 +628,8 @@ unsafe fn set_rotation(stream: *mut ffi::AVStream, clockwise: i32) {
         size,
     );
     if !data.is_null() {
-        // libav's angle is counterclockwise.
-        ffi::av_display_rotation_set(data as *mut i32, -f64::from(clockwise));
+        // libav 5.1 reads this angle clockwise (and reports counterclockwise).
+        ffi::av_display_rotation_set(data as *mut i32, f64::from(clockwise));
     }
 }
 
