@@ -9,16 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use support::*;
-use vmatte_media::{EncoderSettings, PixelLayout, Rational, VideoEncoder};
-
-fn ffmpeg(args: &[&str]) {
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .status()
-        .expect("ffmpeg is installed by scripts/deps.sh");
-    assert!(status.success(), "ffmpeg {args:?}");
-}
+use vmatte_media::Rational;
 
 #[test]
 fn ten_bit_hevc_vfr_rotation_and_audio_only() {
@@ -73,21 +64,7 @@ fn ten_bit_hevc_vfr_rotation_and_audio_only() {
     ]);
     // Variable frame rate: irregular timestamps in a 1/90000 time base.
     let vfr = inputs.join("vfr.mp4");
-    let settings = EncoderSettings::new(
-        96,
-        64,
-        Rational::new(30, 1),
-        Rational::new(1, 90000),
-        PixelLayout::Rgb24,
-    );
-    let mut enc = VideoEncoder::create(&vfr, "mp4", &settings).unwrap();
-    let mut pts = 0;
-    for (i, gap) in [3000, 3000, 6000, 1500, 4500, 3000].into_iter().enumerate() {
-        enc.write(&vec![(i * 40) as u8; 96 * 64 * 3], Some(pts))
-            .unwrap();
-        pts += gap;
-    }
-    enc.finish().unwrap();
+    make_vfr_clip(&vfr);
 
     let out_dir = dir.path().join("out");
     let (out, report) = batch(&[&inputs], &out_dir, &[]);

@@ -11,16 +11,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use support::*;
-use vmatte_media::{EncoderSettings, PixelLayout, Rational, VideoEncoder};
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is installed by scripts/deps.sh");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", stderr(&out));
-}
+use vmatte_media::Rational;
 
 fn ffprobe(path: &Path, extra: &[&str]) -> Value {
     let out = Command::new("ffprobe")
@@ -547,21 +538,7 @@ fn rotation_variable_frame_rate_and_ten_bit_survive() {
 
     // Variable frame rate: irregular timestamps in a 1/90000 time base.
     let vfr = dir.path().join("vfr.mp4");
-    let settings = EncoderSettings::new(
-        96,
-        64,
-        Rational::new(30, 1),
-        Rational::new(1, 90000),
-        PixelLayout::Rgb24,
-    );
-    let mut enc = VideoEncoder::create(&vfr, "mp4", &settings).unwrap();
-    let mut pts = 0;
-    for (i, gap) in [3000, 3000, 6000, 1500, 4500, 3000].into_iter().enumerate() {
-        enc.write(&vec![(i * 40) as u8; 96 * 64 * 3], Some(pts))
-            .unwrap();
-        pts += gap;
-    }
-    enc.finish().unwrap();
+    make_vfr_clip(&vfr);
     let in_times = frame_times(&vfr);
     for format in ["prores", "mov"] {
         let files = outputs(&matte_json(

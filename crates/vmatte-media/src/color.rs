@@ -118,7 +118,7 @@ impl Colorimetry {
 
 /// Whether swscale has coefficients for this tag (it has none for YCgCo,
 /// ICtCp and friends, which are rare enough to treat as untagged).
-fn swscale_knows(space: Space) -> bool {
+pub(crate) fn swscale_knows(space: Space) -> bool {
     matches!(
         space,
         Space::BT709

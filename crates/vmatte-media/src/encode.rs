@@ -120,15 +120,10 @@ impl ColorTags {
 
     /// A matrix swscale has coefficients for (BT.709 otherwise).
     fn sws_matrix(self) -> Space {
-        match self.matrix {
+        if crate::color::swscale_knows(self.matrix) {
+            self.matrix
+        } else {
             Space::BT709
-            | Space::FCC
-            | Space::BT470BG
-            | Space::SMPTE170M
-            | Space::SMPTE240M
-            | Space::BT2020NCL
-            | Space::BT2020CL => self.matrix,
-            _ => Space::BT709,
         }
     }
 }

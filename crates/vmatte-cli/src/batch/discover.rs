@@ -121,3 +121,27 @@ pub fn expand(inputs: &[PathBuf], list: Option<&Path>, skip: &Path) -> Result<Ve
     }
     Ok(out.into_iter().collect())
 }
+
+/// Creates OUTDIR and expands the inputs, refusing an empty result: the
+/// common start of `batch` and `submit`. `where_hint` ends the message for
+/// an OUTDIR that cannot be created.
+pub fn prepare(
+    inputs: &[PathBuf],
+    list: Option<&Path>,
+    outdir: &Path,
+    where_hint: &str,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(outdir).with_context(|| {
+        format!(
+            "{}: cannot create the output folder; choose a writable -o folder{where_hint}",
+            outdir.display()
+        )
+    })?;
+    let found = expand(inputs, list, outdir)?;
+    if found.is_empty() {
+        anyhow::bail!(
+            "no videos found in the given inputs; pass video files, folders or --list FILE"
+        );
+    }
+    Ok(found)
+}

@@ -93,18 +93,7 @@ impl Outcome {
 
 pub fn run(args: BatchArgs) -> Result<ExitCode> {
     let outdir = &args.output;
-    std::fs::create_dir_all(outdir).with_context(|| {
-        format!(
-            "{}: cannot create the output folder; choose a writable -o folder",
-            outdir.display()
-        )
-    })?;
-    let inputs = discover::expand(&args.inputs, args.list.as_deref(), outdir)?;
-    if inputs.is_empty() {
-        anyhow::bail!(
-            "no videos found in the given inputs; pass video files, folders or --list FILE"
-        );
-    }
+    let inputs = discover::prepare(&args.inputs, args.list.as_deref(), outdir, "")?;
     let image_fps = args.options.fps.as_deref().map(parse_fps).transpose()?;
     let (settings, model_args) = settings(&args.options)?;
     let settings_json = serde_json::to_string(&settings)?;

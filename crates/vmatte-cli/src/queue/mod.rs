@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vmatte_jobs::queue::{self, JobQueue, NewJob, QueueUrl, Submitted};
@@ -36,19 +36,12 @@ pub fn connect(given: &str) -> Result<(QueueUrl, Box<dyn JobQueue>)> {
 
 pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let outdir = &args.output;
-    std::fs::create_dir_all(outdir).with_context(|| {
-        format!(
-            "{}: cannot create the output folder; choose a writable -o folder on storage \
-             every worker sees",
-            outdir.display()
-        )
-    })?;
-    let inputs = discover::expand(&args.inputs, args.list.as_deref(), outdir)?;
-    if inputs.is_empty() {
-        anyhow::bail!(
-            "no videos found in the given inputs; pass video files, folders or --list FILE"
-        );
-    }
+    let inputs = discover::prepare(
+        &args.inputs,
+        args.list.as_deref(),
+        outdir,
+        " on storage every worker sees",
+    )?;
     if let Some(fps) = args.options.fps.as_deref() {
         parse_fps(fps)?;
     }

@@ -233,3 +233,33 @@ impl Drop for PgServer {
             .status();
     }
 }
+
+/// Runs Debian's ffmpeg (installed by scripts/deps.sh) to make a fixture.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is installed by scripts/deps.sh");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", stderr(&out));
+}
+
+/// A variable-frame-rate clip: six 96x64 frames at irregular timestamps
+/// in a 1/90000 time base.
+pub fn make_vfr_clip(path: &Path) {
+    let settings = EncoderSettings::new(
+        96,
+        64,
+        Rational::new(30, 1),
+        Rational::new(1, 90000),
+        PixelLayout::Rgb24,
+    );
+    let mut enc = VideoEncoder::create(path, "mp4", &settings).unwrap();
+    let mut pts = 0;
+    for (i, gap) in [3000, 3000, 6000, 1500, 4500, 3000].into_iter().enumerate() {
+        enc.write(&vec![(i * 40) as u8; 96 * 64 * 3], Some(pts))
+            .unwrap();
+        pts += gap;
+    }
+    enc.finish().unwrap();
+}

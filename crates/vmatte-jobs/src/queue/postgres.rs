@@ -16,7 +16,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::names::{names_on_disk, NameAllocator};
-use crate::store::{JobRow, JobState};
+use crate::store::{outputs_json, JobRow, JobState};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -306,11 +306,7 @@ impl JobQueue for PgQueue {
         seconds: f64,
         outputs: &BTreeMap<String, PathBuf>,
     ) -> Result<JobRow> {
-        let outputs: BTreeMap<&str, String> = outputs
-            .iter()
-            .map(|(kind, p)| (kind.as_str(), p.to_string_lossy().into_owned()))
-            .collect();
-        let outputs_json = serde_json::to_string(&outputs).expect("a map of strings serialises");
+        let outputs_json = outputs_json(outputs);
         let frames = i64::try_from(frames).unwrap_or(i64::MAX);
         let shown = self.shown.clone();
         self.end_attempt(job_id, owner, "done", None, |tx, _, _| {

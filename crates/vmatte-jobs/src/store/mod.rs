@@ -21,7 +21,7 @@ use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 
-pub(crate) use row::{opt_time, time};
+pub(crate) use row::{opt_time, outputs_json, time};
 pub use row::{Claim, JobRow, JobState};
 pub use schema::SCHEMA_VERSION;
 
@@ -275,11 +275,7 @@ impl JobStore {
         seconds: f64,
         outputs: &BTreeMap<String, PathBuf>,
     ) -> Result<JobRow> {
-        let outputs: BTreeMap<&str, String> = outputs
-            .iter()
-            .map(|(kind, p)| (kind.as_str(), p.to_string_lossy().into_owned()))
-            .collect();
-        let outputs_json = serde_json::to_string(&outputs).expect("a map of strings serialises");
+        let outputs_json = outputs_json(outputs);
         let frames = i64::try_from(frames).unwrap_or(i64::MAX);
         self.finish(job_id, owner, |tx| {
             tx.execute(

@@ -168,6 +168,15 @@ impl Claim {
     }
 }
 
+/// Output kind to path, as stored in `outputs_json`.
+pub(crate) fn outputs_json(outputs: &BTreeMap<String, PathBuf>) -> String {
+    let outputs: BTreeMap<&str, String> = outputs
+        .iter()
+        .map(|(kind, p)| (kind.as_str(), p.to_string_lossy().into_owned()))
+        .collect();
+    serde_json::to_string(&outputs).expect("a map of strings serialises")
+}
+
 pub(crate) fn inline_json<S: Serializer>(json: &str, s: S) -> Result<S::Ok, S::Error> {
     match serde_json::from_str::<serde_json::Value>(json) {
         Ok(value) => value.serialize(s),
