@@ -693,3 +693,47 @@ fn audio_the_container_refuses_is_reencoded() {
         .iter()
         .all(|s| s["codec_type"] != "audio"));
 }
+
+#[test]
+fn mp4_takes_h265_and_a_bitrate() {
+    let dir = tempfile::tempdir().unwrap();
+    // Noise, so that a higher bitrate has something to spend its bits on.
+    let input = dir.path().join("noisy.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=128x96:rate=25,noise=alls=80:allf=t",
+        "-frames:v",
+        "10",
+        "-c:v",
+        "ffv1",
+        input.to_str().unwrap(),
+    ]);
+    let files = outputs(&matte_json(
+        &input,
+        &dir.path().join("h265"),
+        &["--codec", "h265", "--outputs", "composite"],
+    ));
+    let v = video_stream(&files["composite"]);
+    assert_eq!(v["codec_name"], "hevc");
+    assert_eq!(v["codec_tag_string"], "hvc1", "tagged for Apple players");
+    assert_eq!(frame_times(&files["composite"]).len(), 10);
+    let low = outputs(&matte_json(
+        &input,
+        &dir.path().join("low"),
+        &["--bitrate", "20k", "--outputs", "composite"],
+    ));
+    let high = outputs(&matte_json(
+        &input,
+        &dir.path().join("high"),
+        &["--bitrate", "2M", "--outputs", "composite"],
+    ));
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&low["composite"]) * 3 < size(&high["composite"]),
+        "--bitrate steers the size: {} vs {} bytes",
+        size(&low["composite"]),
+        size(&high["composite"])
+    );
+}

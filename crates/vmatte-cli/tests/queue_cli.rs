@@ -147,8 +147,10 @@ fn three_workers_finish_twenty_jobs_despite_a_kill_9() {
     assert!(!again.to_string().contains(PG_PASSWORD));
 
     let lease_ms = 1500;
-    let workers: Vec<Child> = (0..3)
-        .map(|_| spawn_worker(&pg.url, &["--exit-when-idle"], lease_ms))
+    // The third worker runs two streams: two jobs at once on one device.
+    let workers: Vec<Child> = [&[][..], &[][..], &["--streams", "2"][..]]
+        .into_iter()
+        .map(|extra| spawn_worker(&pg.url, &[&["--exit-when-idle"], extra].concat(), lease_ms))
         .collect();
     let victim_pid = workers[0].id();
     let victim_job = wait_until_running(&pg.url, victim_pid);
@@ -183,6 +185,12 @@ fn three_workers_finish_twenty_jobs_despite_a_kill_9() {
     let jobs = s["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 20);
     assert_eq!(s["counts"]["done"], 20, "{s:#}");
+    assert_eq!(
+        s["throughput"]["jobs"], 20,
+        "all finished in the last 10 minutes"
+    );
+    let frames: u64 = clips.values().map(|&f| u64::from(f)).sum();
+    assert_eq!(s["throughput"]["frames"], frames);
     for job in jobs {
         let log = attempts(job);
         let done: Vec<_> = log.iter().filter(|a| a["outcome"] == "done").collect();
@@ -341,8 +349,15 @@ fn tls_when_the_url_asks_for_it() {
     assert!(err.contains("no encryption"), "{err}");
     assert!(!err.contains(PG_PASSWORD), "{err}");
 
+    // The URL may come from VMATTE_QUEUE instead of --queue.
     let required = format!("{}?sslmode=require", pg.url);
-    assert!(run(&["status", "--queue", &required]).status.success());
+    let from_env = vmatte_cmd(&["status", "--json"])
+        .env("VMATTE_QUEUE", &required)
+        .output()
+        .unwrap();
+    assert!(from_env.status.success(), "{}", stderr(&from_env));
+    let shown: Value = serde_json::from_slice(&from_env.stdout).unwrap();
+    assert_eq!(shown["queue"], required.replace(PG_PASSWORD, "***"));
 
     let localhost = pg.url.replace("127.0.0.1", "localhost");
     let verified = format!(

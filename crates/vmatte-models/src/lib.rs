@@ -1,6 +1,7 @@
 //! Native matting models for vmatte on candle, and the loaders for the
 //! weight formats users have.
 
+mod cpu;
 pub mod error;
 pub mod onnx;
 pub mod ops;

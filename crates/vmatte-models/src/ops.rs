@@ -1,7 +1,9 @@
 //! The few layers RVM is built from, with BatchNorm folded into the
 //! convolutions at load time so inference is one op per layer.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
+
+use crate::cpu::{BilinearOp, ConvOp};
 
 use crate::weights::Weights;
 use crate::Result;
@@ -69,6 +71,8 @@ pub struct Conv2d {
     weight: Tensor,
     bias: Option<Tensor>,
     spec: ConvSpec,
+    /// The CPU kernel with its own copy of the bias, for f32 on the CPU.
+    cpu: Option<std::sync::Arc<ConvOp>>,
 }
 
 /// Where a convolution's BatchNorm lives, if it has one.
@@ -105,15 +109,32 @@ impl Conv2d {
                 bias = Some(((b0 - mean)? * &scale + beta)?);
             }
         }
+        let weight = w.finish(&weight)?.contiguous()?;
+        let bias = bias.map(|b| w.finish(&b)).transpose()?;
+        let cpu = (weight.device().is_cpu() && weight.dtype() == DType::F32)
+            .then(|| -> Result<_> {
+                let bias = bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+                Ok(std::sync::Arc::new(ConvOp { spec, bias }))
+            })
+            .transpose()?;
         Ok(Self {
-            weight: w.finish(&weight)?,
-            bias: bias.map(|b| w.finish(&b)).transpose()?,
+            weight,
+            bias,
             spec,
+            cpu,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = &self.spec;
+        if let (Some(op), true) = (&self.cpu, x.dtype() == DType::F32) {
+            let depthwise = s.groups == s.in_channels && s.groups == s.out_channels;
+            if s.groups == 1 || depthwise {
+                return Ok(x
+                    .contiguous()?
+                    .apply_op2_no_bwd(&self.weight, op.as_ref())?);
+            }
+        }
         let y = if s.groups > 1 && s.groups == s.in_channels && s.groups == s.out_channels {
             depthwise_conv2d(x, &self.weight, s)?
         } else if s.kernel > 1 && s.groups == 1 && x.device().is_cpu() {
@@ -267,6 +288,14 @@ pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     if (hi, wi) == (h, w) {
         return Ok(x.clone());
     }
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        let op = BilinearOp {
+            height: h,
+            width: w,
+            scale: None,
+        };
+        return Ok(x.contiguous()?.apply_op1_no_bwd(&op)?);
+    }
     Ok(x.upsample_bilinear2d(h, w, false)?)
 }
 
@@ -274,6 +303,19 @@ pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
 /// source coordinates mapped through `1 / scale` as PyTorch does with
 /// `recompute_scale_factor=False` (and ONNX Resize with `scales`).
 pub fn scale_bilinear(x: &Tensor, scale: f64) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (ho, wo) = (
+        (h as f64 * scale).floor() as usize,
+        (w as f64 * scale).floor() as usize,
+    );
+    if x.device().is_cpu() && x.dtype() == DType::F32 && (ho, wo) != (h, w) {
+        let op = BilinearOp {
+            height: ho,
+            width: wo,
+            scale: Some((scale, scale)),
+        };
+        return Ok(x.contiguous()?.apply_op1_no_bwd(&op)?);
+    }
     Ok(x.upsample_bilinear2d_with_scale(scale, scale, false)?)
 }
 
