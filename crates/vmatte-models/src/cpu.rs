@@ -201,6 +201,37 @@ fn conv_patches(
     });
 }
 
+/// Output columns whose input column `ox * stride + dx` lies inside a row of
+/// `w` pixels, with the input column of the first; `None` when none does
+/// (the tap sees only padding).
+fn inside_columns(
+    dx: isize,
+    stride: usize,
+    w: usize,
+    wo: usize,
+) -> Option<(std::ops::Range<usize>, usize)> {
+    let first = if dx >= 0 {
+        0
+    } else {
+        ((-dx) as usize).div_ceil(stride)
+    };
+    // The last column satisfies ox * stride + dx <= w - 1.
+    let room = w as isize - 1 - dx;
+    if room < 0 {
+        return None;
+    }
+    let last = ((room as usize) / stride + 1).min(wo);
+    (first < last).then(|| (first..last, ((first * stride) as isize + dx) as usize))
+}
+
+/// Row `y` of a plane `w` pixels wide and `h` high; `None` in the padding
+/// above or below it.
+fn plane_row(plane: &[f32], (h, w): (usize, usize), y: isize) -> Option<&[f32]> {
+    (0..h as isize)
+        .contains(&y)
+        .then(|| &plane[y as usize * w..(y as usize + 1) * w])
+}
+
 /// The input pixel each output pixel of rows `r0..r0+rows` sees through
 /// tap `(ky, kx)`, zero outside the image.
 fn fill_tap(
@@ -212,37 +243,20 @@ fn fill_tap(
     out: &mut [f32],
 ) {
     let (st, d, p) = (s.stride, s.dilation, s.padding as isize);
-    let dx = (kx * d) as isize - p;
-    // Output columns whose input column lies inside the image.
-    let first = if dx >= 0 {
-        0
-    } else {
-        ((-dx) as usize).div_ceil(st)
-    };
-    let last = {
-        // ox * st + dx <= w - 1
-        let lim = w as isize - 1 - dx;
-        if lim < 0 {
-            0
-        } else {
-            ((lim as usize) / st + 1).min(wo)
-        }
-    };
+    let inside = inside_columns((kx * d) as isize - p, st, w, wo);
     for (r, row) in out.chunks_mut(wo).enumerate().take(rows) {
         let iy = ((r0 + r) * st + ky * d) as isize - p;
-        if iy < 0 || iy >= h as isize || first >= last {
+        let (Some(src), Some((cols, x0))) = (plane_row(plane, (h, w), iy), inside.clone()) else {
             row.fill(0.0);
             continue;
-        }
-        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-        row[..first].fill(0.0);
-        row[last..].fill(0.0);
-        let x0 = (first * st) as isize + dx;
+        };
+        row[..cols.start].fill(0.0);
+        row[cols.end..].fill(0.0);
         if st == 1 {
-            row[first..last].copy_from_slice(&src[x0 as usize..x0 as usize + (last - first)]);
+            row[cols.clone()].copy_from_slice(&src[x0..x0 + cols.len()]);
         } else {
-            for (o, v) in row[first..last].iter_mut().enumerate() {
-                *v = src[x0 as usize + o * st];
+            for (o, v) in row[cols].iter_mut().enumerate() {
+                *v = src[x0 + o * st];
             }
         }
     }
@@ -262,37 +276,19 @@ fn depthwise_plane(
     for ky in 0..k {
         for kx in 0..k {
             let t = taps[ky * k + kx];
-            let dx = (kx * d) as isize - p;
-            let first = if dx >= 0 {
-                0
-            } else {
-                ((-dx) as usize).div_ceil(st)
-            };
-            let lim = w as isize - 1 - dx;
-            let last = if lim < 0 {
-                0
-            } else {
-                ((lim as usize) / st + 1).min(wo)
-            };
-            if first >= last {
+            let Some((cols, x0)) = inside_columns((kx * d) as isize - p, st, w, wo) else {
                 continue;
-            }
+            };
             for (oy, row) in dst.chunks_mut(wo).enumerate().take(ho) {
-                let iy = (oy * st + ky * d) as isize - p;
-                if iy < 0 || iy >= h as isize {
+                let Some(src) = plane_row(plane, (h, w), (oy * st + ky * d) as isize - p) else {
                     continue;
-                }
-                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                let x0 = ((first * st) as isize + dx) as usize;
+                };
                 if st == 1 {
-                    for (o, v) in row[first..last]
-                        .iter_mut()
-                        .zip(&src[x0..x0 + (last - first)])
-                    {
+                    for (o, v) in row[cols.clone()].iter_mut().zip(&src[x0..x0 + cols.len()]) {
                         *o += t * v;
                     }
                 } else {
-                    for (i, o) in row[first..last].iter_mut().enumerate() {
+                    for (i, o) in row[cols.clone()].iter_mut().enumerate() {
                         *o += t * src[x0 + i * st];
                     }
                 }
