@@ -68,6 +68,16 @@ pub struct MatteReport {
     pub outputs: BTreeMap<OutputKind, PathBuf>,
 }
 
+impl MatteReport {
+    /// The outputs keyed by kind name, as the job stores keep them.
+    pub fn outputs_by_name(&self) -> BTreeMap<String, PathBuf> {
+        self.outputs
+            .iter()
+            .map(|(kind, path)| (kind.to_string(), path.clone()))
+            .collect()
+    }
+}
+
 /// Mattes `source` into `out_dir` as `<stem>.<kind>...`. The model's
 /// recurrent state starts from zeros: every call is a new video.
 pub fn matte_source(

@@ -7,7 +7,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
-use vmatte_media::VideoInfo;
+use vmatte_jobs::JobRow;
+use vmatte_media::{Rational, VideoInfo};
+use vmatte_pipeline::{matte_source, MatteReport, MatteSettings, PipelineError};
+
+use crate::progress::Reporter;
+use crate::runtime::Loaded;
 
 pub struct JobLog {
     human: File,
@@ -59,6 +64,70 @@ impl JobLog {
             _ => String::new(),
         };
         let _ = writeln!(self.human, "{ts} {event:<9} {human}");
+    }
+
+    /// The first event of an attempt: what runs, for whom, and how.
+    pub fn start(&mut self, input: &Path, row: &JobRow, owner: &str, settings: &MatteSettings) {
+        self.event(
+            "start",
+            json!({
+                "input": input,
+                "name": row.safe_name,
+                "attempt": row.attempts,
+                "owner": owner,
+                "model": settings.model,
+                "device": settings.device,
+                "settings": settings,
+            }),
+        );
+    }
+
+    /// Opens `input`, logs its probe, runs it through the pipeline into
+    /// `outdir` as `name`, and logs how that ended.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matte(
+        &mut self,
+        loaded: &Loaded,
+        input: &Path,
+        fps: Option<Rational>,
+        (outdir, name): (&Path, &str),
+        settings: &MatteSettings,
+        reporter: &mut Reporter,
+    ) -> Result<MatteReport, PipelineError> {
+        let result = vmatte_media::open_source(input, fps)
+            .map_err(PipelineError::from)
+            .and_then(|source| {
+                self.event("probe", probe_fields(source.info()));
+                matte_source(
+                    &loaded.model,
+                    &loaded.device,
+                    source,
+                    outdir,
+                    name,
+                    settings,
+                    &mut |p| reporter.update(p),
+                )
+            });
+        match &result {
+            Ok(report) => self.event(
+                "end",
+                json!({
+                    "status": "done",
+                    "frames": report.frames,
+                    "seconds": report.seconds,
+                    "fps": report.fps,
+                    "downsample_ratio": report.downsample_ratio,
+                    "outputs": report.outputs,
+                }),
+            ),
+            Err(e) => self.failed(&e.to_string()),
+        }
+        result
+    }
+
+    /// The end of an attempt that failed, with its one-line reason.
+    pub fn failed(&mut self, reason: &str) {
+        self.event("end", json!({ "status": "failed", "error": reason }));
     }
 
     /// The hook GPU telemetry samples go through (utilisation, memory,

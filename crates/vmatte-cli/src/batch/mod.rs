@@ -17,13 +17,13 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::json;
 use vmatte_jobs::{Claim, JobRow, JobStore};
-use vmatte_pipeline::{matte_source, MatteSettings};
+use vmatte_pipeline::MatteSettings;
 
 use crate::cli::BatchArgs;
 use crate::matte::{parse_fps, settings};
 use crate::progress::{BatchProgress, Reporter};
 use crate::runtime::{self, Loaded};
-use joblog::{probe_fields, JobLog};
+use joblog::JobLog;
 
 /// How long a job stays ours without a heartbeat; a process that died
 /// loses its jobs to the next one after this. `VMATTE_JOB_LEASE_MS`
@@ -268,18 +268,7 @@ fn run_job(
             outdir.display()
         )
     })?;
-    log.event(
-        "start",
-        json!({
-            "input": input,
-            "name": row.safe_name,
-            "attempt": row.attempts,
-            "owner": owner,
-            "model": settings.model,
-            "device": settings.device,
-            "settings": serde_json::from_str::<serde_json::Value>(&row.settings_json)?,
-        }),
-    );
+    log.start(input, row, owner, settings);
 
     let lost = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -305,20 +294,14 @@ fn run_job(
         })
     };
 
-    let result = vmatte_media::open_source(input, image_fps)
-        .map_err(vmatte_pipeline::PipelineError::from)
-        .and_then(|source| {
-            log.event("probe", probe_fields(source.info()));
-            matte_source(
-                &loaded.model,
-                &loaded.device,
-                source,
-                outdir,
-                &row.safe_name,
-                settings,
-                &mut |p| reporter.update(p),
-            )
-        });
+    let result = log.matte(
+        loaded,
+        input,
+        image_fps,
+        (outdir, &row.safe_name),
+        settings,
+        &mut reporter,
+    );
     stop.store(true, Ordering::Relaxed);
     let _ = heartbeat.join();
 
@@ -332,23 +315,8 @@ fn run_job(
     }
     match result {
         Ok(report) => {
-            let outputs: BTreeMap<String, PathBuf> = report
-                .outputs
-                .iter()
-                .map(|(k, p)| (k.to_string(), p.clone()))
-                .collect();
+            let outputs = report.outputs_by_name();
             let done = store.complete(row.id, owner, report.frames, report.seconds, &outputs)?;
-            log.event(
-                "end",
-                json!({
-                    "status": "done",
-                    "frames": report.frames,
-                    "seconds": report.seconds,
-                    "fps": report.fps,
-                    "downsample_ratio": report.downsample_ratio,
-                    "outputs": outputs,
-                }),
-            );
             reporter.finish(&format!(
                 "{}: done, {} frames in {:.1}s ({:.1} fps)",
                 row.safe_name, report.frames, report.seconds, report.fps
@@ -359,7 +327,6 @@ fn run_job(
         }
         Err(e) => {
             let reason = e.to_string();
-            log.event("end", json!({ "status": "failed", "error": reason }));
             reporter.finish(&format!("{}: failed: {reason}", row.safe_name));
             // On a full disk the store may not take the failure either; the
             // job then stays claimed and is redone by the next run, and this

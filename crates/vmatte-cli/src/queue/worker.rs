@@ -18,9 +18,10 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use vmatte_jobs::queue::{self, JobQueue, QueueUrl, WorkerInfo};
 use vmatte_jobs::JobRow;
+use vmatte_pipeline::MatteReport;
 
 use super::JobSpec;
-use crate::batch::joblog::{probe_fields, JobLog};
+use crate::batch::joblog::JobLog;
 use crate::batch::lease;
 use crate::cli::{ModelArgs, WorkerArgs};
 use crate::matte::parse_fps;
@@ -225,7 +226,7 @@ impl Stream {
                             &self.owner,
                             report.frames,
                             report.seconds,
-                            &report.outputs,
+                            &report.outputs_by_name(),
                         )
                         .map(|_| ("done", None))
                         .map_err(|e| e.to_string()),
@@ -268,7 +269,7 @@ impl Stream {
         &self,
         row: &JobRow,
         models: &mut HashMap<(String, String), Loaded>,
-    ) -> Result<JobDone> {
+    ) -> Result<MatteReport> {
         let spec: JobSpec = serde_json::from_str(&row.settings_json).with_context(|| {
             format!(
                 "job {}: its settings are not readable by this vmatte; submit it again \
@@ -285,63 +286,29 @@ impl Stream {
                 outdir.display()
             )
         })?;
-        log.event(
-            "start",
-            json!({
-                "input": row.input_path,
-                "name": row.safe_name,
-                "attempt": row.attempts,
-                "owner": self.owner,
-                "model": settings.model,
-                "device": settings.device,
-                "settings": settings,
-            }),
-        );
-        let result = (|| -> Result<JobDone> {
-            let key = (settings.model.clone(), settings.dtype.clone());
+        log.start(&row.input_path, row, &self.owner, &settings);
+        let key = (settings.model.clone(), settings.dtype.clone());
+        let prepared = (|| -> Result<_> {
             if !models.contains_key(&key) {
                 models.insert(key.clone(), runtime::load(&self.model_args(&settings))?);
             }
-            let loaded = &models[&key];
-            let fps = spec.fps.as_deref().map(parse_fps).transpose()?;
-            let source = vmatte_media::open_source(&row.input_path, fps)?;
-            log.event("probe", probe_fields(source.info()));
-            let mut reporter = Reporter::new(&row.safe_name, self.json);
-            let report = vmatte_pipeline::matte_source(
-                &loaded.model,
-                &loaded.device,
-                source,
-                &outdir,
-                &row.safe_name,
-                &settings,
-                &mut |p| reporter.update(p),
-            )?;
-            reporter.finish(&format!(
-                "{}: {} frames in {:.1}s ({:.1} fps)",
-                row.safe_name, report.frames, report.seconds, report.fps
-            ));
-            Ok(JobDone {
-                frames: report.frames,
-                seconds: report.seconds,
-                outputs: report
-                    .outputs
-                    .iter()
-                    .map(|(k, p)| (k.to_string(), p.clone()))
-                    .collect(),
-            })
+            spec.fps.as_deref().map(parse_fps).transpose()
         })();
-        match &result {
-            Ok(done) => log.event(
-                "end",
-                json!({ "status": "done", "frames": done.frames, "seconds": done.seconds,
-                        "outputs": done.outputs }),
-            ),
-            Err(e) => log.event(
-                "end",
-                json!({ "status": "failed", "error": format!("{e:#}") }),
-            ),
-        }
-        result
+        let fps = prepared.inspect_err(|e| log.failed(&format!("{e:#}")))?;
+        let mut reporter = Reporter::new(&row.safe_name, self.json);
+        let report = log.matte(
+            &models[&key],
+            &row.input_path,
+            fps,
+            (&outdir, &row.safe_name),
+            &settings,
+            &mut reporter,
+        )?;
+        reporter.finish(&format!(
+            "{}: {} frames in {:.1}s ({:.1} fps)",
+            row.safe_name, report.frames, report.seconds, report.fps
+        ));
+        Ok(report)
     }
 
     /// The model a job names: an installed model, or a weights file (a path
@@ -356,10 +323,4 @@ impl Stream {
             dtype: settings.dtype.clone(),
         }
     }
-}
-
-struct JobDone {
-    frames: u64,
-    seconds: f64,
-    outputs: BTreeMap<String, PathBuf>,
 }
