@@ -18,7 +18,7 @@ use ffmpeg::{ffi, frame, media, Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 
 use crate::error::MediaError;
-use crate::{libav_url, log};
+use crate::log;
 
 /// Copies or re-encodes every audio stream of a source into an output that
 /// a video encoder is writing.
@@ -330,25 +330,13 @@ fn skip_other_streams(input: &mut Input) {
     }
 }
 
-/// The source's demuxer, or `None` when libav cannot open it as a container.
+/// The source's demuxer, or `None` when libav cannot open it as a container
+/// (an image folder, or a file the video decoder will report on anyway).
 fn open_source(path: &Path) -> Option<Input> {
     if path.is_dir() {
         return None;
     }
-    let url = libav_url(path).ok()?;
-    let mut ctx = ptr::null_mut();
-    // SAFETY: standard open/probe/close sequence; on success ownership of
-    // the context passes to `Input`, which closes it on drop.
-    unsafe {
-        if ffi::avformat_open_input(&mut ctx, url.as_ptr(), ptr::null(), ptr::null_mut()) < 0 {
-            return None;
-        }
-        if ffi::avformat_find_stream_info(ctx, ptr::null_mut()) < 0 {
-            ffi::avformat_close_input(&mut ctx);
-            return None;
-        }
-        Some(Input::wrap(ctx))
-    }
+    crate::decode::open_input(path).ok()
 }
 
 fn add_copy_stream(stream: &Stream, output: &mut Output, path: &Path) -> Result<usize, MediaError> {

@@ -343,7 +343,7 @@ impl FrameSource for VideoDecoder {
 
 /// Opens a container, telling apart a missing file, a file that is no media
 /// at all, and media that is damaged.
-fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, MediaError> {
+pub(crate) fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, MediaError> {
     let url = libav_url(path)?;
     let mut ctx = ptr::null_mut();
     // SAFETY: standard open/probe/close sequence; on success ownership of

@@ -64,24 +64,22 @@ impl VideoCodec {
             full_range: false,
             gray_into_luma: false,
         };
+        // 4:2:0 H.264 can only crop by 2 pixels, so odd sizes would gain a
+        // row or column; they are encoded as 4:4:4 at the exact size. VP9
+        // takes odd sizes in 4:2:0.
+        let subsampled = even || self == Self::Vp9;
+        let planar = |deep: bool| match (deep, subsampled) {
+            (true, true) => Pixel::YUV420P10LE,
+            (true, false) => Pixel::YUV444P10LE,
+            (false, true) => Pixel::YUV420P,
+            (false, false) => Pixel::YUV444P,
+        };
         Ok(match self {
-            Self::H264 | Self::H265 | Self::Vp9 if layout.is_gray() => luma(
-                match (deep && self != Self::Vp9, even || self == Self::Vp9) {
-                    (true, true) => Pixel::YUV420P10LE,
-                    (true, false) => Pixel::YUV444P10LE,
-                    (false, true) => Pixel::YUV420P,
-                    (false, false) => Pixel::YUV444P,
-                },
-            ),
+            Self::H264 | Self::H265 | Self::Vp9 if layout.is_gray() => {
+                luma(planar(deep && self != Self::Vp9))
+            }
             Self::Vp9 if layout.has_alpha() => yuv(Pixel::YUVA420P),
-            // 4:2:0 H.264 can only crop by 2 pixels, so odd sizes would gain
-            // a row or column; they are encoded as 4:4:4 at the exact size.
-            Self::H264 | Self::H265 | Self::Vp9 => yuv(match (deep, even || self == Self::Vp9) {
-                (true, true) => Pixel::YUV420P10LE,
-                (true, false) => Pixel::YUV444P10LE,
-                (false, true) => Pixel::YUV420P,
-                (false, false) => Pixel::YUV444P,
-            }),
+            Self::H264 | Self::H265 | Self::Vp9 => yuv(planar(deep)),
             Self::ProRes { .. } if layout.has_alpha() => yuv(Pixel::YUVA444P10LE),
             Self::ProRes { .. } => yuv(Pixel::YUV444P10LE),
             Self::QtRle if layout.has_alpha() => yuv(Pixel::ARGB),

@@ -29,11 +29,15 @@ use joblog::JobLog;
 /// loses its jobs to the next one after this. `VMATTE_JOB_LEASE_MS`
 /// shortens it (tests, or a farm that wants faster takeover).
 pub(crate) fn lease() -> Duration {
-    std::env::var("VMATTE_JOB_LEASE_MS")
+    env_ms("VMATTE_JOB_LEASE_MS").unwrap_or(Duration::from_secs(60))
+}
+
+/// A duration in milliseconds from the environment, if set and a number.
+pub(crate) fn env_ms(name: &str) -> Option<Duration> {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
-        .unwrap_or(Duration::from_secs(60))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

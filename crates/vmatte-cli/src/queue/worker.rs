@@ -22,7 +22,7 @@ use vmatte_pipeline::MatteReport;
 
 use super::JobSpec;
 use crate::batch::joblog::JobLog;
-use crate::batch::lease;
+use crate::batch::{env_ms, lease};
 use crate::cli::{ModelArgs, WorkerArgs};
 use crate::matte::parse_fps;
 use crate::progress::Reporter;
@@ -37,13 +37,6 @@ fn backoff() -> Duration {
 /// How often an idle stream asks for work; `VMATTE_POLL_MS` changes it.
 fn poll() -> Duration {
     env_ms("VMATTE_POLL_MS").unwrap_or(Duration::from_secs(2))
-}
-
-fn env_ms(name: &str) -> Option<Duration> {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
 }
 
 /// What the streams and the lease keeper share.
