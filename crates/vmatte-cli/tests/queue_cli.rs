@@ -407,6 +407,27 @@ fn sqlite_queue_runs_the_same_commands() {
     let s = status(&url);
     assert_eq!(s["counts"]["done"], 1, "{s:#}");
     assert_eq!(decode_frames(&out.join("clip.alpha.mp4"), 100).len(), 8);
+
+    // A failure stays failed until --retry-failed queues it again.
+    let broken = tmp.path().join("broken.mp4");
+    std::fs::write(&broken, b"not a video").unwrap();
+    assert_eq!(submit(&url, &broken, &out, &[])["queued"], 1);
+    let worker = spawn_worker(&url, &["--exit-when-idle"], 5000);
+    assert!(wait_output(worker, Duration::from_secs(120))
+        .status
+        .success());
+    assert_eq!(status(&url)["counts"]["failed"], 1);
+    assert_eq!(submit(&url, &broken, &out, &[])["known"], 1);
+    assert_eq!(
+        submit(&url, &broken, &out, &["--retry-failed"])["requeued"],
+        1
+    );
+    let s = status(&url);
+    assert_eq!(
+        (s["counts"]["failed"].clone(), s["counts"]["queued"].clone()),
+        (0.into(), 1.into()),
+        "{s:#}"
+    );
 }
 
 #[test]

@@ -39,19 +39,18 @@ impl JobQueue for JobStore {
                 asked: job.outdir.to_path_buf(),
             });
         }
-        let before = self.jobs()?.len();
-        let row = self.enqueue(
+        let (row, new) = self.find_or_insert(
             job.input,
             job.content_id,
             job.settings_id,
             job.settings_json,
         )?;
-        let submitted = if JobStore::jobs(self)?.len() > before {
-            Submitted::Queued
+        let (row, submitted) = if new {
+            (row, Submitted::Queued)
         } else if row.state == JobState::Failed && job.retry_failed {
-            Submitted::Requeued
+            (self.requeue_failed(row.id)?, Submitted::Requeued)
         } else {
-            Submitted::Known
+            (row, Submitted::Known)
         };
         Ok((self.with_outdir(row), submitted))
     }

@@ -153,6 +153,18 @@ impl JobStore {
         settings_id: &str,
         settings_json: &str,
     ) -> Result<JobRow> {
+        self.find_or_insert(input, content_id, settings_id, settings_json)
+            .map(|(row, _)| row)
+    }
+
+    /// [`JobStore::enqueue`], also saying whether the job is new.
+    pub(crate) fn find_or_insert(
+        &mut self,
+        input: &Path,
+        content_id: &str,
+        settings_id: &str,
+        settings_json: &str,
+    ) -> Result<(JobRow, bool)> {
         let input = fs::canonicalize(input).unwrap_or_else(|_| input.to_path_buf());
         let input_text = input.to_string_lossy().into_owned();
         // Outside the transaction: the folder is not transactional anyway,
@@ -178,7 +190,7 @@ impl JobStore {
                         params![id, input_text],
                     )?;
                 }
-                return Ok(id);
+                return Ok((id, false));
             }
             let mut taken: Vec<String> = tx
                 .prepare("SELECT safe_name FROM jobs")?
@@ -198,9 +210,9 @@ impl JobStore {
                     now_ms()
                 ],
             )?;
-            Ok(tx.last_insert_rowid())
+            Ok((tx.last_insert_rowid(), true))
         })
-        .and_then(|id| self.require(id))
+        .and_then(|(id, new)| Ok((self.require(id)?, new)))
     }
 
     /// Tries to take job `job_id` for `owner` until `lease` from now.
@@ -297,6 +309,20 @@ impl JobStore {
                 params![job_id, owner, now_ms(), error],
             )
         })
+    }
+
+    /// Queues a failed job again (`--retry-failed` on a SQLite queue); a job
+    /// in any other state is left as it is.
+    pub fn requeue_failed(&mut self, job_id: i64) -> Result<JobRow> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE jobs SET state = 'queued', finished_ms = NULL \
+                 WHERE id = ?1 AND state = 'failed'",
+                params![job_id],
+            )?;
+            Ok(())
+        })?;
+        self.require(job_id)
     }
 
     /// Puts the job back in the queue without counting it as failed (the
