@@ -110,7 +110,12 @@ pub fn matte_source(
         .collect::<Result<Vec<_>>>()?;
 
     let chunk = settings.chunk_for(info.height, info.width);
-    let backgrounds = Backgrounds::open(&settings.background, info.width, info.height)?;
+    // A background plate is decoded only when a composite will show it.
+    let backgrounds = settings
+        .outputs
+        .contains(&OutputKind::Composite)
+        .then(|| Backgrounds::open(&settings.background, info.width, info.height))
+        .transpose()?;
     let look = Look {
         premultiplied: settings.premultiplied,
         invert_alpha: settings.invert_alpha,
@@ -259,11 +264,10 @@ struct Look {
 fn encode_stage(
     rx: Receiver<ToEncoder>,
     mut writers: Vec<OutputWriter>,
-    mut backgrounds: Backgrounds,
+    mut backgrounds: Option<Backgrounds>,
     look: Look,
 ) -> Result<BTreeMap<OutputKind, PathBuf>> {
     let mut pixels = Vec::new();
-    let composites = writers.iter().any(|w| w.kind() == OutputKind::Composite);
     for message in rx {
         let chunk = match message {
             ToEncoder::Matte(chunk) => chunk,
@@ -280,12 +284,11 @@ fn encode_stage(
                 fgr: &chunk.fgr[3 * i * frame_len..3 * (i + 1) * frame_len],
                 pha: &chunk.pha[i * frame_len..(i + 1) * frame_len],
             };
-            // One background picture per frame, whether or not it is used,
-            // so a background video stays in step.
-            let backdrop = if composites {
-                Some(backgrounds.next_backdrop()?)
-            } else {
-                None
+            // One background picture per frame, so a background video
+            // stays in step with the clip.
+            let backdrop = match backgrounds.as_mut() {
+                Some(b) => Some(b.next_backdrop()?),
+                None => None,
             };
             for writer in &mut writers {
                 let depth = writer.depth();
