@@ -134,17 +134,6 @@ impl AudioCarrier {
         Ok(())
     }
 
-    /// Per output audio stream, in order: "copy", "aac" or "opus".
-    pub(crate) fn modes(&self) -> Vec<String> {
-        self.tracks
-            .iter()
-            .map(|track| match &track.mode {
-                Mode::Copy => "copy".to_owned(),
-                Mode::Reencode(r) => r.label.to_owned(),
-            })
-            .collect()
-    }
-
     /// The next packet of an audio stream we carry, in file order.
     fn next_packet(&mut self) -> Result<Option<Packet>, MediaError> {
         if let Some(packet) = self.lookahead.take() {
@@ -377,7 +366,6 @@ fn copy_tags(from: &Stream, to: &mut StreamMut) {
 /// The codec a container gets when it cannot take the source's.
 struct Target {
     encoder: &'static str,
-    label: &'static str,
     bit_rate_per_channel: usize,
     /// libopus works at 48 kHz internally; anything else is resampled twice.
     fixed_rate: Option<c_int>,
@@ -385,14 +373,12 @@ struct Target {
 
 const AAC: Target = Target {
     encoder: "aac",
-    label: "aac",
     bit_rate_per_channel: 96_000,
     fixed_rate: None,
 };
 
 const OPUS: Target = Target {
     encoder: "libopus",
-    label: "opus",
     bit_rate_per_channel: 64_000,
     fixed_rate: Some(48_000),
 };
@@ -431,7 +417,6 @@ impl Target {
 
 /// Decoder, resampler and encoder for a stream the output cannot copy.
 struct Reencoder {
-    label: &'static str,
     decoder: ffmpeg::decoder::Audio,
     encoder: ffmpeg::encoder::Audio,
     converter: Converter,
@@ -492,7 +477,6 @@ impl Reencoder {
         let converter =
             Converter::new(format, frame_size).map_err(|e| MediaError::encode(path, e))?;
         let reencoder = Reencoder {
-            label: target.label,
             decoder,
             encoder,
             converter,

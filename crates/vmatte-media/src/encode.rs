@@ -369,12 +369,6 @@ impl VideoEncoder {
         })
     }
 
-    /// How each audio stream of the input was carried: "copy", "aac" or
-    /// "opus" (empty without audio).
-    pub fn audio_modes(&self) -> Vec<String> {
-        self.audio.as_ref().map(|a| a.modes()).unwrap_or_default()
-    }
-
     /// Encodes one frame. `pts` is in `settings.time_base`; `None` stands for
     /// the frame's index times the frame duration (constant frame rate).
     /// Timestamps must increase; one that does not is moved one tick past
