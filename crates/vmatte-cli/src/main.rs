@@ -18,6 +18,7 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    runtime::keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // A bad value is one line, like every other error; help, version

@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::ops::ConvSpec;
+use crate::ops::{Activation, ConvSpec};
 
 /// Patch-matrix floats per block: big enough for gemm to run at speed,
 /// small enough to stay in the last-level cache.
@@ -25,14 +25,40 @@ thread_local! {
     static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `x (N, C, H, W) * weight (O, C/groups, K, K) + bias`.
-#[derive(Debug)]
+/// `act(x (N, C, H, W) * weight (O, C/groups, K, K) + bias)`.
+#[derive(Clone, Debug)]
 pub struct ConvOp {
     pub spec: ConvSpec,
     pub bias: Option<Vec<f32>>,
+    pub act: Activation,
+    /// Stride-1 k x k weights as one `O x C` matrix per tap, `[tap][o][c]`.
+    pub(crate) tap_major: Option<Vec<f32>>,
 }
 
 impl ConvOp {
+    /// `weight`: the `(O, C/groups, K, K)` weights, contiguous.
+    pub fn new(spec: ConvSpec, bias: Option<Vec<f32>>, weight: &[f32]) -> Self {
+        let (o, c, kk) = (
+            spec.out_channels,
+            spec.in_channels,
+            spec.kernel * spec.kernel,
+        );
+        let tap_major = (spec.groups == 1 && spec.stride == 1 && spec.kernel > 1).then(|| {
+            let mut t = vec![0.0; kk * o * c];
+            for (i, v) in weight.iter().enumerate() {
+                let (oc, tap) = (i / kk, i % kk);
+                t[tap * o * c + oc] = *v;
+            }
+            t
+        });
+        Self {
+            spec,
+            bias,
+            act: Activation::Identity,
+            tap_major,
+        }
+    }
+
     fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         let s = &self.spec;
         let span = s.dilation * (s.kernel - 1);
@@ -42,11 +68,12 @@ impl ConvOp {
         )
     }
 
-    /// Every output plane starts as its channel's bias.
+    /// Every output plane starts as its channel's bias (the shifted
+    /// kernel starts its own blocks and overwrites every output).
     fn start(&self, n: usize, plane: usize) -> Vec<f32> {
         let o = self.spec.out_channels;
         let mut out = vec![0.0; n * o * plane];
-        if let Some(b) = &self.bias {
+        if let (Some(b), None) = (&self.bias, &self.tap_major) {
             out.par_chunks_mut(plane)
                 .enumerate()
                 .for_each(|(i, p)| p.fill(b[i % o]));
@@ -89,11 +116,20 @@ impl CustomOp2 for ConvOp {
                 let image = &x[b * c * h * wd..(b + 1) * c * h * wd];
                 let dst =
                     &mut out[b * s.out_channels * ho * wo..(b + 1) * s.out_channels * ho * wo];
+                if let Some(taps) = &self.tap_major {
+                    // Activates as it goes.
+                    conv_shifted(self, image, (c, h, wd), (ho, wo), taps, dst);
+                    continue;
+                }
                 if s.kernel == 1 && s.stride == 1 && s.padding == 0 {
                     // A 1x1 convolution is one matrix product as it stands.
                     matmul_add(dst, ho * wo, w, image, s.out_channels, c, ho * wo);
                 } else {
                     conv_patches(self, image, (c, h, wd), (ho, wo), w, dst);
+                }
+                if self.act != Activation::Identity {
+                    dst.par_chunks_mut(ho * wo)
+                        .for_each(|plane| self.act.apply_in_place(plane));
                 }
             }
         } else if s.groups == c && s.groups == s.out_channels {
@@ -104,6 +140,7 @@ impl CustomOp2 for ConvOp {
                     let plane = &x[bc * h * wd..(bc + 1) * h * wd];
                     let taps = &w[ch * s.kernel * s.kernel..(ch + 1) * s.kernel * s.kernel];
                     depthwise_plane(s, plane, (h, wd), taps, (ho, wo), dst);
+                    self.act.apply_in_place(dst);
                 });
         } else {
             candle_core::bail!("vmatte-conv2d: grouped convolutions other than depthwise");
@@ -199,6 +236,118 @@ fn conv_patches(
             );
         }
     });
+}
+
+/// Output pixels per block of the shifted convolution: the block's outputs
+/// and inputs stay in a core's L2 cache across the taps.
+const SHIFTED_BLOCK: usize = 4096;
+
+thread_local! {
+    /// One block of outputs, rows as wide as the padded input.
+    static WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A stride-1 k x k convolution without a patch matrix. With the input
+/// zero-padded, the input pixel tap `(ky, kx)` sees for output `(y, x)` sits
+/// at a fixed offset from `(y, x)` in every channel, if the output rows are
+/// as wide as the padded ones. So each tap is one product `W_tap (O x C) *
+/// X (C x pixels)` read straight from the padded input at that offset, added
+/// into a block of outputs that stays in cache; the extra columns at the end
+/// of each wide row are dropped when the block is copied out.
+fn conv_shifted(
+    op: &ConvOp,
+    image: &[f32],
+    (c, h, w): (usize, usize, usize),
+    (ho, wo): (usize, usize),
+    taps: &[f32],
+    dst: &mut [f32],
+) {
+    let s = &op.spec;
+    let (k, d, p, o) = (s.kernel, s.dilation, s.padding, s.out_channels);
+    let (hp, wp) = (h + 2 * p, w + 2 * p);
+    let plane = hp * wp;
+    let mut padded = vec![0f32; c * plane];
+    padded
+        .par_chunks_mut(plane)
+        .zip(image.par_chunks(h * w))
+        .for_each(|(to, from)| {
+            for (y, row) in from.chunks(w).enumerate() {
+                to[(y + p) * wp + p..][..w].copy_from_slice(row);
+            }
+        });
+    let rows_per_block = (SHIFTED_BLOCK / wp).clamp(1, ho);
+    let blocks: Vec<usize> = (0..ho).step_by(rows_per_block).collect();
+    let plane_out = ho * wo;
+    let dst_ptr = SendPtr(dst.as_mut_ptr());
+    blocks.par_iter().for_each(|&r0| {
+        let rows = rows_per_block.min(ho - r0);
+        // The last wide row needs only its first `wo` columns.
+        let cols = rows * wp - (wp - wo);
+        WIDE.with(|wide| {
+            let mut wide = wide.borrow_mut();
+            wide.resize(o * cols, 0.0);
+            for (oc, line) in wide.chunks_mut(cols).enumerate() {
+                line.fill(op.bias.as_ref().map_or(0.0, |b| b[oc]));
+            }
+            for ky in 0..k {
+                for kx in 0..k {
+                    let start = (r0 + ky * d) * wp + kx * d;
+                    // SAFETY: lhs is o x c, rhs c rows of `cols` floats at
+                    // row stride `plane` from `start`; the last read is
+                    // (c-1)*plane + start + cols - 1 < c*plane.
+                    unsafe {
+                        gemm::gemm(
+                            o,
+                            cols,
+                            c,
+                            wide.as_mut_ptr(),
+                            1,
+                            cols as isize,
+                            true,
+                            taps[(ky * k + kx) * o * c..].as_ptr(),
+                            1,
+                            c as isize,
+                            padded[start..].as_ptr(),
+                            1,
+                            plane as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            Parallelism::None,
+                        )
+                    }
+                }
+            }
+            for (oc, line) in wide.chunks(cols).enumerate() {
+                for r in 0..rows {
+                    // SAFETY: each block writes only its own rows of each
+                    // output plane, which no other block touches.
+                    let row = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            dst_ptr.get().add(oc * plane_out + (r0 + r) * wo),
+                            wo,
+                        )
+                    };
+                    row.copy_from_slice(&line[r * wp..r * wp + wo]);
+                    op.act.apply_in_place(row);
+                }
+            }
+        });
+    });
+}
+
+/// A raw pointer that rayon tasks writing disjoint parts may share.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }
 
 /// Output columns whose input column `ox * stride + dx` lies inside a row of
@@ -409,6 +558,15 @@ mod tests {
             .unwrap()
     }
 
+    const ACTIVATIONS: [Activation; 6] = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Hardswish,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Hardsigmoid,
+    ];
+
     #[test]
     fn convolutions_match_candle() {
         let specs = [
@@ -421,8 +579,10 @@ mod tests {
             ConvSpec::new(8, 8, 5).depthwise().stride(2),
             ConvSpec::new(8, 8, 3).depthwise().dilation(3),
         ];
-        for (i, spec) in specs.into_iter().enumerate() {
-            let x = random(&[2, spec.in_channels, 13, 11], i as u64);
+        // The larger size spans several blocks of the shifted kernel.
+        let sizes = specs.iter().flat_map(|s| [(*s, 13, 11), (*s, 70, 90)]);
+        for (i, (spec, h, wd)) in sizes.enumerate() {
+            let x = random(&[2, spec.in_channels, h, wd], i as u64);
             let w = random(
                 &[
                     spec.out_channels,
@@ -433,6 +593,7 @@ mod tests {
                 100 + i as u64,
             );
             let bias: Vec<f32> = (0..spec.out_channels).map(|c| c as f32 * 0.1).collect();
+            let act = ACTIVATIONS[i % ACTIVATIONS.len()];
             let want = x
                 .conv2d(&w, spec.padding, spec.stride, spec.dilation, spec.groups)
                 .unwrap()
@@ -443,12 +604,15 @@ mod tests {
                         .unwrap(),
                 )
                 .unwrap();
+            let want = act.apply(&want).unwrap();
+            let weights = w.flatten_all().unwrap().to_vec1().unwrap();
             let op = ConvOp {
-                spec,
-                bias: Some(bias),
+                act,
+                ..ConvOp::new(spec, Some(bias), &weights)
             };
             let got = x.apply_op2_no_bwd(&w, &op).unwrap();
-            assert!(max_diff(&got, &want) < 1e-5, "{spec:?}");
+            let d = max_diff(&got, &want);
+            assert!(d < 1e-5, "{spec:?} {act:?} {h}x{wd} {d}");
         }
     }
 

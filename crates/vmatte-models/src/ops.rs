@@ -65,12 +65,57 @@ impl ConvSpec {
     }
 }
 
-/// A 2-D convolution with an optional bias, BatchNorm already folded in.
+/// The pointwise function that follows a convolution. On the CPU it runs
+/// inside the convolution kernel, while the outputs are still in cache,
+/// instead of as a pass of its own over memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    #[default]
+    Identity,
+    Relu,
+    /// `relu6(x + 3) / 6`, MobileNetV3's cheap sigmoid.
+    Hardsigmoid,
+    /// `x * hardsigmoid(x)`.
+    Hardswish,
+    Sigmoid,
+    Tanh,
+}
+
+impl Activation {
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Identity => x.clone(),
+            Self::Relu => x.relu()?,
+            Self::Hardsigmoid => hardsigmoid(x)?,
+            Self::Hardswish => (x * hardsigmoid(x)?)?,
+            Self::Sigmoid => candle_nn::ops::sigmoid(x)?,
+            Self::Tanh => x.tanh()?,
+        })
+    }
+
+    /// The same function over a slice in place, in candle's order of
+    /// operations; one loop per function so each vectorises.
+    pub(crate) fn apply_in_place(self, xs: &mut [f32]) {
+        let hardsigmoid = |v: f32| (v + 3.0).clamp(0.0, 6.0) / 6.0;
+        match self {
+            Self::Identity => {}
+            Self::Relu => xs.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Self::Hardsigmoid => xs.iter_mut().for_each(|v| *v = hardsigmoid(*v)),
+            Self::Hardswish => xs.iter_mut().for_each(|v| *v *= hardsigmoid(*v)),
+            Self::Sigmoid => xs.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            Self::Tanh => xs.iter_mut().for_each(|v| *v = v.tanh()),
+        }
+    }
+}
+
+/// A 2-D convolution with an optional bias, BatchNorm already folded in,
+/// and the activation after it.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     weight: Tensor,
     bias: Option<Tensor>,
     spec: ConvSpec,
+    act: Activation,
     /// The CPU kernel with its own copy of the bias, for f32 on the CPU.
     cpu: Option<std::sync::Arc<ConvOp>>,
 }
@@ -114,15 +159,29 @@ impl Conv2d {
         let cpu = (weight.device().is_cpu() && weight.dtype() == DType::F32)
             .then(|| -> Result<_> {
                 let bias = bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
-                Ok(std::sync::Arc::new(ConvOp { spec, bias }))
+                let w = weight.flatten_all()?.to_vec1::<f32>()?;
+                Ok(std::sync::Arc::new(ConvOp::new(spec, bias, &w)))
             })
             .transpose()?;
         Ok(Self {
             weight,
             bias,
             spec,
+            act: Activation::Identity,
             cpu,
         })
+    }
+
+    /// Follows the convolution with `act`.
+    pub fn then(mut self, act: Activation) -> Self {
+        self.act = act;
+        if let Some(op) = &self.cpu {
+            self.cpu = Some(std::sync::Arc::new(ConvOp {
+                act,
+                ..ConvOp::clone(op)
+            }));
+        }
+        self
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -142,10 +201,11 @@ impl Conv2d {
         } else {
             x.conv2d(&self.weight, s.padding, s.stride, s.dilation, s.groups)?
         };
-        Ok(match &self.bias {
+        let y = match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, s.out_channels, 1, 1))?)?,
             None => y,
-        })
+        };
+        self.act.apply(&y)
     }
 }
 
@@ -239,17 +299,8 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     Ok(x.relu()?)
 }
 
-/// `relu6(x + 3) / 6`, MobileNetV3's cheap sigmoid.
-pub fn hardsigmoid(x: &Tensor) -> Result<Tensor> {
+fn hardsigmoid(x: &Tensor) -> Result<Tensor> {
     Ok(((x + 3.0)?.clamp(0f32, 6f32)? / 6.0)?)
-}
-
-pub fn hardswish(x: &Tensor) -> Result<Tensor> {
-    Ok((x * hardsigmoid(x)?)?)
-}
-
-pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::sigmoid(x)?)
 }
 
 /// Mean over the spatial dims, keeping them as 1x1.

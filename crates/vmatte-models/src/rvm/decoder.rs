@@ -4,22 +4,23 @@
 
 use candle_core::Tensor;
 
-use crate::ops::{self, BatchNorm, Conv2d, ConvSpec};
+use crate::ops::{self, Activation, BatchNorm, Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::Result;
 
 /// The decoder's BatchNorms follow PyTorch's default, whatever the backbone.
 const BN_EPS: f64 = 1e-5;
 
-fn conv3x3_bn(w: &Weights, conv: &str, bn: &str, input: usize, out: usize) -> Result<Conv2d> {
-    Conv2d::load(
+fn conv3x3_bn_relu(w: &Weights, conv: &str, bn: &str, input: usize, out: usize) -> Result<Conv2d> {
+    Ok(Conv2d::load(
         &w.pp(conv),
         ConvSpec::new(input, out, 3),
         Some(BatchNorm {
             weights: &w.pp(bn),
             eps: BN_EPS,
         }),
-    )
+    )?
+    .then(Activation::Relu))
 }
 
 /// Convolutional GRU over `channels` channels:
@@ -38,12 +39,14 @@ impl ConvGru {
                 &w.pp("ih.0"),
                 ConvSpec::new(2 * channels, 2 * channels, 3),
                 None,
-            )?,
+            )?
+            .then(Activation::Sigmoid),
             hh: Conv2d::load(
                 &w.pp("hh.0"),
                 ConvSpec::new(2 * channels, channels, 3),
                 None,
-            )?,
+            )?
+            .then(Activation::Tanh),
         })
     }
 
@@ -58,13 +61,10 @@ impl ConvGru {
         let mut outputs = Vec::with_capacity(frames);
         for t in 0..frames {
             let xt = x.narrow(0, t, 1)?;
-            let gates = ops::sigmoid(&self.ih.forward(&ops::cat_channels(&[&xt, &h])?)?)?;
+            let gates = self.ih.forward(&ops::cat_channels(&[&xt, &h])?)?;
             let r = gates.narrow(1, 0, self.channels)?;
             let z = gates.narrow(1, self.channels, self.channels)?;
-            let candidate = self
-                .hh
-                .forward(&ops::cat_channels(&[&xt, &(r * &h)?])?)?
-                .tanh()?;
+            let candidate = self.hh.forward(&ops::cat_channels(&[&xt, &(r * &h)?])?)?;
             h = ((z.affine(-1.0, 1.0)? * &h)? + (z * candidate)?)?;
             outputs.push(h.clone());
         }
@@ -94,7 +94,7 @@ struct UpsamplingBlock {
 impl UpsamplingBlock {
     fn load(w: &Weights, input: usize, skip: usize, image: usize, out: usize) -> Result<Self> {
         Ok(Self {
-            conv: conv3x3_bn(w, "conv.0", "conv.1", input + skip + image, out)?,
+            conv: conv3x3_bn_relu(w, "conv.0", "conv.1", input + skip + image, out)?,
             gru: ConvGru::load(&w.pp("gru"), out / 2)?,
         })
     }
@@ -107,7 +107,7 @@ impl UpsamplingBlock {
         r: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
         let x = upsample_to(x, s)?;
-        let x = ops::relu(&self.conv.forward(&ops::cat_channels(&[&x, f, s])?)?)?;
+        let x = self.conv.forward(&ops::cat_channels(&[&x, f, s])?)?;
         split_gru(&self.gru, &x, r)
     }
 }
@@ -120,15 +120,15 @@ struct OutputBlock {
 impl OutputBlock {
     fn load(w: &Weights, input: usize, image: usize, out: usize) -> Result<Self> {
         Ok(Self {
-            conv1: conv3x3_bn(w, "conv.0", "conv.1", input + image, out)?,
-            conv2: conv3x3_bn(w, "conv.3", "conv.4", out, out)?,
+            conv1: conv3x3_bn_relu(w, "conv.0", "conv.1", input + image, out)?,
+            conv2: conv3x3_bn_relu(w, "conv.3", "conv.4", out, out)?,
         })
     }
 
     fn forward(&self, x: &Tensor, s: &Tensor) -> Result<Tensor> {
         let x = upsample_to(x, s)?;
-        let x = ops::relu(&self.conv1.forward(&ops::cat_channels(&[&x, s])?)?)?;
-        ops::relu(&self.conv2.forward(&x)?)
+        let x = self.conv1.forward(&ops::cat_channels(&[&x, s])?)?;
+        self.conv2.forward(&x)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use crate::ops::{self, BatchNorm, Conv2d, ConvSpec};
+use crate::ops::{self, Activation, BatchNorm, Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::Result;
 
@@ -24,14 +24,16 @@ impl LrAspp {
                 weights: &w.pp("aspp1.1"),
                 eps: BN_EPS,
             }),
-        )?;
-        let gate = Conv2d::load(&w.pp("aspp2.1"), ConvSpec::new(input, out, 1), None)?;
+        )?
+        .then(Activation::Relu);
+        let gate = Conv2d::load(&w.pp("aspp2.1"), ConvSpec::new(input, out, 1), None)?
+            .then(Activation::Sigmoid);
         Ok(Self { project, gate })
     }
 
     pub fn forward(&self, f4: &Tensor) -> Result<Tensor> {
-        let features = ops::relu(&self.project.forward(f4)?)?;
-        let gate = ops::sigmoid(&self.gate.forward(&ops::global_avg_pool(f4)?)?)?;
+        let features = self.project.forward(f4)?;
+        let gate = self.gate.forward(&ops::global_avg_pool(f4)?)?;
         Ok(features.broadcast_mul(&gate)?)
     }
 }

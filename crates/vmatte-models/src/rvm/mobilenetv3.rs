@@ -3,28 +3,13 @@
 
 use candle_core::Tensor;
 
-use crate::ops::{self, BatchNorm, Conv2d, ConvSpec};
+use crate::ops::{self, Activation, BatchNorm, Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::Result;
 
 const BN_EPS: f64 = 1e-3;
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
-
-#[derive(Clone, Copy, PartialEq)]
-enum Act {
-    Relu,
-    Hardswish,
-}
-
-impl Act {
-    fn apply(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Act::Relu => ops::relu(x),
-            Act::Hardswish => ops::hardswish(x),
-        }
-    }
-}
 
 /// One inverted-residual block of the MobileNetV3 paper's Table 1.
 struct BlockSpec {
@@ -33,7 +18,7 @@ struct BlockSpec {
     expanded: usize,
     out: usize,
     squeeze_excite: bool,
-    act: Act,
+    act: Activation,
     stride: usize,
     dilation: usize,
 }
@@ -45,7 +30,7 @@ const fn block(
     expanded: usize,
     out: usize,
     squeeze_excite: bool,
-    act: Act,
+    act: Activation,
     stride: usize,
     dilation: usize,
 ) -> BlockSpec {
@@ -61,7 +46,7 @@ const fn block(
     }
 }
 
-use Act::{Hardswish as HS, Relu as RE};
+use Activation::{Hardswish as HS, Relu as RE};
 
 /// features[1..=15]; RVM dilates the last stage instead of striding it, so
 /// f4 stays at 1/16 of the input.
@@ -105,15 +90,16 @@ impl SqueezeExcite {
     fn load(w: &Weights, channels: usize) -> Result<Self> {
         let squeezed = make_divisible(channels / 4, 8);
         Ok(Self {
-            fc1: Conv2d::load(&w.pp("fc1"), ConvSpec::new(channels, squeezed, 1), None)?,
-            fc2: Conv2d::load(&w.pp("fc2"), ConvSpec::new(squeezed, channels, 1), None)?,
+            fc1: Conv2d::load(&w.pp("fc1"), ConvSpec::new(channels, squeezed, 1), None)?
+                .then(Activation::Relu),
+            fc2: Conv2d::load(&w.pp("fc2"), ConvSpec::new(squeezed, channels, 1), None)?
+                .then(Activation::Hardsigmoid),
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = ops::global_avg_pool(x)?;
-        let s = ops::relu(&self.fc1.forward(&s)?)?;
-        let s = ops::hardsigmoid(&self.fc2.forward(&s)?)?;
+        let s = self.fc2.forward(&self.fc1.forward(&s)?)?;
         Ok(x.broadcast_mul(&s)?)
     }
 }
@@ -134,7 +120,6 @@ struct InvertedResidual {
     depthwise: Conv2d,
     squeeze_excite: Option<SqueezeExcite>,
     project: Conv2d,
-    act: Act,
     residual: bool,
 }
 
@@ -148,7 +133,7 @@ impl InvertedResidual {
             w.pp((index - 1).to_string())
         };
         let expand = if b.expanded != b.input {
-            Some(conv_bn(&next(), ConvSpec::new(b.input, b.expanded, 1))?)
+            Some(conv_bn(&next(), ConvSpec::new(b.input, b.expanded, 1))?.then(b.act))
         } else {
             None
         };
@@ -156,7 +141,7 @@ impl InvertedResidual {
             .stride(b.stride)
             .dilation(b.dilation)
             .depthwise();
-        let depthwise = conv_bn(&next(), dw)?;
+        let depthwise = conv_bn(&next(), dw)?.then(b.act);
         let squeeze_excite = if b.squeeze_excite {
             Some(SqueezeExcite::load(&next(), b.expanded)?)
         } else {
@@ -168,7 +153,6 @@ impl InvertedResidual {
             depthwise,
             squeeze_excite,
             project,
-            act: b.act,
             residual: b.stride == 1 && b.input == b.out,
         })
     }
@@ -176,9 +160,9 @@ impl InvertedResidual {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut y = x.clone();
         if let Some(expand) = &self.expand {
-            y = self.act.apply(&expand.forward(&y)?)?;
+            y = expand.forward(&y)?;
         }
-        y = self.act.apply(&self.depthwise.forward(&y)?)?;
+        y = self.depthwise.forward(&y)?;
         if let Some(se) = &self.squeeze_excite {
             y = se.forward(&y)?;
         }
@@ -201,13 +185,13 @@ impl MobileNetV3LargeEncoder {
 
     pub fn load(w: &Weights) -> Result<Self> {
         let f = w.pp("features");
-        let stem = conv_bn(&f.pp("0"), ConvSpec::new(3, 16, 3).stride(2))?;
+        let stem = conv_bn(&f.pp("0"), ConvSpec::new(3, 16, 3).stride(2))?.then(HS);
         let blocks = BLOCKS
             .iter()
             .enumerate()
             .map(|(i, b)| InvertedResidual::load(&f.pp(format!("{}.block", i + 1)), b))
             .collect::<Result<_>>()?;
-        let head = conv_bn(&f.pp("16"), ConvSpec::new(160, 960, 1))?;
+        let head = conv_bn(&f.pp("16"), ConvSpec::new(160, 960, 1))?.then(HS);
         let stat = |v: [f32; 3]| -> Result<Tensor> {
             w.finish(&Tensor::from_slice(
                 &v,
@@ -227,7 +211,7 @@ impl MobileNetV3LargeEncoder {
     /// `x` in [0, 1]; returns f1 (1/2), f2 (1/4), f3 (1/8), f4 (1/16).
     pub fn forward(&self, x: &Tensor) -> Result<[Tensor; 4]> {
         let x = x.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?;
-        let mut x = ops::hardswish(&self.stem.forward(&x)?)?;
+        let mut x = self.stem.forward(&x)?;
         let mut taps = Vec::with_capacity(4);
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(&x)?;
@@ -236,7 +220,7 @@ impl MobileNetV3LargeEncoder {
                 taps.push(x.clone());
             }
         }
-        taps.push(ops::hardswish(&self.head.forward(&x)?)?);
+        taps.push(self.head.forward(&x)?);
         Ok(taps.try_into().expect("four feature maps"))
     }
 }

@@ -4,7 +4,7 @@
 
 use candle_core::Tensor;
 
-use crate::ops::{self, BatchNorm, Conv2d, ConvSpec};
+use crate::ops::{self, Activation, BatchNorm, Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::Result;
 
@@ -17,15 +17,16 @@ pub struct DeepGuidedFilterRefiner {
     conv3: Conv2d,
 }
 
-fn conv_bn(w: &Weights, conv: &str, bn: &str, input: usize, out: usize) -> Result<Conv2d> {
-    Conv2d::load(
+fn conv_bn_relu(w: &Weights, conv: &str, bn: &str, input: usize, out: usize) -> Result<Conv2d> {
+    Ok(Conv2d::load(
         &w.pp(conv),
         ConvSpec::new(input, out, 1),
         Some(BatchNorm {
             weights: &w.pp(bn),
             eps: BN_EPS,
         }),
-    )
+    )?
+    .then(Activation::Relu))
 }
 
 /// `[rgb, mean(rgb)]`: the guide image the linear model is fitted against.
@@ -42,8 +43,8 @@ impl DeepGuidedFilterRefiner {
                 ConvSpec::new(4, 4, 3).depthwise(),
                 None,
             )?,
-            conv1: conv_bn(w, "conv.0", "conv.1", 4 * 2 + hidden, hidden)?,
-            conv2: conv_bn(w, "conv.3", "conv.4", hidden, hidden)?,
+            conv1: conv_bn_relu(w, "conv.0", "conv.1", 4 * 2 + hidden, hidden)?,
+            conv2: conv_bn_relu(w, "conv.3", "conv.4", hidden, hidden)?,
             conv3: Conv2d::load(&w.pp("conv.6"), ConvSpec::new(hidden, 4, 1), None)?,
         })
     }
@@ -63,13 +64,10 @@ impl DeepGuidedFilterRefiner {
         let mean_y = boxed(base_out)?;
         let cov_xy = (boxed(&(&base_x * base_out)?)? - (&mean_x * &mean_y)?)?;
         let var_x = (boxed(&(&base_x * &base_x)?)? - (&mean_x * &mean_x)?)?;
-        let a = ops::relu(
-            &self
-                .conv1
-                .forward(&ops::cat_channels(&[&cov_xy, &var_x, base_hid])?)?,
-        )?;
-        let a = ops::relu(&self.conv2.forward(&a)?)?;
-        let a = self.conv3.forward(&a)?;
+        let a = self
+            .conv1
+            .forward(&ops::cat_channels(&[&cov_xy, &var_x, base_hid])?)?;
+        let a = self.conv3.forward(&self.conv2.forward(&a)?)?;
         let b = (mean_y - (&a * &mean_x)?)?;
         let (_, _, h, w) = fine_src.dims4()?;
         let a = ops::resize_bilinear(&a, h, w)?;

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use crate::ops::{self, BatchNorm, Conv2d, ConvSpec};
+use crate::ops::{self, Activation, BatchNorm, Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::Result;
 
@@ -48,7 +48,8 @@ impl Bottleneck {
             None
         };
         Ok(Self {
-            reduce: conv_bn(w, "conv1", "bn1", ConvSpec::new(input, planes, 1))?,
+            reduce: conv_bn(w, "conv1", "bn1", ConvSpec::new(input, planes, 1))?
+                .then(Activation::Relu),
             spatial: conv_bn(
                 w,
                 "conv2",
@@ -56,15 +57,16 @@ impl Bottleneck {
                 ConvSpec::new(planes, planes, 3)
                     .stride(stride)
                     .dilation(dilation),
-            )?,
+            )?
+            .then(Activation::Relu),
             expand: conv_bn(w, "conv3", "bn3", ConvSpec::new(planes, out, 1))?,
             downsample,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = ops::relu(&self.reduce.forward(x)?)?;
-        let y = ops::relu(&self.spatial.forward(&y)?)?;
+        let y = self.reduce.forward(x)?;
+        let y = self.spatial.forward(&y)?;
         let y = self.expand.forward(&y)?;
         let identity = match &self.downsample {
             Some(d) => d.forward(x)?,
@@ -127,7 +129,8 @@ impl ResNet50Encoder {
 
     pub fn load(w: &Weights) -> Result<Self> {
         Ok(Self {
-            stem: conv_bn(w, "conv1", "bn1", ConvSpec::new(3, 64, 7).stride(2))?,
+            stem: conv_bn(w, "conv1", "bn1", ConvSpec::new(3, 64, 7).stride(2))?
+                .then(Activation::Relu),
             layers: [
                 Layer::load(&w.pp("layer1"), 64, 64, 3, 1, false)?,
                 Layer::load(&w.pp("layer2"), 256, 128, 4, 2, false)?,
@@ -140,7 +143,7 @@ impl ResNet50Encoder {
     /// `x` in [0, 1], not normalised (RVM trains ResNet-50 that way);
     /// returns f1 (1/2), f2 (1/4), f3 (1/8), f4 (1/16).
     pub fn forward(&self, x: &Tensor) -> Result<[Tensor; 4]> {
-        let f1 = ops::relu(&self.stem.forward(x)?)?;
+        let f1 = self.stem.forward(x)?;
         // 3x3/2 max pool with padding 1: the input is post-ReLU (>= 0), so
         // zero padding never wins the max and equals PyTorch's -inf padding.
         let pooled = f1
