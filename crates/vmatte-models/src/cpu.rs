@@ -10,11 +10,12 @@
 
 use std::cell::RefCell;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::ops::{Activation, ConvSpec};
+use crate::simd::vectorized;
 
 /// Patch-matrix floats per block: big enough for gemm to run at speed,
 /// small enough to stay in the last-level cache.
@@ -93,6 +94,32 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Res
     }
 }
 
+impl ConvOp {
+    /// The convolution of the channel concatenation of `inputs`, each
+    /// `(N, C_i, H, W)`, contiguous, when this is a stride-1 k x k
+    /// convolution: its kernel copies its input into a padded buffer anyway,
+    /// so the concatenation is never made. `None` for other convolutions.
+    pub fn forward_concat(
+        &self,
+        inputs: &[&[f32]],
+        (n, h, w): (usize, usize, usize),
+    ) -> Option<(Vec<f32>, Shape)> {
+        let taps = self.tap_major.as_ref()?;
+        let s = &self.spec;
+        let (ho, wo) = self.out_size(h, w);
+        let mut out = self.start(n, ho * wo);
+        let frame_len = |t: &[f32]| t.len() / n;
+        for (b, dst) in out.chunks_mut(s.out_channels * ho * wo).enumerate() {
+            let frame: Vec<&[f32]> = inputs
+                .iter()
+                .map(|t| &t[b * frame_len(t)..(b + 1) * frame_len(t)])
+                .collect();
+            conv_shifted(self, &frame, (s.in_channels, h, w), (ho, wo), taps, dst);
+        }
+        Some((out, Shape::from((n, s.out_channels, ho, wo))))
+    }
+}
+
 impl CustomOp2 for ConvOp {
     fn name(&self) -> &'static str {
         "vmatte-conv2d"
@@ -118,7 +145,7 @@ impl CustomOp2 for ConvOp {
                     &mut out[b * s.out_channels * ho * wo..(b + 1) * s.out_channels * ho * wo];
                 if let Some(taps) = &self.tap_major {
                     // Activates as it goes.
-                    conv_shifted(self, image, (c, h, wd), (ho, wo), taps, dst);
+                    conv_shifted(self, &[image], (c, h, wd), (ho, wo), taps, dst);
                     continue;
                 }
                 if s.kernel == 1 && s.stride == 1 && s.padding == 0 {
@@ -256,7 +283,7 @@ thread_local! {
 /// of each wide row are dropped when the block is copied out.
 fn conv_shifted(
     op: &ConvOp,
-    image: &[f32],
+    inputs: &[&[f32]],
     (c, h, w): (usize, usize, usize),
     (ho, wo): (usize, usize),
     taps: &[f32],
@@ -266,16 +293,25 @@ fn conv_shifted(
     let (k, d, p, o) = (s.kernel, s.dilation, s.padding, s.out_channels);
     let (hp, wp) = (h + 2 * p, w + 2 * p);
     let plane = hp * wp;
+    let planes: Vec<&[f32]> = inputs.iter().flat_map(|t| t.chunks(h * w)).collect();
+    debug_assert_eq!(planes.len(), c);
     let mut padded = vec![0f32; c * plane];
     padded
         .par_chunks_mut(plane)
-        .zip(image.par_chunks(h * w))
+        .zip(planes.par_iter())
         .for_each(|(to, from)| {
             for (y, row) in from.chunks(w).enumerate() {
                 to[(y + p) * wp + p..][..w].copy_from_slice(row);
             }
         });
-    let rows_per_block = (SHIFTED_BLOCK / wp).clamp(1, ho);
+    // Whole rounds of equal blocks for the pool, so no thread idles at the
+    // end (the small decoder stages are only a block or two big).
+    let threads = rayon::current_num_threads();
+    let blocks = ho
+        .div_ceil((SHIFTED_BLOCK / wp).max(1))
+        .next_multiple_of(threads)
+        .min(ho);
+    let rows_per_block = ho.div_ceil(blocks);
     let blocks: Vec<usize> = (0..ho).step_by(rows_per_block).collect();
     let plane_out = ho * wo;
     let dst_ptr = SendPtr(dst.as_mut_ptr());
@@ -411,34 +447,41 @@ fn fill_tap(
     }
 }
 
-/// One channel of a depthwise convolution, accumulated tap by tap over
-/// whole rows so the inner loop is a contiguous multiply-add.
-fn depthwise_plane(
-    s: &ConvSpec,
-    plane: &[f32],
-    (h, w): (usize, usize),
-    taps: &[f32],
-    (ho, wo): (usize, usize),
-    dst: &mut [f32],
-) {
-    let (k, st, d, p) = (s.kernel, s.stride, s.dilation, s.padding as isize);
-    for ky in 0..k {
-        for kx in 0..k {
-            let t = taps[ky * k + kx];
-            let Some((cols, x0)) = inside_columns((kx * d) as isize - p, st, w, wo) else {
-                continue;
-            };
-            for (oy, row) in dst.chunks_mut(wo).enumerate().take(ho) {
+vectorized! {
+    /// One channel of a depthwise convolution, an output row at a time: the
+    /// row stays in L1 while every tap adds its shifted, scaled input row,
+    /// so the inner loop is a contiguous multiply-add.
+    fn depthwise_plane(
+        s: &ConvSpec,
+        plane: &[f32],
+        size: (usize, usize),
+        taps: &[f32],
+        out_size: (usize, usize),
+        dst: &mut [f32],
+    ) {
+        let ((h, w), (ho, wo)) = (size, out_size);
+        let (k, st, d, p) = (s.kernel, s.stride, s.dilation, s.padding as isize);
+        let columns: Vec<_> = (0..k)
+            .map(|kx| inside_columns((kx * d) as isize - p, st, w, wo))
+            .collect();
+        for (oy, row) in dst.chunks_mut(wo).enumerate().take(ho) {
+            for ky in 0..k {
                 let Some(src) = plane_row(plane, (h, w), (oy * st + ky * d) as isize - p) else {
                     continue;
                 };
-                if st == 1 {
-                    for (o, v) in row[cols.clone()].iter_mut().zip(&src[x0..x0 + cols.len()]) {
-                        *o += t * v;
-                    }
-                } else {
-                    for (i, o) in row[cols.clone()].iter_mut().enumerate() {
-                        *o += t * src[x0 + i * st];
+                for (kx, inside) in columns.iter().enumerate() {
+                    let Some((cols, x0)) = inside.clone() else {
+                        continue;
+                    };
+                    let t = taps[ky * k + kx];
+                    if st == 1 {
+                        for (o, v) in row[cols.clone()].iter_mut().zip(&src[x0..x0 + cols.len()]) {
+                            *o += t * v;
+                        }
+                    } else {
+                        for (i, o) in row[cols].iter_mut().enumerate() {
+                            *o += t * src[x0 + i * st];
+                        }
                     }
                 }
             }
@@ -447,8 +490,8 @@ fn depthwise_plane(
 }
 
 /// Bilinear resize with half-pixel centres (PyTorch's `align_corners=False`),
-/// computed exactly as candle's own kernel (in f64, same indices and
-/// weights) but a plane per thread and with the per-pixel work hoisted.
+/// with candle's indices and weights but in f32, as PyTorch computes it, a
+/// plane per thread, each source row's horizontal pass made once.
 #[derive(Debug)]
 pub struct BilinearOp {
     pub height: usize,
@@ -458,8 +501,9 @@ pub struct BilinearOp {
     pub scale: Option<(f64, f64)>,
 }
 
-/// Source rows (or columns) and the weight of the second, per output.
-fn taps(size_in: usize, size_out: usize, scale: Option<f64>) -> Vec<(usize, usize, f64)> {
+/// Source rows (or columns) and the weight of the second, per output (the
+/// position worked out in f64, as candle and PyTorch do).
+fn taps(size_in: usize, size_out: usize, scale: Option<f64>) -> Vec<(usize, usize, f32)> {
     let step = match scale {
         Some(s) => 1.0 / s,
         None => size_in as f64 / size_out as f64,
@@ -469,7 +513,7 @@ fn taps(size_in: usize, size_out: usize, scale: Option<f64>) -> Vec<(usize, usiz
             let src = (step * (o as f64 + 0.5) - 0.5).max(0.0);
             let i0 = src.floor() as usize;
             let i1 = (i0 + 1).min(size_in - 1);
-            (i0, i1, (src - i0 as f64).clamp(0.0, 1.0))
+            (i0, i1, (src - i0 as f64).clamp(0.0, 1.0) as f32)
         })
         .collect()
 }
@@ -484,42 +528,187 @@ impl CustomOp1 for BilinearOp {
         let (n, c, h, w) = l.shape().dims4()?;
         let (ho, wo) = (self.height, self.width);
         let rows = taps(h, ho, self.scale.map(|s| s.0));
-        let cols = taps(w, wo, self.scale.map(|s| s.1));
+        let cols = &taps(w, wo, self.scale.map(|s| s.1));
         let mut out = vec![0f32; n * c * ho * wo];
         out.par_chunks_mut(ho * wo)
             .zip(x.par_chunks(h * w))
             .for_each(|(dst, src)| {
                 // Upscaling reads each source row for several output rows:
-                // its horizontal pass is done once and kept (the arithmetic,
-                // and so every result, is the same as per pixel).
-                let mut cache: [(usize, Vec<f64>); 2] =
-                    [(usize::MAX, vec![0.0; wo]), (usize::MAX, vec![0.0; wo])];
-                let lerp_row = |y: usize, out: &mut Vec<f64>| {
-                    let line = &src[y * w..(y + 1) * w];
-                    for (v, &(x0, x1, wx)) in out.iter_mut().zip(&cols) {
-                        *v = f64::from(line[x0]) * (1.0 - wx) + f64::from(line[x1]) * wx;
-                    }
-                };
+                // its horizontal pass is made once and kept.
+                let mut cache = [(usize::MAX, vec![0.0; wo]), (usize::MAX, vec![0.0; wo])];
                 for (row, &(y0, y1, wy)) in dst.chunks_mut(wo).zip(&rows) {
-                    for (slot, y) in [(0, y0), (1, y1)] {
-                        if cache[slot].0 != y {
-                            let other = 1 - slot;
-                            if cache[other].0 == y {
-                                let copy = cache[other].1.clone();
-                                cache[slot] = (y, copy);
-                            } else {
-                                lerp_row(y, &mut cache[slot].1);
-                                cache[slot].0 = y;
-                            }
-                        }
-                    }
-                    let (top, bottom) = (&cache[0].1, &cache[1].1);
-                    for ((v, t), b) in row.iter_mut().zip(top).zip(bottom) {
-                        *v = (t * (1.0 - wy) + b * wy) as f32;
-                    }
+                    let pass = |y: usize| {
+                        move |out: &mut [f32]| lerp_columns(&src[y * w..(y + 1) * w], cols, out)
+                    };
+                    let top = fill_cached(&mut cache, y0, y1, pass(y0));
+                    let bottom = fill_cached(&mut cache, y1, y0, pass(y1));
+                    lerp_rows(&cache[top].1, &cache[bottom].1, wy, row);
                 }
             });
         Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
+    }
+}
+
+vectorized! {
+    /// One row resampled to the output width.
+    fn lerp_columns(line: &[f32], cols: &[(usize, usize, f32)], out: &mut [f32]) {
+        for (v, &(x0, x1, wx)) in out.iter_mut().zip(cols) {
+            *v = line[x0] * (1.0 - wx) + line[x1] * wx;
+        }
+    }
+}
+
+vectorized! {
+    /// The row `wy` of the way from `top` to `bottom`.
+    fn lerp_rows(top: &[f32], bottom: &[f32], wy: f32, out: &mut [f32]) {
+        for ((v, t), b) in out.iter_mut().zip(top).zip(bottom) {
+            *v = t * (1.0 - wy) + b * wy;
+        }
+    }
+}
+
+/// The deep guided filter's last step and RVM's output in one pass over
+/// the full-size frame: with `A` and `b` fitted at low resolution,
+/// `y = up(A)·x + up(b)` for the guide `x = [r, g, b, mean(r, g, b)]`, then
+/// `fgr = clamp(y[..3] + src)`, `pha = clamp(y[3])`, as `(T, 4, H, W)`.
+/// Done as separate tensor ops this is a dozen passes over full-size
+/// frames (a fifth of CPU inference time at 720p); here each output pixel
+/// is touched once and the upsampled rows of `A` and `b` are made once per
+/// source row.
+#[derive(Debug)]
+pub struct GuidedMatteOp;
+
+/// Output rows per task of [`GuidedMatteOp`].
+const MATTE_BAND: usize = 16;
+
+impl CustomOp3 for GuidedMatteOp {
+    fn name(&self) -> &'static str {
+        "vmatte-guided-matte"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a_s: &CpuStorage,
+        a_l: &Layout,
+        b_s: &CpuStorage,
+        b_l: &Layout,
+        src_s: &CpuStorage,
+        src_l: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let a = contiguous(a_s, a_l, "A")?;
+        let b = contiguous(b_s, b_l, "b")?;
+        let src = contiguous(src_s, src_l, "source")?;
+        let (n, c, hs, ws) = a_l.shape().dims4()?;
+        let (n2, c2, h, w) = src_l.shape().dims4()?;
+        if c != 4 || c2 != 3 || n != n2 || a_l.shape() != b_l.shape() {
+            candle_core::bail!(
+                "vmatte-guided-matte: wants A, b (T, 4, h, w) and source (T, 3, H, W)"
+            );
+        }
+        let rows = taps(hs, h, None);
+        let cols = &taps(ws, w, None);
+        let mut out = vec![0f32; n * 4 * h * w];
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let bands: Vec<(usize, usize)> = (0..n)
+            .flat_map(|f| (0..h).step_by(MATTE_BAND).map(move |y| (f, y)))
+            .collect();
+        bands.par_iter().for_each(|&(f, y0)| {
+            let frame = f * 4 * hs * ws..(f + 1) * 4 * hs * ws;
+            let (a, b) = (&a[frame.clone()], &b[frame]);
+            let image = &src[f * 3 * h * w..(f + 1) * 3 * h * w];
+            // Horizontally upsampled A and b (4 channels each) of the two
+            // source rows last used, by source row.
+            let mut cache = [
+                (usize::MAX, vec![0f32; 8 * w]),
+                (usize::MAX, vec![0f32; 8 * w]),
+            ];
+            let mut line = vec![0f32; 8 * w];
+            for y in y0..(y0 + MATTE_BAND).min(h) {
+                let (r0, r1, wy) = rows[y];
+                let up =
+                    |r: usize| move |row: &mut [f32]| upsample_row(a, b, (hs, ws), r, cols, row);
+                let slot0 = fill_cached(&mut cache, r0, r1, up(r0));
+                let slot1 = fill_cached(&mut cache, r1, r0, up(r1));
+                let (top, bottom) = (&cache[slot0].1, &cache[slot1].1);
+                let plane = |ch: usize| &image[(ch * h + y) * w..(ch * h + y + 1) * w];
+                // SAFETY: every band writes only its own rows of each plane.
+                let dst = |ch: usize| unsafe {
+                    std::slice::from_raw_parts_mut(out_ptr.get().add(((f * 4 + ch) * h + y) * w), w)
+                };
+                matte_row(
+                    top,
+                    bottom,
+                    wy,
+                    &mut line,
+                    [plane(0), plane(1), plane(2)],
+                    [dst(0), dst(1), dst(2), dst(3)],
+                );
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, 4, h, w))))
+    }
+}
+
+vectorized! {
+    /// One output row of [`GuidedMatteOp`] from the horizontally upsampled
+    /// A and b of the source rows above and below it.
+    fn matte_row(
+        top: &[f32],
+        bottom: &[f32],
+        wy: f32,
+        line: &mut [f32],
+        rgb: [&[f32]; 3],
+        dst: [&mut [f32]; 4],
+    ) {
+        lerp_rows(top, bottom, wy, line);
+        let w = rgb[0].len();
+        let (a, b) = line.split_at(4 * w);
+        let [d0, d1, d2, d3] = dst;
+        for (ch, d) in [d0, d1, d2].into_iter().enumerate() {
+            let (a, b) = (&a[ch * w..(ch + 1) * w], &b[ch * w..(ch + 1) * w]);
+            for (((d, a), b), x) in d.iter_mut().zip(a).zip(b).zip(rgb[ch]) {
+                *d = (a * x + b + x).clamp(0.0, 1.0);
+            }
+        }
+        let (a, b) = (&a[3 * w..], &b[3 * w..]);
+        let [red, green, blue] = rgb;
+        for (i, d) in d3.iter_mut().enumerate() {
+            let mean = (red[i] + green[i] + blue[i]) / 3.0;
+            *d = (a[i] * mean + b[i]).clamp(0.0, 1.0);
+        }
+    }
+}
+
+/// The cache slot holding source row `y`, made with `fill` if neither
+/// does, in the slot not holding `keep` (the other row in use).
+fn fill_cached(
+    cache: &mut [(usize, Vec<f32>); 2],
+    y: usize,
+    keep: usize,
+    fill: impl FnOnce(&mut [f32]),
+) -> usize {
+    if let Some(slot) = cache.iter().position(|(row, _)| *row == y) {
+        return slot;
+    }
+    let slot = usize::from(cache[0].0 == keep);
+    fill(&mut cache[slot].1);
+    cache[slot].0 = y;
+    slot
+}
+
+/// Source row `y` of the 4 channels of A then of b, each upsampled to the
+/// output width.
+fn upsample_row(
+    a: &[f32],
+    b: &[f32],
+    (hs, ws): (usize, usize),
+    y: usize,
+    cols: &[(usize, usize, f32)],
+    out: &mut [f32],
+) {
+    for (i, row) in out.chunks_mut(cols.len()).enumerate() {
+        let (t, ch) = if i < 4 { (a, i) } else { (b, i - 4) };
+        lerp_columns(&t[(ch * hs + y) * ws..(ch * hs + y + 1) * ws], cols, row);
     }
 }
 
@@ -617,7 +806,7 @@ mod tests {
     }
 
     #[test]
-    fn bilinear_is_candles_to_the_bit() {
+    fn bilinear_matches_candle() {
         let x = random(&[1, 3, 7, 10], 7);
         for (h, w) in [(14, 20), (21, 29), (4, 5), (7, 33)] {
             let op = BilinearOp {
@@ -626,10 +815,8 @@ mod tests {
                 scale: None,
             };
             let got = x.apply_op1_no_bwd(&op).unwrap();
-            assert_eq!(
-                max_diff(&got, &x.upsample_bilinear2d(h, w, false).unwrap()),
-                0.0
-            );
+            let want = x.upsample_bilinear2d(h, w, false).unwrap();
+            assert!(max_diff(&got, &want) < 1e-6, "{h}x{w}");
         }
         for scale in [2.0, 0.5, 4.0, 1.0 / 0.375] {
             let want = x
@@ -642,7 +829,26 @@ mod tests {
                 scale: Some((scale, scale)),
             };
             let got = x.apply_op1_no_bwd(&op).unwrap();
-            assert_eq!(max_diff(&got, &want), 0.0, "scale {scale}");
+            assert!(max_diff(&got, &want) < 1e-6, "scale {scale}");
+        }
+    }
+
+    #[test]
+    fn guided_matte_is_the_tensor_ops_fused() {
+        for (hs, ws, h, w) in [(7, 9, 20, 30), (12, 16, 48, 64), (9, 5, 9, 5)] {
+            let a = random(&[2, 4, hs, ws], 1);
+            let b = random(&[2, 4, hs, ws], 2);
+            let src = random(&[2, 3, h, w], 3).affine(0.5, 0.5).unwrap();
+            let up = |t: &Tensor| t.upsample_bilinear2d(h, w, false).unwrap();
+            let guide = Tensor::cat(&[&src, &src.mean_keepdim(1).unwrap()], 1).unwrap();
+            let y = ((up(&a) * guide).unwrap() + up(&b)).unwrap();
+            let fgr = (y.narrow(1, 0, 3).unwrap() + &src).unwrap();
+            let want = Tensor::cat(&[&fgr, &y.narrow(1, 3, 1).unwrap()], 1)
+                .unwrap()
+                .clamp(0f32, 1f32)
+                .unwrap();
+            let got = a.apply_op3_no_bwd(&b, &src, &GuidedMatteOp).unwrap();
+            assert!(max_diff(&got, &want) < 1e-5, "{hs}x{ws} -> {h}x{w}");
         }
     }
 }

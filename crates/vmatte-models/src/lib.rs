@@ -6,6 +6,7 @@ pub mod error;
 pub mod onnx;
 pub mod ops;
 pub mod rvm;
+mod simd;
 pub mod store;
 pub mod weights;
 

@@ -1,9 +1,10 @@
 //! The few layers RVM is built from, with BatchNorm folded into the
 //! convolutions at load time so inference is one op per layer.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 
-use crate::cpu::{BilinearOp, ConvOp};
+use crate::cpu::{BilinearOp, ConvOp, GuidedMatteOp};
+use crate::simd::vectorized;
 
 use crate::weights::Weights;
 use crate::Result;
@@ -94,18 +95,56 @@ impl Activation {
     }
 
     /// The same function over a slice in place, in candle's order of
-    /// operations; one loop per function so each vectorises.
+    /// operations.
     pub(crate) fn apply_in_place(self, xs: &mut [f32]) {
+        activate(self, xs)
+    }
+}
+
+vectorized! {
+    /// One loop per function, so each vectorises.
+    fn activate(act: Activation, xs: &mut [f32]) {
         let hardsigmoid = |v: f32| (v + 3.0).clamp(0.0, 6.0) / 6.0;
-        match self {
-            Self::Identity => {}
-            Self::Relu => xs.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Self::Hardsigmoid => xs.iter_mut().for_each(|v| *v = hardsigmoid(*v)),
-            Self::Hardswish => xs.iter_mut().for_each(|v| *v *= hardsigmoid(*v)),
-            Self::Sigmoid => xs.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
-            Self::Tanh => xs.iter_mut().for_each(|v| *v = v.tanh()),
+        match act {
+            Activation::Identity => {}
+            Activation::Relu => xs.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Hardsigmoid => xs.iter_mut().for_each(|v| *v = hardsigmoid(*v)),
+            Activation::Hardswish => xs.iter_mut().for_each(|v| *v *= hardsigmoid(*v)),
+            Activation::Sigmoid => xs.iter_mut().for_each(|v| *v = 1.0 / (1.0 + exp(-*v))),
+            Activation::Tanh => xs.iter_mut().for_each(|v| {
+                // tanh(9) is 1 to within f32's precision.
+                let e = exp(2.0 * v.clamp(-9.0, 9.0));
+                *v = (e - 1.0) / (e + 1.0)
+            }),
         }
     }
+}
+
+/// `e^x` to within 2 ulp over f32's range, in operations that vectorise
+/// (libm's `expf` is a call per element, and the ConvGRUs' sigmoid and
+/// tanh gates took a tenth of CPU inference time through it): `x = n·ln 2
+/// + r` with `|r| <= ln 2 / 2`, `e^r` by its Taylor series to degree 7,
+/// and `2^n` written straight into the exponent bits.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.0 / 5040.0;
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + c;
+    }
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// A 2-D convolution with an optional bias, BatchNorm already folded in,
@@ -182,6 +221,34 @@ impl Conv2d {
             }));
         }
         self
+    }
+
+    /// The convolution of `xs` concatenated along channels, the input of
+    /// every U-Net decoder block. On the CPU the stride-1 k x k kernel reads
+    /// the pieces straight into its padded buffer.
+    pub fn forward_cat(&self, xs: &[&Tensor]) -> Result<Tensor> {
+        let (n, _, h, w) = xs[0].dims4()?;
+        let cpu_f32 = |x: &&Tensor| x.device().is_cpu() && x.dtype() == DType::F32;
+        if let (Some(op), true) = (&self.cpu, xs.iter().all(cpu_f32)) {
+            let xs = xs
+                .iter()
+                .map(|x| x.contiguous())
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let storages: Vec<_> = xs.iter().map(|x| x.storage_and_layout()).collect();
+            let slices = storages
+                .iter()
+                .map(|(storage, layout)| match &**storage {
+                    Storage::Cpu(CpuStorage::F32(v)) => {
+                        Ok(&v[layout.start_offset()..][..layout.shape().elem_count()])
+                    }
+                    _ => Err(candle_core::Error::Msg("expected CPU f32".into())),
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            if let Some((out, shape)) = op.forward_concat(&slices, (n, h, w)) {
+                return Ok(Tensor::from_vec(out, shape, &Device::Cpu)?);
+            }
+        }
+        self.forward(&cat_channels(xs)?)
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -370,6 +437,50 @@ pub fn scale_bilinear(x: &Tensor, scale: f64) -> Result<Tensor> {
     Ok(x.upsample_bilinear2d_with_scale(scale, scale, false)?)
 }
 
+/// `[rgb, mean(rgb)]`: the guide image the deep guided filter fits its
+/// linear model against.
+pub fn guide(rgb: &Tensor) -> Result<Tensor> {
+    cat_channels(&[rgb, &rgb.mean_keepdim(1)?])
+}
+
+/// RVM's output from the network's `[fgr residual, pha]` at full size:
+/// `[clamp(residual + src), clamp(pha)]`.
+pub fn residual_matte(out: &Tensor, src: &Tensor) -> Result<Tensor> {
+    let fgr = (out.narrow(1, 0, 3)? + src)?.clamp(0f32, 1f32)?;
+    let pha = out.narrow(1, 3, 1)?.clamp(0f32, 1f32)?;
+    cat_channels(&[&fgr, &pha])
+}
+
+/// The output of RVM with the deep guided filter: the low-resolution linear
+/// model `(a, b)` (4 channels each) upsampled to `src`'s size and applied
+/// to its guide, then [`residual_matte`]. One fused pass on the CPU.
+pub fn guided_matte(a: &Tensor, b: &Tensor, src: &Tensor) -> Result<Tensor> {
+    if src.device().is_cpu() && src.dtype() == DType::F32 {
+        return Ok(a.contiguous()?.apply_op3_no_bwd(
+            &b.contiguous()?,
+            &src.contiguous()?,
+            &GuidedMatteOp,
+        )?);
+    }
+    let (_, _, h, w) = src.dims4()?;
+    let a = resize_bilinear(a, h, w)?;
+    let b = resize_bilinear(b, h, w)?;
+    residual_matte(&((a * guide(src)?)? + b)?, src)
+}
+
+/// The top-left `h x w` of [`scale_bilinear`]'s result, made directly.
+pub fn scale_bilinear_to(x: &Tensor, scale: f64, h: usize, w: usize) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        let op = BilinearOp {
+            height: h,
+            width: w,
+            scale: Some((scale, scale)),
+        };
+        return Ok(x.contiguous()?.apply_op1_no_bwd(&op)?);
+    }
+    Ok(scale_bilinear(x, scale)?.narrow(2, 0, h)?.narrow(3, 0, w)?)
+}
+
 /// Channels-first concat, the glue of every U-Net skip.
 pub fn cat_channels(xs: &[&Tensor]) -> Result<Tensor> {
     Ok(Tensor::cat(xs, 1)?)
@@ -383,4 +494,43 @@ pub fn zeros_with_channels(like: &Tensor, channels: usize) -> Result<Tensor> {
         like.dtype(),
         like.device(),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_close_to_libm() {
+        let mut worst = 0f64;
+        for i in -870_000..=880_000 {
+            let x = i as f32 * 1e-4;
+            let want = (x as f64).exp();
+            worst = worst.max(((exp(x) as f64 - want) / want).abs());
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+    }
+
+    #[test]
+    fn activations_match_candle() {
+        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 5e-3).collect();
+        let t = Tensor::new(xs.as_slice(), &candle_core::Device::Cpu).unwrap();
+        for act in [
+            Activation::Relu,
+            Activation::Hardsigmoid,
+            Activation::Hardswish,
+            Activation::Sigmoid,
+            Activation::Tanh,
+        ] {
+            let want = act.apply(&t).unwrap().to_vec1::<f32>().unwrap();
+            let mut got = xs.clone();
+            act.apply_in_place(&mut got);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 5e-7, "{act:?}: {worst}");
+        }
+    }
 }

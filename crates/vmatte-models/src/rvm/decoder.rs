@@ -61,10 +61,10 @@ impl ConvGru {
         let mut outputs = Vec::with_capacity(frames);
         for t in 0..frames {
             let xt = x.narrow(0, t, 1)?;
-            let gates = self.ih.forward(&ops::cat_channels(&[&xt, &h])?)?;
+            let gates = self.ih.forward_cat(&[&xt, &h])?;
             let r = gates.narrow(1, 0, self.channels)?;
             let z = gates.narrow(1, self.channels, self.channels)?;
-            let candidate = self.hh.forward(&ops::cat_channels(&[&xt, &(r * &h)?])?)?;
+            let candidate = self.hh.forward_cat(&[&xt, &(r * &h)?])?;
             h = ((z.affine(-1.0, 1.0)? * &h)? + (z * candidate)?)?;
             outputs.push(h.clone());
         }
@@ -79,11 +79,11 @@ fn split_gru(gru: &ConvGru, x: &Tensor, h: Option<&Tensor>) -> Result<(Tensor, T
     Ok((ops::cat_channels(&[&x.narrow(1, 0, half)?, &b])?, h))
 }
 
-/// Upsample x2 and crop to the skip's size (odd sizes round up on the way down).
+/// Upsample x2 and crop to the skip's size (odd sizes round up on the way
+/// down), as one resize to that size with the x2 coordinate mapping.
 fn upsample_to(x: &Tensor, like: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = like.dims4()?;
-    let up = ops::scale_bilinear(x, 2.0)?;
-    Ok(up.narrow(2, 0, h)?.narrow(3, 0, w)?)
+    ops::scale_bilinear_to(x, 2.0, h, w)
 }
 
 struct UpsamplingBlock {
@@ -107,7 +107,7 @@ impl UpsamplingBlock {
         r: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
         let x = upsample_to(x, s)?;
-        let x = self.conv.forward(&ops::cat_channels(&[&x, f, s])?)?;
+        let x = self.conv.forward_cat(&[&x, f, s])?;
         split_gru(&self.gru, &x, r)
     }
 }
@@ -127,7 +127,7 @@ impl OutputBlock {
 
     fn forward(&self, x: &Tensor, s: &Tensor) -> Result<Tensor> {
         let x = upsample_to(x, s)?;
-        let x = self.conv1.forward(&ops::cat_channels(&[&x, s])?)?;
+        let x = self.conv1.forward_cat(&[&x, s])?;
         self.conv2.forward(&x)
     }
 }

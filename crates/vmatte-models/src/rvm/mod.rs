@@ -199,13 +199,16 @@ impl MattingNetwork {
         let hidden = self
             .decoder
             .forward(&small, &[f1, f2, f3, f4], &mut state.0)?;
-        let mut out = self.project_mat.forward(&hidden)?;
-        if downsample_ratio != 1.0 || self.refine_always {
-            out = self.refiner.forward(&src, &small, &out, &hidden)?;
-        }
-        let fgr = (out.narrow(1, 0, 3)? + &src)?.clamp(0f32, 1f32)?;
-        let pha = out.narrow(1, 3, 1)?.clamp(0f32, 1f32)?;
-        Ok(Matte { fgr, pha })
+        let out = self.project_mat.forward(&hidden)?;
+        let matte = if downsample_ratio != 1.0 || self.refine_always {
+            self.refiner.forward(&src, &small, &out, &hidden)?
+        } else {
+            ops::residual_matte(&out, &src)?
+        };
+        Ok(Matte {
+            fgr: matte.narrow(1, 0, 3)?,
+            pha: matte.narrow(1, 3, 1)?,
+        })
     }
 }
 

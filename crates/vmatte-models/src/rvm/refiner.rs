@@ -29,11 +29,6 @@ fn conv_bn_relu(w: &Weights, conv: &str, bn: &str, input: usize, out: usize) -> 
     .then(Activation::Relu))
 }
 
-/// `[rgb, mean(rgb)]`: the guide image the linear model is fitted against.
-fn guide(rgb: &Tensor) -> Result<Tensor> {
-    ops::cat_channels(&[rgb, &rgb.mean_keepdim(1)?])
-}
-
 impl DeepGuidedFilterRefiner {
     pub fn load(w: &Weights, hidden: usize) -> Result<Self> {
         Ok(Self {
@@ -49,7 +44,7 @@ impl DeepGuidedFilterRefiner {
         })
     }
 
-    /// Returns the full-size `[fgr_residual, pha]` (4 channels).
+    /// Returns RVM's full-size output `[fgr, pha]` (4 channels).
     pub fn forward(
         &self,
         fine_src: &Tensor,
@@ -57,8 +52,7 @@ impl DeepGuidedFilterRefiner {
         base_out: &Tensor,
         base_hid: &Tensor,
     ) -> Result<Tensor> {
-        let fine_x = guide(fine_src)?;
-        let base_x = guide(base_src)?;
+        let base_x = ops::guide(base_src)?;
         let boxed = |t: &Tensor| self.box_filter.forward(t);
         let mean_x = boxed(&base_x)?;
         let mean_y = boxed(base_out)?;
@@ -69,9 +63,6 @@ impl DeepGuidedFilterRefiner {
             .forward(&ops::cat_channels(&[&cov_xy, &var_x, base_hid])?)?;
         let a = self.conv3.forward(&self.conv2.forward(&a)?)?;
         let b = (mean_y - (&a * &mean_x)?)?;
-        let (_, _, h, w) = fine_src.dims4()?;
-        let a = ops::resize_bilinear(&a, h, w)?;
-        let b = ops::resize_bilinear(&b, h, w)?;
-        Ok(((a * fine_x)? + b)?)
+        ops::guided_matte(&a, &b, fine_src)
     }
 }
