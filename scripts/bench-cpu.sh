@@ -6,7 +6,9 @@
 #   - vmatte model-only fps (`vmatte bench`, frames decoded in memory),
 #   - ONNX Runtime model-only fps on the same frames (the authors' ONNX export,
 #     same thread count, scripts/ort_bench.py),
-#   - vmatte end-to-end fps (decode, infer, composite + alpha H.264 encode).
+#   - vmatte end-to-end fps (decode, infer, composite + alpha H.264 encode),
+#   - the Python pipeline's end-to-end fps on the same clip and outputs
+#     (ffmpeg pipes + ONNX Runtime + numpy, scripts/python_pipeline.py).
 # Clips are the sample clip scaled to each size. Prints a Markdown table.
 #
 # usage: scripts/bench-cpu.sh [THREADS]   (default: all cores)
@@ -26,8 +28,8 @@ vmatte=target/release/vmatte
 export VMATTE_MODEL_DIR=$PWD/$work/models
 "$vmatte" models import "$VMATTE_RVM_ONNX" >&2
 
-echo "| size | ratio | threads | vmatte model-only fps | ONNX Runtime model-only fps | vmatte / ORT | vmatte end-to-end fps | peak RSS (MiB) |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| size | ratio | threads | vmatte model-only fps | ONNX Runtime model-only fps | vmatte / ORT | vmatte end-to-end fps | Python pipeline end-to-end fps | vmatte / Python |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for spec in "1280 720 0.375" "1920 1080 0.25"; do
     read -r w h ratio <<<"$spec"
     clip=$work/clip_${h}p.mp4
@@ -38,18 +40,21 @@ for spec in "1280 720 0.375" "1920 1080 0.25"; do
     raw=$work/frames_${h}p.rgb
     ffmpeg -loglevel error -y -i "$clip" -frames:v $((frames + warmup)) -f rawvideo -pix_fmt rgb24 "$raw"
 
-    ours=$(RAYON_NUM_THREADS=$threads "$vmatte" bench --input "$clip" --downsample-ratio "$ratio" \
+    ours=$(RAYON_NUM_THREADS=$threads "$vmatte" bench --device cpu --input "$clip" --downsample-ratio "$ratio" \
         --frames "$frames" --warmup "$warmup" --json)
     theirs=$("$VMATTE_PYTHON" scripts/ort_bench.py --onnx "$VMATTE_RVM_ONNX" --raw "$raw" \
         --width "$w" --height "$h" --ratio "$ratio" --frames "$frames" --warmup "$warmup" \
         --threads "$threads" --json)
     rm -f "$raw"
-    "$VMATTE_PYTHON" - "$ours" "$theirs" "$threads" <<'PY'
+    python=$("$VMATTE_PYTHON" scripts/python_pipeline.py --onnx "$VMATTE_RVM_ONNX" --input "$clip" \
+        --ratio "$ratio" --threads "$threads" --json)
+    "$VMATTE_PYTHON" - "$ours" "$theirs" "$python" "$threads" <<'PY'
 import json, sys
-ours, theirs, threads = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+ours, theirs, python = (json.loads(a) for a in sys.argv[1:4])
+threads = sys.argv[4]
 m, o = ours["model_only"]["fps"], theirs["fps"]
-e = ours["end_to_end"]["fps"]
+e, p = ours["end_to_end"]["fps"], python["fps"]
 print(f"| {ours['width']}x{ours['height']} | {ours['downsample_ratio']} | {threads} | {m:.2f} | {o:.2f} "
-      f"(onnxruntime {theirs['version']}) | {m / o:.2f} | {e:.2f} | {ours['peak_rss_mib']:.0f} |")
+      f"(onnxruntime {theirs['version']}) | {m / o:.2f} | {e:.2f} | {p:.2f} | {e / p:.2f} |")
 PY
 done

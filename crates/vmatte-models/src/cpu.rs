@@ -69,17 +69,19 @@ impl ConvOp {
         )
     }
 
-    /// Every output plane starts as its channel's bias (the shifted
-    /// kernel starts its own blocks and overwrites every output).
+    /// Every output plane starts as its channel's bias, written once.
     fn start(&self, n: usize, plane: usize) -> Vec<f32> {
         let o = self.spec.out_channels;
-        let mut out = vec![0.0; n * o * plane];
-        if let (Some(b), None) = (&self.bias, &self.tap_major) {
-            out.par_chunks_mut(plane)
-                .enumerate()
-                .for_each(|(i, p)| p.fill(b[i % o]));
+        match &self.bias {
+            Some(b) => {
+                let mut out = Vec::with_capacity(n * o * plane);
+                for i in 0..n * o {
+                    out.extend(std::iter::repeat_n(b[i % o], plane));
+                }
+                out
+            }
+            None => vec![0.0; n * o * plane],
         }
-        out
     }
 }
 
@@ -107,15 +109,21 @@ impl ConvOp {
         let taps = self.tap_major.as_ref()?;
         let s = &self.spec;
         let (ho, wo) = self.out_size(h, w);
-        let mut out = self.start(n, ho * wo);
+        let per_frame = s.out_channels * ho * wo;
+        // Every output is written once by the kernel: no zeroing first.
+        let mut out = Vec::<f32>::with_capacity(n * per_frame);
         let frame_len = |t: &[f32]| t.len() / n;
-        for (b, dst) in out.chunks_mut(s.out_channels * ho * wo).enumerate() {
+        for b in 0..n {
             let frame: Vec<&[f32]> = inputs
                 .iter()
                 .map(|t| &t[b * frame_len(t)..(b + 1) * frame_len(t)])
                 .collect();
+            // SAFETY: frame b's outputs lie inside the capacity.
+            let dst = SendPtr(unsafe { out.as_mut_ptr().add(b * per_frame) });
             conv_shifted(self, &frame, (s.in_channels, h, w), (ho, wo), taps, dst);
         }
+        // SAFETY: conv_shifted wrote all `per_frame` outputs of every frame.
+        unsafe { out.set_len(n * per_frame) };
         Some((out, Shape::from((n, s.out_channels, ho, wo))))
     }
 }
@@ -137,17 +145,15 @@ impl CustomOp2 for ConvOp {
         let (n, c, h, wd) = xl.shape().dims4()?;
         let (ho, wo) = self.out_size(h, wd);
         let s = &self.spec;
+        if let Some((out, shape)) = self.forward_concat(&[x], (n, h, wd)) {
+            return Ok((CpuStorage::F32(out), shape));
+        }
         let mut out = self.start(n, ho * wo);
         if s.groups == 1 {
             for b in 0..n {
                 let image = &x[b * c * h * wd..(b + 1) * c * h * wd];
                 let dst =
                     &mut out[b * s.out_channels * ho * wo..(b + 1) * s.out_channels * ho * wo];
-                if let Some(taps) = &self.tap_major {
-                    // Activates as it goes.
-                    conv_shifted(self, &[image], (c, h, wd), (ho, wo), taps, dst);
-                    continue;
-                }
                 if s.kernel == 1 && s.stride == 1 && s.padding == 0 {
                     // A 1x1 convolution is one matrix product as it stands.
                     matmul_add(dst, ho * wo, w, image, s.out_channels, c, ho * wo);
@@ -281,13 +287,14 @@ thread_local! {
 /// X (C x pixels)` read straight from the padded input at that offset, added
 /// into a block of outputs that stays in cache; the extra columns at the end
 /// of each wide row are dropped when the block is copied out.
+/// Writes all `O x ho x wo` outputs at `dst`, activated.
 fn conv_shifted(
     op: &ConvOp,
     inputs: &[&[f32]],
     (c, h, w): (usize, usize, usize),
     (ho, wo): (usize, usize),
     taps: &[f32],
-    dst: &mut [f32],
+    dst_ptr: SendPtr,
 ) {
     let s = &op.spec;
     let (k, d, p, o) = (s.kernel, s.dilation, s.padding, s.out_channels);
@@ -314,7 +321,6 @@ fn conv_shifted(
     let rows_per_block = ho.div_ceil(blocks);
     let blocks: Vec<usize> = (0..ho).step_by(rows_per_block).collect();
     let plane_out = ho * wo;
-    let dst_ptr = SendPtr(dst.as_mut_ptr());
     blocks.par_iter().for_each(|&r0| {
         let rows = rows_per_block.min(ho - r0);
         // The last wide row needs only its first `wo` columns.
@@ -359,14 +365,13 @@ fn conv_shifted(
             for (oc, line) in wide.chunks(cols).enumerate() {
                 for r in 0..rows {
                     // SAFETY: each block writes only its own rows of each
-                    // output plane, which no other block touches.
+                    // output plane, which no other block touches; the row
+                    // is borrowed once it has been written.
                     let row = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            dst_ptr.get().add(oc * plane_out + (r0 + r) * wo),
-                            wo,
-                        )
+                        let at = dst_ptr.get().add(oc * plane_out + (r0 + r) * wo);
+                        std::ptr::copy_nonoverlapping(line[r * wp..][..wo].as_ptr(), at, wo);
+                        std::slice::from_raw_parts_mut(at, wo)
                     };
-                    row.copy_from_slice(&line[r * wp..r * wp + wo]);
                     op.act.apply_in_place(row);
                 }
             }
@@ -552,8 +557,13 @@ impl CustomOp1 for BilinearOp {
 vectorized! {
     /// One row resampled to the output width.
     fn lerp_columns(line: &[f32], cols: &[(usize, usize, f32)], out: &mut [f32]) {
+        // Taps only move right: checking the last once lets the loop go
+        // without a bounds check per element, and so vectorise.
+        assert!(cols.last().is_none_or(|&(a, b, _)| a.max(b) < line.len()));
         for (v, &(x0, x1, wx)) in out.iter_mut().zip(cols) {
-            *v = line[x0] * (1.0 - wx) + line[x1] * wx;
+            // SAFETY: x0 <= x1 <= the last tap's, checked above.
+            let (a, b) = unsafe { (*line.get_unchecked(x0), *line.get_unchecked(x1)) };
+            *v = a * (1.0 - wx) + b * wx;
         }
     }
 }
