@@ -9,7 +9,10 @@
 #   - vmatte end-to-end fps (decode, infer, composite + alpha H.264 encode),
 #   - the Python pipeline's end-to-end fps on the same clip and outputs
 #     (ffmpeg pipes + ONNX Runtime + numpy, scripts/python_pipeline.py).
-# Clips are the sample clip scaled to each size. Prints a Markdown table.
+# Clips are the sample clip scaled to each size. The three run back to back
+# for each size, BENCH_ROUNDS times (default 3): shared machines drift, so
+# each row is one round's ratios, and the last rows are the medians.
+# Prints a Markdown table.
 #
 # usage: scripts/bench-cpu.sh [THREADS]   (default: all cores)
 set -euo pipefail
@@ -20,6 +23,7 @@ source scripts/deps.sh
 threads=${1:-$(nproc)}
 frames=${BENCH_FRAMES:-20}
 warmup=${BENCH_WARMUP:-3}
+rounds=${BENCH_ROUNDS:-3}
 work=.cache/bench
 mkdir -p "$work"
 
@@ -28,8 +32,11 @@ vmatte=target/release/vmatte
 export VMATTE_MODEL_DIR=$PWD/$work/models
 "$vmatte" models import "$VMATTE_RVM_ONNX" >&2
 
-echo "| size | ratio | threads | vmatte model-only fps | ONNX Runtime model-only fps | vmatte / ORT | vmatte end-to-end fps | Python pipeline end-to-end fps | vmatte / Python |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| round | size | ratio | threads | vmatte model-only fps | ONNX Runtime model-only fps | vmatte / ORT | vmatte end-to-end fps | Python pipeline end-to-end fps | vmatte / Python |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+results=$work/rounds.jsonl
+: >"$results"
+for round in $(seq "$rounds"); do
 for spec in "1280 720 0.375" "1920 1080 0.25"; do
     read -r w h ratio <<<"$spec"
     clip=$work/clip_${h}p.mp4
@@ -48,13 +55,27 @@ for spec in "1280 720 0.375" "1920 1080 0.25"; do
     rm -f "$raw"
     python=$("$VMATTE_PYTHON" scripts/python_pipeline.py --onnx "$VMATTE_RVM_ONNX" --input "$clip" \
         --ratio "$ratio" --threads "$threads" --json)
-    "$VMATTE_PYTHON" - "$ours" "$theirs" "$python" "$threads" <<'PY'
+    "$VMATTE_PYTHON" - "$ours" "$theirs" "$python" "$threads" "$round" "$results" <<'PY'
 import json, sys
 ours, theirs, python = (json.loads(a) for a in sys.argv[1:4])
-threads = sys.argv[4]
+threads, round_, results = sys.argv[4:7]
 m, o = ours["model_only"]["fps"], theirs["fps"]
 e, p = ours["end_to_end"]["fps"], python["fps"]
-print(f"| {ours['width']}x{ours['height']} | {ours['downsample_ratio']} | {threads} | {m:.2f} | {o:.2f} "
+print(f"| {round_} | {ours['width']}x{ours['height']} | {ours['downsample_ratio']} | {threads} | {m:.2f} | {o:.2f} "
       f"(onnxruntime {theirs['version']}) | {m / o:.2f} | {e:.2f} | {p:.2f} | {e / p:.2f} |")
+with open(results, "a") as f:
+    f.write(json.dumps({"size": f"{ours['width']}x{ours['height']}", "ratio": ours["downsample_ratio"],
+                        "threads": threads, "m": m, "o": o, "e": e, "p": p}) + "\n")
 PY
 done
+done
+"$VMATTE_PYTHON" - "$results" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+for size in dict.fromkeys(r["size"] for r in rows):
+    rs = [r for r in rows if r["size"] == size]
+    med = lambda f: statistics.median(f(r) for r in rs)
+    print(f"| median of {len(rs)} | {size} | {rs[0]['ratio']} | {rs[0]['threads']} | {med(lambda r: r['m']):.2f} | "
+          f"{med(lambda r: r['o']):.2f} | **{med(lambda r: r['m'] / r['o']):.2f}** | {med(lambda r: r['e']):.2f} | "
+          f"{med(lambda r: r['p']):.2f} | **{med(lambda r: r['e'] / r['p']):.2f}** |")
+PY

@@ -66,6 +66,15 @@ pub enum Command {
     /// --exit-when-idle, until the queue is empty).
     Worker(WorkerArgs),
     /// Measure model-only and end-to-end throughput on a clip.
+    ///
+    /// Model-only runs the network on the clip's first --frames frames,
+    /// already decoded into memory, with the recurrent state carried as in a
+    /// video; end-to-end mattes the whole clip (decode, infer, composite and
+    /// alpha H.264 encode) into a scratch folder. Also prints the process's
+    /// peak resident memory. On the CPU the thread count is
+    /// RAYON_NUM_THREADS (default: all cores). Example:
+    /// `vmatte bench --device cpu --input clip.mp4 --downsample-ratio 0.375 --json`.
+    /// scripts/bench-cpu.sh runs it beside ONNX Runtime and a Python pipeline.
     Bench(BenchArgs),
 }
 
@@ -310,8 +319,11 @@ pub struct BenchArgs {
     pub input: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Scale the network sees the frames at, as for `vmatte matte` (e.g.
+    /// 0.375 for 720p, 0.25 for 1080p; auto aims the long side at 512 px).
     #[arg(long, default_value = "auto", value_name = "R|auto")]
     pub downsample_ratio: DownsampleRatio,
+    /// Frames per inference call, as for `vmatte matte`.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub seq_chunk: u32,
     /// Frames for the model-only measurement.
@@ -323,6 +335,8 @@ pub struct BenchArgs {
     /// Skip the end-to-end run (decode, infer, composite, encode).
     #[arg(long)]
     pub model_only: bool,
+    /// Print one JSON object (model-only and end-to-end fps, peak RSS,
+    /// threads, sizes) instead of lines of text.
     #[arg(long)]
     pub json: bool,
 }
