@@ -148,41 +148,124 @@ impl CustomOp2 for ConvOp {
         if let Some((out, shape)) = self.forward_concat(&[x], (n, h, wd)) {
             return Ok((CpuStorage::F32(out), shape));
         }
-        let mut out = self.start(n, ho * wo);
-        if s.groups == 1 {
-            for b in 0..n {
+        let shape = Shape::from((n, s.out_channels, ho, wo));
+        let plane_out = ho * wo;
+        let pointwise = s.kernel == 1 && s.stride == 1 && s.padding == 0;
+        if s.groups == 1 && !pointwise {
+            let mut out = self.start(n, plane_out);
+            for (b, dst) in out.chunks_mut(s.out_channels * plane_out).enumerate() {
                 let image = &x[b * c * h * wd..(b + 1) * c * h * wd];
-                let dst =
-                    &mut out[b * s.out_channels * ho * wo..(b + 1) * s.out_channels * ho * wo];
-                if s.kernel == 1 && s.stride == 1 && s.padding == 0 {
-                    // A 1x1 convolution is one matrix product as it stands.
-                    matmul_add(dst, ho * wo, w, image, s.out_channels, c, ho * wo);
-                } else {
-                    conv_patches(self, image, (c, h, wd), (ho, wo), w, dst);
-                }
-                if self.act != Activation::Identity {
-                    dst.par_chunks_mut(ho * wo)
-                        .for_each(|plane| self.act.apply_in_place(plane));
-                }
+                conv_patches(self, image, (c, h, wd), (ho, wo), w, dst);
+                dst.par_chunks_mut(plane_out)
+                    .for_each(|plane| self.act.apply_in_place(plane));
             }
-        } else if s.groups == c && s.groups == s.out_channels {
-            out.par_chunks_mut(ho * wo)
-                .enumerate()
-                .for_each(|(bc, dst)| {
-                    let ch = bc % c;
-                    let plane = &x[bc * h * wd..(bc + 1) * h * wd];
-                    let taps = &w[ch * s.kernel * s.kernel..(ch + 1) * s.kernel * s.kernel];
-                    depthwise_plane(s, plane, (h, wd), taps, (ho, wo), dst);
-                    self.act.apply_in_place(dst);
-                });
-        } else {
+            return Ok((CpuStorage::F32(out), shape));
+        }
+        let depthwise = s.groups == c && s.groups == s.out_channels;
+        if s.groups != 1 && !depthwise {
             candle_core::bail!("vmatte-conv2d: grouped convolutions other than depthwise");
         }
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((n, s.out_channels, ho, wo)),
-        ))
+        // Each output is started at its bias, computed and activated by the
+        // task that owns it, while in cache: no zeroing pass first.
+        let len = n * s.out_channels * plane_out;
+        let mut out = Vec::<f32>::with_capacity(len);
+        let base = SendPtr(out.as_mut_ptr());
+        if depthwise {
+            (0..n * c).into_par_iter().for_each(|bc| {
+                let ch = bc % c;
+                // SAFETY: plane `bc` lies inside the capacity and belongs to
+                // this task alone; it is borrowed once every float is set.
+                let dst = unsafe {
+                    let at = base.get().add(bc * plane_out);
+                    start_plane(at, plane_out, self.bias.as_ref().map_or(0.0, |b| b[ch]));
+                    std::slice::from_raw_parts_mut(at, plane_out)
+                };
+                let plane = &x[bc * h * wd..(bc + 1) * h * wd];
+                let taps = &w[ch * s.kernel * s.kernel..(ch + 1) * s.kernel * s.kernel];
+                depthwise_plane(s, plane, (h, wd), taps, (ho, wo), dst);
+                self.act.apply_in_place(dst);
+            });
+        } else {
+            for b in 0..n {
+                let image = &x[b * c * h * wd..(b + 1) * c * h * wd];
+                // SAFETY: frame b's outputs lie inside the capacity.
+                let dst = SendPtr(unsafe { base.get().add(b * s.out_channels * plane_out) });
+                conv_pointwise(self, image, c, plane_out, w, dst);
+            }
+        }
+        // SAFETY: every output was written above.
+        unsafe { out.set_len(len) };
+        Ok((CpuStorage::F32(out), shape))
     }
+}
+
+/// Floats of input and output a pointwise block keeps in a core's L2.
+const POINTWISE_L2: usize = 1 << 18;
+
+/// Sets `len` floats at `at` to `value`.
+///
+/// # Safety
+/// `at..at + len` must be writable and owned by the caller.
+unsafe fn start_plane(at: *mut f32, len: usize, value: f32) {
+    for i in 0..len {
+        at.add(i).write(value);
+    }
+}
+
+/// A 1x1 convolution of one image in blocks of pixels, a block per task:
+/// each block's outputs are started at the bias, multiplied into and
+/// activated while they are in cache, and the tasks need no gemm-internal
+/// synchronisation. Writes all `O x plane` outputs at `dst`.
+fn conv_pointwise(
+    op: &ConvOp,
+    image: &[f32],
+    c: usize,
+    plane: usize,
+    weight: &[f32],
+    dst: SendPtr,
+) {
+    let o = op.spec.out_channels;
+    let threads = rayon::current_num_threads();
+    let widest = (POINTWISE_L2 / (c + o)).clamp(64, 4096);
+    let blocks = plane.div_ceil(widest).next_multiple_of(threads).min(plane);
+    let cols_per_block = plane.div_ceil(blocks);
+    let starts: Vec<usize> = (0..plane).step_by(cols_per_block).collect();
+    starts.par_iter().for_each(|&x0| {
+        let cols = cols_per_block.min(plane - x0);
+        // SAFETY: this task owns columns x0..x0+cols of every output plane;
+        // they are started before gemm reads them and borrowed after.
+        unsafe {
+            for oc in 0..o {
+                let value = op.bias.as_ref().map_or(0.0, |b| b[oc]);
+                start_plane(dst.get().add(oc * plane + x0), cols, value);
+            }
+            gemm::gemm(
+                o,
+                cols,
+                c,
+                dst.get().add(x0),
+                1,
+                plane as isize,
+                true,
+                weight.as_ptr(),
+                1,
+                c as isize,
+                image[x0..].as_ptr(),
+                1,
+                plane as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+            for oc in 0..o {
+                let row = std::slice::from_raw_parts_mut(dst.get().add(oc * plane + x0), cols);
+                op.act.apply_in_place(row);
+            }
+        }
+    });
 }
 
 /// `dst (m x cols, row stride dst_rs) += lhs (m x k) * rhs (k x cols)`.
