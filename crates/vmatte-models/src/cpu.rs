@@ -385,15 +385,26 @@ fn conv_shifted(
     let plane = hp * wp;
     let planes: Vec<&[f32]> = inputs.iter().flat_map(|t| t.chunks(h * w)).collect();
     debug_assert_eq!(planes.len(), c);
-    let mut padded = vec![0f32; c * plane];
-    padded
-        .par_chunks_mut(plane)
-        .zip(planes.par_iter())
-        .for_each(|(to, from)| {
+    // Written once, border and picture, rather than zeroed and then copied.
+    let mut padded = Vec::<f32>::with_capacity(c * plane);
+    let base = SendPtr(padded.as_mut_ptr());
+    planes.par_iter().enumerate().for_each(|(i, from)| {
+        // SAFETY: plane i lies inside the capacity and is this task's alone;
+        // every float of it is written exactly once below.
+        unsafe {
+            let to = base.get().add(i * plane);
+            start_plane(to, p * wp, 0.0);
             for (y, row) in from.chunks(w).enumerate() {
-                to[(y + p) * wp + p..][..w].copy_from_slice(row);
+                let line = to.add((y + p) * wp);
+                start_plane(line, p, 0.0);
+                std::ptr::copy_nonoverlapping(row.as_ptr(), line.add(p), w);
+                start_plane(line.add(p + w), p, 0.0);
             }
-        });
+            start_plane(to.add((h + p) * wp), p * wp, 0.0);
+        }
+    });
+    // SAFETY: every plane was written in full above.
+    unsafe { padded.set_len(c * plane) };
     // Whole rounds of equal blocks for the pool, so no thread idles at the
     // end (the small decoder stages are only a block or two big).
     let threads = rayon::current_num_threads();

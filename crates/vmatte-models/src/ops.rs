@@ -104,7 +104,8 @@ impl Activation {
 vectorized! {
     /// One loop per function, so each vectorises.
     fn activate(act: Activation, xs: &mut [f32]) {
-        let hardsigmoid = |v: f32| (v + 3.0).clamp(0.0, 6.0) / 6.0;
+        // candle divides a tensor by a scalar as a multiply by its inverse.
+        let hardsigmoid = |v: f32| (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0);
         match act {
             Activation::Identity => {}
             Activation::Relu => xs.iter_mut().for_each(|v| *v = v.max(0.0)),
