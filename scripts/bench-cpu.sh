@@ -9,9 +9,9 @@
 #   - vmatte end-to-end fps (decode, infer, composite + alpha H.264 encode),
 #   - the Python pipeline's end-to-end fps on the same clip and outputs
 #     (ffmpeg pipes + ONNX Runtime + numpy, scripts/python_pipeline.py).
-# Clips are the sample clip scaled to each size. The three run back to back
-# for each size, BENCH_ROUNDS times (default 3): shared machines drift, so
-# each row is one round's ratios, and the last rows are the medians.
+# Clips are the sample clip scaled to each size. For each size the four run
+# in pairs, BENCH_ROUNDS times (default 3): shared machines drift, so each row
+# is one round's ratios, and the last rows are the medians.
 # Prints a Markdown table.
 #
 # usage: scripts/bench-cpu.sh [THREADS]   (default: all cores)
@@ -47,14 +47,20 @@ for spec in "1280 720 0.375" "1920 1080 0.25"; do
     raw=$work/frames_${h}p.rgb
     ffmpeg -loglevel error -y -i "$clip" -frames:v $((frames + warmup)) -f rawvideo -pix_fmt rgb24 "$raw"
 
-    ours=$(RAYON_NUM_THREADS=$threads "$vmatte" bench --device cpu --input "$clip" --downsample-ratio "$ratio" \
-        --frames "$frames" --warmup "$warmup" --json)
+    # Each pair runs back to back, so drift between them stays small:
+    # model-only beside ONNX Runtime, then end to end beside Python.
+    bench=(env RAYON_NUM_THREADS="$threads" "$vmatte" bench --device cpu --input "$clip"
+        --downsample-ratio "$ratio" --json)
+    ours=$("${bench[@]}" --frames "$frames" --warmup "$warmup" --model-only)
     theirs=$("$VMATTE_PYTHON" scripts/ort_bench.py --onnx "$VMATTE_RVM_ONNX" --raw "$raw" \
         --width "$w" --height "$h" --ratio "$ratio" --frames "$frames" --warmup "$warmup" \
         --threads "$threads" --json)
     rm -f "$raw"
+    ours_e2e=$("${bench[@]}" --frames 1 --warmup 0)
     python=$("$VMATTE_PYTHON" scripts/python_pipeline.py --onnx "$VMATTE_RVM_ONNX" --input "$clip" \
         --ratio "$ratio" --threads "$threads" --json)
+    ours=$("$VMATTE_PYTHON" -c 'import json, sys; m, e = (json.loads(a) for a in sys.argv[1:]); m["end_to_end"] = e["end_to_end"]; print(json.dumps(m))' \
+        "$ours" "$ours_e2e")
     "$VMATTE_PYTHON" - "$ours" "$theirs" "$python" "$threads" "$round" "$results" <<'PY'
 import json, sys
 ours, theirs, python = (json.loads(a) for a in sys.argv[1:4])
