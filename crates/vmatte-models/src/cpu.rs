@@ -239,25 +239,13 @@ fn conv_pointwise(
                 let value = op.bias.as_ref().map_or(0.0, |b| b[oc]);
                 start_plane(dst.get().add(oc * plane + x0), cols, value);
             }
-            gemm::gemm(
-                o,
-                cols,
-                c,
+            gemm_acc(
+                (o, cols, c),
                 dst.get().add(x0),
-                1,
-                plane as isize,
-                true,
+                plane,
                 weight.as_ptr(),
-                1,
-                c as isize,
                 image[x0..].as_ptr(),
-                1,
-                plane as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
+                plane,
                 Parallelism::None,
             );
             for oc in 0..o {
@@ -266,6 +254,45 @@ fn conv_pointwise(
             }
         }
     });
+}
+
+/// `dst (m x n) += lhs (m x k) * rhs (k x n)`, every matrix row-major with
+/// unit column stride: `lhs` packed, `dst` and `rhs` with the row strides
+/// given. The one product shape all the convolution kernels need.
+///
+/// # Safety
+/// The three matrices must lie in valid memory with those strides, and no
+/// other thread may touch `dst`'s elements meanwhile.
+unsafe fn gemm_acc(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: *const f32,
+    rhs: *const f32,
+    rhs_rs: usize,
+    parallelism: Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        true,
+        lhs,
+        1,
+        k as isize,
+        rhs,
+        1,
+        rhs_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
+    )
 }
 
 /// `dst (m x cols, row stride dst_rs) += lhs (m x k) * rhs (k x cols)`.
@@ -287,25 +314,13 @@ fn matmul_add(
     // SAFETY: the three matrices lie inside their slices with the strides
     // given: lhs is m x k, rhs k x cols, dst m rows of dst_rs >= cols.
     unsafe {
-        gemm::gemm(
-            m,
-            cols,
-            k,
+        gemm_acc(
+            (m, cols, k),
             dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            true,
+            dst_rs,
             lhs.as_ptr(),
-            1,
-            k as isize,
             rhs.as_ptr(),
-            1,
-            cols as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
+            cols,
             parallelism,
         )
     }
@@ -432,25 +447,13 @@ fn conv_shifted(
                     // row stride `plane` from `start`; the last read is
                     // (c-1)*plane + start + cols - 1 < c*plane.
                     unsafe {
-                        gemm::gemm(
-                            o,
-                            cols,
-                            c,
+                        gemm_acc(
+                            (o, cols, c),
                             wide.as_mut_ptr(),
-                            1,
-                            cols as isize,
-                            true,
+                            cols,
                             taps[(ky * k + kx) * o * c..].as_ptr(),
-                            1,
-                            c as isize,
                             padded[start..].as_ptr(),
-                            1,
-                            plane as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
+                            plane,
                             Parallelism::None,
                         )
                     }
