@@ -3,10 +3,20 @@
 //!
 //! candle's generic CPU convolution gathers patches element by element and
 //! runs grouped convolutions one group at a time; RVM is almost nothing but
-//! 1x1, 3x3 and depthwise convolutions, so these three shapes get kernels of
-//! their own: 1x1 straight into gemm, k x k through a blocked patch matrix
-//! that lives in one reused buffer, depthwise as contiguous row sweeps. The
-//! bias is the starting value of every output, so it costs no extra pass.
+//! 1x1, 3x3 and depthwise convolutions, so these shapes get kernels of their
+//! own:
+//! - 1x1: gemm over cache-sized blocks of pixels, a task each;
+//! - stride-1 k x k: one gemm per tap over a zero-padded copy of the input
+//!   (which a U-Net skip's pieces are copied into directly, never
+//!   concatenated first);
+//! - strided k x k (only the stem): a blocked patch matrix in one reused
+//!   buffer;
+//! - depthwise: contiguous row sweeps, a plane per task.
+//!
+//! Every output starts at its bias and is activated by the task that made
+//! it, while it is still in cache. The bilinear resize and the guided
+//! filter's full-size step live here too; their loops are compiled for the
+//! widest vector unit the CPU has (see `simd.rs`).
 
 use std::cell::RefCell;
 
