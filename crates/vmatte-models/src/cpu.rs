@@ -192,7 +192,14 @@ impl CustomOp2 for ConvOp {
                 };
                 let plane = &x[bc * h * wd..(bc + 1) * h * wd];
                 let taps = &w[ch * s.kernel * s.kernel..(ch + 1) * s.kernel * s.kernel];
-                depthwise_plane(s, plane, (h, wd), taps, (ho, wo), dst);
+                if s.stride == 1 {
+                    DEPTHWISE_SCRATCH.with(|scratch| {
+                        let (padded, wide) = &mut *scratch.borrow_mut();
+                        depthwise_plane_wide(s, plane, (h, wd), taps, (ho, wo), padded, wide, dst);
+                    });
+                } else {
+                    depthwise_plane(s, plane, (h, wd), taps, (ho, wo), dst);
+                }
                 self.act.apply_in_place(dst);
             });
         } else {
@@ -555,6 +562,69 @@ fn fill_tap(
             for (o, v) in row[cols].iter_mut().enumerate() {
                 *v = src[x0 + o * st];
             }
+        }
+    }
+}
+
+thread_local! {
+    /// A padded input plane and a wide output plane, reused.
+    static DEPTHWISE_SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> =
+        const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// One channel of a stride-1 depthwise convolution over the whole plane at
+/// once. With the input zero-padded and the outputs laid out as wide as the
+/// padded rows, every tap is one multiply-add over a single long run of
+/// floats (the trick of [`conv_shifted`]); the extra columns are dropped on
+/// the way out. The deep MobileNetV3 layers have planes only 30 pixels wide,
+/// where row-by-row loops spent most of their time in scalar tails.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_plane_wide(
+    s: &ConvSpec,
+    plane: &[f32],
+    (h, w): (usize, usize),
+    taps: &[f32],
+    (ho, wo): (usize, usize),
+    padded: &mut Vec<f32>,
+    wide: &mut Vec<f32>,
+    dst: &mut [f32],
+) {
+    let (k, d, p) = (s.kernel, s.dilation, s.padding);
+    let wp = w + 2 * p;
+    padded.clear();
+    padded.resize((h + 2 * p) * wp, 0.0);
+    for (y, row) in plane.chunks(w).enumerate() {
+        padded[(y + p) * wp + p..][..w].copy_from_slice(row);
+    }
+    // The last wide row needs only its first `wo` columns.
+    let len = (ho - 1) * wp + wo;
+    wide.clear();
+    wide.resize(len, 0.0);
+    for ky in 0..k {
+        for kx in 0..k {
+            let at = ky * d * wp + kx * d;
+            multiply_add(taps[ky * k + kx], &padded[at..at + len], wide);
+        }
+    }
+    for (oy, row) in dst.chunks_mut(wo).enumerate() {
+        add_to(&wide[oy * wp..oy * wp + wo], row);
+    }
+}
+
+vectorized! {
+    /// `acc += t * xs`.
+    fn multiply_add(t: f32, xs: &[f32], acc: &mut [f32]) {
+        for (a, x) in acc.iter_mut().zip(xs) {
+            *a += t * x;
+        }
+    }
+}
+
+vectorized! {
+    /// `acc += xs`.
+    fn add_to(xs: &[f32], acc: &mut [f32]) {
+        for (a, x) in acc.iter_mut().zip(xs) {
+            *a += x;
         }
     }
 }
