@@ -9,8 +9,8 @@
 //! - stride-1 k x k: one gemm per tap over a zero-padded copy of the input
 //!   (which a U-Net skip's pieces are copied into directly, never
 //!   concatenated first);
-//! - strided k x k (only the stem): a blocked patch matrix in one reused
-//!   buffer;
+//! - strided (the stems, ResNet-50's strided layers): a blocked patch
+//!   matrix in one reused buffer;
 //! - depthwise: contiguous row sweeps, a plane per task.
 //!
 //! Every output starts at its bias and is activated by the task that made
@@ -198,7 +198,7 @@ impl CustomOp2 for ConvOp {
                         depthwise_plane_wide(s, plane, (h, wd), taps, (ho, wo), padded, wide, dst);
                     });
                 } else {
-                    depthwise_plane(s, plane, (h, wd), taps, (ho, wo), dst);
+                    depthwise_plane_strided(s, plane, (h, wd), taps, (ho, wo), dst);
                 }
                 self.act.apply_in_place(dst);
             });
@@ -242,11 +242,8 @@ fn conv_pointwise(
     dst: SendPtr,
 ) {
     let o = op.spec.out_channels;
-    let threads = rayon::current_num_threads();
     let widest = (POINTWISE_L2 / (c + o)).clamp(64, 4096);
-    let blocks = plane.div_ceil(widest).next_multiple_of(threads).min(plane);
-    let cols_per_block = plane.div_ceil(blocks);
-    let starts: Vec<usize> = (0..plane).step_by(cols_per_block).collect();
+    let (starts, cols_per_block) = balanced_blocks(plane, widest);
     starts.par_iter().for_each(|&x0| {
         let cols = cols_per_block.min(plane - x0);
         // SAFETY: this task owns columns x0..x0+cols of every output plane;
@@ -343,8 +340,10 @@ fn matmul_add(
     }
 }
 
-/// A k x k convolution of one image: blocks of output rows, each turned
-/// into a patch matrix (row `(ci, ky, kx)` holds that tap for every output
+/// A strided convolution of one image (the stems, and ResNet-50's strided
+/// 3x3 and 1x1 layers; stride-1 ones go through [`conv_shifted`] and
+/// [`conv_pointwise`]): blocks of output rows, each turned into a patch
+/// matrix (row `(ci, ky, kx)` holds that tap for every output
 /// pixel of the block) and multiplied by the weights in one gemm.
 fn conv_patches(
     op: &ConvOp,
@@ -417,35 +416,16 @@ fn conv_shifted(
     let plane = hp * wp;
     let planes: Vec<&[f32]> = inputs.iter().flat_map(|t| t.chunks(h * w)).collect();
     debug_assert_eq!(planes.len(), c);
-    // Written once, border and picture, rather than zeroed and then copied.
     let mut padded = Vec::<f32>::with_capacity(c * plane);
     let base = SendPtr(padded.as_mut_ptr());
     planes.par_iter().enumerate().for_each(|(i, from)| {
-        // SAFETY: plane i lies inside the capacity and is this task's alone;
-        // every float of it is written exactly once below.
-        unsafe {
-            let to = base.get().add(i * plane);
-            start_plane(to, p * wp, 0.0);
-            for (y, row) in from.chunks(w).enumerate() {
-                let line = to.add((y + p) * wp);
-                start_plane(line, p, 0.0);
-                std::ptr::copy_nonoverlapping(row.as_ptr(), line.add(p), w);
-                start_plane(line.add(p + w), p, 0.0);
-            }
-            start_plane(to.add((h + p) * wp), p * wp, 0.0);
-        }
+        // SAFETY: plane i lies inside the capacity and is this task's alone.
+        unsafe { write_padded(base.get().add(i * plane), from, w, p) };
     });
     // SAFETY: every plane was written in full above.
     unsafe { padded.set_len(c * plane) };
-    // Whole rounds of equal blocks for the pool, so no thread idles at the
-    // end (the small decoder stages are only a block or two big).
-    let threads = rayon::current_num_threads();
-    let blocks = ho
-        .div_ceil((SHIFTED_BLOCK / wp).max(1))
-        .next_multiple_of(threads)
-        .min(ho);
-    let rows_per_block = ho.div_ceil(blocks);
-    let blocks: Vec<usize> = (0..ho).step_by(rows_per_block).collect();
+    // The small decoder stages are only a block or two big.
+    let (blocks, rows_per_block) = balanced_blocks(ho, SHIFTED_BLOCK / wp);
     let plane_out = ho * wo;
     blocks.par_iter().for_each(|&r0| {
         let rows = rows_per_block.min(ho - r0);
@@ -491,6 +471,38 @@ fn conv_shifted(
             }
         });
     });
+}
+
+/// Writes `plane` (`h x w`) with `p` zeros on every side at `to`, a
+/// `(h + 2p) x (w + 2p)` plane: each float once, rather than zeroing the
+/// whole plane and then copying the picture over it.
+///
+/// # Safety
+/// `to` must have room for the padded plane and be the caller's alone.
+unsafe fn write_padded(to: *mut f32, plane: &[f32], w: usize, p: usize) {
+    let wp = w + 2 * p;
+    let h = plane.len() / w;
+    start_plane(to, p * wp, 0.0);
+    for (y, row) in plane.chunks(w).enumerate() {
+        let line = to.add((y + p) * wp);
+        start_plane(line, p, 0.0);
+        std::ptr::copy_nonoverlapping(row.as_ptr(), line.add(p), w);
+        start_plane(line.add(p + w), p, 0.0);
+    }
+    start_plane(to.add((h + p) * wp), p * wp, 0.0);
+}
+
+/// The starts of `total` items cut into equal blocks of at most about
+/// `widest`, in whole rounds of the pool's threads so that none idles at
+/// the end, and the block length.
+fn balanced_blocks(total: usize, widest: usize) -> (Vec<usize>, usize) {
+    let threads = rayon::current_num_threads();
+    let blocks = total
+        .div_ceil(widest.max(1))
+        .next_multiple_of(threads)
+        .min(total);
+    let len = total.div_ceil(blocks);
+    ((0..total).step_by(len).collect(), len)
 }
 
 /// A raw pointer that rayon tasks writing disjoint parts may share.
@@ -556,12 +568,8 @@ fn fill_tap(
         };
         row[..cols.start].fill(0.0);
         row[cols.end..].fill(0.0);
-        if st == 1 {
-            row[cols.clone()].copy_from_slice(&src[x0..x0 + cols.len()]);
-        } else {
-            for (o, v) in row[cols].iter_mut().enumerate() {
-                *v = src[x0 + o * st];
-            }
+        for (o, v) in row[cols].iter_mut().enumerate() {
+            *v = src[x0 + o * st];
         }
     }
 }
@@ -591,10 +599,13 @@ fn depthwise_plane_wide(
 ) {
     let (k, d, p) = (s.kernel, s.dilation, s.padding);
     let wp = w + 2 * p;
+    let padded_len = (h + 2 * p) * wp;
     padded.clear();
-    padded.resize((h + 2 * p) * wp, 0.0);
-    for (y, row) in plane.chunks(w).enumerate() {
-        padded[(y + p) * wp + p..][..w].copy_from_slice(row);
+    padded.reserve(padded_len);
+    // SAFETY: the capacity holds the padded plane, which is then all set.
+    unsafe {
+        write_padded(padded.as_mut_ptr(), plane, w, p);
+        padded.set_len(padded_len);
     }
     // The last wide row needs only its first `wo` columns.
     let len = (ho - 1) * wp + wo;
@@ -630,10 +641,10 @@ vectorized! {
 }
 
 vectorized! {
-    /// One channel of a depthwise convolution, an output row at a time: the
-    /// row stays in L1 while every tap adds its shifted, scaled input row,
-    /// so the inner loop is a contiguous multiply-add.
-    fn depthwise_plane(
+    /// One channel of a strided depthwise convolution (stride-1 ones go
+    /// through [`depthwise_plane_wide`]), an output row at a time: the row
+    /// stays in L1 while every tap adds its scaled input pixels.
+    fn depthwise_plane_strided(
         s: &ConvSpec,
         plane: &[f32],
         size: (usize, usize),
@@ -656,14 +667,8 @@ vectorized! {
                         continue;
                     };
                     let t = taps[ky * k + kx];
-                    if st == 1 {
-                        for (o, v) in row[cols.clone()].iter_mut().zip(&src[x0..x0 + cols.len()]) {
-                            *o += t * v;
-                        }
-                    } else {
-                        for (i, o) in row[cols].iter_mut().enumerate() {
-                            *o += t * src[x0 + i * st];
-                        }
+                    for (i, o) in row[cols].iter_mut().enumerate() {
+                        *o += t * src[x0 + i * st];
                     }
                 }
             }
