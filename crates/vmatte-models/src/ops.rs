@@ -56,6 +56,11 @@ impl ConvSpec {
         self
     }
 
+    /// One group per channel, in and out.
+    fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.in_channels && self.groups == self.out_channels
+    }
+
     fn weight_shape(&self) -> [usize; 4] {
         [
             self.out_channels,
@@ -196,7 +201,7 @@ impl Conv2d {
         }
         let weight = w.finish(&weight)?.contiguous()?;
         let bias = bias.map(|b| w.finish(&b)).transpose()?;
-        let cpu = (weight.device().is_cpu() && weight.dtype() == DType::F32)
+        let cpu = on_cpu_kernels(&weight)
             .then(|| -> Result<_> {
                 let bias = bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
                 let w = weight.flatten_all()?.to_vec1::<f32>()?;
@@ -229,8 +234,7 @@ impl Conv2d {
     /// the pieces straight into its padded buffer.
     pub fn forward_cat(&self, xs: &[&Tensor]) -> Result<Tensor> {
         let (n, _, h, w) = xs[0].dims4()?;
-        let cpu_f32 = |x: &&Tensor| x.device().is_cpu() && x.dtype() == DType::F32;
-        if let (Some(op), true) = (&self.cpu, xs.iter().all(cpu_f32)) {
+        if let (Some(op), true) = (&self.cpu, xs.iter().all(|x| on_cpu_kernels(x))) {
             let xs = xs
                 .iter()
                 .map(|x| x.contiguous())
@@ -254,15 +258,14 @@ impl Conv2d {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = &self.spec;
-        if let (Some(op), true) = (&self.cpu, x.dtype() == DType::F32) {
-            let depthwise = s.groups == s.in_channels && s.groups == s.out_channels;
-            if s.groups == 1 || depthwise {
+        if let (Some(op), true) = (&self.cpu, on_cpu_kernels(x)) {
+            if s.groups == 1 || s.is_depthwise() {
                 return Ok(x
                     .contiguous()?
                     .apply_op2_no_bwd(&self.weight, op.as_ref())?);
             }
         }
-        let y = if s.groups > 1 && s.groups == s.in_channels && s.groups == s.out_channels {
+        let y = if s.is_depthwise() {
             depthwise_conv2d(x, &self.weight, s)?
         } else if s.kernel > 1 && s.groups == 1 && x.device().is_cpu() {
             im2col_conv2d(x, &self.weight, s)?
@@ -407,13 +410,8 @@ pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     if (hi, wi) == (h, w) {
         return Ok(x.clone());
     }
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
-        let op = BilinearOp {
-            height: h,
-            width: w,
-            scale: None,
-        };
-        return Ok(x.contiguous()?.apply_op1_no_bwd(&op)?);
+    if on_cpu_kernels(x) {
+        return bilinear_cpu(x, h, w, None);
     }
     Ok(x.upsample_bilinear2d(h, w, false)?)
 }
@@ -427,13 +425,8 @@ pub fn scale_bilinear(x: &Tensor, scale: f64) -> Result<Tensor> {
         (h as f64 * scale).floor() as usize,
         (w as f64 * scale).floor() as usize,
     );
-    if x.device().is_cpu() && x.dtype() == DType::F32 && (ho, wo) != (h, w) {
-        let op = BilinearOp {
-            height: ho,
-            width: wo,
-            scale: Some((scale, scale)),
-        };
-        return Ok(x.contiguous()?.apply_op1_no_bwd(&op)?);
+    if on_cpu_kernels(x) && (ho, wo) != (h, w) {
+        return bilinear_cpu(x, ho, wo, Some(scale));
     }
     Ok(x.upsample_bilinear2d_with_scale(scale, scale, false)?)
 }
@@ -456,7 +449,7 @@ pub fn residual_matte(out: &Tensor, src: &Tensor) -> Result<Tensor> {
 /// model `(a, b)` (4 channels each) upsampled to `src`'s size and applied
 /// to its guide, then [`residual_matte`]. One fused pass on the CPU.
 pub fn guided_matte(a: &Tensor, b: &Tensor, src: &Tensor) -> Result<Tensor> {
-    if src.device().is_cpu() && src.dtype() == DType::F32 {
+    if on_cpu_kernels(src) {
         return Ok(a.contiguous()?.apply_op3_no_bwd(
             &b.contiguous()?,
             &src.contiguous()?,
@@ -471,15 +464,26 @@ pub fn guided_matte(a: &Tensor, b: &Tensor, src: &Tensor) -> Result<Tensor> {
 
 /// The top-left `h x w` of [`scale_bilinear`]'s result, made directly.
 pub fn scale_bilinear_to(x: &Tensor, scale: f64, h: usize, w: usize) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
-        let op = BilinearOp {
-            height: h,
-            width: w,
-            scale: Some((scale, scale)),
-        };
-        return Ok(x.contiguous()?.apply_op1_no_bwd(&op)?);
+    if on_cpu_kernels(x) {
+        return bilinear_cpu(x, h, w, Some(scale));
     }
     Ok(scale_bilinear(x, scale)?.narrow(2, 0, h)?.narrow(3, 0, w)?)
+}
+
+/// vmatte's CPU resize to `h x w`, with coordinates mapped through
+/// `1 / scale` when the size came from one.
+fn bilinear_cpu(x: &Tensor, h: usize, w: usize, scale: Option<f64>) -> Result<Tensor> {
+    let op = BilinearOp {
+        height: h,
+        width: w,
+        scale: scale.map(|s| (s, s)),
+    };
+    Ok(x.contiguous()?.apply_op1_no_bwd(&op)?)
+}
+
+/// Whether `x` takes vmatte's own CPU kernels (`cpu.rs`): f32 on the CPU.
+fn on_cpu_kernels(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
 }
 
 /// Channels-first concat, the glue of every U-Net skip.
