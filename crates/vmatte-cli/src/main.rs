@@ -3,11 +3,13 @@
 mod batch;
 mod bench;
 mod cli;
+mod gpu;
 mod matte;
 mod models;
 mod presets;
 mod progress;
 mod queue;
+mod report;
 mod runtime;
 
 use std::process::ExitCode;
@@ -57,6 +59,12 @@ fn main() -> ExitCode {
             json,
         } => presets_cmd(input.as_deref(), config.as_deref(), json),
         Command::Bench(args) => bench::run(args),
+        Command::Monitor {
+            interval_ms,
+            count,
+            json,
+        } => gpu::monitor(std::time::Duration::from_millis(interval_ms), count, json),
+        Command::Report { outdir, output } => report::run(&outdir, output.as_deref()),
     };
     match result {
         Ok(code) => code,

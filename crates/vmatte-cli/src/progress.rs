@@ -124,6 +124,13 @@ impl BatchProgress {
         }
     }
 
+    /// The latest GPU readings, shown on the overall bar.
+    pub fn set_gpu(&mut self, brief: &str) {
+        if let Some(bar) = &self.overall {
+            bar.set_message(format!("{} frames  {brief}", self.frames));
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(bar) = &self.overall {
             bar.finish_and_clear();

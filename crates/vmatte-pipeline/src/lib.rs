@@ -23,6 +23,10 @@ pub enum PipelineError {
     Input(String),
     #[error("{0}")]
     Output(String),
+    /// The GPU ran out of memory even with one-frame chunks; the batch's
+    /// ladder takes it from here (fewer videos at once, then the CPU).
+    #[error("{0}")]
+    OutOfMemory(String),
     /// A stage stopped because its neighbour did; the neighbour's error is
     /// the one reported.
     #[error("a pipeline stage stopped early")]

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use serde::Serialize;
+use vmatte_gpu::{is_out_of_memory, FakeOom, Step};
 use vmatte_media::{FrameSource, VideoInfo};
 use vmatte_models::rvm::{MattingNetwork, RecurrentState};
 
@@ -66,6 +67,9 @@ pub struct MatteReport {
     pub downsample_ratio: f64,
     pub settings: MatteSettings,
     pub outputs: BTreeMap<OutputKind, PathBuf>,
+    /// Out-of-memory steps taken on the way (chunk halvings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ladder: Vec<Step>,
 }
 
 impl MatteReport {
@@ -122,10 +126,18 @@ pub fn matte_source(
     };
     let (input_tx, input_rx) = sync_channel(QUEUE_CHUNKS);
     let (matte_tx, matte_rx) = sync_channel(QUEUE_CHUNKS);
+    let infer = Infer {
+        model,
+        device,
+        info: &info,
+        ratio,
+        fake_oom: settings.fake_oom,
+    };
+    let mut ladder = Vec::new();
     let (frames, outputs) = std::thread::scope(|scope| {
         let decoder = scope.spawn(move || decode_stage(source, chunk, input_tx));
         let encoder = scope.spawn(move || encode_stage(matte_rx, writers, backgrounds, look));
-        let inferred = infer_stage(model, device, &info, ratio, input_rx, matte_tx, on_progress);
+        let inferred = infer.run(input_rx, matte_tx, &mut ladder, on_progress);
         let encoded = encoder.join().expect("encode stage panicked");
         decoder.join().expect("decode stage panicked");
         match (inferred, encoded) {
@@ -148,6 +160,7 @@ pub fn matte_source(
         downsample_ratio: ratio,
         settings: settings.clone(),
         outputs,
+        ladder,
     })
 }
 
@@ -208,50 +221,117 @@ enum ToEncoder {
     End,
 }
 
-fn infer_stage(
-    model: &MattingNetwork,
-    device: &Device,
-    info: &VideoInfo,
+/// The inference stage's fixed inputs.
+struct Infer<'a> {
+    model: &'a MattingNetwork,
+    device: &'a Device,
+    info: &'a VideoInfo,
     ratio: f64,
-    rx: Receiver<Result<InputChunk>>,
-    tx: SyncSender<ToEncoder>,
-    on_progress: &mut dyn FnMut(Progress),
-) -> Result<u64> {
-    let (h, w) = (info.height as usize, info.width as usize);
-    let mut state = RecurrentState::default();
-    let mut done = 0u64;
-    for chunk in rx {
-        let chunk = chunk?;
-        let t = chunk.frames.len();
-        let src = Tensor::from_vec(chunk.planar, (t, 3, h, w), &Device::Cpu)?.to_device(device)?;
-        let matte = model.forward(&src, &mut state, ratio)?;
-        let to_host = |x: &Tensor| -> Result<Vec<f32>> {
-            Ok(x.to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?)
-        };
-        let out = MatteChunk {
-            fgr: to_host(&matte.fgr)?,
-            pha: to_host(&matte.pha)?,
-            frames: chunk.frames,
-        };
-        tx.send(ToEncoder::Matte(out))
+    fake_oom: Option<FakeOom>,
+}
+
+impl Infer<'_> {
+    /// Runs every chunk through the model, carrying the recurrent state.
+    /// A chunk that runs out of memory is redone in halves from the same
+    /// state, and later chunks keep the smaller size: the video goes on
+    /// where it was (each halving is pushed to `ladder`). Out of memory with
+    /// one frame is [`PipelineError::OutOfMemory`].
+    fn run(
+        &self,
+        rx: Receiver<Result<InputChunk>>,
+        tx: SyncSender<ToEncoder>,
+        ladder: &mut Vec<Step>,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        let (h, w) = (self.info.height as usize, self.info.width as usize);
+        let mut state = RecurrentState::default();
+        let mut done = 0u64;
+        let mut cap = usize::MAX;
+        for chunk in rx {
+            let chunk = chunk?;
+            let t = chunk.frames.len();
+            let src = Tensor::from_vec(chunk.planar, (t, 3, h, w), &Device::Cpu)?;
+            let (mut fgr, mut pha) = (Vec::new(), Vec::new());
+            let mut start = 0;
+            while start < t {
+                let len = (t - start).min(cap);
+                let part = if len == t {
+                    src.clone()
+                } else {
+                    src.narrow(0, start, len)?
+                };
+                let before = state.clone();
+                match self.forward(&part, &mut state) {
+                    Ok(matte) => {
+                        fgr.extend(to_host(&matte.fgr)?);
+                        pha.extend(to_host(&matte.pha)?);
+                        start += len;
+                    }
+                    Err(e) if is_out_of_memory(&e.to_string()) => {
+                        state = before;
+                        let frame = chunk.frames[start].index;
+                        if len == 1 {
+                            return Err(PipelineError::OutOfMemory(format!(
+                                "{}: out of GPU memory at frame {frame} even one frame at a time \
+                                 ({e}); lower --downsample-ratio, use --dtype f16, or --device cpu",
+                                self.info.path.display()
+                            )));
+                        }
+                        cap = len / 2;
+                        ladder.push(Step::HalveChunk {
+                            from: len,
+                            to: cap,
+                            frame,
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let out = MatteChunk {
+                fgr,
+                pha,
+                frames: chunk.frames,
+            };
+            tx.send(ToEncoder::Matte(out))
+                .map_err(|_| PipelineError::StageClosed)?;
+            done += t as u64;
+            on_progress(Progress {
+                frames_done: done,
+                frames_total: self.info.frame_count,
+            });
+        }
+        if done == 0 {
+            return Err(PipelineError::Input(format!(
+                "{}: no frames could be decoded; check that the file plays",
+                self.info.path.display()
+            )));
+        }
+        tx.send(ToEncoder::End)
             .map_err(|_| PipelineError::StageClosed)?;
-        done += t as u64;
-        on_progress(Progress {
-            frames_done: done,
-            frames_total: info.frame_count,
-        });
+        Ok(done)
     }
-    if done == 0 {
-        return Err(PipelineError::Input(format!(
-            "{}: no frames could be decoded; check that the file plays",
-            info.path.display()
-        )));
+
+    fn forward(
+        &self,
+        src: &Tensor,
+        state: &mut RecurrentState,
+    ) -> Result<vmatte_models::rvm::Matte> {
+        if let Some(fake) = self.fake_oom {
+            if fake.fails(src.dim(0)?) {
+                return Err(PipelineError::Input(
+                    vmatte_gpu::ladder::FAKE_OOM_MESSAGE.into(),
+                ));
+            }
+        }
+        let src = src.to_device(self.device)?;
+        Ok(self.model.forward(&src, state, self.ratio)?)
     }
-    tx.send(ToEncoder::End)
-        .map_err(|_| PipelineError::StageClosed)?;
-    Ok(done)
+}
+
+fn to_host(x: &Tensor) -> Result<Vec<f32>> {
+    Ok(x.to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
 }
 
 /// How the matte is written.

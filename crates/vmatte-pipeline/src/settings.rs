@@ -365,6 +365,10 @@ pub struct MatteSettings {
     /// Leave the input's audio out of video outputs.
     #[serde(default, skip_serializing_if = "is_default")]
     pub no_audio: bool,
+    /// Injected out-of-memory failures (`VMATTE_FAKE_OOM`), for testing the
+    /// ladder without a GPU. Not part of a job's identity.
+    #[serde(skip)]
+    pub fake_oom: Option<vmatte_gpu::FakeOom>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -390,6 +394,7 @@ impl MatteSettings {
             premultiplied: false,
             invert_alpha: false,
             no_audio: false,
+            fake_oom: None,
         }
     }
 }

@@ -41,13 +41,9 @@ impl JobLog {
     /// write errors (a full disk) are dropped here and surface elsewhere.
     pub fn event(&mut self, event: &str, fields: Value) {
         let ts = vmatte_jobs::rfc3339_ms(vmatte_jobs::now_ms());
-        let mut line = Map::new();
-        line.insert("ts".into(), json!(ts));
-        line.insert("event".into(), json!(event));
-        if let Value::Object(f) = &fields {
-            line.extend(f.clone());
-        }
-        let _ = writeln!(self.events, "{}", Value::Object(line));
+        let _ = self
+            .events
+            .write_all(event_line(&ts, event, &fields).as_bytes());
         let human = match &fields {
             Value::Object(f) if !f.is_empty() => f
                 .iter()
@@ -64,6 +60,16 @@ impl JobLog {
             _ => String::new(),
         };
         let _ = writeln!(self.human, "{ts} {event:<9} {human}");
+    }
+
+    /// A second handle on the .jsonl file for GPU samples, which arrive on
+    /// the sampler's thread. Each event is one `write` to a file opened for
+    /// appending, so lines from the two handles never interleave.
+    pub fn telemetry_writer(&self) -> Option<TelemetryWriter> {
+        self.events
+            .try_clone()
+            .ok()
+            .map(|events| TelemetryWriter { events })
     }
 
     /// The first event of an attempt: what runs, for whom, and how.
@@ -109,17 +115,22 @@ impl JobLog {
                 )
             });
         match &result {
-            Ok(report) => self.event(
-                "end",
-                json!({
-                    "status": "done",
-                    "frames": report.frames,
-                    "seconds": report.seconds,
-                    "fps": report.fps,
-                    "downsample_ratio": report.downsample_ratio,
-                    "outputs": report.outputs,
-                }),
-            ),
+            Ok(report) => {
+                for step in &report.ladder {
+                    self.event("oom", json!(step));
+                }
+                self.event(
+                    "end",
+                    json!({
+                        "status": "done",
+                        "frames": report.frames,
+                        "seconds": report.seconds,
+                        "fps": report.fps,
+                        "downsample_ratio": report.downsample_ratio,
+                        "outputs": report.outputs,
+                    }),
+                )
+            }
             Err(e) => self.failed(&e.to_string()),
         }
         result
@@ -129,12 +140,31 @@ impl JobLog {
     pub fn failed(&mut self, reason: &str) {
         self.event("end", json!({ "status": "failed", "error": reason }));
     }
+}
 
-    /// The hook GPU telemetry samples go through (utilisation, memory,
-    /// temperature, power), once the GPU work lands.
-    #[allow(dead_code)]
-    pub fn telemetry(&mut self, sample: Value) {
-        self.event("telemetry", sample);
+/// One JSON line: `ts`, `event`, then the fields.
+fn event_line(ts: &str, event: &str, fields: &Value) -> String {
+    let mut line = Map::new();
+    line.insert("ts".into(), json!(ts));
+    line.insert("event".into(), json!(event));
+    if let Value::Object(f) = fields {
+        line.extend(f.clone());
+    }
+    format!("{}\n", Value::Object(line))
+}
+
+/// Writes `telemetry` events (one GPU sample each) into a job's .jsonl.
+pub struct TelemetryWriter {
+    events: File,
+}
+
+impl TelemetryWriter {
+    pub fn sample(&mut self, s: &vmatte_gpu::GpuSample) {
+        let ts = vmatte_jobs::rfc3339_ms(s.t_ms as i64);
+        let fields = serde_json::to_value(s).unwrap_or(Value::Null);
+        let _ = self
+            .events
+            .write_all(event_line(&ts, "telemetry", &fields).as_bytes());
     }
 }
 

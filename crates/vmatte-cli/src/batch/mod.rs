@@ -6,20 +6,22 @@
 pub mod discover;
 pub mod joblog;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::json;
+use vmatte_gpu::{ladder, FakeOom, GpuSummary, Step};
 use vmatte_jobs::{Claim, JobRow, JobStore};
-use vmatte_pipeline::MatteSettings;
+use vmatte_pipeline::{MatteSettings, PipelineError};
 
-use crate::cli::BatchArgs;
+use crate::cli::{BatchArgs, ModelArgs};
+use crate::gpu;
 use crate::matte::{parse_fps, settings};
 use crate::progress::{BatchProgress, Reporter};
 use crate::runtime::{self, Loaded};
@@ -62,6 +64,14 @@ struct Outcome {
     fps: Option<f64>,
     outputs: BTreeMap<String, PathBuf>,
     log: Option<PathBuf>,
+    /// Where the video was matted (the CPU after the out-of-memory ladder).
+    device: Option<String>,
+    /// Out-of-memory steps taken within the video.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ladder: Vec<String>,
+    /// GPU telemetry over the job, per GPU.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    gpu: Vec<GpuSummary>,
 }
 
 impl Outcome {
@@ -77,6 +87,9 @@ impl Outcome {
             fps: None,
             outputs: BTreeMap::new(),
             log: None,
+            device: None,
+            ladder: Vec::new(),
+            gpu: Vec::new(),
         }
     }
 
@@ -102,34 +115,32 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     let (settings, model_args) = settings(&args.options)?;
     let settings_json = serde_json::to_string(&settings)?;
     let settings_id = vmatte_jobs::settings_id(&settings_json);
+    let devices = args
+        .gpu
+        .devices
+        .clone()
+        .unwrap_or_else(|| vec![model_args.device.clone()]);
+    for device in &devices {
+        runtime::device(device)?;
+    }
+    let fake_oom = FakeOom::from_env().map_err(anyhow::Error::msg)?;
     let mut store = JobStore::open(outdir)?;
     let owner = vmatte_jobs::owner_id();
 
     // Enqueue everything first, in sorted order, so names are allocated the
     // same way on every run and by every process.
-    let mut jobs: Vec<(PathBuf, Result<JobRow, String>)> = Vec::new();
-    for input in inputs {
-        let job = match vmatte_jobs::content_id(&input) {
-            Ok(content) => Ok(store.enqueue(&input, &content, &settings_id, &settings_json)?),
-            Err(e) => Err(unreadable(&input, &e)),
-        };
-        jobs.push((input, job));
-    }
-
-    let mut model: Option<Loaded> = None;
-    let mut outcomes = Vec::new();
+    let mut outcomes: Vec<Option<Outcome>> = Vec::new();
+    let mut work = VecDeque::new();
     // The first input of this run behind each job: a second file with the
     // same content is the same job.
     let mut seen: BTreeMap<i64, PathBuf> = BTreeMap::new();
-    let total = jobs.len();
-    let mut progress = BatchProgress::new(total, args.json);
-    for (n, (input, job)) in jobs.into_iter().enumerate() {
-        let row = match job {
-            Ok(row) => row,
-            Err(reason) => {
+    for (n, input) in inputs.into_iter().enumerate() {
+        let row = match vmatte_jobs::content_id(&input) {
+            Ok(content) => store.enqueue(&input, &content, &settings_id, &settings_json)?,
+            Err(e) => {
                 let mut o = Outcome::new(&input, Status::Failed);
-                o.error = Some(reason);
-                outcomes.push(o);
+                o.error = Some(unreadable(&input, &e));
+                outcomes.push(Some(o));
                 continue;
             }
         };
@@ -137,58 +148,68 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             let mut o = Outcome::new(&input, Status::Skipped);
             o.name = Some(row.safe_name.clone());
             o.note = Some(format!("same content as {}", first.display()));
-            outcomes.push(o);
+            outcomes.push(Some(o));
             continue;
         }
         seen.insert(row.id, input.clone());
-        let mut outcome = match store.claim(row.id, &owner, lease(), args.retry_failed)? {
-            Claim::AlreadyDone(row) => {
-                let mut o = Outcome::from_row(&row, Status::Skipped);
-                o.note = Some("done in an earlier run".into());
-                o
-            }
-            Claim::Failed(row) => {
-                let mut o = Outcome::from_row(&row, Status::Failed);
-                o.note = Some("failed in an earlier run; --retry-failed retries it".into());
-                o
-            }
-            Claim::Busy(row) => {
-                let mut o = Outcome::from_row(&row, Status::Skipped);
-                o.note = Some(format!(
-                    "being processed by {}",
-                    row.lease_owner.as_deref().unwrap_or("another process")
-                ));
-                o
-            }
-            Claim::Claimed(row) => {
-                if model.is_none() {
-                    model = Some(runtime::load(&model_args)?);
-                }
-                let loaded = model.as_ref().expect("loaded above");
-                let label = format!("[{}/{total}] {}", n + 1, row.safe_name);
-                let job = Job {
-                    row: &row,
-                    input: &input,
-                    settings: &settings,
-                    image_fps,
-                    outdir,
-                };
-                let reporter = Reporter::within(progress.multi.as_ref(), &label, args.json);
-                run_job(&mut store, &owner, loaded, &job, reporter)?
-            }
-        };
-        progress.job_finished(if outcome.status == Status::Done {
-            outcome.frames.unwrap_or(0)
-        } else {
-            0
-        });
-        // The store remembers where the content was last seen; the summary
-        // speaks of the file this run was given.
-        outcome.input = input;
-        outcomes.push(outcome);
+        outcomes.push(None);
+        work.push_back(Work { n, input, row });
     }
+    let total = outcomes.len();
 
-    progress.finish();
+    let progress = Arc::new(Mutex::new(BatchProgress::new(total, args.json)));
+    let hub = {
+        let progress = progress.clone();
+        gpu::Hub::start(&devices, move |round| {
+            let brief: Vec<String> = round.iter().map(|s| s.brief()).collect();
+            progress
+                .lock()
+                .expect("progress")
+                .set_gpu(&brief.join("  "));
+        })
+    };
+    let lanes = devices
+        .iter()
+        .map(|device| Lane::plan(device, &args, &settings, &model_args, hub.as_ref()))
+        .collect::<Vec<_>>();
+    let ctx = Batch {
+        outdir,
+        owner: &owner,
+        settings: &settings,
+        model_args: &model_args,
+        image_fps,
+        fake_oom,
+        total,
+        json: args.json,
+        retry_failed: args.retry_failed,
+        work: Mutex::new(work),
+        outcomes: Mutex::new(outcomes),
+        progress: progress.clone(),
+        hub: hub.as_ref(),
+        cpu: OnceLock::new(),
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        let mut streams = Vec::new();
+        for lane in &lanes {
+            for slot in 0..lane.streams.load(Ordering::Relaxed) {
+                let ctx = &ctx;
+                streams.push(scope.spawn(move || ctx.stream(lane, slot)));
+            }
+        }
+        for s in streams {
+            s.join().expect("a stream thread panicked")?;
+        }
+        Ok(())
+    })?;
+    let outcomes: Vec<Outcome> = ctx
+        .outcomes
+        .into_inner()
+        .expect("outcomes")
+        .into_iter()
+        .map(|o| o.expect("every job ran"))
+        .collect();
+
+    progress.lock().expect("progress").finish();
     // The summary must reach the user even when the disk is full, so a
     // manifest that cannot be written is a warning, not the end.
     let mut warnings = Vec::new();
@@ -199,7 +220,11 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             outdir.display()
         ));
     }
-    print_summary(&outcomes);
+    let gpu_summary = hub
+        .as_ref()
+        .map(|h| GpuSummary::of(&h.series()))
+        .unwrap_or_default();
+    print_summary(&outcomes, &gpu_summary);
     for w in &warnings {
         eprintln!("vmatte: warning: {w}");
     }
@@ -211,6 +236,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             "failed": count(Status::Failed),
             "skipped": count(Status::Skipped),
             "outdir": outdir,
+            "gpu": gpu_summary,
             "warnings": warnings,
         });
         println!("{report}");
@@ -221,6 +247,367 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// An input waiting for a stream.
+struct Work {
+    n: usize,
+    input: PathBuf,
+    row: JobRow,
+}
+
+/// One device's share of the batch: its model (loaded by the first stream
+/// that needs it), how many videos it runs at once (lowered by the
+/// out-of-memory ladder) and its chunk size.
+struct Lane {
+    device: String,
+    streams: AtomicUsize,
+    seq_chunk: Option<usize>,
+    model: OnceLock<Result<Loaded, String>>,
+}
+
+impl Lane {
+    /// Streams and chunk size for `device`: what the user gave, the rest
+    /// planned from the GPU's free memory (within --vram-limit) when NVML
+    /// tells it, else one stream and the settings' chunk.
+    fn plan(
+        device: &str,
+        args: &BatchArgs,
+        settings: &MatteSettings,
+        model_args: &ModelArgs,
+        hub: Option<&gpu::Hub>,
+    ) -> Self {
+        let given_streams = args.gpu.streams.map(|n| n as usize);
+        let given_chunk = args.options.seq_chunk.map(|n| n as usize);
+        let memory = gpu::gpu_index(device).and_then(|g| hub?.memory(g));
+        let (streams, seq_chunk) = match memory {
+            Some((free, total)) => {
+                let budget = args
+                    .gpu
+                    .vram_limit
+                    .map_or(free, |l| l.bytes(total).min(free));
+                let cost = vmatte_gpu::FrameCost {
+                    width: 1920,
+                    height: 1080,
+                    downsample_ratio: settings.downsample_ratio.resolve(1080, 1920),
+                    dtype_bytes: if model_args.dtype == "f32" { 4 } else { 2 },
+                };
+                let plan = vmatte_gpu::plan(budget, 0, cost, given_chunk, given_streams);
+                eprintln!(
+                    "vmatte: {device}: {:.1} GiB free, planning for {:.1} GiB: {} videos at once, chunks of {} frames",
+                    free as f64 / GIB,
+                    budget as f64 / GIB,
+                    plan.streams,
+                    plan.seq_chunk
+                );
+                (plan.streams, Some(plan.seq_chunk))
+            }
+            None => (given_streams.unwrap_or(1), None),
+        };
+        Self {
+            device: device.to_string(),
+            streams: AtomicUsize::new(streams),
+            seq_chunk,
+            model: OnceLock::new(),
+        }
+    }
+}
+
+impl Lane {
+    /// The ladder's next step for a job of this lane that ran out of memory
+    /// one frame at a time. Taken atomically: of two jobs failing together,
+    /// one halves the streams and the other, seeing the halved count, goes
+    /// on to the CPU.
+    fn step_down(&self) -> Step {
+        let mut step = Step::Cpu;
+        let _ = self
+            .streams
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                step = ladder::next_for_job(n);
+                match step {
+                    Step::HalveStreams { to, .. } => Some(to),
+                    _ => None,
+                }
+            });
+        step
+    }
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// What the streams share.
+struct Batch<'a> {
+    outdir: &'a Path,
+    owner: &'a str,
+    settings: &'a MatteSettings,
+    model_args: &'a ModelArgs,
+    image_fps: Option<vmatte_media::Rational>,
+    fake_oom: Option<FakeOom>,
+    total: usize,
+    json: bool,
+    retry_failed: bool,
+    work: Mutex<VecDeque<Work>>,
+    outcomes: Mutex<Vec<Option<Outcome>>>,
+    progress: Arc<Mutex<BatchProgress>>,
+    hub: Option<&'a gpu::Hub>,
+    /// The bottom of the out-of-memory ladder, loaded on first use.
+    cpu: OnceLock<Result<Loaded, String>>,
+}
+
+/// How a claimed job ended for its stream.
+enum JobEnd {
+    Finished(Box<Outcome>),
+    /// Out of memory with several videos at once: fewer now, the job goes
+    /// back to the front of the queue.
+    Requeue,
+}
+
+impl Batch<'_> {
+    /// One stream: takes inputs until none is left, or until the ladder
+    /// lowers its lane's streams below its slot.
+    fn stream(&self, lane: &Lane, slot: usize) -> Result<()> {
+        let mut store = JobStore::open(self.outdir)?;
+        while slot < lane.streams.load(Ordering::Relaxed) {
+            let Some(work) = self.work.lock().expect("work").pop_front() else {
+                return Ok(());
+            };
+            let Work { n, input, row } = &work;
+            let outcome = match store.claim(row.id, self.owner, lease(), self.retry_failed)? {
+                Claim::AlreadyDone(row) => {
+                    let mut o = Outcome::from_row(&row, Status::Skipped);
+                    o.note = Some("done in an earlier run".into());
+                    o
+                }
+                Claim::Failed(row) => {
+                    let mut o = Outcome::from_row(&row, Status::Failed);
+                    o.note = Some("failed in an earlier run; --retry-failed retries it".into());
+                    o
+                }
+                Claim::Busy(row) => {
+                    let mut o = Outcome::from_row(&row, Status::Skipped);
+                    o.note = Some(format!(
+                        "being processed by {}",
+                        row.lease_owner.as_deref().unwrap_or("another process")
+                    ));
+                    o
+                }
+                Claim::Claimed(row) => {
+                    let label = format!("[{}/{}] {}", n + 1, self.total, row.safe_name);
+                    let reporter = {
+                        let progress = self.progress.lock().expect("progress");
+                        Reporter::within(progress.multi.as_ref(), &label, self.json)
+                    };
+                    match self.run_job(&mut store, lane, &row, input, reporter)? {
+                        JobEnd::Finished(o) => *o,
+                        JobEnd::Requeue => {
+                            self.work.lock().expect("work").push_front(work);
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.finish(*n, input, outcome);
+        }
+        Ok(())
+    }
+
+    fn finish(&self, n: usize, input: &Path, mut outcome: Outcome) {
+        self.progress
+            .lock()
+            .expect("progress")
+            .job_finished(if outcome.status == Status::Done {
+                outcome.frames.unwrap_or(0)
+            } else {
+                0
+            });
+        // The store remembers where the content was last seen; the summary
+        // speaks of the file this run was given.
+        outcome.input = input.to_path_buf();
+        self.outcomes.lock().expect("outcomes")[n] = Some(outcome);
+    }
+
+    /// The lane's model, loaded once; a load failure fails each job with
+    /// its reason.
+    fn model<'l>(&self, lane: &'l Lane) -> Result<&'l Loaded, String> {
+        let loaded = lane.model.get_or_init(|| {
+            let mut args = self.model_args.clone();
+            args.device = lane.device.clone();
+            runtime::load(&args).map_err(|e| format!("{e:#}"))
+        });
+        loaded.as_ref().map_err(Clone::clone)
+    }
+
+    fn cpu_model(&self) -> Result<&Loaded, String> {
+        let loaded = self.cpu.get_or_init(|| {
+            let mut args = self.model_args.clone();
+            args.device = "cpu".into();
+            args.dtype = "f32".into();
+            runtime::load(&args).map_err(|e| format!("{e:#}"))
+        });
+        loaded.as_ref().map_err(Clone::clone)
+    }
+
+    /// Runs one claimed job, keeping its lease alive from a second
+    /// connection, and records the result (or the one-line reason) in the
+    /// store and log. Out of memory takes the next step down the ladder.
+    fn run_job(
+        &self,
+        store: &mut JobStore,
+        lane: &Lane,
+        row: &JobRow,
+        input: &Path,
+        mut reporter: Reporter,
+    ) -> Result<JobEnd> {
+        let (outdir, owner) = (self.outdir, self.owner);
+        let mut log = JobLog::create(outdir, &row.safe_name).with_context(|| {
+            format!(
+                "{}: cannot write the job log; check the folder is writable",
+                outdir.display()
+            )
+        })?;
+        let mut settings = self.settings.clone();
+        settings.device = lane.device.clone();
+        if let Some(n) = lane.seq_chunk {
+            settings.seq_chunk = n;
+            settings.seq_chunk_large = None;
+        }
+        settings.fake_oom = self.fake_oom;
+        log.start(input, row, owner, &settings);
+
+        let lost = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let (lost, stop) = (lost.clone(), stop.clone());
+            let (outdir, owner, id) = (outdir.to_path_buf(), owner.to_string(), row.id);
+            std::thread::spawn(move || -> Result<()> {
+                let mut beat_store = JobStore::open(&outdir)?;
+                let (lease, step) = (lease(), Duration::from_millis(50));
+                let mut waited = Duration::ZERO;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(step);
+                    waited += step;
+                    if waited >= lease / 6 {
+                        waited = Duration::ZERO;
+                        if !beat_store.heartbeat(id, &owner, lease)? {
+                            lost.store(true, Ordering::Relaxed);
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            })
+        };
+
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let listening = gpu::gpu_index(&lane.device).zip(self.hub).map(|(g, hub)| {
+            let mut writer = log.telemetry_writer();
+            let samples = samples.clone();
+            hub.listen(g, move |s| {
+                if let Some(w) = writer.as_mut() {
+                    w.sample(s);
+                }
+                samples.lock().expect("samples").push(*s);
+            })
+        });
+        let mut attempt = self.model(lane);
+        let result = loop {
+            let loaded = match &attempt {
+                Ok(loaded) => *loaded,
+                Err(reason) => {
+                    log.failed(reason);
+                    break Err(reason.clone());
+                }
+            };
+            let result = log.matte(
+                loaded,
+                input,
+                self.image_fps,
+                (outdir, &row.safe_name),
+                &settings,
+                &mut reporter,
+            );
+            match result {
+                Err(PipelineError::OutOfMemory(why))
+                    if settings.device != "cpu" || settings.fake_oom.is_some() =>
+                {
+                    let step = lane.step_down();
+                    log.event("oom", json!({ "reason": why, "next": step }));
+                    if let Step::HalveStreams { .. } = step {
+                        stop.store(true, Ordering::Relaxed);
+                        let _ = heartbeat.join();
+                        reporter.finish(&format!("{}: {step}", row.safe_name));
+                        return Ok(JobEnd::Requeue);
+                    }
+                    if !self.json {
+                        eprintln!("vmatte: {}: {step}", row.safe_name);
+                    }
+                    settings.device = "cpu".into();
+                    settings.dtype = "f32".into();
+                    settings.fake_oom = None;
+                    attempt = self.cpu_model();
+                }
+                other => break other.map_err(|e| e.to_string()),
+            }
+        };
+        drop(listening);
+        stop.store(true, Ordering::Relaxed);
+        let _ = heartbeat.join();
+        let gpu = GpuSummary::of(&samples.lock().expect("samples"));
+        for g in &gpu {
+            log.event("gpu_summary", json!(g));
+        }
+
+        if lost.load(Ordering::Relaxed) {
+            let msg =
+                "lost the job's lease to another process (this one stalled); its result is theirs";
+            log.event("warning", json!({ "message": msg }));
+            let mut o = Outcome::from_row(row, Status::Skipped);
+            o.note = Some(msg.into());
+            return Ok(JobEnd::Finished(Box::new(o)));
+        }
+        let mut o = match result {
+            Ok(report) => {
+                let outputs = report.outputs_by_name();
+                let done =
+                    store.complete(row.id, owner, report.frames, report.seconds, &outputs)?;
+                reporter.finish(&format!(
+                    "{}: done, {} frames in {:.1}s ({:.1} fps){}",
+                    row.safe_name,
+                    report.frames,
+                    report.seconds,
+                    report.fps,
+                    if settings.device == lane.device {
+                        String::new()
+                    } else {
+                        " on the CPU after running out of GPU memory".into()
+                    }
+                ));
+                let mut o = Outcome::from_row(&done, Status::Done);
+                o.ladder = report.ladder.iter().map(ToString::to_string).collect();
+                o
+            }
+            Err(reason) => {
+                reporter.finish(&format!("{}: failed: {reason}", row.safe_name));
+                // On a full disk the store may not take the failure either;
+                // the job then stays claimed and is redone by the next run,
+                // and this run still reports why it failed.
+                let mut o = match store.fail(row.id, owner, &reason) {
+                    Ok(failed) => Outcome::from_row(&failed, Status::Failed),
+                    Err(store_error) => {
+                        let mut o = Outcome::from_row(row, Status::Failed);
+                        o.note = Some(format!("not recorded in the job store: {store_error}"));
+                        o
+                    }
+                };
+                o.error = Some(reason);
+                o
+            }
+        };
+        o.log = Some(log.path.clone());
+        o.device = Some(settings.device.clone());
+        o.gpu = gpu;
+        Ok(JobEnd::Finished(Box::new(o)))
+    }
 }
 
 fn unreadable(input: &Path, e: &std::io::Error) -> String {
@@ -241,120 +628,11 @@ fn unreadable(input: &Path, e: &std::io::Error) -> String {
     }
 }
 
-/// A claimed job and what it needs to run.
-struct Job<'a> {
-    row: &'a JobRow,
-    input: &'a Path,
-    settings: &'a MatteSettings,
-    image_fps: Option<vmatte_media::Rational>,
-    outdir: &'a Path,
-}
-
-/// Runs one claimed job, keeping its lease alive from a second connection,
-/// and records the result (or the one-line reason) in the store and log.
-fn run_job(
-    store: &mut JobStore,
-    owner: &str,
-    loaded: &Loaded,
-    job: &Job,
-    mut reporter: Reporter,
-) -> Result<Outcome> {
-    let Job {
-        row,
-        input,
-        settings,
-        image_fps,
-        outdir,
-    } = *job;
-    let mut log = JobLog::create(outdir, &row.safe_name).with_context(|| {
-        format!(
-            "{}: cannot write the job log; check the folder is writable",
-            outdir.display()
-        )
-    })?;
-    log.start(input, row, owner, settings);
-
-    let lost = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let heartbeat = {
-        let (lost, stop) = (lost.clone(), stop.clone());
-        let (outdir, owner, id) = (outdir.to_path_buf(), owner.to_string(), row.id);
-        std::thread::spawn(move || -> Result<()> {
-            let mut beat_store = JobStore::open(&outdir)?;
-            let (lease, step) = (lease(), Duration::from_millis(50));
-            let mut waited = Duration::ZERO;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(step);
-                waited += step;
-                if waited >= lease / 6 {
-                    waited = Duration::ZERO;
-                    if !beat_store.heartbeat(id, &owner, lease)? {
-                        lost.store(true, Ordering::Relaxed);
-                        return Ok(());
-                    }
-                }
-            }
-            Ok(())
-        })
-    };
-
-    let result = log.matte(
-        loaded,
-        input,
-        image_fps,
-        (outdir, &row.safe_name),
-        settings,
-        &mut reporter,
-    );
-    stop.store(true, Ordering::Relaxed);
-    let _ = heartbeat.join();
-
-    if lost.load(Ordering::Relaxed) {
-        let msg =
-            "lost the job's lease to another process (this one stalled); its result is theirs";
-        log.event("warning", json!({ "message": msg }));
-        let mut o = Outcome::from_row(row, Status::Skipped);
-        o.note = Some(msg.into());
-        return Ok(o);
-    }
-    match result {
-        Ok(report) => {
-            let outputs = report.outputs_by_name();
-            let done = store.complete(row.id, owner, report.frames, report.seconds, &outputs)?;
-            reporter.finish(&format!(
-                "{}: done, {} frames in {:.1}s ({:.1} fps)",
-                row.safe_name, report.frames, report.seconds, report.fps
-            ));
-            let mut o = Outcome::from_row(&done, Status::Done);
-            o.log = Some(log.path.clone());
-            Ok(o)
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            reporter.finish(&format!("{}: failed: {reason}", row.safe_name));
-            // On a full disk the store may not take the failure either; the
-            // job then stays claimed and is redone by the next run, and this
-            // run still reports why it failed.
-            let mut o = match store.fail(row.id, owner, &reason) {
-                Ok(failed) => Outcome::from_row(&failed, Status::Failed),
-                Err(store_error) => {
-                    let mut o = Outcome::from_row(row, Status::Failed);
-                    o.note = Some(format!("not recorded in the job store: {store_error}"));
-                    o
-                }
-            };
-            o.error = Some(reason);
-            o.log = Some(log.path.clone());
-            Ok(o)
-        }
-    }
-}
-
 fn count(outcomes: &[Outcome], status: Status) -> usize {
     outcomes.iter().filter(|o| o.status == status).count()
 }
 
-fn print_summary(outcomes: &[Outcome]) {
+fn print_summary(outcomes: &[Outcome], gpu: &[GpuSummary]) {
     let count = |s| count(outcomes, s);
     let frames: u64 = outcomes
         .iter()
@@ -398,6 +676,14 @@ fn print_summary(outcomes: &[Outcome]) {
         count(Status::Failed),
         count(Status::Skipped)
     );
+    for o in outcomes {
+        for step in &o.ladder {
+            eprintln!("  {}: {step}", o.input.display());
+        }
+    }
+    for g in gpu {
+        eprintln!("{}", g.line());
+    }
 }
 
 /// `vmatte status OUTDIR`: the job table without running anything.

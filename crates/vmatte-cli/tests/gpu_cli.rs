@@ -1,0 +1,249 @@
+//! The GPU-facing parts of `vmatte batch` that a machine without a GPU can
+//! check for real: several videos at once (`--streams`), the out-of-memory
+//! ladder driven by injected failures (`VMATTE_FAKE_OOM`), and telemetry
+//! with NVML absent.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::*;
+use vmatte_media::Rational;
+
+fn clips(dir: &Path, count: usize, frames: u32) -> std::path::PathBuf {
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for i in 0..count {
+        // Different sizes give different content, so no two are one job.
+        make_clip(
+            &inputs.join(format!("clip{i}.mp4")),
+            96 + 16 * i as u32,
+            64,
+            frames,
+            Rational::new(25, 1),
+        );
+    }
+    inputs
+}
+
+fn run_batch(
+    inputs: &Path,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, Value, String) {
+    let mut cmd = batch_command(&[inputs], out, extra);
+    cmd.arg("--json").env_remove("VMATTE_FAKE_OOM");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().expect("vmatte runs");
+    let report = serde_json::from_str(stdout(&output).trim())
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", stderr(&output)));
+    (output.status.success(), report, stderr(&output))
+}
+
+/// Every alpha frame of every job in a png-format batch, by job name.
+fn alphas(report: &Value) -> Vec<(String, Vec<Vec<u8>>)> {
+    let mut all: Vec<_> = report["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            let dir = Path::new(j["outputs"]["alpha"].as_str().unwrap());
+            let frames = decode_frames(dir, 1000)
+                .into_iter()
+                .map(|f| f.rgb.clone())
+                .collect();
+            let input = Path::new(j["input"].as_str().unwrap());
+            (
+                input.file_name().unwrap().to_string_lossy().into_owned(),
+                frames,
+            )
+        })
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+fn max_diff(a: &[(String, Vec<Vec<u8>>)], b: &[(String, Vec<Vec<u8>>)]) -> u8 {
+    assert_eq!(a.len(), b.len());
+    let mut worst = 0;
+    for ((na, fa), (nb, fb)) in a.iter().zip(b) {
+        assert_eq!(na, nb);
+        assert_eq!(fa.len(), fb.len(), "{na}: frame count");
+        for (x, y) in fa.iter().zip(fb) {
+            for (p, q) in x.iter().zip(y) {
+                worst = worst.max(p.abs_diff(*q));
+            }
+        }
+    }
+    worst
+}
+
+fn events(out: &Path, report: &Value, input_suffix: &str) -> Vec<Value> {
+    let name = job(report, input_suffix)["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::read_to_string(out.join("logs").join(format!("{name}.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn streams_matte_videos_at_once_each_with_its_own_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = clips(dir.path(), 3, 30);
+    let png = ["--format", "png", "--outputs", "alpha"];
+    let one_dir = dir.path().join("one");
+    let (ok, one, _) = run_batch(&inputs, &one_dir, &png, &[]);
+    assert!(ok && one["done"] == 3, "{one}");
+    let three_dir = dir.path().join("three");
+    let args = [&png[..], &["--streams", "3"]].concat();
+    let (ok, three, _) = run_batch(&inputs, &three_dir, &args, &[]);
+    assert!(ok && three["done"] == 3, "{three}");
+    // Recurrent state shared between streams would change the mattes.
+    assert_eq!(max_diff(&alphas(&one), &alphas(&three)), 0);
+    // The three ran at once: every job started before any ended.
+    let ts = |which: &str| -> Vec<String> {
+        (0..3)
+            .map(|i| {
+                events(&three_dir, &three, &format!("clip{i}.mp4"))
+                    .iter()
+                    .find(|e| e["event"] == which)
+                    .unwrap()["ts"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let (starts, ends) = (ts("start"), ts("end"));
+    assert!(
+        starts.iter().max() < ends.iter().min(),
+        "{starts:?} {ends:?}"
+    );
+}
+
+#[test]
+fn out_of_memory_halves_the_chunk_and_the_video_goes_on_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = clips(dir.path(), 1, 10);
+    let args = ["--format", "png", "--outputs", "alpha", "--seq-chunk", "4"];
+    let (ok, plain, _) = run_batch(&inputs, &dir.path().join("plain"), &args, &[]);
+    assert!(ok, "{plain}");
+    let out = dir.path().join("oom");
+    let (ok, report, _) = run_batch(&inputs, &out, &args, &[("VMATTE_FAKE_OOM", "frames>1")]);
+    assert!(ok && report["done"] == 1, "{report}");
+    let j = job(&report, "clip0.mp4");
+    assert_eq!(j["device"], "cpu");
+    let ladder: Vec<&str> = j["ladder"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ladder,
+        [
+            "out of GPU memory at frame 0: chunk 4 -> 2 frames",
+            "out of GPU memory at frame 0: chunk 2 -> 1 frames"
+        ]
+    );
+    let logged: Vec<Value> = events(&out, &report, "clip0.mp4")
+        .into_iter()
+        .filter(|e| e["event"] == "oom")
+        .collect();
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert_eq!(logged[1]["step"], "halve_chunk");
+    assert_eq!(
+        (logged[1]["from"].as_u64(), logged[1]["to"].as_u64()),
+        (Some(2), Some(1))
+    );
+    // Redone from the same recurrent state: the mattes are the plain run's,
+    // up to float rounding between batch sizes.
+    let diff = max_diff(&alphas(&plain), &alphas(&report));
+    assert!(diff <= 1, "alpha differs by {diff} levels");
+}
+
+#[test]
+fn out_of_memory_at_one_frame_halves_streams_then_moves_to_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = clips(dir.path(), 2, 6);
+    let out = dir.path().join("out");
+    let (ok, report, err) = run_batch(
+        &inputs,
+        &out,
+        &["--streams", "2", "--seq-chunk", "2"],
+        &[("VMATTE_FAKE_OOM", "always")],
+    );
+    assert!(ok && report["done"] == 2, "{report} {err}");
+    let steps: Vec<String> = (0..2)
+        .flat_map(|i| events(&out, &report, &format!("clip{i}.mp4")))
+        .filter(|e| e["event"] == "oom" && e.get("next").is_some())
+        .map(|e| e["next"]["step"].as_str().unwrap().to_string())
+        .collect();
+    // One job halves the streams (2 -> 1); after that every job that runs
+    // out of memory at one frame goes to the CPU.
+    assert_eq!(
+        steps.iter().filter(|s| *s == "halve_streams").count(),
+        1,
+        "{steps:?}"
+    );
+    assert_eq!(steps.iter().filter(|s| *s == "cpu").count(), 2, "{steps:?}");
+    assert!(err.contains("redoing it on the CPU") || report["jobs"].is_array());
+    no_partials_left(&out);
+}
+
+fn no_partials_left(dir: &Path) {
+    let left: Vec<_> = list_dir(dir)
+        .into_iter()
+        .filter(|n| n.contains(".partial"))
+        .collect();
+    assert!(left.is_empty(), "partial outputs left: {left:?}");
+}
+
+#[test]
+fn bad_gpu_settings_are_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = clips(dir.path(), 1, 2);
+    let out = dir.path().join("out");
+    let o = batch_command(&[&inputs], &out, &[])
+        .env("VMATTE_FAKE_OOM", "sometimes")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("VMATTE_FAKE_OOM='sometimes'"), "{e}");
+    let o = batch_command(&[&inputs], &out, &["--vram-limit", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("'lots' is not a memory limit"), "{e}");
+}
+
+#[test]
+fn monitor_without_nvml_says_so_in_one_line() {
+    let o = vmatte_with_env(
+        &["monitor", "--count", "1"],
+        &[(
+            "VMATTE_NVML_LIB",
+            Path::new("/nonexistent/libnvidia-ml.so.1"),
+        )],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("telemetry is off") && e.contains("VMATTE_NVML_LIB"),
+        "{e}"
+    );
+    assert!(stdout(&o).is_empty());
+}
