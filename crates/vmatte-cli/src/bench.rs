@@ -5,20 +5,47 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use vmatte_models::rvm::RecurrentState;
 use vmatte_pipeline::frames::push_planar;
 use vmatte_pipeline::{matte_source, MatteSettings, OutputKind};
 
 use crate::cli::BenchArgs;
-use crate::runtime;
+use crate::gpu;
+use crate::runtime::{self, Loaded};
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct Throughput {
     frames: u64,
     seconds: f64,
     fps: f64,
+}
+
+/// How far a lower precision's alpha is from f32's, over the timed frames.
+#[derive(Clone, Serialize)]
+struct Accuracy {
+    alpha_max_abs_diff: f64,
+    alpha_mean_abs_diff: f64,
+}
+
+/// The GPU while the model ran (NVML), when there is one.
+#[derive(Clone, Serialize)]
+struct GpuBusy {
+    util_mean_pct: f64,
+    util_max_pct: f64,
+    mem_max_mib: f64,
+}
+
+/// One precision and chunk size.
+#[derive(Clone, Serialize)]
+struct Row {
+    dtype: String,
+    seq_chunk: usize,
+    model_only: Throughput,
+    end_to_end: Option<Throughput>,
+    vs_f32: Option<Accuracy>,
+    gpu: Option<GpuBusy>,
 }
 
 #[derive(Serialize)]
@@ -26,20 +53,71 @@ struct BenchReport {
     input: String,
     model: String,
     device: String,
-    dtype: String,
     threads: usize,
     width: u32,
     height: u32,
     downsample_ratio: f64,
+    /// The first row's, at the top for scripts that measure one.
+    dtype: String,
     seq_chunk: usize,
     model_only: Throughput,
     end_to_end: Option<Throughput>,
+    rows: Vec<Row>,
     peak_rss_mib: Option<f64>,
 }
 
+/// The decoded frames and what the rows share.
+struct Clip {
+    frames: Tensor,
+    warmup: usize,
+    timed: usize,
+    ratio: f64,
+}
+
+impl Clip {
+    /// Runs `loaded` over the clip in chunks, carrying the state, and times
+    /// the frames after the warm-up. Returns the timed frames' alphas.
+    fn run(&self, loaded: &Loaded, chunk: usize) -> Result<(Throughput, Vec<f32>)> {
+        let mut state = RecurrentState::default();
+        let mut alphas = Vec::new();
+        let mut infer = |start: usize, count: usize, keep: bool| -> Result<()> {
+            for s in (start..start + count).step_by(chunk) {
+                let n = chunk.min(start + count - s);
+                let src = self.frames.narrow(0, s, n)?.to_device(&loaded.device)?;
+                let out = loaded.model.forward(&src, &mut state, self.ratio)?;
+                // Reading the result back waits for asynchronous devices.
+                let pha = out
+                    .pha
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                if keep {
+                    alphas.extend(pha);
+                }
+            }
+            Ok(())
+        };
+        infer(0, self.warmup, false)?;
+        let started = Instant::now();
+        infer(self.warmup, self.timed, true)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let throughput = Throughput {
+            frames: self.timed as u64,
+            seconds,
+            fps: self.timed as f64 / seconds,
+        };
+        Ok((throughput, alphas))
+    }
+}
+
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let loaded = runtime::load(&args.model)?;
-    let chunk = args.seq_chunk.max(1) as usize;
+    let dtypes = args
+        .dtypes
+        .clone()
+        .unwrap_or_else(|| vec![args.model.dtype.clone()]);
+    for d in &dtypes {
+        runtime::dtype(d)?;
+    }
     let mut source = vmatte_media::open_source(&args.input, None)?;
     let info = source.info().clone();
     let ratio = args.downsample_ratio.resolve(info.height, info.width);
@@ -61,95 +139,170 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         );
     }
     let (h, w) = (info.height as usize, info.width as usize);
-    let frames = Tensor::from_vec(planar, (wanted, 3, h, w), &Device::Cpu)?;
-    let mut state = RecurrentState::default();
-    let mut infer = |start: usize, count: usize| -> Result<()> {
-        for s in (start..start + count).step_by(chunk) {
-            let n = chunk.min(start + count - s);
-            let src = frames.narrow(0, s, n)?.to_device(&loaded.device)?;
-            let out = loaded.model.forward(&src, &mut state, ratio)?;
-            // Reading the result back waits for asynchronous devices.
-            out.pha.flatten_all()?.to_vec1::<f32>()?;
+    let clip = Clip {
+        frames: Tensor::from_vec(planar, (wanted, 3, h, w), &Device::Cpu)?,
+        warmup: args.warmup,
+        timed: args.frames,
+        ratio,
+    };
+    let hub = gpu::Hub::start(std::slice::from_ref(&args.model.device), |_| {});
+
+    // f32's alphas, the reference for the other precisions.
+    let mut reference: Option<Vec<f32>> = None;
+    let mut rows = Vec::new();
+    for dtype in &dtypes {
+        let mut model_args = args.model.clone();
+        model_args.dtype = dtype.clone();
+        let loaded = runtime::load(&model_args)?;
+        for &chunk in &args.seq_chunk {
+            let chunk = chunk as usize;
+            let since = vmatte_gpu::telemetry::now_ms();
+            let (model_only, alphas) = clip.run(&loaded, chunk)?;
+            let gpu = hub.as_ref().and_then(|h| busy(&h.series(), since));
+            let vs_f32 = if dtype == "f32" {
+                reference.get_or_insert(alphas);
+                None
+            } else {
+                let reference = match &reference {
+                    Some(r) => r,
+                    None => {
+                        let mut f32_args = args.model.clone();
+                        f32_args.dtype = "f32".into();
+                        reference.insert(clip.run(&runtime::load(&f32_args)?, chunk)?.1)
+                    }
+                };
+                Some(accuracy(&alphas, reference))
+            };
+            let end_to_end = if args.model_only {
+                None
+            } else {
+                Some(end_to_end(&args, &loaded, chunk)?)
+            };
+            rows.push(Row {
+                dtype: dtype.clone(),
+                seq_chunk: chunk,
+                model_only,
+                end_to_end,
+                vs_f32,
+                gpu,
+            });
         }
-        Ok(())
-    };
-    infer(0, args.warmup)?;
-    let started = Instant::now();
-    infer(args.warmup, args.frames)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let model_only = Throughput {
-        frames: args.frames as u64,
-        seconds,
-        fps: args.frames as f64 / seconds,
-    };
+    }
 
-    let end_to_end = if args.model_only {
-        None
-    } else {
-        let scratch = tempfile::tempdir()?;
-        let mut settings = MatteSettings::new(args.model.name());
-        settings.downsample_ratio = args.downsample_ratio;
-        settings.seq_chunk = chunk;
-        settings.outputs = vec![OutputKind::Composite, OutputKind::Alpha];
-        let source = vmatte_media::open_source(&args.input, None)?;
-        let report = matte_source(
-            &loaded.model,
-            &loaded.device,
-            source,
-            scratch.path(),
-            "bench",
-            &settings,
-            &mut |_| {},
-        )?;
-        Some(Throughput {
-            frames: report.frames,
-            seconds: report.seconds,
-            fps: report.fps,
-        })
-    };
-
+    let first = rows[0].clone();
     let report = BenchReport {
         input: args.input.display().to_string(),
         model: args.model.name().to_string(),
         device: args.model.device.clone(),
-        dtype: args.model.dtype.clone(),
         threads: candle_core::utils::get_num_threads(),
         width: info.width,
         height: info.height,
         downsample_ratio: ratio,
-        seq_chunk: chunk,
-        model_only,
-        end_to_end,
+        dtype: first.dtype,
+        seq_chunk: first.seq_chunk,
+        model_only: first.model_only,
+        end_to_end: first.end_to_end,
+        rows,
         peak_rss_mib: peak_rss_mib(),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn end_to_end(args: &BenchArgs, loaded: &Loaded, chunk: usize) -> Result<Throughput> {
+    let scratch = tempfile::tempdir()?;
+    let mut settings = MatteSettings::new(args.model.name());
+    settings.downsample_ratio = args.downsample_ratio;
+    settings.seq_chunk = chunk;
+    settings.outputs = vec![OutputKind::Composite, OutputKind::Alpha];
+    let source = vmatte_media::open_source(&args.input, None)?;
+    let report = matte_source(
+        &loaded.model,
+        &loaded.device,
+        source,
+        scratch.path(),
+        "bench",
+        &settings,
+        &mut |_| {},
+    )?;
+    Ok(Throughput {
+        frames: report.frames,
+        seconds: report.seconds,
+        fps: report.fps,
+    })
+}
+
+fn accuracy(alphas: &[f32], reference: &[f32]) -> Accuracy {
+    let (mut max, mut sum) = (0f64, 0f64);
+    for (a, r) in alphas.iter().zip(reference) {
+        let d = f64::from((a - r).abs());
+        max = max.max(d);
+        sum += d;
+    }
+    Accuracy {
+        alpha_max_abs_diff: max,
+        alpha_mean_abs_diff: sum / reference.len().max(1) as f64,
+    }
+}
+
+/// Utilisation and memory over the samples taken since `since_ms`.
+fn busy(series: &[vmatte_gpu::GpuSample], since_ms: u64) -> Option<GpuBusy> {
+    let recent: Vec<_> = series
+        .iter()
+        .filter(|s| s.t_ms >= since_ms)
+        .copied()
+        .collect();
+    let summary = vmatte_gpu::GpuSummary::of(&recent).into_iter().next()?;
+    let util = summary.util_pct?;
+    Some(GpuBusy {
+        util_mean_pct: util.mean,
+        util_max_pct: util.max,
+        mem_max_mib: summary.mem_used_mib.map_or(0.0, |m| m.max),
+    })
+}
+
+fn print_report(report: &BenchReport) {
+    println!(
+        "{} {}x{} ratio {} on {} ({} threads)",
+        report.model,
+        report.width,
+        report.height,
+        report.downsample_ratio,
+        report.device,
+        report.threads
+    );
+    for row in &report.rows {
+        println!("  {} chunk {}:", row.dtype, row.seq_chunk);
         println!(
-            "{} {}x{} ratio {} chunk {} on {} ({} threads)",
-            report.model,
-            report.width,
-            report.height,
-            report.downsample_ratio,
-            report.seq_chunk,
-            report.device,
-            report.threads
+            "    model only:  {:.2} fps ({} frames)",
+            row.model_only.fps, row.model_only.frames
         );
-        println!(
-            "  model only:  {:.2} fps ({} frames)",
-            report.model_only.fps, report.model_only.frames
-        );
-        if let Some(e) = &report.end_to_end {
+        if let Some(e) = &row.end_to_end {
             println!(
-                "  end to end:  {:.2} fps ({} frames, composite + alpha mp4)",
+                "    end to end:  {:.2} fps ({} frames, composite + alpha mp4)",
                 e.fps, e.frames
             );
         }
-        if let Some(rss) = report.peak_rss_mib {
-            println!("  peak RSS:    {rss:.0} MiB");
+        if let Some(a) = &row.vs_f32 {
+            println!(
+                "    alpha vs f32: max {:.2e}, mean {:.2e}",
+                a.alpha_max_abs_diff, a.alpha_mean_abs_diff
+            );
+        }
+        if let Some(g) = &row.gpu {
+            println!(
+                "    GPU busy:    {:.0}% mean, {:.0}% max, {:.0} MiB max",
+                g.util_mean_pct, g.util_max_pct, g.mem_max_mib
+            );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(rss) = report.peak_rss_mib {
+        println!("  peak RSS:    {rss:.0} MiB");
+    }
 }
 
 /// The process's high-water resident set (Linux), in MiB.

@@ -72,7 +72,9 @@ pub enum Command {
     /// video; end-to-end mattes the whole clip (decode, infer, composite and
     /// alpha H.264 encode) into a scratch folder. Also prints the process's
     /// peak resident memory. On the CPU the thread count is
-    /// RAYON_NUM_THREADS (default: all cores). Example:
+    /// RAYON_NUM_THREADS (default: all cores). On a GPU it also reports how
+    /// busy the GPU was (NVML) while the model ran, and --dtypes f32,f16
+    /// --seq-chunk 1,4,8,16 sweeps precision and chunk size. Example:
     /// `vmatte bench --device cpu --input clip.mp4 --downsample-ratio 0.375 --json`.
     /// scripts/bench-cpu.sh runs it beside ONNX Runtime and a Python pipeline.
     Bench(BenchArgs),
@@ -372,9 +374,15 @@ pub struct BenchArgs {
     /// 0.375 for 720p, 0.25 for 1080p; auto aims the long side at 512 px).
     #[arg(long, default_value = "auto", value_name = "R|auto")]
     pub downsample_ratio: DownsampleRatio,
-    /// Frames per inference call, as for `vmatte matte`.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub seq_chunk: u32,
+    /// Frames per inference call, as for `vmatte matte`; a comma-separated
+    /// list (1,4,8,16) measures each.
+    #[arg(long, default_value = "4", value_delimiter = ',', value_name = "N,...", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub seq_chunk: Vec<u32>,
+    /// Precisions to measure, comma-separated (f32,f16,bf16) [default:
+    /// --dtype]. Each one other than f32 also reports how far its alpha is
+    /// from f32's on the same frames.
+    #[arg(long, value_delimiter = ',', value_name = "DTYPE,...")]
+    pub dtypes: Option<Vec<String>>,
     /// Frames for the model-only measurement.
     #[arg(long, default_value_t = 30, value_name = "N")]
     pub frames: usize,
@@ -385,7 +393,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub model_only: bool,
     /// Print one JSON object (model-only and end-to-end fps, peak RSS,
-    /// threads, sizes) instead of lines of text.
+    /// threads, sizes; `rows` with one entry per dtype and chunk) instead of
+    /// lines of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -62,6 +62,10 @@ pub struct Loaded {
 pub fn load(args: &ModelArgs) -> Result<Loaded> {
     let device = device(&args.device)?;
     let dtype = dtype(&args.dtype)?;
+    if device.is_cpu() && dtype == DType::BF16 {
+        // candle's CPU matmul has no bf16 kernel; say so before loading.
+        bail!("--dtype bf16 runs on CUDA devices only; on the CPU use f32 (fastest) or f16");
+    }
     let path = weights_path(args)?;
     let model = MattingNetwork::from_file(&path, &device, dtype)?;
     Ok(Loaded { model, device })
