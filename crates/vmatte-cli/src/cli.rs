@@ -238,6 +238,11 @@ pub struct ModelArgs {
     /// Inference precision: f32, or f16 / bf16 (for GPUs).
     #[arg(long, default_value = "f32", value_name = "DTYPE")]
     pub dtype: String,
+    /// Video decoding: nvdec (NVIDIA's hardware decoders, falling back to
+    /// the CPU where they cannot open), cpu, or auto (nvdec when --device is
+    /// a GPU).
+    #[arg(long, default_value = "auto", value_name = "auto|nvdec|cpu", value_parser = ["auto", "nvdec", "cpu"])]
+    pub hwdec: String,
 }
 
 #[derive(Args)]

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use vmatte_gpu::telemetry::DEFAULT_INTERVAL;
-use vmatte_gpu::{GpuSample, Sampler, Telemetry};
+use vmatte_gpu::{GpuSample, GpuSummary, Sampler, Telemetry};
+
+use crate::batch::joblog::JobLog;
 
 type Listener = Box<dyn FnMut(&GpuSample) + Send>;
 
@@ -102,6 +104,45 @@ impl Hub {
     /// Free and total bytes of `gpu`, for sizing chunks and streams.
     pub fn memory(&self, gpu: u32) -> Option<(u64, u64)> {
         self.telemetry.memory(gpu)
+    }
+}
+
+/// A job's share of the telemetry: its GPU's samples go to its .jsonl log
+/// as they come, and are condensed when it ends.
+pub struct JobTelemetry {
+    samples: Arc<Mutex<Vec<GpuSample>>>,
+    _guard: Option<ListenGuard>,
+}
+
+impl JobTelemetry {
+    /// Starts recording for a job on `device` (nothing on the CPU or without
+    /// NVML).
+    pub fn start(hub: Option<&Hub>, device: &str, log: &JobLog) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let guard = gpu_index(device).zip(hub).map(|(gpu, hub)| {
+            let mut writer = log.telemetry_writer();
+            let samples = samples.clone();
+            hub.listen(gpu, move |s| {
+                if let Some(w) = writer.as_mut() {
+                    w.sample(s);
+                }
+                samples.lock().expect("samples").push(*s);
+            })
+        });
+        Self {
+            samples,
+            _guard: guard,
+        }
+    }
+
+    /// Stops recording and logs a `gpu_summary` event per GPU.
+    pub fn finish(self, log: &mut JobLog) -> Vec<GpuSummary> {
+        drop(self._guard);
+        let summary = GpuSummary::of(&self.samples.lock().expect("samples"));
+        for g in &summary {
+            log.event("gpu_summary", serde_json::json!(g));
+        }
+        summary
     }
 }
 

@@ -4,12 +4,15 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
+use indicatif::ProgressBar;
 use vmatte_media::Rational;
 use vmatte_pipeline::{matte_source, DownsampleRatio, MatteSettings};
 
 use crate::cli::{MatteArgs, MatteOptions, ModelArgs};
+use crate::gpu;
 use crate::presets;
 use crate::progress::Reporter;
 use crate::runtime;
@@ -66,12 +69,25 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
     let image_fps = args.options.fps.as_deref().map(parse_fps).transpose()?;
     let (settings, model) = settings(&args.options)?;
     let loaded = runtime::load(&model)?;
+    // The bar being drawn, for the GPU readings to appear on.
+    let bar: Arc<Mutex<Option<ProgressBar>>> = Arc::default();
+    let hub = {
+        let bar = bar.clone();
+        gpu::Hub::start(std::slice::from_ref(&model.device), move |round| {
+            if let Some(bar) = bar.lock().expect("bar").as_ref() {
+                let brief: Vec<String> = round.iter().map(|s| s.brief()).collect();
+                bar.set_message(brief.join("  "));
+            }
+        })
+    };
 
     let mut stems = HashSet::new();
     let mut failed = 0;
     for input in &args.inputs {
         let stem = unique_stem(input, &mut stems);
         let mut reporter = Reporter::new(&display_name(input), args.json);
+        *bar.lock().expect("bar") = reporter.bar();
+        let since = vmatte_gpu::telemetry::now_ms();
         let result = vmatte_media::open_source(input, image_fps)
             .map_err(Into::into)
             .and_then(|source| {
@@ -85,6 +101,19 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
                     &mut |p| reporter.update(p),
                 )
             });
+        *bar.lock().expect("bar") = None;
+        if let Some(hub) = &hub {
+            let recent: Vec<_> = hub
+                .series()
+                .into_iter()
+                .filter(|s| s.t_ms >= since)
+                .collect();
+            for g in vmatte_gpu::GpuSummary::of(&recent) {
+                if !args.json {
+                    eprintln!("{}", g.line());
+                }
+            }
+        }
         match result {
             Ok(report) => {
                 reporter.finish(&format!(

@@ -17,7 +17,7 @@ fn frame_bar(label: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} frames  {per_sec}  ETA {eta}",
+            "{prefix} [{bar:30}] {pos}/{len} frames  {per_sec}  ETA {eta}  {msg}",
         )
         .expect("valid template")
         .progress_chars("=> "),
@@ -47,6 +47,14 @@ impl Reporter {
         Self::Lines {
             label: label.to_string(),
             last: Instant::now(),
+        }
+    }
+
+    /// The bar, when one is drawn (for other threads to add a message).
+    pub fn bar(&self) -> Option<ProgressBar> {
+        match self {
+            Self::Bar(bar) => Some(bar.clone()),
+            _ => None,
         }
     }
 

@@ -61,6 +61,14 @@ pub struct Loaded {
 
 pub fn load(args: &ModelArgs) -> Result<Loaded> {
     let device = device(&args.device)?;
+    // Process-wide; `auto` on the CPU leaves it alone, so that a batch's
+    // CPU fallback does not turn NVDEC off for the jobs still on the GPU.
+    match args.hwdec.as_str() {
+        "nvdec" => vmatte_media::prefer_nvdec(true),
+        "cpu" => vmatte_media::prefer_nvdec(false),
+        _ if !device.is_cpu() => vmatte_media::prefer_nvdec(true),
+        _ => {}
+    }
     let dtype = dtype(&args.dtype)?;
     if device.is_cpu() && dtype == DType::BF16 {
         // candle's CPU matmul has no bf16 kernel; say so before loading.

@@ -247,3 +247,43 @@ fn monitor_without_nvml_says_so_in_one_line() {
     );
     assert!(stdout(&o).is_empty());
 }
+
+#[test]
+fn nvdec_without_a_driver_falls_back_to_the_cpu_decoder_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = clips(dir.path(), 1, 5);
+    let args = ["--format", "png", "--outputs", "alpha"];
+    let (ok, cpu, _) = run_batch(
+        &inputs,
+        &dir.path().join("cpu"),
+        &[&args[..], &["--hwdec", "cpu"]].concat(),
+        &[],
+    );
+    assert!(ok, "{cpu}");
+    let out = dir.path().join("nvdec");
+    let (ok, nvdec, err) = run_batch(
+        &inputs,
+        &out,
+        &[&args[..], &["--hwdec", "nvdec"]].concat(),
+        &[],
+    );
+    assert!(ok, "{nvdec}");
+    let probe = events(&out, &nvdec, "clip0.mp4")
+        .into_iter()
+        .find(|e| e["event"] == "probe")
+        .unwrap();
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("NVDEC")).collect();
+    if probe["decoder"] == "h264" {
+        // No NVIDIA driver (CI): one line says NVDEC did not open.
+        assert_eq!(said.len(), 1, "{err}");
+        assert!(
+            said[0].contains("h264_cuvid") && said[0].contains("decoding on the CPU"),
+            "{err}"
+        );
+    } else {
+        assert_eq!(probe["decoder"], "h264_cuvid");
+        assert!(said.is_empty(), "{err}");
+    }
+    // H.264 decoding is exact either way: the same mattes.
+    assert_eq!(max_diff(&alphas(&cpu), &alphas(&nvdec)), 0);
+}

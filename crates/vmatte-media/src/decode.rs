@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 
 use ffmpeg::codec::{self, threading};
 use ffmpeg::format::stream::Disposition;
@@ -48,6 +50,9 @@ pub struct VideoInfo {
     pub color_tags: ColorTags,
     /// Bits per sample of the source pictures (8, 10, 12 ...).
     pub bit_depth: u8,
+    /// The libav decoder that runs: the codec's own, or its NVDEC version
+    /// (`h264_cuvid`) when hardware decoding was asked for and works.
+    pub decoder: String,
 }
 
 /// One decoded picture.
@@ -89,6 +94,51 @@ pub trait FrameSource: Send {
     fn set_deep(&mut self, deep: bool);
 }
 
+/// Whether videos are decoded by NVDEC (libav's `<codec>_cuvid` decoders)
+/// where the codec has one. Process-wide, as it follows the device the
+/// process infers on; set by [`prefer_nvdec`].
+static PREFER_NVDEC: AtomicBool = AtomicBool::new(false);
+/// Said once per process: why NVDEC is not used.
+static NVDEC_REFUSED: Once = Once::new();
+
+/// Decode on the GPU (NVDEC) from now on where the codec allows: H.264,
+/// HEVC, AV1, VP8/9, MPEG-1/2/4, VC-1, MJPEG. Frames still arrive in system
+/// memory. Where NVDEC cannot open (no NVIDIA driver, a profile it lacks),
+/// the software decoder runs instead and one line says so.
+pub fn prefer_nvdec(on: bool) {
+    PREFER_NVDEC.store(on, Ordering::Relaxed);
+}
+
+/// The NVDEC decoder for `codec_name`, opened, if asked for and possible.
+fn nvdec(
+    stream: &ffmpeg::format::stream::Stream,
+    time_base: ffmpeg::Rational,
+    codec_name: &str,
+) -> Option<ffmpeg::decoder::Video> {
+    if !PREFER_NVDEC.load(Ordering::Relaxed) {
+        return None;
+    }
+    let hw = ffmpeg::decoder::find_by_name(&format!("{codec_name}_cuvid"))?;
+    let opened = codec::Context::from_parameters(stream.parameters())
+        .and_then(|mut context| {
+            // SAFETY: as for the software decoder below.
+            unsafe { (*context.as_mut_ptr()).pkt_timebase = time_base.into() };
+            context.decoder().open_as(hw)
+        })
+        .and_then(|d| d.video());
+    match opened {
+        Ok(d) => Some(d),
+        Err(e) => {
+            NVDEC_REFUSED.call_once(|| {
+                eprintln!(
+                    "vmatte: info: NVDEC ({codec_name}_cuvid) did not open ({e}); decoding on the CPU"
+                )
+            });
+            None
+        }
+    }
+}
+
 pub(crate) struct VideoDecoder {
     info: VideoInfo,
     input: ffmpeg::format::context::Input,
@@ -122,25 +172,34 @@ impl VideoDecoder {
         let stream_index = stream.index();
         let time_base = stream.time_base();
 
-        let mut context = codec::Context::from_parameters(stream.parameters())
-            .map_err(|e| MediaError::corrupt(path, e))?;
-        let codec_name = context.id().name().to_owned();
-        // Frame threads use every core; count 0 lets libav pick the number.
-        context.set_threading(threading::Config {
-            kind: threading::Type::Frame,
-            count: 0,
-            ..Default::default()
-        });
-        // SAFETY: plain field write on a context we own; libav expects the
-        // packet time base to be set before opening (as ffmpeg does).
-        unsafe { (*context.as_mut_ptr()).pkt_timebase = time_base.into() };
-        let decoder = context.decoder().video().map_err(|e| match e {
-            ffmpeg::Error::DecoderNotFound => MediaError::UnsupportedCodec {
-                path: path.to_path_buf(),
-                codec: codec_name.clone(),
-            },
-            e => MediaError::corrupt(path, e),
-        })?;
+        let codec_name = stream.parameters().id().name().to_owned();
+        let software = || {
+            let mut context = codec::Context::from_parameters(stream.parameters())?;
+            // Frame threads use every core; count 0 lets libav pick the number.
+            context.set_threading(threading::Config {
+                kind: threading::Type::Frame,
+                count: 0,
+                ..Default::default()
+            });
+            // SAFETY: plain field write on a context we own; libav expects
+            // the packet time base to be set before opening (as ffmpeg does).
+            unsafe { (*context.as_mut_ptr()).pkt_timebase = time_base.into() };
+            context.decoder().video()
+        };
+        let decoder = match nvdec(&stream, time_base, &codec_name) {
+            Some(d) => d,
+            None => software().map_err(|e| match e {
+                ffmpeg::Error::DecoderNotFound => MediaError::UnsupportedCodec {
+                    path: path.to_path_buf(),
+                    codec: codec_name.clone(),
+                },
+                e => MediaError::corrupt(path, e),
+            })?,
+        };
+        let decoder_name = decoder
+            .codec()
+            .map(|c| c.name().to_owned())
+            .unwrap_or_else(|| codec_name.clone());
 
         let (width, height) = (decoder.width(), decoder.height());
         if width == 0 || height == 0 {
@@ -185,6 +244,7 @@ impl VideoDecoder {
             rotation: rotation(&stream),
             color_tags: color_tags(&decoder, colour.matrix),
             bit_depth: color::bit_depth(decoder.format()),
+            decoder: decoder_name,
         };
         Ok(VideoDecoder {
             info,

@@ -72,6 +72,7 @@ impl ImageSequence {
             rotation: 0,
             color_tags: crate::ColorTags::bt709(),
             bit_depth: color::bit_depth(first.format()),
+            decoder: codec.name().to_owned(),
         };
         Ok(ImageSequence {
             converter: RgbConverter::new(info.width, info.height),

@@ -1,11 +1,14 @@
 //! One video through the model as three overlapped stages:
 //!
 //! ```text
-//! decode + to planar f32 ──(chunks)──► infer ──(mattes)──► composite + encode
-//!        thread                       caller's thread          thread
+//! decode + planar f32 + upload ──(chunks)──► infer ──(mattes)──► download + composite + encode
+//!            thread                     caller's thread                  thread
 //! ```
-//! Queues hold at most `QUEUE_CHUNKS` chunks each, so memory depends on the
-//! chunk size and resolution, never on the video's length.
+//! The copies to and from the device happen on the neighbouring threads, so
+//! the inference thread only queues work: on a GPU the next chunk is already
+//! there when the model is free. Queues hold at most `QUEUE_CHUNKS` chunks
+//! each, so memory depends on the chunk size and resolution, never on the
+//! video's length.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,17 +38,19 @@ struct FrameMeta {
     pts: Option<i64>,
 }
 
-/// Up to `seq_chunk` consecutive frames, planar f32 `[T, 3, H, W]`.
+/// Up to `seq_chunk` consecutive frames, planar f32 `[T, 3, H, W]`, on the
+/// model's device.
 struct InputChunk {
     frames: Vec<FrameMeta>,
-    planar: Vec<f32>,
+    src: Tensor,
 }
 
-/// The model's outputs for a chunk, on the CPU.
+/// The model's outputs for a chunk, still on its device: `[T, 3, H, W]` and
+/// `[T, 1, H, W]`, one or more pieces when the chunk was split.
 struct MatteChunk {
     frames: Vec<FrameMeta>,
-    fgr: Vec<f32>,
-    pha: Vec<f32>,
+    fgr: Vec<Tensor>,
+    pha: Vec<Tensor>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -128,14 +133,13 @@ pub fn matte_source(
     let (matte_tx, matte_rx) = sync_channel(QUEUE_CHUNKS);
     let infer = Infer {
         model,
-        device,
         info: &info,
         ratio,
         fake_oom: settings.fake_oom,
     };
     let mut ladder = Vec::new();
     let (frames, outputs) = std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || decode_stage(source, chunk, input_tx));
+        let decoder = scope.spawn(move || decode_stage(source, chunk, device, input_tx));
         let encoder = scope.spawn(move || encode_stage(matte_rx, writers, backgrounds, look));
         let inferred = infer.run(input_rx, matte_tx, &mut ladder, on_progress);
         let encoded = encoder.join().expect("encode stage panicked");
@@ -182,18 +186,21 @@ fn check_size(info: &VideoInfo, ratio: f64) -> Result<()> {
 fn decode_stage(
     mut source: Box<dyn FrameSource>,
     chunk: usize,
+    device: &Device,
     tx: SyncSender<Result<InputChunk>>,
 ) {
+    let (h, w) = {
+        let info = source.info();
+        (info.height as usize, info.width as usize)
+    };
     loop {
-        let mut batch = InputChunk {
-            frames: Vec::with_capacity(chunk),
-            planar: Vec::new(),
-        };
-        while batch.frames.len() < chunk {
+        let mut frames = Vec::with_capacity(chunk);
+        let mut planar = Vec::new();
+        while frames.len() < chunk {
             match source.next_frame() {
                 Ok(Some(frame)) => {
-                    push_planar(&frame, &mut batch.planar);
-                    batch.frames.push(FrameMeta {
+                    push_planar(&frame, &mut planar);
+                    frames.push(FrameMeta {
                         index: frame.index,
                         pts: frame.pts,
                     });
@@ -205,9 +212,16 @@ fn decode_stage(
                 }
             }
         }
-        let last = batch.frames.len() < chunk;
-        if !batch.frames.is_empty() && tx.send(Ok(batch)).is_err() {
-            return; // inference stopped; nothing left to do
+        let last = frames.len() < chunk;
+        if !frames.is_empty() {
+            let src = Tensor::from_vec(planar, (frames.len(), 3, h, w), &Device::Cpu)
+                .and_then(|t| t.to_device(device))
+                .map(|src| InputChunk { frames, src })
+                .map_err(PipelineError::from);
+            let failed = src.is_err();
+            if tx.send(src).is_err() || failed {
+                return; // inference stopped, or told why this one failed
+            }
         }
         if last {
             return;
@@ -224,7 +238,6 @@ enum ToEncoder {
 /// The inference stage's fixed inputs.
 struct Infer<'a> {
     model: &'a MattingNetwork,
-    device: &'a Device,
     info: &'a VideoInfo,
     ratio: f64,
     fake_oom: Option<FakeOom>,
@@ -243,14 +256,12 @@ impl Infer<'_> {
         ladder: &mut Vec<Step>,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<u64> {
-        let (h, w) = (self.info.height as usize, self.info.width as usize);
         let mut state = RecurrentState::default();
         let mut done = 0u64;
         let mut cap = usize::MAX;
         for chunk in rx {
-            let chunk = chunk?;
-            let t = chunk.frames.len();
-            let src = Tensor::from_vec(chunk.planar, (t, 3, h, w), &Device::Cpu)?;
+            let InputChunk { frames, src } = chunk?;
+            let t = frames.len();
             let (mut fgr, mut pha) = (Vec::new(), Vec::new());
             let mut start = 0;
             while start < t {
@@ -263,13 +274,13 @@ impl Infer<'_> {
                 let before = state.clone();
                 match self.forward(&part, &mut state) {
                     Ok(matte) => {
-                        fgr.extend(to_host(&matte.fgr)?);
-                        pha.extend(to_host(&matte.pha)?);
+                        fgr.push(matte.fgr);
+                        pha.push(matte.pha);
                         start += len;
                     }
                     Err(e) if is_out_of_memory(&e.to_string()) => {
                         state = before;
-                        let frame = chunk.frames[start].index;
+                        let frame = frames[start].index;
                         if len == 1 {
                             return Err(PipelineError::OutOfMemory(format!(
                                 "{}: out of GPU memory at frame {frame} even one frame at a time \
@@ -287,11 +298,7 @@ impl Infer<'_> {
                     Err(e) => return Err(e),
                 }
             }
-            let out = MatteChunk {
-                fgr,
-                pha,
-                frames: chunk.frames,
-            };
+            let out = MatteChunk { fgr, pha, frames };
             tx.send(ToEncoder::Matte(out))
                 .map_err(|_| PipelineError::StageClosed)?;
             done += t as u64;
@@ -323,15 +330,21 @@ impl Infer<'_> {
                 ));
             }
         }
-        let src = src.to_device(self.device)?;
-        Ok(self.model.forward(&src, state, self.ratio)?)
+        Ok(self.model.forward(src, state, self.ratio)?)
     }
 }
 
-fn to_host(x: &Tensor) -> Result<Vec<f32>> {
-    Ok(x.to_dtype(candle_core::DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?)
+/// The pieces of one output, downloaded as one f32 buffer.
+fn to_host(pieces: &[Tensor]) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    for x in pieces {
+        out.extend(
+            x.to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        );
+    }
+    Ok(out)
 }
 
 /// How the matte is written.
@@ -358,11 +371,12 @@ fn encode_stage(
                     .collect();
             }
         };
-        let frame_len = chunk.pha.len() / chunk.frames.len();
+        let (fgr, pha) = (to_host(&chunk.fgr)?, to_host(&chunk.pha)?);
+        let frame_len = pha.len() / chunk.frames.len();
         for (i, meta) in chunk.frames.iter().enumerate() {
             let frame = FramePixels {
-                fgr: &chunk.fgr[3 * i * frame_len..3 * (i + 1) * frame_len],
-                pha: &chunk.pha[i * frame_len..(i + 1) * frame_len],
+                fgr: &fgr[3 * i * frame_len..3 * (i + 1) * frame_len],
+                pha: &pha[i * frame_len..(i + 1) * frame_len],
             };
             // One background picture per frame, so a background video
             // stays in step with the clip.

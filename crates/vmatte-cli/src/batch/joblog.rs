@@ -172,6 +172,7 @@ pub fn probe_fields(info: &VideoInfo) -> Value {
     json!({
         "container": info.container,
         "codec": info.codec,
+        "decoder": info.decoder,
         "width": info.width,
         "height": info.height,
         "fps": info.frame_rate.to_string(),

@@ -498,17 +498,7 @@ impl Batch<'_> {
             })
         };
 
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let listening = gpu::gpu_index(&lane.device).zip(self.hub).map(|(g, hub)| {
-            let mut writer = log.telemetry_writer();
-            let samples = samples.clone();
-            hub.listen(g, move |s| {
-                if let Some(w) = writer.as_mut() {
-                    w.sample(s);
-                }
-                samples.lock().expect("samples").push(*s);
-            })
-        });
+        let telemetry = gpu::JobTelemetry::start(self.hub, &lane.device, &log);
         let mut attempt = self.model(lane);
         let result = loop {
             let loaded = match &attempt {
@@ -549,13 +539,9 @@ impl Batch<'_> {
                 other => break other.map_err(|e| e.to_string()),
             }
         };
-        drop(listening);
         stop.store(true, Ordering::Relaxed);
         let _ = heartbeat.join();
-        let gpu = GpuSummary::of(&samples.lock().expect("samples"));
-        for g in &gpu {
-            log.event("gpu_summary", json!(g));
-        }
+        let gpu = telemetry.finish(&mut log);
 
         if lost.load(Ordering::Relaxed) {
             let msg =

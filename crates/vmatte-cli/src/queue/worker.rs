@@ -24,6 +24,7 @@ use super::JobSpec;
 use crate::batch::joblog::JobLog;
 use crate::batch::{env_ms, lease};
 use crate::cli::{ModelArgs, WorkerArgs};
+use crate::gpu;
 use crate::matte::parse_fps;
 use crate::progress::Reporter;
 use crate::runtime::{self, Loaded};
@@ -58,6 +59,7 @@ struct Stream {
     exit_when_idle: bool,
     json: bool,
     shared: Arc<Shared>,
+    hub: Option<Arc<gpu::Hub>>,
 }
 
 #[derive(Default)]
@@ -96,6 +98,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
         args.streams
     );
 
+    let hub = gpu::Hub::start(&args.devices, |_| {}).map(Arc::new);
     let mut streams = Vec::new();
     for device in &args.devices {
         for slot in 0..args.streams {
@@ -107,6 +110,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
                 exit_when_idle: args.exit_when_idle,
                 json: args.json,
                 shared: shared.clone(),
+                hub: hub.clone(),
             };
             streams.push(thread::spawn(move || stream.run()));
         }
@@ -289,6 +293,7 @@ impl Stream {
         })();
         let fps = prepared.inspect_err(|e| log.failed(&format!("{e:#}")))?;
         let mut reporter = Reporter::new(&row.safe_name, self.json);
+        let telemetry = gpu::JobTelemetry::start(self.hub.as_deref(), &self.device, &log);
         let report = log.matte(
             &models[&key],
             &row.input_path,
@@ -296,7 +301,9 @@ impl Stream {
             (&outdir, &row.safe_name),
             &settings,
             &mut reporter,
-        )?;
+        );
+        telemetry.finish(&mut log);
+        let report = report?;
         reporter.finish(&format!(
             "{}: {} frames in {:.1}s ({:.1} fps)",
             row.safe_name, report.frames, report.seconds, report.fps
@@ -314,6 +321,7 @@ impl Stream {
             model_dir: self.model_dir.clone(),
             device: self.device.clone(),
             dtype: settings.dtype.clone(),
+            hwdec: "auto".into(),
         }
     }
 }
