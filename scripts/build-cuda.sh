@@ -111,7 +111,9 @@ cargo build --release --locked -p vmatte-cli --features cuda
 vmatte_log "built in $((SECONDS - start)) s"
 
 mkdir -p "$DIST"
-cp "$TARGET_DIR/release/vmatte" "$DIST/vmatte.partial"
+# The release profile keeps line tables for profiling here; the copy that
+# travels does without them (about a fifth of the size).
+objcopy --strip-debug "$TARGET_DIR/release/vmatte" "$DIST/vmatte.partial"
 mv "$DIST/vmatte.partial" "$DIST/vmatte"
 LD_LIBRARY_PATH=$LINK bundle_libs "$DIST/vmatte" "$DIST/lib"
 cp scripts/vmatte-cuda "$DIST/vmatte-cuda"
