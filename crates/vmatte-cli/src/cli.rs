@@ -243,6 +243,11 @@ pub struct ModelArgs {
     /// a GPU).
     #[arg(long, default_value = "auto", value_name = "auto|nvdec|cpu", value_parser = ["auto", "nvdec", "cpu"])]
     pub hwdec: String,
+    /// Where 8-bit outputs are composited and converted to pixels: device
+    /// (tensor ops beside the model, then only the output bytes are copied
+    /// back), cpu, or auto (device on a GPU). The bytes are the same.
+    #[arg(long, default_value = "auto", value_name = "auto|device|cpu", value_parser = ["auto", "device", "cpu"])]
+    pub postprocess: String,
 }
 
 #[derive(Args)]

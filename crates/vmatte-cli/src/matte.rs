@@ -62,6 +62,11 @@ pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
     settings.validate().map_err(anyhow::Error::msg)?;
     settings.device = model.device.clone();
     settings.dtype = model.dtype.clone();
+    settings.post_on_device = match model.postprocess.as_str() {
+        "device" => Some(true),
+        "cpu" => Some(false),
+        _ => None,
+    };
     Ok((settings, model))
 }
 

@@ -30,14 +30,6 @@ fn statuses(report: &Value) -> Vec<(String, String)> {
     v
 }
 
-fn no_partials(dir: &Path) {
-    let left: Vec<_> = list_dir(dir)
-        .into_iter()
-        .filter(|n| n.ends_with(".partial"))
-        .collect();
-    assert!(left.is_empty(), "partial outputs left: {left:?}");
-}
-
 #[test]
 fn bad_inputs_fail_with_reasons_and_the_batch_goes_on() {
     let dir = tempfile::tempdir().unwrap();

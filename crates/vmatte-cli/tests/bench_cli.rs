@@ -7,29 +7,41 @@ use serde_json::Value;
 use support::*;
 use vmatte_media::Rational;
 
-#[test]
-fn sweeps_precisions_and_chunks_and_reports_distance_from_f32() {
+/// `vmatte bench --input <a WxH clip of 6 frames> --weights <ONNX> EXTRA...`
+fn bench(width: u32, height: u32, extra: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
-    make_clip(&clip, 128, 96, 6, Rational::new(25, 1));
+    make_clip(&clip, width, height, 6, Rational::new(25, 1));
     let onnx = rvm_onnx();
-    let out = vmatte(&[
+    let mut args = vec![
         "bench",
         "--input",
         clip.to_str().unwrap(),
         "--weights",
         onnx.to_str().unwrap(),
-        "--frames",
-        "4",
-        "--warmup",
-        "1",
-        "--dtypes",
-        "f32,f16",
-        "--seq-chunk",
-        "1,4",
-        "--model-only",
-        "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    vmatte(&args)
+}
+
+#[test]
+fn sweeps_precisions_and_chunks_and_reports_distance_from_f32() {
+    let out = bench(
+        128,
+        96,
+        &[
+            "--frames",
+            "4",
+            "--warmup",
+            "1",
+            "--dtypes",
+            "f32,f16",
+            "--seq-chunk",
+            "1,4",
+            "--model-only",
+            "--json",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     let rows = report["rows"].as_array().unwrap();
@@ -70,23 +82,11 @@ fn sweeps_precisions_and_chunks_and_reports_distance_from_f32() {
 
 #[test]
 fn bf16_on_the_cpu_is_one_clear_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.mp4");
-    make_clip(&clip, 64, 64, 3, Rational::new(25, 1));
-    let onnx = rvm_onnx();
-    let out = vmatte(&[
-        "bench",
-        "--input",
-        clip.to_str().unwrap(),
-        "--weights",
-        onnx.to_str().unwrap(),
-        "--dtype",
-        "bf16",
-        "--frames",
-        "1",
-        "--warmup",
-        "0",
-    ]);
+    let out = bench(
+        64,
+        64,
+        &["--dtype", "bf16", "--frames", "1", "--warmup", "0"],
+    );
     assert!(!out.status.success());
     let e = stderr(&out);
     assert_eq!(e.trim().lines().count(), 1, "{e}");

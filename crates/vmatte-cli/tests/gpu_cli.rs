@@ -196,15 +196,7 @@ fn out_of_memory_at_one_frame_halves_streams_then_moves_to_the_cpu() {
     );
     assert_eq!(steps.iter().filter(|s| *s == "cpu").count(), 2, "{steps:?}");
     assert!(err.contains("redoing it on the CPU") || report["jobs"].is_array());
-    no_partials_left(&out);
-}
-
-fn no_partials_left(dir: &Path) {
-    let left: Vec<_> = list_dir(dir)
-        .into_iter()
-        .filter(|n| n.contains(".partial"))
-        .collect();
-    assert!(left.is_empty(), "partial outputs left: {left:?}");
+    no_partials(&out);
 }
 
 #[test]
@@ -286,4 +278,47 @@ fn nvdec_without_a_driver_falls_back_to_the_cpu_decoder_unchanged() {
     }
     // H.264 decoding is exact either way: the same mattes.
     assert_eq!(max_diff(&alphas(&cpu), &alphas(&nvdec)), 0);
+}
+
+#[test]
+fn postprocessing_beside_the_model_gives_the_cpu_paths_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = clips(dir.path(), 1, 5);
+    let kinds = [
+        "--outputs",
+        "composite,alpha,foreground,rgba",
+        "--format",
+        "png",
+    ];
+    for extra in [
+        &["--background", "#204080"][..],
+        &["--invert-alpha", "--premultiplied"],
+    ] {
+        let run = |post: &str| {
+            let out = dir.path().join(format!("{post}{}", extra.len()));
+            let args = [&kinds[..], extra, &["--postprocess", post]].concat();
+            let (ok, report, err) = run_batch(&inputs, &out, &args, &[]);
+            assert!(ok, "{report} {err}");
+            report
+        };
+        let (cpu, device) = (run("cpu"), run("device"));
+        for kind in ["composite", "alpha", "foreground", "rgba"] {
+            let frames = |r: &Value| {
+                let dir = job(r, "clip0.mp4")["outputs"][kind]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                decode_frames(Path::new(&dir), 100)
+                    .into_iter()
+                    .map(|f| f.rgb)
+                    .collect::<Vec<_>>()
+            };
+            let (a, b) = (frames(&cpu), frames(&device));
+            assert_eq!(a.len(), 5, "{kind}");
+            assert!(
+                a == b,
+                "{kind} {extra:?}: device postprocessing changed the bytes"
+            );
+        }
+    }
 }

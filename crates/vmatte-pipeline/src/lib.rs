@@ -2,6 +2,7 @@
 //! composite and encode as overlapped stages with bounded queues.
 
 pub mod background;
+pub mod device_post;
 pub mod frames;
 pub mod output;
 pub mod run;

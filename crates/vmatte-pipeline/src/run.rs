@@ -22,6 +22,7 @@ use vmatte_media::{FrameSource, VideoInfo};
 use vmatte_models::rvm::{MattingNetwork, RecurrentState};
 
 use crate::background::Backgrounds;
+use crate::device_post::DevicePost;
 use crate::frames::{push_planar, FramePixels};
 use crate::output::OutputWriter;
 use crate::settings::{MatteSettings, OutputKind};
@@ -51,6 +52,8 @@ struct MatteChunk {
     frames: Vec<FrameMeta>,
     fgr: Vec<Tensor>,
     pha: Vec<Tensor>,
+    /// Outputs already made into 8-bit pixels on the device, `[T, H, W, C]`.
+    pixels: Vec<(OutputKind, Vec<Tensor>)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -118,6 +121,7 @@ pub fn matte_source(
         .map(|kind| OutputWriter::create(out_dir, stem, *kind, settings, &info))
         .collect::<Result<Vec<_>>>()?;
 
+    let post = DevicePost::plan(&writers, settings, device)?;
     let chunk = settings.chunk_for(info.height, info.width);
     // A background plate is decoded only when a composite will show it.
     let backgrounds = settings
@@ -131,8 +135,10 @@ pub fn matte_source(
     };
     let (input_tx, input_rx) = sync_channel(QUEUE_CHUNKS);
     let (matte_tx, matte_rx) = sync_channel(QUEUE_CHUNKS);
+    let device_kinds = post.as_ref().map_or(Vec::new(), |p| p.kinds().to_vec());
     let infer = Infer {
         model,
+        post: post.as_ref(),
         info: &info,
         ratio,
         fake_oom: settings.fake_oom,
@@ -140,7 +146,8 @@ pub fn matte_source(
     let mut ladder = Vec::new();
     let (frames, outputs) = std::thread::scope(|scope| {
         let decoder = scope.spawn(move || decode_stage(source, chunk, device, input_tx));
-        let encoder = scope.spawn(move || encode_stage(matte_rx, writers, backgrounds, look));
+        let encoder =
+            scope.spawn(move || encode_stage(matte_rx, writers, backgrounds, look, device_kinds));
         let inferred = infer.run(input_rx, matte_tx, &mut ladder, on_progress);
         let encoded = encoder.join().expect("encode stage panicked");
         decoder.join().expect("decode stage panicked");
@@ -238,6 +245,7 @@ enum ToEncoder {
 /// The inference stage's fixed inputs.
 struct Infer<'a> {
     model: &'a MattingNetwork,
+    post: Option<&'a DevicePost>,
     info: &'a VideoInfo,
     ratio: f64,
     fake_oom: Option<FakeOom>,
@@ -263,6 +271,7 @@ impl Infer<'_> {
             let InputChunk { frames, src } = chunk?;
             let t = frames.len();
             let (mut fgr, mut pha) = (Vec::new(), Vec::new());
+            let mut pixels: Vec<(OutputKind, Vec<Tensor>)> = Vec::new();
             let mut start = 0;
             while start < t {
                 let len = (t - start).min(cap);
@@ -274,6 +283,14 @@ impl Infer<'_> {
                 let before = state.clone();
                 match self.forward(&part, &mut state) {
                     Ok(matte) => {
+                        if let Some(post) = self.post {
+                            for (kind, px) in post.pixels(&matte.fgr, &matte.pha)? {
+                                match pixels.iter_mut().find(|(k, _)| *k == kind) {
+                                    Some((_, pieces)) => pieces.push(px),
+                                    None => pixels.push((kind, vec![px])),
+                                }
+                            }
+                        }
                         fgr.push(matte.fgr);
                         pha.push(matte.pha);
                         start += len;
@@ -298,7 +315,12 @@ impl Infer<'_> {
                     Err(e) => return Err(e),
                 }
             }
-            let out = MatteChunk { fgr, pha, frames };
+            let out = MatteChunk {
+                fgr,
+                pha,
+                pixels,
+                frames,
+            };
             tx.send(ToEncoder::Matte(out))
                 .map_err(|_| PipelineError::StageClosed)?;
             done += t as u64;
@@ -359,7 +381,10 @@ fn encode_stage(
     mut writers: Vec<OutputWriter>,
     mut backgrounds: Option<Backgrounds>,
     look: Look,
+    device_kinds: Vec<OutputKind>,
 ) -> Result<BTreeMap<OutputKind, PathBuf>> {
+    // The float outputs cross to the host only when some output needs them.
+    let need_floats = writers.iter().any(|w| !device_kinds.contains(&w.kind()));
     let mut pixels = Vec::new();
     for message in rx {
         let chunk = match message {
@@ -371,8 +396,21 @@ fn encode_stage(
                     .collect();
             }
         };
-        let (fgr, pha) = (to_host(&chunk.fgr)?, to_host(&chunk.pha)?);
-        let frame_len = pha.len() / chunk.frames.len();
+        let (fgr, pha) = if need_floats {
+            (to_host(&chunk.fgr)?, to_host(&chunk.pha)?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let mut ready = Vec::with_capacity(chunk.pixels.len());
+        for (kind, pieces) in &chunk.pixels {
+            let mut bytes = Vec::new();
+            for p in pieces {
+                bytes.extend(p.flatten_all()?.to_vec1::<u8>()?);
+            }
+            ready.push((*kind, bytes));
+        }
+        let frames = chunk.frames.len();
+        let frame_len = pha.len() / frames;
         for (i, meta) in chunk.frames.iter().enumerate() {
             let frame = FramePixels {
                 fgr: &fgr[3 * i * frame_len..3 * (i + 1) * frame_len],
@@ -385,6 +423,11 @@ fn encode_stage(
                 None => None,
             };
             for writer in &mut writers {
+                if let Some((_, bytes)) = ready.iter().find(|(k, _)| *k == writer.kind()) {
+                    let len = bytes.len() / frames;
+                    writer.write(meta.index, meta.pts, &bytes[i * len..(i + 1) * len])?;
+                    continue;
+                }
                 let depth = writer.depth();
                 match writer.kind() {
                     OutputKind::Composite => {

@@ -369,6 +369,11 @@ pub struct MatteSettings {
     /// ladder without a GPU. Not part of a job's identity.
     #[serde(skip)]
     pub fake_oom: Option<vmatte_gpu::FakeOom>,
+    /// Composite and convert 8-bit outputs with tensor ops on the model's
+    /// device (`device_post.rs`) [default: on a GPU yes, on the CPU no].
+    /// Not part of a job's identity: the bytes are the same either way.
+    #[serde(skip)]
+    pub post_on_device: Option<bool>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -395,6 +400,7 @@ impl MatteSettings {
             invert_alpha: false,
             no_audio: false,
             fake_oom: None,
+            post_on_device: None,
         }
     }
 }

@@ -322,6 +322,7 @@ impl Stream {
             device: self.device.clone(),
             dtype: settings.dtype.clone(),
             hwdec: "auto".into(),
+            postprocess: "auto".into(),
         }
     }
 }

@@ -263,3 +263,12 @@ pub fn make_vfr_clip(path: &Path) {
     }
     enc.finish().unwrap();
 }
+
+/// Fails when any output under `dir` is still under a partial name.
+pub fn no_partials(dir: &Path) {
+    let left: Vec<_> = list_dir(dir)
+        .into_iter()
+        .filter(|n| n.contains(".partial"))
+        .collect();
+    assert!(left.is_empty(), "partial outputs left: {left:?}");
+}
