@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{CpuStorage, Device, Storage, Tensor};
 use serde::Serialize;
 use vmatte_gpu::{is_out_of_memory, FakeOom, Step};
 use vmatte_media::{FrameSource, VideoInfo};
@@ -356,15 +356,34 @@ impl Infer<'_> {
     }
 }
 
-/// The pieces of one output, downloaded as one f32 buffer.
+/// The pieces of one output, downloaded as one f32 buffer. CPU tensors are
+/// copied once, plane by plane, from their storage: `fgr` and `pha` are
+/// views into the model's 4-channel output, and making them contiguous
+/// first would cost a second frame-sized copy.
 fn to_host(pieces: &[Tensor]) -> Result<Vec<f32>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(pieces.iter().map(Tensor::elem_count).sum());
     for x in pieces {
-        out.extend(
-            x.to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?,
-        );
+        let x = x.to_dtype(candle_core::DType::F32)?;
+        let (storage, layout) = x.storage_and_layout();
+        // `[T, C, H, W]` whose planes are contiguous: one copy per plane.
+        if let (Storage::Cpu(CpuStorage::F32(v)), [t, c, h, w], [st, sc, sh, 1]) = (
+            &*storage,
+            layout.dims(),
+            layout.stride(),
+        ) {
+            if *sh == *w {
+                let plane = h * w;
+                for i in 0..*t {
+                    for j in 0..*c {
+                        let at = layout.start_offset() + i * st + j * sc;
+                        out.extend_from_slice(&v[at..at + plane]);
+                    }
+                }
+                continue;
+            }
+        }
+        drop(storage);
+        out.extend(x.flatten_all()?.to_vec1::<f32>()?);
     }
     Ok(out)
 }
