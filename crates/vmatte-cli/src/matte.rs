@@ -62,11 +62,13 @@ pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
     settings.validate().map_err(anyhow::Error::msg)?;
     settings.device = model.device.clone();
     settings.dtype = model.dtype.clone();
-    settings.post_on_device = match model.postprocess.as_str() {
+    let on_device = |choice: &str| match choice {
         "device" => Some(true),
         "cpu" => Some(false),
         _ => None,
     };
+    settings.post_on_device = on_device(&model.postprocess);
+    settings.pre_on_device = on_device(&model.preprocess);
     Ok((settings, model))
 }
 

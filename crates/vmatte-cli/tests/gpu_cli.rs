@@ -322,3 +322,53 @@ fn postprocessing_beside_the_model_gives_the_cpu_paths_bytes() {
         }
     }
 }
+
+#[test]
+fn colour_conversion_beside_the_model_agrees_with_swscale_on_real_footage() {
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = rvm_onnx();
+    // The sample clip's first 12 frames: real footage, H.264 4:2:0 BT.709.
+    let clip = dir.path().join("astronaut.mp4");
+    let sample = sample_clip();
+    ffmpeg(&[
+        "-i",
+        sample.to_str().unwrap(),
+        "-frames:v",
+        "12",
+        "-crf",
+        "12",
+        clip.to_str().unwrap(),
+    ]);
+    let run = |pre: &str| {
+        let out = dir.path().join(pre);
+        let o = vmatte(&[
+            "matte",
+            clip.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--weights",
+            onnx.to_str().unwrap(),
+            "--outputs",
+            "alpha",
+            "--format",
+            "png",
+            "--preprocess",
+            pre,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        decode_frames(&out.join("astronaut.alpha"), 100)
+    };
+    let (cpu, device) = (run("cpu"), run("device"));
+    assert_eq!((cpu.len(), device.len()), (12, 12));
+    let (mut sum, mut n) = (0u64, 0u64);
+    for (a, b) in cpu.iter().zip(&device) {
+        for (p, q) in a.rgb.iter().zip(&b.rgb) {
+            sum += u64::from(p.abs_diff(*q));
+            n += 1;
+        }
+    }
+    // The criterion the project holds vmatte to against ONNX Runtime: a mean
+    // alpha difference under one 1/255 step.
+    let mean = sum as f64 / n as f64;
+    assert!(mean < 1.0, "mean alpha difference {mean} steps");
+}

@@ -65,6 +65,10 @@ pub struct Frame {
     pub rgb: Vec<u8>,
     /// Whether `rgb` holds 16-bit samples ([`FrameSource::set_deep`]).
     pub deep: bool,
+    /// The decoded 8-bit 4:2:0 planes instead of `rgb` (which is then
+    /// empty), when asked for with [`FrameSource::set_yuv`] and the source
+    /// has them: the colour conversion is left to the model's device.
+    pub yuv: Option<Yuv420>,
     /// Presentation time in [`VideoInfo::time_base`].
     pub pts: Option<i64>,
     /// 0-based position in decode output order.
@@ -92,6 +96,25 @@ pub trait FrameSource: Send {
     /// Deliver 16-bit RGB from now on, so sources deeper than 8 bits
     /// (10-bit video, 16-bit PNG) keep their gradations.
     fn set_deep(&mut self, deep: bool);
+    /// Deliver 8-bit 4:2:0 frames as their planes ([`Frame::yuv`]) rather
+    /// than RGB, for a GPU to convert. Sources without such frames ignore it.
+    fn set_yuv(&mut self, _yuv: bool) {}
+}
+
+/// An 8-bit 4:2:0 picture as decoded, and how to turn it into RGB.
+#[derive(Clone)]
+pub struct Yuv420 {
+    /// `width * height` luma samples.
+    pub y: Vec<u8>,
+    /// `ceil(width / 2) * ceil(height / 2)` samples each.
+    pub u: Vec<u8>,
+    pub v: Vec<u8>,
+    /// Luma weights of red and blue of the matrix (BT.601 0.299/0.114,
+    /// BT.709 0.2126/0.0722, BT.2020 0.2627/0.0593).
+    pub kr: f32,
+    pub kb: f32,
+    /// Full-range (JPEG) samples rather than limited (16-235/240).
+    pub full_range: bool,
 }
 
 /// Whether videos are decoded by NVDEC (libav's `<codec>_cuvid` decoders)
@@ -154,6 +177,8 @@ pub(crate) struct VideoDecoder {
     next_index: u64,
     draining: bool,
     done: bool,
+    /// Hand out 4:2:0 planes instead of RGB where the frames have them.
+    yuv: bool,
 }
 
 impl VideoDecoder {
@@ -259,6 +284,7 @@ impl VideoDecoder {
             next_index: 0,
             draining: false,
             done: false,
+            yuv: false,
         })
     }
 
@@ -359,6 +385,21 @@ impl VideoDecoder {
     }
 
     fn convert(&mut self) -> Result<Frame, MediaError> {
+        if self.yuv && !self.converter.is_deep() {
+            if let Some(yuv) = yuv420_planes(&self.decoded, self.stream_tags) {
+                let frame = Frame {
+                    width: self.info.width,
+                    height: self.info.height,
+                    rgb: Vec::new(),
+                    deep: false,
+                    yuv: Some(yuv),
+                    pts: self.decoded.timestamp(),
+                    index: self.next_index,
+                };
+                self.next_index += 1;
+                return Ok(frame);
+            }
+        }
         let rgb = self
             .converter
             .convert(&self.decoded, self.stream_tags)
@@ -371,6 +412,7 @@ impl VideoDecoder {
             height: self.info.height,
             rgb,
             deep: self.converter.is_deep(),
+            yuv: None,
             pts: self.decoded.timestamp(),
             index: self.next_index,
         };
@@ -399,6 +441,59 @@ impl FrameSource for VideoDecoder {
     fn set_deep(&mut self, deep: bool) {
         self.converter.set_deep(deep);
     }
+
+    fn set_yuv(&mut self, yuv: bool) {
+        self.yuv = yuv;
+    }
+}
+
+/// The planes of an 8-bit 4:2:0 frame (yuv420p, yuvj420p or nv12, the
+/// formats decoders and NVDEC give for nearly all video), with its matrix;
+/// `None` for any other format.
+fn yuv420_planes(frame: &frame::Video, stream_tags: (Space, Range)) -> Option<Yuv420> {
+    use ffmpeg::format::Pixel;
+    let format = frame.format();
+    if !matches!(format, Pixel::YUV420P | Pixel::YUVJ420P | Pixel::NV12) {
+        return None;
+    }
+    let (space, range) = color::merge((frame.color_space(), frame.color_range()), stream_tags);
+    let colour = Colorimetry::resolve(format, space, range, frame.height());
+    let (kr, kb) = match colour.matrix {
+        Space::BT709 => (0.2126, 0.0722),
+        Space::BT2020NCL | Space::BT2020CL => (0.2627, 0.0593),
+        Space::SMPTE240M => (0.212, 0.087),
+        Space::FCC => (0.30, 0.11),
+        // BT.601 (470BG, SMPTE 170M) and whatever else swscale treats so.
+        _ => (0.299, 0.114),
+    };
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let plane = |index: usize, row: usize, rows: usize| {
+        let (data, stride) = (frame.data(index), frame.stride(index));
+        let mut out = Vec::with_capacity(row * rows);
+        for r in 0..rows {
+            out.extend_from_slice(&data[r * stride..r * stride + row]);
+        }
+        out
+    };
+    let y = plane(0, w, h);
+    let (u, v) = if format == Pixel::NV12 {
+        let uv = plane(1, 2 * cw, ch);
+        (
+            uv.iter().step_by(2).copied().collect(),
+            uv.iter().skip(1).step_by(2).copied().collect(),
+        )
+    } else {
+        (plane(1, cw, ch), plane(2, cw, ch))
+    };
+    Some(Yuv420 {
+        y,
+        u,
+        v,
+        kr,
+        kb,
+        full_range: colour.full_range,
+    })
 }
 
 /// Opens a container, telling apart a missing file, a file that is no media

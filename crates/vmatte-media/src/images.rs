@@ -115,6 +115,7 @@ impl ImageSequence {
             width: self.info.width,
             height: self.info.height,
             rgb,
+            yuv: None,
             deep: self.converter.is_deep(),
             pts: Some(index as i64),
             index,

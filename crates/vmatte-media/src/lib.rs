@@ -22,7 +22,7 @@ use std::sync::Once;
 
 use ffmpeg_next as ffmpeg;
 
-pub use decode::{prefer_nvdec, Frame, FrameSource, VideoInfo};
+pub use decode::{prefer_nvdec, Frame, FrameSource, VideoInfo, Yuv420};
 pub use encode::{ColorTags, EncoderSettings, VideoCodec, VideoEncoder};
 pub use error::MediaError;
 pub use png::{ImageFormat, ImageSequenceWriter, PngSequenceWriter};

@@ -213,6 +213,7 @@ mod tests {
             height: 1,
             rgb: vec![255, 0, 51, 0, 255, 102],
             deep: false,
+            yuv: None,
             pts: Some(0),
             index: 0,
         };
@@ -227,6 +228,7 @@ mod tests {
                 .flat_map(|v| v.to_le_bytes())
                 .collect(),
             deep: true,
+            yuv: None,
             pts: Some(0),
             index: 0,
         };

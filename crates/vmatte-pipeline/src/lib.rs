@@ -3,6 +3,7 @@
 
 pub mod background;
 pub mod device_post;
+pub mod device_pre;
 pub mod frames;
 pub mod output;
 pub mod run;

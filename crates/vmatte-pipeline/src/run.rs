@@ -23,6 +23,7 @@ use vmatte_models::rvm::{MattingNetwork, RecurrentState};
 
 use crate::background::Backgrounds;
 use crate::device_post::DevicePost;
+use crate::device_pre::yuv420_to_rgb;
 use crate::frames::{push_planar, FramePixels};
 use crate::output::OutputWriter;
 use crate::settings::{MatteSettings, OutputKind};
@@ -107,6 +108,7 @@ pub fn matte_source(
     let info = source.info().clone();
     // Deeper sources reach the model (and deep outputs) undiminished.
     source.set_deep(info.bit_depth > 8);
+    source.set_yuv(info.bit_depth <= 8 && settings.pre_on_device.unwrap_or(!device.is_cpu()));
     let ratio = settings.downsample_ratio.resolve(info.height, info.width);
     check_size(&info, ratio)?;
     std::fs::create_dir_all(out_dir).map_err(|e| {
@@ -202,15 +204,15 @@ fn decode_stage(
     };
     loop {
         let mut frames = Vec::with_capacity(chunk);
-        let mut planar = Vec::new();
+        let mut decoded = Vec::with_capacity(chunk);
         while frames.len() < chunk {
             match source.next_frame() {
                 Ok(Some(frame)) => {
-                    push_planar(&frame, &mut planar);
                     frames.push(FrameMeta {
                         index: frame.index,
                         pts: frame.pts,
                     });
+                    decoded.push(frame);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -221,10 +223,7 @@ fn decode_stage(
         }
         let last = frames.len() < chunk;
         if !frames.is_empty() {
-            let src = Tensor::from_vec(planar, (frames.len(), 3, h, w), &Device::Cpu)
-                .and_then(|t| t.to_device(device))
-                .map(|src| InputChunk { frames, src })
-                .map_err(PipelineError::from);
+            let src = upload(&decoded, h, w, device).map(|src| InputChunk { frames, src });
             let failed = src.is_err();
             if tx.send(src).is_err() || failed {
                 return; // inference stopped, or told why this one failed
@@ -234,6 +233,36 @@ fn decode_stage(
             return;
         }
     }
+}
+
+/// A chunk's frames as `[T, 3, H, W]` f32 RGB on `device`: RGB frames made
+/// planar on the CPU, 4:2:0 planes converted on the device. Runs of each
+/// kind are joined in order (a stream changes kind only if its pixel format
+/// changes mid-way).
+fn upload(decoded: &[vmatte_media::Frame], h: usize, w: usize, device: &Device) -> Result<Tensor> {
+    let mut parts = Vec::new();
+    let mut rest = decoded;
+    while let Some(first) = rest.first() {
+        let yuv = first.yuv.is_some();
+        let run = rest.iter().take_while(|f| f.yuv.is_some() == yuv).count();
+        let (these, after) = rest.split_at(run);
+        parts.push(if yuv {
+            let planes: Vec<_> = these.iter().filter_map(|f| f.yuv.as_ref()).collect();
+            yuv420_to_rgb(&planes, w, h, device)?
+        } else {
+            let mut planar = Vec::new();
+            for f in these {
+                push_planar(f, &mut planar);
+            }
+            Tensor::from_vec(planar, (run, 3, h, w), &Device::Cpu)?.to_device(device)?
+        });
+        rest = after;
+    }
+    Ok(if parts.len() == 1 {
+        parts.pop().expect("one part")
+    } else {
+        Tensor::cat(&parts, 0)?
+    })
 }
 
 enum ToEncoder {
@@ -366,11 +395,9 @@ fn to_host(pieces: &[Tensor]) -> Result<Vec<f32>> {
         let x = x.to_dtype(candle_core::DType::F32)?;
         let (storage, layout) = x.storage_and_layout();
         // `[T, C, H, W]` whose planes are contiguous: one copy per plane.
-        if let (Storage::Cpu(CpuStorage::F32(v)), [t, c, h, w], [st, sc, sh, 1]) = (
-            &*storage,
-            layout.dims(),
-            layout.stride(),
-        ) {
+        if let (Storage::Cpu(CpuStorage::F32(v)), [t, c, h, w], [st, sc, sh, 1]) =
+            (&*storage, layout.dims(), layout.stride())
+        {
             if *sh == *w {
                 let plane = h * w;
                 for i in 0..*t {

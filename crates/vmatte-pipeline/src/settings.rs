@@ -374,6 +374,10 @@ pub struct MatteSettings {
     /// Not part of a job's identity: the bytes are the same either way.
     #[serde(skip)]
     pub post_on_device: Option<bool>,
+    /// Convert 8-bit 4:2:0 frames to RGB on the model's device
+    /// (`device_pre.rs`) [default: on a GPU yes, on the CPU no].
+    #[serde(skip)]
+    pub pre_on_device: Option<bool>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -401,6 +405,7 @@ impl MatteSettings {
             no_audio: false,
             fake_oom: None,
             post_on_device: None,
+            pre_on_device: None,
         }
     }
 }

@@ -323,6 +323,7 @@ impl Stream {
             dtype: settings.dtype.clone(),
             hwdec: "auto".into(),
             postprocess: "auto".into(),
+            preprocess: "auto".into(),
         }
     }
 }
