@@ -62,7 +62,6 @@ pub fn yuv420_to_rgb(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmatte_media::FrameSource;
 
     /// RGB of the first frames of `clip` both ways: swscale's 8-bit RGB
     /// and the device conversion of the planes.
