@@ -265,6 +265,11 @@ pub struct MatteArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub options: MatteOptions,
+    /// GPU memory vmatte may plan for: an amount (10GiB, 512MiB) or a share
+    /// of the card (0.8, 80%) [default: the card's free memory]. Sizes
+    /// --seq-chunk when it is not given.
+    #[arg(long, value_name = "SIZE", value_parser = parse_vram_limit)]
+    pub vram_limit: Option<vmatte_gpu::VramLimit>,
     /// Print one JSON object per input on stdout (and nothing else).
     #[arg(long)]
     pub json: bool,

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use vmatte_gpu::telemetry::DEFAULT_INTERVAL;
-use vmatte_gpu::{GpuSample, GpuSummary, Sampler, Telemetry};
+use vmatte_gpu::{FrameCost, GpuSample, GpuSummary, Plan, Sampler, Telemetry, VramLimit};
+use vmatte_pipeline::MatteSettings;
 
 use crate::batch::joblog::JobLog;
 
@@ -159,6 +160,39 @@ impl Drop for ListenGuard {
             .expect("listeners")
             .remove(&self.id);
     }
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Chunk size and streams for `device` from its free memory (NVML), within
+/// `limit`, keeping what the user `given` (chunk, streams); `None` on the
+/// CPU or without NVML. Sized for 1080p frames: larger videos that do not
+/// fit go down the out-of-memory ladder. Says the plan in one line.
+pub fn plan(
+    device: &str,
+    hub: Option<&Hub>,
+    limit: Option<VramLimit>,
+    settings: &MatteSettings,
+    dtype: &str,
+    given: (Option<usize>, Option<usize>),
+) -> Option<Plan> {
+    let (free, total) = hub?.memory(gpu_index(device)?)?;
+    let budget = limit.map_or(free, |l| l.bytes(total).min(free));
+    let cost = FrameCost {
+        width: 1920,
+        height: 1080,
+        downsample_ratio: settings.downsample_ratio.resolve(1080, 1920),
+        dtype_bytes: if dtype == "f32" { 4 } else { 2 },
+    };
+    let plan = vmatte_gpu::plan(budget, 0, cost, given.0, given.1);
+    eprintln!(
+        "vmatte: {device}: {:.1} GiB free, planning for {:.1} GiB: {} videos at once, chunks of {} frames",
+        free as f64 / GIB,
+        budget as f64 / GIB,
+        plan.streams,
+        plan.seq_chunk
+    );
+    Some(plan)
 }
 
 /// `vmatte monitor`: samples every GPU and prints a line (or a JSON object)

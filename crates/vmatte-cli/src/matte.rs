@@ -74,7 +74,7 @@ pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
 
 pub fn run(args: MatteArgs) -> Result<ExitCode> {
     let image_fps = args.options.fps.as_deref().map(parse_fps).transpose()?;
-    let (settings, model) = settings(&args.options)?;
+    let (mut settings, model) = settings(&args.options)?;
     let loaded = runtime::load(&model)?;
     // The bar being drawn, for the GPU readings to appear on.
     let bar: Arc<Mutex<Option<ProgressBar>>> = Arc::default();
@@ -87,6 +87,20 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
             }
         })
     };
+
+    let given_chunk = args.options.seq_chunk.map(|n| n as usize);
+    let fixed = (given_chunk, Some(1));
+    if let Some(plan) = gpu::plan(
+        &model.device,
+        hub.as_ref(),
+        args.vram_limit,
+        &settings,
+        &model.dtype,
+        fixed,
+    ) {
+        settings.seq_chunk = plan.seq_chunk;
+        settings.seq_chunk_large = None;
+    }
 
     let mut stems = HashSet::new();
     let mut failed = 0;

@@ -279,29 +279,16 @@ impl Lane {
     ) -> Self {
         let given_streams = args.gpu.streams.map(|n| n as usize);
         let given_chunk = args.options.seq_chunk.map(|n| n as usize);
-        let memory = gpu::gpu_index(device).and_then(|g| hub?.memory(g));
-        let (streams, seq_chunk) = match memory {
-            Some((free, total)) => {
-                let budget = args
-                    .gpu
-                    .vram_limit
-                    .map_or(free, |l| l.bytes(total).min(free));
-                let cost = vmatte_gpu::FrameCost {
-                    width: 1920,
-                    height: 1080,
-                    downsample_ratio: settings.downsample_ratio.resolve(1080, 1920),
-                    dtype_bytes: if model_args.dtype == "f32" { 4 } else { 2 },
-                };
-                let plan = vmatte_gpu::plan(budget, 0, cost, given_chunk, given_streams);
-                eprintln!(
-                    "vmatte: {device}: {:.1} GiB free, planning for {:.1} GiB: {} videos at once, chunks of {} frames",
-                    free as f64 / GIB,
-                    budget as f64 / GIB,
-                    plan.streams,
-                    plan.seq_chunk
-                );
-                (plan.streams, Some(plan.seq_chunk))
-            }
+        let plan = gpu::plan(
+            device,
+            hub,
+            args.gpu.vram_limit,
+            settings,
+            &model_args.dtype,
+            (given_chunk, given_streams),
+        );
+        let (streams, seq_chunk) = match plan {
+            Some(plan) => (plan.streams, Some(plan.seq_chunk)),
             None => (given_streams.unwrap_or(1), None),
         };
         Self {
@@ -332,8 +319,6 @@ impl Lane {
         step
     }
 }
-
-const GIB: f64 = (1u64 << 30) as f64;
 
 /// What the streams share.
 struct Batch<'a> {
