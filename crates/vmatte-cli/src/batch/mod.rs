@@ -201,6 +201,10 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         }
         Ok(())
     })?;
+    // A job requeued by the out-of-memory ladder after the other streams had
+    // run out of work, by a stream the halving retired, is still queued:
+    // slot 0 of a lane always stays, so it finishes the queue.
+    ctx.stream(&lanes[0], 0)?;
     let outcomes: Vec<Outcome> = ctx
         .outcomes
         .into_inner()
