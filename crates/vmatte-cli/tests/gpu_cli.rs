@@ -326,7 +326,6 @@ fn postprocessing_beside_the_model_gives_the_cpu_paths_bytes() {
 #[test]
 fn colour_conversion_beside_the_model_agrees_with_swscale_on_real_footage() {
     let dir = tempfile::tempdir().unwrap();
-    let onnx = rvm_onnx();
     // The sample clip's first 12 frames: real footage, H.264 4:2:0 BT.709.
     let clip = dir.path().join("astronaut.mp4");
     let sample = sample_clip();
@@ -341,20 +340,11 @@ fn colour_conversion_beside_the_model_agrees_with_swscale_on_real_footage() {
     ]);
     let run = |pre: &str| {
         let out = dir.path().join(pre);
-        let o = vmatte(&[
-            "matte",
-            clip.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--weights",
-            onnx.to_str().unwrap(),
-            "--outputs",
-            "alpha",
-            "--format",
-            "png",
-            "--preprocess",
-            pre,
-        ]);
+        let o = matte(
+            &clip,
+            &out,
+            &["--outputs", "alpha", "--format", "png", "--preprocess", pre],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         decode_frames(&out.join("astronaut.alpha"), 100)
     };
