@@ -3,6 +3,7 @@
 
 mod cpu;
 pub mod error;
+pub mod gvm;
 pub mod onnx;
 pub mod ops;
 pub mod rvm;
