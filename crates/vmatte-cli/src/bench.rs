@@ -78,13 +78,14 @@ impl Clip {
     /// Runs `loaded` over the clip in chunks, carrying the state, and times
     /// the frames after the warm-up. Returns the timed frames' alphas.
     fn run(&self, loaded: &Loaded, chunk: usize) -> Result<(Throughput, Vec<f32>)> {
+        let model = loaded.rvm()?;
         let mut state = RecurrentState::default();
         let mut alphas = Vec::new();
         let mut infer = |start: usize, count: usize, keep: bool| -> Result<()> {
             for s in (start..start + count).step_by(chunk) {
                 let n = chunk.min(start + count - s);
                 let src = self.frames.narrow(0, s, n)?.to_device(&loaded.device)?;
-                let out = loaded.model.forward(&src, &mut state, self.ratio)?;
+                let out = model.forward(&src, &mut state, self.ratio)?;
                 // Reading the result back waits for asynchronous devices.
                 let pha = out
                     .pha

@@ -223,10 +223,13 @@ pub struct WorkerArgs {
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// Model to run: rvm-mobilenetv3 (fast, the default) or rvm-resnet50 (sharper).
+    /// Model to run: rvm-mobilenetv3 (fast, the default), rvm-resnet50
+    /// (sharper), or gvm (diffusion: finest hair and motion blur, needs a GPU
+    /// for speed; see the GVM options below).
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
-    /// Run these weights instead of the installed model (.pth, .safetensors or the RVM .onnx export).
+    /// Run these weights instead of the installed model (.pth, .safetensors or
+    /// the RVM .onnx export; a GVM diffusers folder).
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Where installed models live [default: $XDG_DATA_HOME/vmatte/models].
@@ -337,6 +340,58 @@ pub struct MatteOptions {
     /// Frame rate of image-folder inputs, e.g. 25 or 30000/1001.
     #[arg(long, value_name = "FPS")]
     pub fps: Option<String>,
+    /// Matte only the first N frames of each input.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_frames: Option<u64>,
+    /// Write only numbered PNG sequences, no video files (same as --format png).
+    #[arg(long)]
+    pub image_seq_only: bool,
+    #[command(flatten)]
+    pub gvm: GvmArgs,
+}
+
+/// GVM's settings (`--model gvm`); unset ones come from `--preset`
+/// (lowmem, balanced, hq, preview), else the reference's defaults.
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "GVM (--model gvm)")]
+pub struct GvmArgs {
+    /// Key frames the diffusion model sees at once; more is smoother and
+    /// needs more GPU memory [default: 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub frames_per_batch: Option<u32>,
+    /// Key frames each window shares with the previous one; their latents
+    /// are blended linearly so windows join without seams [default: 0].
+    #[arg(long, value_name = "N")]
+    pub overlap_frames: Option<u32>,
+    /// Run the model on every k-th frame and interpolate the mattes between
+    /// (k times less model work; fast motion blurs between key frames).
+    /// 1 = every frame [default: 1].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub interp_frames: Option<u32>,
+    /// UNet passes per window, 1 to 3; GVM is trained for 1 [default: 1].
+    #[arg(long, value_name = "N")]
+    pub denoise_steps: Option<u32>,
+    /// Frames the VAE decodes at once; fewer needs less memory [default: 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub decode_chunk: Option<u32>,
+    /// The shorter side the model sees, in pixels [default: 720].
+    #[arg(long, value_name = "PX")]
+    pub size: Option<u32>,
+    /// ...unless the longer side would pass this [default: 1024].
+    #[arg(long, value_name = "PX")]
+    pub max_resolution: Option<u32>,
+    /// Reproduce the reference code's 3-copy ensemble exactly (it only
+    /// differs where decode chunks straddle copies); 1 computes each frame
+    /// once [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub ensemble: Option<u32>,
+    /// Merge this LoRA (a folder with adapter_config.json and its weights)
+    /// instead of the one beside the UNet.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_lora")]
+    pub lora: Option<PathBuf>,
+    /// Run the base UNet without its LoRA.
+    #[arg(long)]
+    pub no_lora: bool,
 }
 
 #[derive(Subcommand)]
@@ -363,10 +418,12 @@ pub enum ModelsCommand {
         )]
         python: String,
     },
-    /// Import weights you have (rvm_*.pth, .safetensors, rvm_mobilenetv3_fp32.onnx).
+    /// Import weights you have (rvm_*.pth, .safetensors, rvm_mobilenetv3_fp32.onnx),
+    /// or register a downloaded GVM folder: `vmatte models import gvm DIR`.
     Import {
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
+        /// `FILE`, or `gvm DIR`.
+        #[arg(value_name = "[gvm] FILE|DIR", num_args = 1..=2, required = true)]
+        items: Vec<PathBuf>,
         /// Install under this name [default: the model the weights turn out to be].
         #[arg(long, value_name = "NAME")]
         name: Option<String>,

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Result};
 use indicatif::ProgressBar;
 use vmatte_media::Rational;
-use vmatte_pipeline::{matte_source, DownsampleRatio, MatteSettings};
+use vmatte_pipeline::{matte_source, DownsampleRatio, GvmOptions, MatteSettings, OutputFormat};
 
-use crate::cli::{MatteArgs, MatteOptions, ModelArgs};
+use crate::cli::{GvmArgs, MatteArgs, MatteOptions, ModelArgs};
 use crate::gpu;
 use crate::presets;
 use crate::progress::Reporter;
@@ -59,6 +59,20 @@ pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
     settings.premultiplied = o.premultiplied;
     settings.invert_alpha = o.invert_alpha;
     settings.no_audio = o.no_audio;
+    settings.max_frames = o.max_frames.or(p.max_frames);
+    if o.image_seq_only {
+        if o.format.is_some_and(|f| f != OutputFormat::Png) {
+            bail!("--image-seq-only writes PNG sequences; leave out --format");
+        }
+        settings.format = OutputFormat::Png;
+    }
+    if model.is_gvm() {
+        settings.gvm = Some(gvm_options(&o.gvm, p.gvm.unwrap_or_default()));
+    } else if o.gvm.is_set() {
+        bail!(
+            "--frames-per-batch, --overlap-frames, --interp-frames, --denoise-steps, --decode-chunk, --size, --max-resolution, --ensemble and --lora are GVM settings; add --model gvm"
+        );
+    }
     settings.validate().map_err(anyhow::Error::msg)?;
     settings.device = model.device.clone();
     settings.dtype = model.dtype.clone();
@@ -75,7 +89,8 @@ pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
 pub fn run(args: MatteArgs) -> Result<ExitCode> {
     let image_fps = args.options.fps.as_deref().map(parse_fps).transpose()?;
     let (mut settings, model) = settings(&args.options)?;
-    let loaded = runtime::load(&model)?;
+    settings.fake_oom = vmatte_gpu::FakeOom::from_env().map_err(anyhow::Error::msg)?;
+    let loaded = runtime::load_with(&model, settings.gvm.as_ref())?;
     // The bar being drawn, for the GPU readings to appear on.
     let bar: Arc<Mutex<Option<ProgressBar>>> = Arc::default();
     let hub = {
@@ -150,6 +165,12 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
+                // Lowered settings are never silent.
+                if !args.json {
+                    for step in &report.ladder {
+                        eprintln!("{}: {step}", display_name(input));
+                    }
+                }
                 if args.json {
                     println!("{}", serde_json::to_string(&report)?);
                 }
@@ -170,6 +191,45 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// GVM's settings: each flag, else the preset's (or the defaults) `base`.
+fn gvm_options(a: &GvmArgs, base: GvmOptions) -> GvmOptions {
+    let pick = |flag: Option<u32>, preset: usize| flag.map_or(preset, |v| v as usize);
+    GvmOptions {
+        frames_per_batch: pick(a.frames_per_batch, base.frames_per_batch),
+        overlap_frames: pick(a.overlap_frames, base.overlap_frames),
+        interp_frames: pick(a.interp_frames, base.interp_frames),
+        denoise_steps: pick(a.denoise_steps, base.denoise_steps),
+        decode_chunk: pick(a.decode_chunk, base.decode_chunk),
+        size: pick(a.size, base.size),
+        max_resolution: pick(a.max_resolution, base.max_resolution),
+        ensemble: pick(a.ensemble, base.ensemble),
+        lora: match (&a.lora, a.no_lora) {
+            (_, true) => "off".into(),
+            (Some(dir), _) => dir.display().to_string(),
+            (None, false) => base.lora,
+        },
+    }
+}
+
+impl GvmArgs {
+    fn is_set(&self) -> bool {
+        [
+            self.frames_per_batch,
+            self.overlap_frames,
+            self.interp_frames,
+            self.denoise_steps,
+            self.decode_chunk,
+            self.size,
+            self.max_resolution,
+            self.ensemble,
+        ]
+        .iter()
+        .any(Option::is_some)
+            || self.lora.is_some()
+            || self.no_lora
+    }
 }
 
 fn dedup<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {

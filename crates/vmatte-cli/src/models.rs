@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use vmatte_models::store::{known_model, ModelStore, KNOWN_MODELS};
+use vmatte_models::store::{known_model, ModelStore, GVM, KNOWN_MODELS};
 
 use crate::cli::ModelsCommand;
 
@@ -38,11 +38,36 @@ pub fn run(cmd: ModelsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ModelsCommand::Import {
-            file,
+            items,
             name,
             model_dir,
         } => {
             let store = ModelStore::locate(model_dir.as_deref());
+            let (name, file) = match items.as_slice() {
+                [file] => (name, file.clone()),
+                [first, file] => (Some(first.display().to_string()), file.clone()),
+                _ => unreachable!("clap takes one or two"),
+            };
+            if name.as_deref() == Some(GVM) || file.is_dir() {
+                if name.as_deref().is_some_and(|n| n != GVM) {
+                    anyhow::bail!(
+                        "{}: a folder can only be registered as gvm; pass an RVM weight file for {}",
+                        file.display(),
+                        name.unwrap_or_default()
+                    );
+                }
+                let (dir, lora) = store.register_gvm(&file)?;
+                eprintln!(
+                    "gvm registered: {} ({}); run it with `vmatte matte --model gvm`",
+                    dir.display(),
+                    if lora {
+                        "with its LoRA"
+                    } else {
+                        "no LoRA beside the UNet"
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let (path, name) = store.import(&file, name.as_deref())?;
             eprintln!(
                 "{} imported as {name} at {}",

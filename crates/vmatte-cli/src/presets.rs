@@ -34,6 +34,9 @@ pub struct Preset {
     pub format: Option<OutputFormat>,
     pub background: Option<Background>,
     pub crf: Option<u8>,
+    /// GVM's window settings, for GVM presets.
+    pub gvm: Option<vmatte_pipeline::GvmOptions>,
+    pub max_frames: Option<u64>,
     /// Where it was defined: "built-in" or the config file.
     pub source: String,
 }
@@ -77,7 +80,59 @@ pub fn builtin() -> Vec<Preset> {
             "ResNet50: sharper mattes, about 6x the work",
         ),
         with_model("fast", "rvm-mobilenetv3", "MobileNetV3, the fast model"),
+        gvm(
+            "lowmem",
+            "GVM for small GPUs: 4-frame windows, decode chunk 4, size 512, max 720",
+            (4, 4, 512, 720, 1, 0),
+            None,
+        ),
+        gvm(
+            "balanced",
+            "GVM: 8-frame windows, decode chunk 8, size 720, max 960",
+            (8, 8, 720, 960, 1, 0),
+            None,
+        ),
+        gvm(
+            "hq",
+            "GVM at its best: 16-frame windows overlapping by 2, 3 steps, max 1280",
+            (16, 16, 720, 1280, 3, 2),
+            None,
+        ),
+        gvm(
+            "preview",
+            "GVM, a quick look: the first 50 frames, 8-frame windows, max 720",
+            (8, 8, 512, 720, 1, 0),
+            Some(50),
+        ),
     ]
+}
+
+/// A GVM preset: (frames per batch, decode chunk, size, max resolution,
+/// denoise steps, overlap). The users' scenarios name the max resolution;
+/// the size is the largest standard one below it.
+fn gvm(
+    name: &str,
+    description: &str,
+    (frames, decode, size, max, steps, overlap): (usize, usize, usize, usize, usize, usize),
+    max_frames: Option<u64>,
+) -> Preset {
+    Preset {
+        name: name.into(),
+        description: description.into(),
+        model: Some("gvm".into()),
+        gvm: Some(vmatte_pipeline::GvmOptions {
+            frames_per_batch: frames,
+            decode_chunk: decode,
+            size,
+            max_resolution: max,
+            denoise_steps: steps,
+            overlap_frames: overlap,
+            ..Default::default()
+        }),
+        max_frames,
+        source: "built-in".into(),
+        ..Preset::default()
+    }
 }
 
 /// `--config FILE`, else `$XDG_CONFIG_HOME/vmatte/config.toml`, else
@@ -225,6 +280,31 @@ pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, S
     settings.downsample_ratio = p.downsample_ratio.unwrap_or(settings.downsample_ratio);
     settings.seq_chunk = p.seq_chunk.unwrap_or(settings.seq_chunk);
     settings.seq_chunk_large = p.seq_chunk_large;
+    if let Some(g) = &p.gvm {
+        let geometry = vmatte_models::gvm::Geometry::new(
+            (height as usize, width as usize),
+            g.size,
+            g.max_resolution,
+        );
+        return BTreeMap::from([
+            ("model", settings.model.clone()),
+            (
+                "model_sees",
+                geometry.map_or_else(
+                    |e| e.to_string(),
+                    |g| format!("{}x{}", g.resized.1, g.resized.0),
+                ),
+            ),
+            ("frames_per_batch", g.frames_per_batch.to_string()),
+            ("decode_chunk", g.decode_chunk.to_string()),
+            ("denoise_steps", g.denoise_steps.to_string()),
+            ("overlap_frames", g.overlap_frames.to_string()),
+            (
+                "max_frames",
+                p.max_frames.map_or("all".into(), |m| m.to_string()),
+            ),
+        ]);
+    }
     BTreeMap::from([
         ("model", settings.model.clone()),
         (

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device};
+use vmatte_models::gvm::{Gvm, LoraChoice};
 use vmatte_models::rvm::MattingNetwork;
-use vmatte_models::store::ModelStore;
+use vmatte_models::store::{ModelStore, GVM};
+use vmatte_pipeline::{GvmOptions, Model};
 
 use crate::cli::ModelArgs;
 
@@ -39,7 +41,7 @@ pub fn dtype(spec: &str) -> Result<DType> {
 /// The weight file to load: `--weights`, else the installed `--model`.
 pub fn weights_path(args: &ModelArgs) -> Result<PathBuf> {
     if let Some(path) = &args.weights {
-        if !path.is_file() {
+        if !path.exists() {
             bail!("{}: weights file not found; check the path", path.display());
         }
         return Ok(path.clone());
@@ -52,14 +54,45 @@ impl ModelArgs {
     pub fn name(&self) -> &str {
         self.model.as_deref().unwrap_or("rvm-mobilenetv3")
     }
+
+    /// Whether these arguments select GVM (by name, or a diffusers folder).
+    pub fn is_gvm(&self) -> bool {
+        match &self.weights {
+            Some(w) => w.is_dir(),
+            None => self.name() == GVM,
+        }
+    }
 }
 
 pub struct Loaded {
-    pub model: MattingNetwork,
+    pub model: Model,
     pub device: Device,
 }
 
+impl Loaded {
+    /// The RVM network, for the commands that only run RVM.
+    pub fn rvm(&self) -> Result<&MattingNetwork> {
+        self.model
+            .rvm()
+            .ok_or_else(|| anyhow::anyhow!("this command measures RVM models; for GVM use `vmatte matte --model gvm` (its --json report has the timings)"))
+    }
+}
+
+/// The LoRA `--lora`/`--no-lora` select (as `GvmOptions::lora` holds them).
+fn lora_choice(spec: &str) -> LoraChoice {
+    match spec {
+        "auto" => LoraChoice::Auto,
+        "off" => LoraChoice::Off,
+        dir => LoraChoice::From(PathBuf::from(dir)),
+    }
+}
+
+/// Loads the model `args` name; `gvm` says which LoRA GVM merges.
 pub fn load(args: &ModelArgs) -> Result<Loaded> {
+    load_with(args, None)
+}
+
+pub fn load_with(args: &ModelArgs, gvm: Option<&GvmOptions>) -> Result<Loaded> {
     let device = device(&args.device)?;
     // Process-wide; `auto` on the CPU leaves it alone, so that a batch's
     // CPU fallback does not turn NVDEC off for the jobs still on the GPU.
@@ -74,9 +107,24 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
         // candle's CPU matmul has no bf16 kernel; say so before loading.
         bail!("--dtype bf16 runs on CUDA devices only; on the CPU use f32 (fastest) or f16");
     }
+    if args.is_gvm() {
+        let dir = match &args.weights {
+            Some(dir) => dir.clone(),
+            None => ModelStore::locate(args.model_dir.as_deref()).gvm_dir()?,
+        };
+        let lora = lora_choice(gvm.map_or("auto", |g| g.lora.as_str()));
+        let model = Gvm::load(&dir, &lora, &device, dtype)?;
+        return Ok(Loaded {
+            model: Model::Gvm(Box::new(model)),
+            device,
+        });
+    }
     let path = weights_path(args)?;
     let model = MattingNetwork::from_file(&path, &device, dtype)?;
-    Ok(Loaded { model, device })
+    Ok(Loaded {
+        model: Model::Rvm(Box::new(model)),
+        device,
+    })
 }
 
 /// Keeps freed frame-sized buffers in the process instead of handing them

@@ -88,6 +88,14 @@ pub enum Step {
     HalveStreams { from: usize, to: usize },
     /// The video is redone on the CPU.
     Cpu,
+    /// A GVM setting lowered (frames per batch, then decode chunk, then
+    /// resolution); the video goes on from the window that failed.
+    Lower {
+        setting: String,
+        from: String,
+        to: String,
+        frame: u64,
+    },
 }
 
 impl fmt::Display for Step {
@@ -104,6 +112,15 @@ impl fmt::Display for Step {
             Self::Cpu => write!(
                 f,
                 "out of GPU memory with one video at once: redoing it on the CPU"
+            ),
+            Self::Lower {
+                setting,
+                from,
+                to,
+                frame,
+            } => write!(
+                f,
+                "out of GPU memory at frame {frame}: {setting} {from} -> {to}"
             ),
         }
     }

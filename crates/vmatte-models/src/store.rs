@@ -58,6 +58,20 @@ pub const KNOWN_MODELS: [KnownModel; 2] = [
     },
 ];
 
+/// GVM's name in the store. It is registered, not copied: the diffusers
+/// folder (about 6.5 GB) stays where the user downloaded it, and the store
+/// keeps its path in `gvm.json`.
+pub const GVM: &str = "gvm";
+const GVM_DESCRIPTION: &str =
+    "Generative Video Matting (diffusion, finest hair; register your download: `vmatte models import gvm DIR`)";
+
+/// What `gvm.json` records.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GvmRecord {
+    path: PathBuf,
+    lora: Option<PathBuf>,
+}
+
 pub fn known_model(name: &str) -> Result<&'static KnownModel> {
     KNOWN_MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
         let names: Vec<_> = KNOWN_MODELS.iter().map(|m| m.name).collect();
@@ -143,7 +157,15 @@ impl ModelStore {
     }
 
     pub fn list(&self) -> Vec<ModelStatus> {
-        KNOWN_MODELS
+        let gvm = self.gvm_dir();
+        let gvm_row = ModelStatus {
+            name: GVM,
+            description: GVM_DESCRIPTION,
+            installed: gvm.is_ok(),
+            path: gvm.unwrap_or_else(|_| self.dir.join("gvm.json")),
+            source: None,
+        };
+        let mut rows: Vec<ModelStatus> = KNOWN_MODELS
             .iter()
             .map(|m| {
                 let path = self.path_of(m.name);
@@ -158,7 +180,71 @@ impl ModelStore {
                     source,
                 }
             })
-            .collect()
+            .collect();
+        rows.push(gvm_row);
+        rows
+    }
+
+    fn gvm_record(&self) -> PathBuf {
+        self.dir.join("gvm.json")
+    }
+
+    /// The registered GVM folder, checked to still be one.
+    pub fn gvm_dir(&self) -> Result<PathBuf> {
+        let record = self.gvm_record();
+        let text = std::fs::read_to_string(&record).map_err(|_| Error::NotInstalled {
+            name: GVM.into(),
+            hint: format!(
+                " (GVM is registered, not downloaded: fetch huggingface.co/geyongtao/gvm, then `vmatte models import gvm DIR`; looked in {})",
+                self.dir.display()
+            ),
+        })?;
+        let rec: GvmRecord = serde_json::from_str(&text).map_err(|e| Error::Weights {
+            path: record.clone(),
+            reason: format!("unreadable ({e}); run `vmatte models import gvm DIR` again"),
+        })?;
+        crate::gvm::GvmFolder::open(&rec.path)?;
+        Ok(rec.path)
+    }
+
+    /// Registers a downloaded GVM folder after checking its layout, its
+    /// configs and that its weight files hold GVM's tensors. Returns the
+    /// folder and whether a LoRA sits beside the UNet.
+    pub fn register_gvm(&self, dir: &Path) -> Result<(PathBuf, bool)> {
+        let dir = dir.canonicalize().map_err(Error::io(dir))?;
+        let folder = crate::gvm::GvmFolder::open(&dir)?;
+        folder.unet()?;
+        folder.vae()?;
+        for (file, key) in [
+            (&folder.unet_weights, "conv_in.weight"),
+            (
+                &folder.unet_weights,
+                "down_blocks.0.attentions.0.temporal_transformer_blocks.0.attn1.to_q.weight",
+            ),
+            (&folder.vae_weights, "decoder.time_conv_out.weight"),
+            (&folder.vae_weights, "encoder.conv_in.weight"),
+        ] {
+            if !safetensors_keys(file)?.iter().any(|k| k == key) {
+                return Err(Error::Weights {
+                    path: file.clone(),
+                    reason: format!(
+                        "has no '{key}'; this is not GVM's (SVD's) {}",
+                        if key.contains("coder") { "VAE" } else { "UNet" }
+                    ),
+                });
+            }
+        }
+        let lora = folder.lora(&crate::gvm::LoraChoice::Auto)?.map(|l| l.path);
+        let record = GvmRecord {
+            path: dir.clone(),
+            lora: lora.clone(),
+        };
+        std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
+        let partial = self.gvm_record().with_extension("json.partial");
+        let text = serde_json::to_string_pretty(&record).expect("serialisable");
+        std::fs::write(&partial, text).map_err(Error::io(&partial))?;
+        std::fs::rename(&partial, self.gvm_record()).map_err(Error::io(&self.gvm_record()))?;
+        Ok((dir, lora.is_some()))
     }
 
     /// Installs a model that vmatte can obtain itself. Idempotent: an
@@ -253,6 +339,26 @@ impl ModelStore {
         }
         Ok(format!("ok, sha256 {actual}"))
     }
+}
+
+/// The tensor names in a safetensors file's header.
+fn safetensors_keys(path: &Path) -> Result<Vec<String>> {
+    let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(Error::io(path))?;
+    let len = u64::from_le_bytes(len);
+    let bad = |reason: String| Error::Weights {
+        path: path.to_path_buf(),
+        reason: format!("not a safetensors file ({reason}); re-download it"),
+    };
+    if len > 100_000_000 {
+        return Err(bad(format!("header length {len}")));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(Error::io(path))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+    Ok(header.into_iter().map(|(k, _)| k).collect())
 }
 
 fn sidecar(path: &Path) -> PathBuf {

@@ -5,13 +5,14 @@ pub mod background;
 pub mod device_post;
 pub mod device_pre;
 pub mod frames;
+pub mod gvm;
 pub mod output;
 pub mod run;
 pub mod settings;
 
-pub use run::{matte_source, MatteReport, Progress};
+pub use run::{matte_source, MatteReport, Model, Progress};
 pub use settings::{
-    Background, DownsampleRatio, MatteSettings, Mp4Codec, OutputFormat, OutputKind, Rgb,
+    Background, DownsampleRatio, GvmOptions, MatteSettings, Mp4Codec, OutputFormat, OutputKind, Rgb,
 };
 
 /// A failed run, as one line for the user: the file, the cause, the fix.

@@ -19,12 +19,14 @@ use candle_core::{CpuStorage, Device, Storage, Tensor};
 use serde::Serialize;
 use vmatte_gpu::{is_out_of_memory, FakeOom, Step};
 use vmatte_media::{FrameSource, VideoInfo};
+use vmatte_models::gvm::Gvm;
 use vmatte_models::rvm::{MattingNetwork, RecurrentState};
 
 use crate::background::Backgrounds;
 use crate::device_post::DevicePost;
 use crate::device_pre::yuv420_to_rgb;
 use crate::frames::{push_planar, FramePixels};
+use crate::gvm::GvmStream;
 use crate::output::OutputWriter;
 use crate::settings::{MatteSettings, OutputKind};
 use crate::{PipelineError, Result};
@@ -79,6 +81,16 @@ pub struct MatteReport {
     /// Out-of-memory steps taken on the way (chunk halvings).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ladder: Vec<Step>,
+    /// GVM's frame geometry and the settings it ended with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gvm: Option<GvmReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GvmReport {
+    pub geometry: vmatte_models::gvm::Geometry,
+    /// After the out-of-memory ladder, if it lowered anything.
+    pub used: crate::settings::GvmOptions,
 }
 
 impl MatteReport {
@@ -91,10 +103,26 @@ impl MatteReport {
     }
 }
 
+/// The networks vmatte runs: RVM steps through frames with a recurrent
+/// state; GVM mattes windows of frames at once.
+pub enum Model {
+    Rvm(Box<MattingNetwork>),
+    Gvm(Box<Gvm>),
+}
+
+impl Model {
+    pub fn rvm(&self) -> Option<&MattingNetwork> {
+        match self {
+            Self::Rvm(m) => Some(m),
+            Self::Gvm(_) => None,
+        }
+    }
+}
+
 /// Mattes `source` into `out_dir` as `<stem>.<kind>...`. The model's
 /// recurrent state starts from zeros: every call is a new video.
 pub fn matte_source(
-    model: &MattingNetwork,
+    model: &Model,
     device: &Device,
     source: Box<dyn FrameSource>,
     out_dir: &Path,
@@ -109,8 +137,23 @@ pub fn matte_source(
     // Deeper sources reach the model (and deep outputs) undiminished.
     source.set_deep(info.bit_depth > 8);
     source.set_yuv(info.bit_depth <= 8 && settings.pre_on_device.unwrap_or(!device.is_cpu()));
-    let ratio = settings.downsample_ratio.resolve(info.height, info.width);
-    check_size(&info, ratio)?;
+    let gvm_opts = settings.gvm.clone().unwrap_or_default();
+    let mut gvm = match model {
+        Model::Gvm(g) => Some(GvmStream::new(
+            g,
+            &gvm_opts,
+            (info.height as usize, info.width as usize),
+            settings.fake_oom,
+        )?),
+        Model::Rvm(_) => None,
+    };
+    let ratio = match &gvm {
+        Some(s) => s.geometry().resized.0 as f64 / f64::from(info.height),
+        None => settings.downsample_ratio.resolve(info.height, info.width),
+    };
+    if gvm.is_none() {
+        check_size(&info, ratio)?;
+    }
     std::fs::create_dir_all(out_dir).map_err(|e| {
         PipelineError::Output(format!(
             "{}: cannot create the output folder ({e}); choose a writable -o folder",
@@ -124,7 +167,14 @@ pub fn matte_source(
         .collect::<Result<Vec<_>>>()?;
 
     let post = DevicePost::plan(&writers, settings, device)?;
-    let chunk = settings.chunk_for(info.height, info.width);
+    let chunk = match &gvm {
+        Some(_) => gvm_opts.frames_per_batch,
+        None => settings.chunk_for(info.height, info.width),
+    };
+    let frames_total = match (info.frame_count, settings.max_frames) {
+        (Some(n), Some(m)) => Some(n.min(m)),
+        (n, m) => n.or(m),
+    };
     // A background plate is decoded only when a composite will show it.
     let backgrounds = settings
         .outputs
@@ -144,13 +194,18 @@ pub fn matte_source(
         info: &info,
         ratio,
         fake_oom: settings.fake_oom,
+        frames_total,
     };
     let mut ladder = Vec::new();
+    let limit = settings.max_frames;
     let (frames, outputs) = std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || decode_stage(source, chunk, device, input_tx));
+        let decoder = scope.spawn(move || decode_stage(source, chunk, limit, device, input_tx));
         let encoder =
             scope.spawn(move || encode_stage(matte_rx, writers, backgrounds, look, device_kinds));
-        let inferred = infer.run(input_rx, matte_tx, &mut ladder, on_progress);
+        let inferred = match gvm.as_mut() {
+            Some(stream) => infer.run_gvm(stream, input_rx, matte_tx, &mut ladder, on_progress),
+            None => infer.run(input_rx, matte_tx, &mut ladder, on_progress),
+        };
         let encoded = encoder.join().expect("encode stage panicked");
         decoder.join().expect("decode stage panicked");
         match (inferred, encoded) {
@@ -174,6 +229,10 @@ pub fn matte_source(
         settings: settings.clone(),
         outputs,
         ladder,
+        gvm: gvm.map(|s| GvmReport {
+            geometry: s.geometry(),
+            used: s.options().clone(),
+        }),
     })
 }
 
@@ -195,6 +254,7 @@ fn check_size(info: &VideoInfo, ratio: f64) -> Result<()> {
 fn decode_stage(
     mut source: Box<dyn FrameSource>,
     chunk: usize,
+    limit: Option<u64>,
     device: &Device,
     tx: SyncSender<Result<InputChunk>>,
 ) {
@@ -202,10 +262,15 @@ fn decode_stage(
         let info = source.info();
         (info.height as usize, info.width as usize)
     };
+    let mut read = 0u64;
     loop {
         let mut frames = Vec::with_capacity(chunk);
         let mut decoded = Vec::with_capacity(chunk);
         while frames.len() < chunk {
+            if limit.is_some_and(|l| read >= l) {
+                break;
+            }
+            read += 1;
             match source.next_frame() {
                 Ok(Some(frame)) => {
                     frames.push(FrameMeta {
@@ -273,11 +338,12 @@ enum ToEncoder {
 
 /// The inference stage's fixed inputs.
 struct Infer<'a> {
-    model: &'a MattingNetwork,
+    model: &'a Model,
     post: Option<&'a DevicePost>,
     info: &'a VideoInfo,
     ratio: f64,
     fake_oom: Option<FakeOom>,
+    frames_total: Option<u64>,
 }
 
 impl Infer<'_> {
@@ -355,9 +421,13 @@ impl Infer<'_> {
             done += t as u64;
             on_progress(Progress {
                 frames_done: done,
-                frames_total: self.info.frame_count,
+                frames_total: self.frames_total,
             });
         }
+        self.end(done, &tx)
+    }
+
+    fn end(&self, done: u64, tx: &SyncSender<ToEncoder>) -> Result<u64> {
         if done == 0 {
             return Err(PipelineError::Input(format!(
                 "{}: no frames could be decoded; check that the file plays",
@@ -367,6 +437,66 @@ impl Infer<'_> {
         tx.send(ToEncoder::End)
             .map_err(|_| PipelineError::StageClosed)?;
         Ok(done)
+    }
+
+    /// GVM: frames go into the windowed stream one by one, and come out
+    /// with their alpha once their window settled (later by up to a window
+    /// span). GVM predicts alpha only: the foreground is the source colour.
+    fn run_gvm(
+        &self,
+        stream: &mut GvmStream,
+        rx: Receiver<Result<InputChunk>>,
+        tx: SyncSender<ToEncoder>,
+        ladder: &mut Vec<Step>,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        let mut waiting: std::collections::VecDeque<(FrameMeta, Tensor)> = Default::default();
+        let mut done = 0u64;
+        let mut emit = |alphas: Vec<Tensor>,
+                        waiting: &mut std::collections::VecDeque<(FrameMeta, Tensor)>|
+         -> Result<()> {
+            if alphas.is_empty() {
+                return Ok(());
+            }
+            let (frames, srcs): (Vec<_>, Vec<_>) = waiting.drain(..alphas.len()).unzip();
+            let fgr = Tensor::cat(&srcs, 0)?;
+            let pha = Tensor::cat(&alphas, 0)?;
+            let mut pixels = Vec::new();
+            if let Some(post) = self.post {
+                for (kind, px) in post.pixels(&fgr, &pha)? {
+                    pixels.push((kind, vec![px]));
+                }
+            }
+            done += frames.len() as u64;
+            tx.send(ToEncoder::Matte(MatteChunk {
+                frames,
+                fgr: vec![fgr],
+                pha: vec![pha],
+                pixels,
+            }))
+            .map_err(|_| PipelineError::StageClosed)?;
+            on_progress(Progress {
+                frames_done: done,
+                frames_total: self.frames_total,
+            });
+            Ok(())
+        };
+        let result = (|| -> Result<()> {
+            for chunk in rx {
+                let InputChunk { frames, src } = chunk?;
+                for (t, meta) in frames.iter().enumerate() {
+                    let frame = src.narrow(0, t, 1)?;
+                    waiting.push_back((*meta, frame.clone()));
+                    let out = stream.push(&frame)?;
+                    emit(out, &mut waiting)?;
+                }
+            }
+            let out = stream.finish()?;
+            emit(out, &mut waiting)
+        })();
+        ladder.extend(stream.take_ladder());
+        result?;
+        self.end(done, &tx)
     }
 
     fn forward(
@@ -381,7 +511,8 @@ impl Infer<'_> {
                 ));
             }
         }
-        Ok(self.model.forward(src, state, self.ratio)?)
+        let model = self.model.rvm().expect("RVM chunks run an RVM model");
+        Ok(model.forward(src, state, self.ratio)?)
     }
 }
 

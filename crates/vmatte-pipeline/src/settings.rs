@@ -378,6 +378,109 @@ pub struct MatteSettings {
     /// (`device_pre.rs`) [default: on a GPU yes, on the CPU no].
     #[serde(skip)]
     pub pre_on_device: Option<bool>,
+    /// Stop after this many frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_frames: Option<u64>,
+    /// GVM's settings, when the model is GVM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gvm: Option<GvmOptions>,
+}
+
+/// How GVM windows a video (see `gvm.rs` in this crate).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GvmOptions {
+    /// Key frames the UNet sees at once.
+    pub frames_per_batch: usize,
+    /// Key frames each window shares with the previous one; their latents
+    /// are blended linearly, so windows join without seams.
+    pub overlap_frames: usize,
+    /// Run the model on every k-th frame and interpolate the mattes
+    /// between (1 = every frame).
+    pub interp_frames: usize,
+    /// UNet passes per window (1 to 3).
+    pub denoise_steps: usize,
+    /// Frames the VAE decodes together.
+    pub decode_chunk: usize,
+    /// The shorter side the model sees...
+    pub size: usize,
+    /// ...unless the longer side would pass this.
+    pub max_resolution: usize,
+    /// Reproduce the reference's ensemble of this many identical copies
+    /// (its maximum over copies whose decode slices straddle); 1 computes
+    /// each frame once.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub ensemble: usize,
+    /// The LoRA: `auto` (merge the one beside the UNet), `off`, or a folder.
+    #[serde(default = "auto", skip_serializing_if = "is_auto")]
+    pub lora: String,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+fn is_auto(v: &String) -> bool {
+    v == "auto"
+}
+
+impl Default for GvmOptions {
+    /// The reference demo's defaults: 8 frames, decode chunk 8, 720/1024.
+    fn default() -> Self {
+        Self {
+            frames_per_batch: 8,
+            overlap_frames: 0,
+            interp_frames: 1,
+            denoise_steps: 1,
+            decode_chunk: 8,
+            size: 720,
+            max_resolution: 1024,
+            ensemble: 1,
+            lora: auto(),
+        }
+    }
+}
+
+impl GvmOptions {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.frames_per_batch == 0 || self.decode_chunk == 0 || self.interp_frames == 0 {
+            return Err(
+                "--frames-per-batch, --decode-chunk and --interp-frames must be at least 1".into(),
+            );
+        }
+        if self.overlap_frames >= self.frames_per_batch {
+            return Err(format!(
+                "--overlap-frames {} must be smaller than --frames-per-batch {}",
+                self.overlap_frames, self.frames_per_batch
+            ));
+        }
+        if !(1..=3).contains(&self.denoise_steps) {
+            return Err(format!(
+                "--denoise-steps {} is outside 1..3 (GVM is trained for one step; 2-3 refine)",
+                self.denoise_steps
+            ));
+        }
+        if self.max_resolution <= self.size {
+            return Err(format!(
+                "--max-resolution {} must be larger than --size {}",
+                self.max_resolution, self.size
+            ));
+        }
+        if self.size < 32 {
+            return Err(format!(
+                "--size {} is below 32 px; use e.g. 512 or 720",
+                self.size
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -406,6 +509,8 @@ impl MatteSettings {
             fake_oom: None,
             post_on_device: None,
             pre_on_device: None,
+            max_frames: None,
+            gvm: None,
         }
     }
 }
@@ -413,6 +518,12 @@ impl MatteSettings {
 impl MatteSettings {
     /// Combinations that cannot be written, as one line saying what to use.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(g) = &self.gvm {
+            g.validate()?;
+        }
+        if self.max_frames == Some(0) {
+            return Err("--max-frames must be at least 1".into());
+        }
         let f = self.format;
         if self.outputs.contains(&OutputKind::Rgba) && f == OutputFormat::Mp4 {
             return Err(

@@ -421,7 +421,7 @@ impl Batch<'_> {
         let loaded = lane.model.get_or_init(|| {
             let mut args = self.model_args.clone();
             args.device = lane.device.clone();
-            runtime::load(&args).map_err(|e| format!("{e:#}"))
+            runtime::load_with(&args, self.settings.gvm.as_ref()).map_err(|e| format!("{e:#}"))
         });
         loaded.as_ref().map_err(Clone::clone)
     }
@@ -431,7 +431,7 @@ impl Batch<'_> {
             let mut args = self.model_args.clone();
             args.device = "cpu".into();
             args.dtype = "f32".into();
-            runtime::load(&args).map_err(|e| format!("{e:#}"))
+            runtime::load_with(&args, self.settings.gvm.as_ref()).map_err(|e| format!("{e:#}"))
         });
         loaded.as_ref().map_err(Clone::clone)
     }

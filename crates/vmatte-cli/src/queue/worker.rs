@@ -192,7 +192,7 @@ fn stop(keeper: &mut dyn JobQueue, info: &WorkerInfo, shared: &Shared) -> Result
 impl Stream {
     fn run(self) -> Result<Tally> {
         let mut queue = queue::open(&self.url)?;
-        let mut models: HashMap<(String, String), Loaded> = HashMap::new();
+        let mut models: HashMap<(String, String, Option<String>), Loaded> = HashMap::new();
         let mut tally = Tally::default();
         while !self.shared.stop.load(Ordering::Relaxed) {
             let Some(row) = queue.claim_next(&self.owner, lease())? else {
@@ -265,7 +265,7 @@ impl Stream {
     fn run_job(
         &self,
         row: &JobRow,
-        models: &mut HashMap<(String, String), Loaded>,
+        models: &mut HashMap<(String, String, Option<String>), Loaded>,
     ) -> Result<MatteReport> {
         let spec: JobSpec = serde_json::from_str(&row.settings_json).with_context(|| {
             format!(
@@ -284,10 +284,15 @@ impl Stream {
             )
         })?;
         log.start(&row.input_path, row, &self.owner, &settings);
-        let key = (settings.model.clone(), settings.dtype.clone());
+        let lora = settings.gvm.as_ref().map(|g| g.lora.clone());
+        let key = (settings.model.clone(), settings.dtype.clone(), lora);
         let prepared = (|| -> Result<_> {
             if !models.contains_key(&key) {
-                models.insert(key.clone(), runtime::load(&self.model_args(&settings))?);
+                let args = self.model_args(&settings);
+                models.insert(
+                    key.clone(),
+                    runtime::load_with(&args, settings.gvm.as_ref())?,
+                );
             }
             spec.fps.as_deref().map(parse_fps).transpose()
         })();

@@ -1,0 +1,393 @@
+//! `vmatte matte --model gvm` end to end with the tiny random-weight GVM of
+//! ../shared/fixtures/gvm: registering the folder, windows that overlap,
+//! interpolated frames, the options users know, presets and the
+//! out-of-memory ladder.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::*;
+use vmatte_media::Rational;
+
+fn gvm_weights() -> PathBuf {
+    let dir = std::env::var_os("VMATTE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/fixtures"))
+        .join("gvm/weights");
+    assert!(
+        dir.join("unet/config.json").exists(),
+        "GVM fixture weights not found at {}; set VMATTE_FIXTURES to the shared/fixtures folder",
+        dir.display()
+    );
+    dir
+}
+
+/// A model folder with the fixture GVM registered in it.
+fn registered() -> tempfile::TempDir {
+    let models = tempfile::tempdir().unwrap();
+    let out = vmatte(&[
+        "models",
+        "import",
+        "gvm",
+        gvm_weights().to_str().unwrap(),
+        "--model-dir",
+        models.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("gvm registered"), "{}", stderr(&out));
+    models
+}
+
+fn clip(dir: &Path, frames: u32) -> PathBuf {
+    let path = dir.join("clip.mp4");
+    make_clip(&path, 160, 90, frames, Rational::new(25, 1));
+    path
+}
+
+/// `vmatte matte CLIP -o OUT --model gvm` at a size the tiny model runs
+/// in a second, alpha as PNGs so outputs compare exactly.
+fn gvm_matte(
+    models: &Path,
+    input: &Path,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &Path)],
+) -> std::process::Output {
+    let mut args = vec![
+        "matte",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--model",
+        "gvm",
+        "--model-dir",
+        models.to_str().unwrap(),
+        "--size",
+        "64",
+        "--max-resolution",
+        "128",
+        "--outputs",
+        "alpha",
+        "--format",
+        "png",
+    ];
+    args.extend_from_slice(extra);
+    vmatte_with_env(&args, env)
+}
+
+fn alphas(out: &Path) -> Vec<Vec<u8>> {
+    decode_frames(&out.join("clip.alpha"), 1000)
+        .into_iter()
+        .map(|f| f.rgb)
+        .collect()
+}
+
+#[test]
+fn models_import_registers_a_gvm_folder() {
+    let models = registered();
+    let out = vmatte(&[
+        "models",
+        "list",
+        "--json",
+        "--model-dir",
+        models.path().to_str().unwrap(),
+    ]);
+    let rows: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let gvm = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "gvm")
+        .unwrap();
+    assert_eq!(gvm["installed"], true);
+    assert_eq!(
+        PathBuf::from(gvm["path"].as_str().unwrap()),
+        gvm_weights().canonicalize().unwrap()
+    );
+
+    // A folder that is not GVM's: one line naming what is missing.
+    let empty = tempfile::tempdir().unwrap();
+    let out = vmatte(&[
+        "models",
+        "import",
+        "gvm",
+        empty.path().to_str().unwrap(),
+        "--model-dir",
+        models.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("has no unet/config.json") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+
+    // Without a registration, --model gvm says how to get one.
+    let nothing = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path(), 2);
+    let out = gvm_matte(nothing.path(), &input, &dir.path().join("o"), &[], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("vmatte models import gvm DIR"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn mattes_a_clip_with_overlapping_windows_and_interpolated_frames() {
+    let models = registered();
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path(), 13);
+    let out = dir.path().join("out");
+    let run = gvm_matte(
+        models.path(),
+        &input,
+        &out,
+        &[
+            "--frames-per-batch",
+            "4",
+            "--overlap-frames",
+            "1",
+            "--interp-frames",
+            "2",
+            "--outputs",
+            "alpha,composite",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let report: Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    assert_eq!(report["frames"], 13);
+    assert_eq!(
+        report["gvm"]["geometry"]["resized"],
+        serde_json::json!([64, 113])
+    );
+    assert_eq!(report["settings"]["gvm"]["overlap_frames"], 1);
+    let a = alphas(&out);
+    assert_eq!(a.len(), 13);
+    assert_eq!(list_dir(&out.join("clip.composite")).len(), 13);
+    // A matte, not a constant: values spread over the range.
+    let (lo, hi) = a
+        .iter()
+        .flatten()
+        .fold((255u8, 0u8), |(l, h), &v| (l.min(v), h.max(v)));
+    assert!(lo < 64 && hi > 192, "alpha spans {lo}..{hi}");
+    no_partials(&out);
+
+    // The same clip every frame, no overlap: different mattes, same count.
+    let plain = dir.path().join("plain");
+    let run = gvm_matte(
+        models.path(),
+        &input,
+        &plain,
+        &["--frames-per-batch", "4"],
+        &[],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let b = alphas(&plain);
+    assert_eq!(b.len(), 13);
+    assert_ne!(a, b);
+    // Key frames 0 and 2 settle in the first window in both runs; frame 1
+    // is interpolated in one and inferred in the other.
+    assert_ne!(a[1], b[1]);
+}
+
+#[test]
+fn image_sequence_only_max_frames_and_lora_switches() {
+    let models = registered();
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path(), 8);
+    let out = dir.path().join("seq");
+    let args = vec![
+        "matte",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--model",
+        "gvm",
+        "--model-dir",
+        models.path().to_str().unwrap(),
+        "--preset",
+        "preview",
+        "--size",
+        "64",
+        "--max-resolution",
+        "128",
+        "--image-seq-only",
+        "--max-frames",
+        "5",
+    ];
+    let run = vmatte(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // Only PNG folders, five frames each.
+    assert_eq!(list_dir(&out), vec!["clip.alpha", "clip.composite"]);
+    assert_eq!(list_dir(&out.join("clip.alpha")).len(), 5);
+
+    // --no-lora runs the base UNet; --lora DIR a chosen adapter (here the
+    // same one as the default, so the same mattes).
+    let with = dir.path().join("with");
+    let without = dir.path().join("without");
+    let chosen = dir.path().join("chosen");
+    let unet = gvm_weights().join("unet");
+    for (o, extra) in [
+        (&with, vec![]),
+        (&without, vec!["--no-lora"]),
+        (&chosen, vec!["--lora", unet.to_str().unwrap()]),
+    ] {
+        let mut e = vec!["--max-frames", "4", "--frames-per-batch", "4"];
+        e.extend(extra);
+        let run = gvm_matte(models.path(), &input, o, &e, &[]);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    assert_ne!(alphas(&with), alphas(&without));
+    assert_eq!(alphas(&with), alphas(&chosen));
+
+    // --weights DIR runs a GVM folder without registering it.
+    let direct = dir.path().join("direct");
+    let weights = gvm_weights();
+    let args = vec![
+        "matte",
+        input.to_str().unwrap(),
+        "-o",
+        direct.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--size",
+        "64",
+        "--max-resolution",
+        "128",
+        "--outputs",
+        "alpha",
+        "--format",
+        "png",
+        "--max-frames",
+        "4",
+        "--frames-per-batch",
+        "4",
+    ];
+    let run = vmatte(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(alphas(&direct), alphas(&with));
+}
+
+#[test]
+fn out_of_memory_lowers_the_window_and_goes_on() {
+    let models = registered();
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path(), 6);
+    let lowered = dir.path().join("lowered");
+    let run = gvm_matte(
+        models.path(),
+        &input,
+        &lowered,
+        &["--frames-per-batch", "4"],
+        &[("VMATTE_FAKE_OOM", Path::new("frames>2"))],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("out of GPU memory at frame 0: frames per batch 4 -> 2"),
+        "{}",
+        stderr(&run)
+    );
+    // The failed window was redone with 2 frames: the result is a 2-frame run's.
+    let two = dir.path().join("two");
+    let run = gvm_matte(
+        models.path(),
+        &input,
+        &two,
+        &["--frames-per-batch", "2"],
+        &[],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(alphas(&lowered), alphas(&two));
+
+    // Failing whatever is lowered: every rung, then one line and no outputs.
+    let never = dir.path().join("never");
+    let run = gvm_matte(
+        models.path(),
+        &input,
+        &never,
+        &["--frames-per-batch", "2", "--decode-chunk", "2", "--json"],
+        &[("VMATTE_FAKE_OOM", Path::new("always"))],
+    );
+    assert!(!run.status.success());
+    let line: Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    let err = line["error"].as_str().unwrap();
+    assert!(
+        err.contains("even with 1-frame windows, decode chunk 1 and --size 64"),
+        "{err}"
+    );
+    assert!(
+        list_dir(&never)
+            .iter()
+            .all(|n| list_dir(&never.join(n)).is_empty()),
+        "{:?}",
+        list_dir(&never)
+    );
+    no_partials(&never);
+}
+
+#[test]
+fn presets_and_misplaced_flags() {
+    let out = vmatte(&["presets", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let find = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["preset"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    let hq = find("hq");
+    assert_eq!(hq["preset"]["gvm"]["denoise_steps"], 3);
+    assert_eq!(hq["preset"]["gvm"]["overlap_frames"], 2);
+    assert_eq!(hq["resolved"]["1920x1080"]["model_sees"], "1280x720");
+    assert_eq!(
+        find("lowmem")["resolved"]["1920x1080"]["model_sees"],
+        "720x405"
+    );
+    assert_eq!(
+        find("balanced")["resolved"]["1920x1080"]["model_sees"],
+        "960x540"
+    );
+    assert_eq!(find("preview")["preset"]["max_frames"], 50);
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path(), 2);
+    let o = dir.path().join("o");
+    let out = vmatte(&[
+        "matte",
+        input.to_str().unwrap(),
+        "-o",
+        o.to_str().unwrap(),
+        "--overlap-frames",
+        "2",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("are GVM settings; add --model gvm"),
+        "{}",
+        stderr(&out)
+    );
+    let models = registered();
+    let out = gvm_matte(
+        models.path(),
+        &input,
+        &o,
+        &["--frames-per-batch", "4", "--overlap-frames", "4"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--overlap-frames 4 must be smaller than --frames-per-batch 4"),
+        "{}",
+        stderr(&out)
+    );
+}
