@@ -307,7 +307,7 @@ fn print_report(report: &BenchReport) {
 }
 
 /// The process's high-water resident set (Linux), in MiB.
-fn peak_rss_mib() -> Option<f64> {
+pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kib: f64 = status
         .lines()

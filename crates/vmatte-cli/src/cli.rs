@@ -78,6 +78,12 @@ pub enum Command {
     /// `vmatte bench --device cpu --input clip.mp4 --downsample-ratio 0.375 --json`.
     /// scripts/bench-cpu.sh runs it beside ONNX Runtime and a Python pipeline.
     Bench(BenchArgs),
+    /// Time GVM windows: seconds per window of --frames-per-batch frames at
+    /// each --max-resolution, split into encode, denoise and decode, with
+    /// peak GPU memory (NVML) and RSS. `--random-weights` measures the
+    /// published model's sizes without its files. Example:
+    /// `vmatte bench-gvm --random-weights --device cuda --dtype f16 --max-resolution 960,1280`.
+    BenchGvm(BenchGvmArgs),
     /// Print GPU utilisation, memory, temperature, power and SM clock every
     /// interval, through NVML (needs the NVIDIA driver), until Ctrl-C.
     Monitor {
@@ -472,6 +478,48 @@ pub struct BenchArgs {
     /// Print one JSON object (model-only and end-to-end fps, peak RSS,
     /// threads, sizes; `rows` with one entry per dtype and chunk) instead of
     /// lines of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct BenchGvmArgs {
+    /// A GVM diffusers folder [default: the registered gvm].
+    #[arg(long, value_name = "DIR")]
+    pub weights: Option<PathBuf>,
+    /// Random weights at the published model's sizes (1.5 B UNet parameters).
+    #[arg(long)]
+    pub random_weights: bool,
+    #[arg(long, env = "VMATTE_MODEL_DIR", value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// cpu, or cuda / cuda:N in builds with the `cuda` feature.
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: String,
+    /// f32, f16 or bf16.
+    #[arg(long, default_value = "f32", value_name = "DTYPE")]
+    pub dtype: String,
+    /// Source frame size; the model sees it resized by --size and --max-resolution.
+    #[arg(long, default_value = "1920x1080", value_name = "WxH", value_parser = crate::bench_gvm::parse_size)]
+    pub source: (usize, usize),
+    /// The longer sides to measure at, comma-separated.
+    #[arg(long, default_value = "960,1280", value_delimiter = ',', value_name = "PX,...")]
+    pub max_resolution: Vec<usize>,
+    /// The shorter side (lowered below each --max-resolution when needed).
+    #[arg(long, default_value_t = 720, value_name = "PX")]
+    pub size: usize,
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub frames_per_batch: usize,
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub decode_chunk: usize,
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub denoise_steps: usize,
+    /// Timed windows per resolution (the median is reported).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub windows: usize,
+    /// Untimed windows first.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub warmup: usize,
+    /// One JSON object instead of lines of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -2,6 +2,7 @@
 
 mod batch;
 mod bench;
+mod bench_gvm;
 mod cli;
 mod gpu;
 mod matte;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
             json,
         } => presets_cmd(input.as_deref(), config.as_deref(), json),
         Command::Bench(args) => bench::run(args),
+        Command::BenchGvm(args) => bench_gvm::run(args),
         Command::Monitor {
             interval_ms,
             count,

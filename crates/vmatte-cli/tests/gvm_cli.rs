@@ -391,3 +391,31 @@ fn presets_and_misplaced_flags() {
         stderr(&out)
     );
 }
+
+#[test]
+fn bench_gvm_times_windows_per_resolution() {
+    let weights = gvm_weights();
+    let out = vmatte(&[
+        "bench-gvm", "--weights", weights.to_str().unwrap(), "--source", "320x180", "--size", "64",
+        "--max-resolution", "128,160", "--frames-per-batch", "3", "--decode-chunk", "2",
+        "--windows", "2", "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["model_sees"], "113x64");
+    assert_eq!(rows[1]["model_sees"], "113x64");
+    for row in rows {
+        let total = row["seconds_per_window"].as_f64().unwrap();
+        let parts: f64 = ["encode_seconds", "denoise_seconds", "decode_seconds"]
+            .iter()
+            .map(|k| row[k].as_f64().unwrap())
+            .sum();
+        assert!(total > 0.0 && (parts - total).abs() < 0.5 * total + 0.05, "{row}");
+        assert_eq!(row["frames_per_window"], 3);
+    }
+    let bad = vmatte(&["bench-gvm", "--weights", weights.to_str().unwrap(), "--random-weights"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("exclude each other"), "{}", stderr(&bad));
+}

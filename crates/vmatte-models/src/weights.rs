@@ -58,9 +58,22 @@ pub struct Weights {
     prefix: String,
     device: Device,
     dtype: DType,
+    /// Every name exists and is drawn at random (benchmarks at a model's
+    /// real sizes without its files).
+    random: bool,
 }
 
 impl Weights {
+    /// Weights that make up any tensor asked for: Gaussian matrices and
+    /// kernels with PyTorch's default scale (1/sqrt(fan-in)), norm scales 1,
+    /// biases and blend factors 0. Timings match the real model's; the
+    /// outputs mean nothing.
+    pub fn random(label: &str, device: &Device, dtype: DType) -> Self {
+        let mut w = Self::new(HashMap::new(), Path::new(label), device, dtype);
+        w.random = true;
+        w
+    }
+
     pub fn new(
         tensors: HashMap<String, Tensor>,
         path: &Path,
@@ -74,6 +87,7 @@ impl Weights {
             prefix: String::new(),
             device: device.clone(),
             dtype,
+            random: false,
         }
     }
 
@@ -108,7 +122,8 @@ impl Weights {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(&self.key(name))
+        // Random weights have biases but no BatchNorm statistics.
+        (self.random && !name.starts_with("running_")) || self.tensors.contains_key(&self.key(name))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &String> {
@@ -131,6 +146,9 @@ impl Weights {
     /// against the expected shape.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let key = self.key(name);
+        if self.random {
+            return Ok(random_tensor(name, shape, &self.device)?);
+        }
         let t = self.tensors.get(&key).ok_or_else(|| Error::Weights {
             path: self.path.to_path_buf(),
             reason: format!(
@@ -152,6 +170,20 @@ impl Weights {
     /// Moves a finished (folded) parameter to the inference device and dtype.
     pub fn finish(&self, t: &Tensor) -> Result<Tensor> {
         Ok(t.to_device(&self.device)?.to_dtype(self.dtype)?)
+    }
+}
+
+/// A made-up parameter for [`Weights::random`], made on `device` (in f32:
+/// it is cast with the rest at `finish`).
+fn random_tensor(name: &str, shape: &[usize], device: &Device) -> candle_core::Result<Tensor> {
+    if shape.len() >= 2 {
+        let fan_in: usize = shape[1..].iter().product();
+        return Tensor::randn(0f32, (1.0 / (fan_in as f64).sqrt()) as f32, shape, device);
+    }
+    if name == "weight" {
+        Tensor::ones(shape, DType::F32, device)
+    } else {
+        Tensor::zeros(shape, DType::F32, device)
     }
 }
 

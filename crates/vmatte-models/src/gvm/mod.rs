@@ -171,6 +171,19 @@ impl Gvm {
         })
     }
 
+    /// GVM at the published sizes with random weights, for timing and
+    /// memory measurements without the 6.5 GB download.
+    pub fn random(device: &Device, dtype: DType) -> Result<Self> {
+        let w = Weights::random("random GVM weights", device, dtype);
+        Ok(Self {
+            vae: Vae::load(&w, &VaeConfig::published())?,
+            unet: Unet::load(&w, &UnetConfig::published())?,
+            lora: None,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }

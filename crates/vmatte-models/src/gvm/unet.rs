@@ -40,6 +40,34 @@ fn one() -> usize {
 }
 
 impl UnetConfig {
+    /// The published model's UNet (SVD-XT sizes, 1.52 B parameters).
+    pub fn published() -> Self {
+        Self {
+            in_channels: 8,
+            out_channels: 4,
+            block_out_channels: vec![320, 640, 1280, 1280],
+            layers_per_block: 2,
+            transformer_layers_per_block: 1,
+            num_attention_heads: vec![5, 10, 20, 20],
+            down_block_types: [
+                "CrossAttnDownBlockSpatioTemporal",
+                "CrossAttnDownBlockSpatioTemporal",
+                "CrossAttnDownBlockSpatioTemporal",
+                "DownBlockSpatioTemporal",
+            ]
+            .map(String::from)
+            .to_vec(),
+            up_block_types: [
+                "UpBlockSpatioTemporal",
+                "CrossAttnUpBlockSpatioTemporal",
+                "CrossAttnUpBlockSpatioTemporal",
+                "CrossAttnUpBlockSpatioTemporal",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+
     fn check(&self) -> Result<()> {
         let n = self.block_out_channels.len();
         let down_ok = self.down_block_types.iter().enumerate().all(|(i, t)| {

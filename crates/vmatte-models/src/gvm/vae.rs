@@ -33,6 +33,20 @@ pub struct VaeConfig {
     pub out_channels: usize,
 }
 
+impl VaeConfig {
+    /// The published model's VAE (SVD's temporal-decoder VAE).
+    pub fn published() -> Self {
+        Self {
+            block_out_channels: vec![128, 256, 512, 512],
+            layers_per_block: 2,
+            latent_channels: 4,
+            scaling_factor: sd_scaling(),
+            in_channels: 3,
+            out_channels: 3,
+        }
+    }
+}
+
 fn sd_scaling() -> f64 {
     0.18215
 }
