@@ -95,7 +95,10 @@ pub fn run(args: BenchGvmArgs) -> Result<ExitCode> {
         hub.series().last().and_then(|s| s.mem_used_mib)
     });
     let (model, weights) = if args.random_weights {
-        (Gvm::random(&device, dtype)?, "random, published sizes".to_string())
+        (
+            Gvm::random(&device, dtype)?,
+            "random, published sizes".to_string(),
+        )
     } else {
         let dir = match &args.weights {
             Some(d) => d.clone(),
@@ -132,7 +135,11 @@ pub fn run(args: BenchGvmArgs) -> Result<ExitCode> {
             }
         }
         let summary = hub.as_ref().and_then(|hub| {
-            let recent: Vec<_> = hub.series().into_iter().filter(|s| s.t_ms >= since).collect();
+            let recent: Vec<_> = hub
+                .series()
+                .into_iter()
+                .filter(|s| s.t_ms >= since)
+                .collect();
             vmatte_gpu::GpuSummary::of(&recent).into_iter().next()
         });
         let seconds = median(total);

@@ -502,7 +502,12 @@ pub struct BenchGvmArgs {
     #[arg(long, default_value = "1920x1080", value_name = "WxH", value_parser = crate::bench_gvm::parse_size)]
     pub source: (usize, usize),
     /// The longer sides to measure at, comma-separated.
-    #[arg(long, default_value = "960,1280", value_delimiter = ',', value_name = "PX,...")]
+    #[arg(
+        long,
+        default_value = "960,1280",
+        value_delimiter = ',',
+        value_name = "PX,..."
+    )]
     pub max_resolution: Vec<usize>,
     /// The shorter side (lowered below each --max-resolution when needed).
     #[arg(long, default_value_t = 720, value_name = "PX")]

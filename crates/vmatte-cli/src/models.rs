@@ -79,11 +79,13 @@ pub fn run(cmd: ModelsCommand) -> Result<ExitCode> {
         ModelsCommand::Verify { name, model_dir } => {
             let store = ModelStore::locate(model_dir.as_deref());
             let names: Vec<&str> = match &name {
+                Some(n) if n == GVM => vec![GVM],
                 Some(n) => vec![known_model(n)?.name],
                 None => KNOWN_MODELS
                     .iter()
                     .filter(|m| store.path_of(m.name).is_file())
                     .map(|m| m.name)
+                    .chain(store.has_gvm().then_some(GVM))
                     .collect(),
             };
             if names.is_empty() {

@@ -107,6 +107,18 @@ fn models_import_registers_a_gvm_folder() {
         gvm_weights().canonicalize().unwrap()
     );
 
+    let md = models.path().to_str().unwrap();
+    let out = vmatte(&["models", "verify", "gvm", "--model-dir", md]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("gvm: ok, folder"), "{}", stdout(&out));
+    let out = vmatte(&["models", "install", "gvm", "--model-dir", md]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("vmatte models import gvm DIR"),
+        "{}",
+        stderr(&out)
+    );
+
     // A folder that is not GVM's: one line naming what is missing.
     let empty = tempfile::tempdir().unwrap();
     let out = vmatte(&[
@@ -396,9 +408,22 @@ fn presets_and_misplaced_flags() {
 fn bench_gvm_times_windows_per_resolution() {
     let weights = gvm_weights();
     let out = vmatte(&[
-        "bench-gvm", "--weights", weights.to_str().unwrap(), "--source", "320x180", "--size", "64",
-        "--max-resolution", "128,160", "--frames-per-batch", "3", "--decode-chunk", "2",
-        "--windows", "2", "--json",
+        "bench-gvm",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--source",
+        "320x180",
+        "--size",
+        "64",
+        "--max-resolution",
+        "128,160",
+        "--frames-per-batch",
+        "3",
+        "--decode-chunk",
+        "2",
+        "--windows",
+        "2",
+        "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
@@ -412,10 +437,22 @@ fn bench_gvm_times_windows_per_resolution() {
             .iter()
             .map(|k| row[k].as_f64().unwrap())
             .sum();
-        assert!(total > 0.0 && (parts - total).abs() < 0.5 * total + 0.05, "{row}");
+        assert!(
+            total > 0.0 && (parts - total).abs() < 0.5 * total + 0.05,
+            "{row}"
+        );
         assert_eq!(row["frames_per_window"], 3);
     }
-    let bad = vmatte(&["bench-gvm", "--weights", weights.to_str().unwrap(), "--random-weights"]);
+    let bad = vmatte(&[
+        "bench-gvm",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--random-weights",
+    ]);
     assert!(!bad.status.success());
-    assert!(stderr(&bad).contains("exclude each other"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("exclude each other"),
+        "{}",
+        stderr(&bad)
+    );
 }

@@ -185,6 +185,11 @@ impl ModelStore {
         rows
     }
 
+    /// Whether a GVM folder has been registered (valid or not).
+    pub fn has_gvm(&self) -> bool {
+        self.gvm_record().is_file()
+    }
+
     fn gvm_record(&self) -> PathBuf {
         self.dir.join("gvm.json")
     }
@@ -212,28 +217,7 @@ impl ModelStore {
     /// folder and whether a LoRA sits beside the UNet.
     pub fn register_gvm(&self, dir: &Path) -> Result<(PathBuf, bool)> {
         let dir = dir.canonicalize().map_err(Error::io(dir))?;
-        let folder = crate::gvm::GvmFolder::open(&dir)?;
-        folder.unet()?;
-        folder.vae()?;
-        for (file, key) in [
-            (&folder.unet_weights, "conv_in.weight"),
-            (
-                &folder.unet_weights,
-                "down_blocks.0.attentions.0.temporal_transformer_blocks.0.attn1.to_q.weight",
-            ),
-            (&folder.vae_weights, "decoder.time_conv_out.weight"),
-            (&folder.vae_weights, "encoder.conv_in.weight"),
-        ] {
-            if !safetensors_keys(file)?.iter().any(|k| k == key) {
-                return Err(Error::Weights {
-                    path: file.clone(),
-                    reason: format!(
-                        "has no '{key}'; this is not GVM's (SVD's) {}",
-                        if key.contains("coder") { "VAE" } else { "UNet" }
-                    ),
-                });
-            }
-        }
+        let folder = check_gvm_folder(&dir)?;
         let lora = folder.lora(&crate::gvm::LoraChoice::Auto)?.map(|l| l.path);
         let record = GvmRecord {
             path: dir.clone(),
@@ -250,6 +234,11 @@ impl ModelStore {
     /// Installs a model that vmatte can obtain itself. Idempotent: an
     /// installed model that verifies is left alone.
     pub fn install(&self, name: &str, python: &str) -> Result<PathBuf> {
+        if name == GVM {
+            return Err(Error::Invalid(
+                "vmatte does not download GVM (6.5 GB, academic licence); download huggingface.co/geyongtao/gvm and run `vmatte models import gvm DIR`".into(),
+            ));
+        }
         let model = known_model(name)?;
         let Some(source) = model.source else {
             return Err(Error::Invalid(format!(
@@ -309,6 +298,11 @@ impl ModelStore {
     /// Checks an installed model: the file's checksum, then a one-frame run
     /// whose outputs must be finite and in [0, 1].
     pub fn verify_one(&self, name: &str) -> Result<String> {
+        if name == GVM {
+            let dir = self.gvm_dir()?;
+            check_gvm_folder(&dir)?;
+            return Ok(format!("ok, folder {}", dir.display()));
+        }
         let path = self.find(name)?;
         let recorded =
             std::fs::read_to_string(sidecar(&path)).map_err(Error::io(&sidecar(&path)))?;
@@ -339,6 +333,32 @@ impl ModelStore {
         }
         Ok(format!("ok, sha256 {actual}"))
     }
+}
+
+/// Opens a GVM folder and checks its configs and that its weight files
+/// hold GVM's tensors (by name, from the headers: nothing is loaded).
+fn check_gvm_folder(dir: &Path) -> Result<crate::gvm::GvmFolder> {
+    let folder = crate::gvm::GvmFolder::open(dir)?;
+    folder.unet()?;
+    folder.vae()?;
+    for (file, key, what) in [
+        (&folder.unet_weights, "conv_in.weight", "UNet"),
+        (
+            &folder.unet_weights,
+            "down_blocks.0.attentions.0.temporal_transformer_blocks.0.attn1.to_q.weight",
+            "UNet",
+        ),
+        (&folder.vae_weights, "decoder.time_conv_out.weight", "VAE"),
+        (&folder.vae_weights, "encoder.conv_in.weight", "VAE"),
+    ] {
+        if !safetensors_keys(file)?.iter().any(|k| k == key) {
+            return Err(Error::Weights {
+                path: file.clone(),
+                reason: format!("has no '{key}'; this is not GVM's (SVD's) {what}"),
+            });
+        }
+    }
+    Ok(folder)
 }
 
 /// The tensor names in a safetensors file's header.
