@@ -40,6 +40,12 @@ fn registered() -> tempfile::TempDir {
     models
 }
 
+/// The command failed and said `text` on stderr.
+fn fails_with(out: &std::process::Output, text: &str) {
+    assert!(!out.status.success(), "succeeded: {}", stderr(out));
+    assert!(stderr(out).contains(text), "{}", stderr(out));
+}
+
 fn clip(dir: &Path, frames: u32) -> PathBuf {
     let path = dir.join("clip.mp4");
     make_clip(&path, 160, 90, frames, Rational::new(25, 1));
@@ -112,12 +118,7 @@ fn models_import_registers_a_gvm_folder() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("gvm: ok, folder"), "{}", stdout(&out));
     let out = vmatte(&["models", "install", "gvm", "--model-dir", md]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("vmatte models import gvm DIR"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "vmatte models import gvm DIR");
 
     // A folder that is not GVM's: one line naming what is missing.
     let empty = tempfile::tempdir().unwrap();
@@ -141,12 +142,7 @@ fn models_import_registers_a_gvm_folder() {
     let dir = tempfile::tempdir().unwrap();
     let input = clip(dir.path(), 2);
     let out = gvm_matte(nothing.path(), &input, &dir.path().join("o"), &[], &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("vmatte models import gvm DIR"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "vmatte models import gvm DIR");
 }
 
 #[test]
@@ -382,12 +378,7 @@ fn presets_and_misplaced_flags() {
         "--overlap-frames",
         "2",
     ]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("are GVM settings; add --model gvm"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "are GVM settings; add --model gvm");
     let models = registered();
     let out = gvm_matte(
         models.path(),
@@ -396,11 +387,9 @@ fn presets_and_misplaced_flags() {
         &["--frames-per-batch", "4", "--overlap-frames", "4"],
         &[],
     );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("--overlap-frames 4 must be smaller than --frames-per-batch 4"),
-        "{}",
-        stderr(&out)
+    fails_with(
+        &out,
+        "--overlap-frames 4 must be smaller than --frames-per-batch 4",
     );
 }
 
@@ -449,10 +438,5 @@ fn bench_gvm_times_windows_per_resolution() {
         weights.to_str().unwrap(),
         "--random-weights",
     ]);
-    assert!(!bad.status.success());
-    assert!(
-        stderr(&bad).contains("exclude each other"),
-        "{}",
-        stderr(&bad)
-    );
+    fails_with(&bad, "exclude each other");
 }

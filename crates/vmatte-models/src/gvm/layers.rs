@@ -355,6 +355,28 @@ pub fn from_clips(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     Ok(x.transpose(1, 2)?.contiguous()?.reshape((b * f, c, h, w))?)
 }
 
+type Layer<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
+
+/// The body both residual blocks share: norm, SiLU, conv, the projected
+/// time embedding added per channel (`[N, C]` to dims 2 and 3), norm, SiLU,
+/// conv.
+fn residual_body(
+    x: &Tensor,
+    [norm1, norm2]: [&GroupNorm; 2],
+    [conv1, conv2]: [Layer; 2],
+    time: Option<(&Linear, &Tensor)>,
+) -> Result<Tensor> {
+    let h = conv1(&norm1.forward(x)?.silu()?)?;
+    let h = match time {
+        Some((proj, t)) => {
+            let t = proj.forward(&t.silu()?)?;
+            h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?
+        }
+        None => h,
+    };
+    conv2(&norm2.forward(&h)?.silu()?)
+}
+
 /// `ResnetBlock2D` (pre-norm, SiLU, optional time embedding added after the
 /// first convolution, 1x1 shortcut when the width changes).
 #[derive(Clone, Debug)]
@@ -391,15 +413,12 @@ impl ResnetBlock2D {
 
     /// `temb` is `[B*F, T]` (or `[1, T]`, shared by every frame).
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        let h = match (&self.time_emb_proj, temb) {
-            (Some(proj), Some(t)) => {
-                let t = proj.forward(&t.silu()?)?;
-                h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?
-            }
-            _ => h,
-        };
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = residual_body(
+            x,
+            [&self.norm1, &self.norm2],
+            [&|t| self.conv1.forward(t), &|t| self.conv2.forward(t)],
+            self.time_emb_proj.as_ref().zip(temb),
+        )?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(x)?,
             None => x.clone(),
@@ -434,15 +453,12 @@ impl TemporalResnetBlock {
 
     /// `temb` is one row per clip, `[B, T]` (every frame has the same).
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        let h = match (&self.time_emb_proj, temb) {
-            (Some(proj), Some(t)) => {
-                let t = proj.forward(&t.silu()?)?;
-                h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?
-            }
-            _ => h,
-        };
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = residual_body(
+            x,
+            [&self.norm1, &self.norm2],
+            [&|t| self.conv1.forward(t), &|t| self.conv2.forward(t)],
+            self.time_emb_proj.as_ref().zip(temb),
+        )?;
         Ok((x + h)?)
     }
 }
