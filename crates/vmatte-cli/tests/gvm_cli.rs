@@ -440,3 +440,51 @@ fn bench_gvm_times_windows_per_resolution() {
     ]);
     fails_with(&bad, "exclude each other");
 }
+
+#[test]
+fn batch_runs_gvm_jobs_and_their_settings_are_part_of_the_job() {
+    let models = registered();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.mp4");
+    let b = dir.path().join("b.mp4");
+    make_clip(&a, 160, 90, 5, Rational::new(25, 1));
+    make_clip(&b, 96, 128, 3, Rational::new(30, 1));
+    let out = dir.path().join("out");
+    let run = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "batch",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            "gvm",
+            "--model-dir",
+            models.path().to_str().unwrap(),
+            "--size",
+            "64",
+            "--max-resolution",
+            "128",
+            "--outputs",
+            "alpha",
+            "--format",
+            "png",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = vmatte(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(stdout(&o).trim()).unwrap()
+    };
+    let first = run(&["--frames-per-batch", "2"]);
+    assert_eq!(job(&first, "a.mp4")["status"], "done", "{first}");
+    assert_eq!(job(&first, "b.mp4")["status"], "done", "{first}");
+    assert_eq!(list_dir(&out.join("a.alpha")).len(), 5);
+    assert_eq!(list_dir(&out.join("b.alpha")).len(), 3);
+    // The same settings again: nothing to do.
+    let again = run(&["--frames-per-batch", "2"]);
+    assert_eq!(job(&again, "a.mp4")["status"], "skipped", "{again}");
+    // Different GVM settings are different jobs.
+    let other = run(&["--frames-per-batch", "2", "--overlap-frames", "1"]);
+    assert_eq!(job(&other, "a.mp4")["status"], "done", "{other}");
+}
