@@ -176,6 +176,11 @@ pub fn plan(
     dtype: &str,
     given: (Option<usize>, Option<usize>),
 ) -> Option<Plan> {
+    // The cost model is RVM's. GVM runs one video at a time unless told
+    // otherwise, and its own ladder fits its windows to the card.
+    if settings.gvm.is_some() {
+        return None;
+    }
     let (free, total) = hub?.memory(gpu_index(device)?)?;
     let budget = limit.map_or(free, |l| l.bytes(total).min(free));
     let cost = FrameCost {

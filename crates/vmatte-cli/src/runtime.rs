@@ -74,7 +74,7 @@ impl Loaded {
     pub fn rvm(&self) -> Result<&MattingNetwork> {
         self.model
             .rvm()
-            .ok_or_else(|| anyhow::anyhow!("this command measures RVM models; for GVM use `vmatte matte --model gvm` (its --json report has the timings)"))
+            .ok_or_else(|| anyhow::anyhow!("`vmatte bench` measures RVM models; for GVM use `vmatte bench-gvm`"))
     }
 }
 
