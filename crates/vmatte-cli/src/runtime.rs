@@ -72,9 +72,9 @@ pub struct Loaded {
 impl Loaded {
     /// The RVM network, for the commands that only run RVM.
     pub fn rvm(&self) -> Result<&MattingNetwork> {
-        self.model
-            .rvm()
-            .ok_or_else(|| anyhow::anyhow!("`vmatte bench` measures RVM models; for GVM use `vmatte bench-gvm`"))
+        self.model.rvm().ok_or_else(|| {
+            anyhow::anyhow!("`vmatte bench` measures RVM models; for GVM use `vmatte bench-gvm`")
+        })
     }
 }
 

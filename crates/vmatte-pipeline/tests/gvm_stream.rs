@@ -374,3 +374,30 @@ fn bad_window_settings_are_one_line_each() {
     }
     drop(r);
 }
+
+#[test]
+fn every_length_overlap_and_interpolation_gives_one_alpha_per_frame() {
+    let r = reference(CASES[0].file);
+    let gvm = load(false);
+    let video = clip(&r);
+    let video = Tensor::cat(&[&video, &video], 0).unwrap(); // 14 frames
+    for len in [1, 4, 5, 9] {
+        for overlap in [0, 2, 3] {
+            for interp in [1, 3] {
+                let opts = GvmOptions {
+                    overlap_frames: overlap,
+                    interp_frames: interp,
+                    decode_chunk: 3,
+                    ensemble: 1,
+                    ..options(&CASES[0])
+                };
+                let alpha = stream(&gvm, &opts, &video.i(0..len).unwrap());
+                let v = alpha.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert!(
+                    v.iter().all(|a| a.is_finite() && (0.0..=1.0).contains(a)),
+                    "len {len} overlap {overlap} interp {interp}"
+                );
+            }
+        }
+    }
+}
