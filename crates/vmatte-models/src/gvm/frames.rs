@@ -131,11 +131,16 @@ fn resample(
     let x = x.to_dtype(DType::F32)?;
     let mw = Tensor::from_vec(weights(iw, w), (w, iw), dev)?;
     let mh = Tensor::from_vec(weights(ih, h), (h, ih), dev)?;
-    // Width first: rows of every plane times Mw^T.
+    // Width first: rows of every plane times Mw^T; then the columns, as
+    // rows of the transposed planes times Mh^T. Two plain matrix products.
     let x = x.reshape((n * c * ih, iw))?.matmul(&mw.t()?)?;
-    let x = x.reshape((n * c, ih, w))?;
-    let y = mh.broadcast_matmul(&x)?;
-    Ok(y.reshape((n, c, h, w))?)
+    let cols = x
+        .reshape((n * c, ih, w))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((n * c * w, ih))?;
+    let y = cols.matmul(&mh.t()?)?.reshape((n * c, w, h))?;
+    Ok(y.transpose(1, 2)?.contiguous()?.reshape((n, c, h, w))?)
 }
 
 /// Frames `[N, 3, H, W]` in [0, 1] -> the model's input `[N, 3, Hp, Wp]` in

@@ -335,7 +335,12 @@ impl TemporalConv {
             .collect::<candle_core::Result<Vec<_>>>()?;
         let stacked = Tensor::stack(&taps, 2)?.reshape((b, c * 3, f * hw))?;
         let out_c = self.weight.dim(0)?;
-        let y = self.weight.broadcast_matmul(&stacked)?;
+        // One plain matrix product per clip (GVM has one): a broadcast
+        // batch of weights would be a stride-0 batch on the GPU.
+        let clips = (0..b)
+            .map(|i| self.weight.matmul(&stacked.get(i)?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let y = Tensor::stack(&clips, 0)?;
         Ok(y.broadcast_add(&self.bias.reshape((1, out_c, 1))?)?
             .reshape((b, out_c, f, hw))?)
     }
