@@ -119,17 +119,21 @@ impl<'a> GvmStream<'a> {
         if let Some(frame) = self.last_plain.take() {
             self.add_key(self.next_index - 1, frame)?;
         }
-        while self.keys.len() > self.opts.frames_per_batch {
-            self.run_window(false)?;
-        }
-        let carried = self.carried.as_ref().map_or(Ok(0), |c| c.dim(0))?;
-        if self.keys.len() > carried {
-            self.run_window(true)?;
-        } else if !self.keys.is_empty() {
-            // Nothing new after the last window: its tail settles as it is.
-            let latent = self.carried.take().expect("carried latents");
-            let n = self.keys.len();
-            self.settle(&latent.narrow(0, 0, n)?, n)?;
+        // A loop, because the ladder may shrink the last window so that it
+        // no longer takes every key.
+        while !self.keys.is_empty() {
+            while self.keys.len() > self.opts.frames_per_batch {
+                self.run_window(false)?;
+            }
+            let carried = self.carried.as_ref().map_or(Ok(0), |c| c.dim(0))?;
+            if self.keys.len() > carried {
+                self.run_window(true)?;
+            } else {
+                // Nothing new after the last window: its tail settles as it is.
+                let latent = self.carried.take().expect("carried latents");
+                let n = self.keys.len();
+                self.settle(&latent.narrow(0, 0, n)?, n)?;
+            }
         }
         let out = self.settled()?;
         debug_assert!(self.pending.is_empty());

@@ -495,7 +495,17 @@ impl Infer<'_> {
             emit(out, &mut waiting)
         })();
         ladder.extend(stream.take_ladder());
-        result?;
+        // Out of memory outside a window's ladder (uploading, resizing):
+        // the batch's own rungs take over.
+        result.map_err(|e| match e {
+            PipelineError::Model(m) if is_out_of_memory(&m.to_string()) => {
+                PipelineError::OutOfMemory(format!(
+                    "{}: out of GPU memory ({m}); use a lower --max-resolution or --device cpu",
+                    self.info.path.display()
+                ))
+            }
+            e => e,
+        })?;
         self.end(done, &tx)
     }
 
