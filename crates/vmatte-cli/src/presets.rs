@@ -12,6 +12,12 @@
 //! format = "png"
 //! background = "#000000"
 //! crf = 16
+//!
+//! [presets.hair]                          # GVM: any of its settings
+//! model = "gvm"
+//! frames_per_batch = 12
+//! overlap_frames = 2
+//! max_resolution = 1152
 //! ```
 
 use std::collections::BTreeMap;
@@ -203,6 +209,13 @@ fn read_config(path: &Path) -> Result<Vec<Preset>> {
         .collect()
 }
 
+/// A whole number setting within `lo..=hi`.
+fn whole(v: &toml::Value, key: &str, lo: i64, hi: i64) -> Result<i64> {
+    v.as_integer()
+        .filter(|n| (lo..=hi).contains(n))
+        .with_context(|| format!("'{key}' must be a whole number from {lo} to {hi}"))
+}
+
 fn parse_preset(name: &str, t: &toml::Table) -> Result<Preset> {
     let mut p = Preset {
         name: name.into(),
@@ -266,8 +279,29 @@ fn parse_preset(name: &str, t: &toml::Table) -> Result<Preset> {
                         as u8,
                 )
             }
+            "max_frames" => p.max_frames = Some(whole(v, key, 1, u32::MAX as i64)? as u64),
+            "lora" => p.gvm.get_or_insert_with(Default::default).lora = text()?,
+            gvm_key @ ("frames_per_batch" | "overlap_frames" | "interp_frames"
+            | "denoise_steps" | "decode_chunk" | "size" | "max_resolution"
+            | "ensemble") => {
+                let n = whole(v, key, 0, 65536)? as usize;
+                let g = p.gvm.get_or_insert_with(Default::default);
+                match gvm_key {
+                    "frames_per_batch" => g.frames_per_batch = n,
+                    "overlap_frames" => g.overlap_frames = n,
+                    "interp_frames" => g.interp_frames = n,
+                    "denoise_steps" => g.denoise_steps = n,
+                    "decode_chunk" => g.decode_chunk = n,
+                    "size" => g.size = n,
+                    "max_resolution" => g.max_resolution = n,
+                    _ => g.ensemble = n,
+                }
+            }
             other => bail!("unknown setting '{other}'"),
         }
+    }
+    if let Some(g) = &p.gvm {
+        g.validate().map_err(anyhow::Error::msg)?;
     }
     p.source = "config".into();
     Ok(p)

@@ -367,8 +367,57 @@ fn presets_and_misplaced_flags() {
     );
     assert_eq!(find("preview")["preset"]["max_frames"], 50);
 
+    // A preset of the user's own: GVM settings in the config file, and a
+    // flag over it.
     let dir = tempfile::tempdir().unwrap();
-    let input = clip(dir.path(), 2);
+    let models = registered();
+    let input = clip(dir.path(), 5);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[presets.hair]\nmodel = \"gvm\"\nframes_per_batch = 3\noverlap_frames = 1\n\
+         size = 64\nmax_resolution = 128\nmax_frames = 4\n",
+    )
+    .unwrap();
+    let mine = dir.path().join("mine");
+    let out = vmatte(&[
+        "matte",
+        input.to_str().unwrap(),
+        "-o",
+        mine.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--preset",
+        "hair",
+        "--model-dir",
+        models.path().to_str().unwrap(),
+        "--decode-chunk",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["frames"], 4);
+    let g = &report["settings"]["gvm"];
+    assert_eq!(
+        (
+            g["frames_per_batch"].as_u64(),
+            g["overlap_frames"].as_u64(),
+            g["decode_chunk"].as_u64()
+        ),
+        (Some(3), Some(1), Some(2))
+    );
+    std::fs::write(
+        &config,
+        "[presets.bad]\nmodel = \"gvm\"\nframes_per_batch = 2\noverlap_frames = 2\n",
+    )
+    .unwrap();
+    let out = vmatte(&["presets", "--config", config.to_str().unwrap()]);
+    fails_with(
+        &out,
+        "presets.bad: --overlap-frames 2 must be smaller than --frames-per-batch 2",
+    );
+
     let o = dir.path().join("o");
     let out = vmatte(&[
         "matte",
@@ -379,7 +428,6 @@ fn presets_and_misplaced_flags() {
         "2",
     ]);
     fails_with(&out, "are GVM settings; add --model gvm");
-    let models = registered();
     let out = gvm_matte(
         models.path(),
         &input,
