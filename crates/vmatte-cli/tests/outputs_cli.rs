@@ -737,3 +737,49 @@ fn mp4_takes_h265_and_a_bitrate() {
         size(&high["composite"])
     );
 }
+
+/// `--max-frames` cuts the audio with the pictures: a preview of the first
+/// frames does not carry on with the rest of the sound track.
+#[test]
+fn max_frames_ends_the_audio_with_the_last_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("long.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=25:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=2",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        input.to_str().unwrap(),
+    ]);
+    let duration = |path: &Path, kind: &str| -> f64 {
+        let s = streams(path)
+            .into_iter()
+            .find(|s| s["codec_type"] == kind)
+            .unwrap();
+        s["duration"].as_str().unwrap().parse().unwrap()
+    };
+    assert!(duration(&input, "audio") > 1.9);
+    let out = dir.path().join("out");
+    let run = matte(
+        &input,
+        &out,
+        &["--outputs", "composite", "--max-frames", "10"],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let output = out.join("long.composite.mp4");
+    assert_eq!(frame_times(&output).len(), 10);
+    let (video, audio) = (duration(&output, "video"), duration(&output, "audio"));
+    // Whole audio packets: at most one 1024-sample AAC frame past the end.
+    assert!(
+        (video - 0.4).abs() < 0.01 && audio >= video - 0.025 && audio <= video + 0.025,
+        "audio lasts {audio} s, the video {video} s"
+    );
+}

@@ -121,11 +121,13 @@ impl AudioCarrier {
 
     /// Writes the rest of the audio and flushes the re-encoders. Call before
     /// `write_trailer`.
-    pub(crate) fn finish(&mut self, output: &mut Output) -> Result<(), MediaError> {
+    /// Writes the packets that start before `until` (seconds; infinity for
+    /// all that is left) and flushes the re-encoders.
+    pub(crate) fn finish(&mut self, output: &mut Output, until: f64) -> Result<(), MediaError> {
         if self.finished {
             return Ok(());
         }
-        self.pump(output, f64::INFINITY)?;
+        self.pump(output, until)?;
         // Encoders accept their end-of-stream signal only once.
         self.finished = true;
         for track in &mut self.tracks {

@@ -151,6 +151,9 @@ pub struct EncoderSettings {
     /// A file whose audio streams are carried into the output, kept in sync
     /// with the video timestamps (which must be that file's).
     pub audio_from: Option<PathBuf>,
+    /// End the carried audio with the last video frame (the video was cut
+    /// short, e.g. by `--max-frames`) instead of carrying all of it.
+    pub audio_until_video_end: bool,
 }
 
 impl EncoderSettings {
@@ -176,6 +179,7 @@ impl EncoderSettings {
             color: ColorTags::bt709(),
             rotation: 0,
             audio_from: None,
+            audio_until_video_end: false,
         }
     }
 }
@@ -201,6 +205,8 @@ pub struct VideoEncoder {
     audio: Option<AudioCarrier>,
     frames: u64,
     last_pts: Option<i64>,
+    /// Where the last video packet written ends, in seconds.
+    video_end: f64,
 }
 
 impl VideoEncoder {
@@ -366,6 +372,7 @@ impl VideoEncoder {
             audio,
             frames: 0,
             last_pts: None,
+            video_end: 0.0,
         })
     }
 
@@ -432,8 +439,13 @@ impl VideoEncoder {
             .send_eof()
             .map_err(|e| MediaError::encode(&self.path, e))?;
         self.drain()?;
+        let until = if self.settings.audio_until_video_end {
+            self.video_end
+        } else {
+            f64::INFINITY
+        };
         if let Some(audio) = self.audio.as_mut() {
-            audio.finish(&mut self.output)?;
+            audio.finish(&mut self.output, until)?;
         }
         self.output
             .write_trailer()
@@ -450,11 +462,15 @@ impl VideoEncoder {
                         // Without it mp4 gives the last frame no duration.
                         packet.set_duration(self.frame_ticks);
                     }
-                    if let (Some(audio), Some(pts)) = (self.audio.as_mut(), packet.pts()) {
+                    if let Some(pts) = packet.pts() {
                         let tb = self.encoder_time_base;
-                        let until =
-                            pts as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator());
-                        audio.pump(&mut self.output, until)?;
+                        let seconds = |t: i64| {
+                            t as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator())
+                        };
+                        self.video_end = self.video_end.max(seconds(pts + packet.duration()));
+                        if let Some(audio) = self.audio.as_mut() {
+                            audio.pump(&mut self.output, seconds(pts))?;
+                        }
                     }
                     packet.set_stream(self.stream_index);
                     packet.rescale_ts(self.encoder_time_base, self.stream_time_base);

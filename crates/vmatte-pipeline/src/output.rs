@@ -182,6 +182,7 @@ impl OutputWriter {
             // The sound belongs with pictures; a matte is a compositing tool.
             let with_audio = !settings.no_audio && kind != OutputKind::Alpha && info.path.is_file();
             enc.audio_from = with_audio.then(|| info.path.clone());
+            enc.audio_until_video_end = settings.max_frames.is_some();
             let container = match format {
                 OutputFormat::Mp4 => "mp4",
                 OutputFormat::Webm => "webm",
