@@ -21,15 +21,18 @@ use crate::ops::{Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::{Error, Result};
 
-/// `unet/config.json`, the fields the architecture depends on.
+/// `unet/config.json`, the fields the architecture depends on. diffusers
+/// accepts a number or one per block for the counts; both are read.
 #[derive(Clone, Debug, Deserialize)]
 pub struct UnetConfig {
     pub in_channels: usize,
     pub out_channels: usize,
     pub block_out_channels: Vec<usize>,
+    #[serde(deserialize_with = "same_for_every_block")]
     pub layers_per_block: usize,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "same_for_every_block")]
     pub transformer_layers_per_block: usize,
+    #[serde(deserialize_with = "per_block")]
     pub num_attention_heads: Vec<usize>,
     pub down_block_types: Vec<String>,
     pub up_block_types: Vec<String>,
@@ -37,6 +40,35 @@ pub struct UnetConfig {
 
 fn one() -> usize {
     1
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(usize),
+    Many(Vec<usize>),
+}
+
+/// A number, or a list of one number per block.
+fn per_block<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<usize>, D::Error> {
+    Ok(match OneOrMany::deserialize(d)? {
+        // Expanded to the block count in `UnetConfig::check`.
+        OneOrMany::One(n) => vec![n],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// A number, or a list whose entries are all the same.
+fn same_for_every_block<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<usize, D::Error> {
+    match OneOrMany::deserialize(d)? {
+        OneOrMany::One(n) => Ok(n),
+        OneOrMany::Many(v) if !v.is_empty() && v.iter().all(|&x| x == v[0]) => Ok(v[0]),
+        OneOrMany::Many(v) => Err(serde::de::Error::custom(format!(
+            "per-block counts {v:?} differ; vmatte supports the same count in every block"
+        ))),
+    }
 }
 
 impl UnetConfig {
@@ -68,8 +100,11 @@ impl UnetConfig {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    fn check(&mut self) -> Result<()> {
         let n = self.block_out_channels.len();
+        if self.num_attention_heads.len() == 1 {
+            self.num_attention_heads = vec![self.num_attention_heads[0]; n];
+        }
         let down_ok = self.down_block_types.iter().enumerate().all(|(i, t)| {
             t == if i + 1 < n {
                 "CrossAttnDownBlockSpatioTemporal"
@@ -276,7 +311,9 @@ pub struct Unet {
 
 impl Unet {
     pub fn load(w: &Weights, cfg: &UnetConfig) -> Result<Self> {
+        let mut cfg = cfg.clone();
         cfg.check()?;
+        let cfg = &cfg;
         let ch = &cfg.block_out_channels;
         let heads = &cfg.num_attention_heads;
         let n = ch.len();
@@ -479,3 +516,38 @@ impl Unet {
 
 /// Named activations recorded by a traced forward.
 pub type Trace = HashMap<String, Tensor>;
+
+#[cfg(test)]
+mod tests {
+    use super::UnetConfig;
+
+    const BLOCKS: &str = r#""in_channels": 8, "out_channels": 4, "block_out_channels": [32, 32, 64, 64],
+        "down_block_types": ["CrossAttnDownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal",
+            "CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"],
+        "up_block_types": ["UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal",
+            "CrossAttnUpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"]"#;
+
+    fn parse(extra: &str) -> Result<UnetConfig, String> {
+        let mut cfg: UnetConfig =
+            serde_json::from_str(&format!("{{{BLOCKS}, {extra}}}")).map_err(|e| e.to_string())?;
+        cfg.check().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn counts_are_numbers_or_one_per_block() {
+        let a = parse(r#""layers_per_block": 2, "num_attention_heads": 4"#).unwrap();
+        assert_eq!((a.layers_per_block, a.num_attention_heads), (2, vec![4; 4]));
+        let b = parse(r#""layers_per_block": [2, 2, 2, 2], "num_attention_heads": [1, 2, 2, 4], "transformer_layers_per_block": [1, 1, 1, 1]"#).unwrap();
+        assert_eq!(
+            (b.layers_per_block, b.num_attention_heads),
+            (2, vec![1, 2, 2, 4])
+        );
+        let bad =
+            parse(r#""layers_per_block": [1, 2, 2, 2], "num_attention_heads": 4"#).unwrap_err();
+        assert!(
+            bad.contains("per-block counts [1, 2, 2, 2] differ"),
+            "{bad}"
+        );
+    }
+}
