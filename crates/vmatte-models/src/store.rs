@@ -351,7 +351,7 @@ fn check_gvm_folder(dir: &Path) -> Result<crate::gvm::GvmFolder> {
         (&folder.vae_weights, "decoder.time_conv_out.weight", "VAE"),
         (&folder.vae_weights, "encoder.conv_in.weight", "VAE"),
     ] {
-        if !safetensors_keys(file)?.iter().any(|k| k == key) {
+        if !crate::weights::safetensors_header(file)?.contains_key(key) {
             return Err(Error::Weights {
                 path: file.clone(),
                 reason: format!("has no '{key}'; this is not GVM's (SVD's) {what}"),
@@ -359,26 +359,6 @@ fn check_gvm_folder(dir: &Path) -> Result<crate::gvm::GvmFolder> {
         }
     }
     Ok(folder)
-}
-
-/// The tensor names in a safetensors file's header.
-fn safetensors_keys(path: &Path) -> Result<Vec<String>> {
-    let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(Error::io(path))?;
-    let len = u64::from_le_bytes(len);
-    let bad = |reason: String| Error::Weights {
-        path: path.to_path_buf(),
-        reason: format!("not a safetensors file ({reason}); re-download it"),
-    };
-    if len > 100_000_000 {
-        return Err(bad(format!("header length {len}")));
-    }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header).map_err(Error::io(path))?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
-    Ok(header.into_iter().map(|(k, _)| k).collect())
 }
 
 fn sidecar(path: &Path) -> PathBuf {

@@ -229,9 +229,9 @@ pub fn read_tensors(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<Str
     Ok((tensors, metadata))
 }
 
-/// Reads vmatte's metadata from a safetensors file's header, without
-/// reading the tensors.
-pub fn safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+/// A safetensors file's JSON header (tensor names to their entries, and
+/// `__metadata__`), read without the tensors.
+pub fn safetensors_header(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
     use std::io::Read;
     let bad = |reason: String| Error::Weights {
         path: path.to_path_buf(),
@@ -247,9 +247,13 @@ pub fn safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
     }
     let mut header = vec![0u8; len as usize];
     file.read_exact(&mut header).map_err(Error::io(path))?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
-    Ok(header
+    serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))
+}
+
+/// Reads vmatte's metadata from a safetensors file's header, without
+/// reading the tensors.
+pub fn safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    Ok(safetensors_header(path)?
         .get("__metadata__")
         .and_then(|m| m.as_object())
         .map(|m| {
