@@ -6,9 +6,12 @@
 //! 1x1, 3x3 and depthwise convolutions, so these shapes get kernels of their
 //! own:
 //! - 1x1: gemm over cache-sized blocks of pixels, a task each;
-//! - stride-1 k x k: one gemm per tap over a zero-padded copy of the input
-//!   (which a U-Net skip's pieces are copied into directly, never
-//!   concatenated first);
+//! - 3x3 with padding 1 (the decoder's bulk): Winograd's F(2x2, 3x3), 16
+//!   gemms over transformed tiles instead of 36 multiplications per 2x2
+//!   outputs (see `winograd.rs`);
+//! - other stride-1 k x k: one gemm per tap over a zero-padded copy of the
+//!   input;
+//! - both read a U-Net skip's pieces directly, never concatenated first;
 //! - strided (the stems, ResNet-50's strided layers): a blocked patch
 //!   matrix in one reused buffer;
 //! - depthwise: contiguous row sweeps, a plane per task.
@@ -17,6 +20,8 @@
 //! it, while it is still in cache. The bilinear resize and the guided
 //! filter's full-size step live here too; their loops are compiled for the
 //! widest vector unit the CPU has (see `simd.rs`).
+
+mod winograd;
 
 use std::cell::RefCell;
 
@@ -44,6 +49,9 @@ pub struct ConvOp {
     pub act: Activation,
     /// Stride-1 k x k weights as one `O x C` matrix per tap, `[tap][o][c]`.
     pub(crate) tap_major: Option<Vec<f32>>,
+    /// Padded, undilated 3x3 weights in Winograd's domain (see
+    /// [`winograd`]), which those convolutions use instead of `tap_major`.
+    pub(crate) winograd: Option<Vec<f32>>,
 }
 
 impl ConvOp {
@@ -62,11 +70,15 @@ impl ConvOp {
             }
             t
         });
+        let winograd =
+            (tap_major.is_some() && spec.kernel == 3 && spec.dilation == 1 && spec.padding == 1)
+                .then(|| winograd::transform_filters(weight, o, c));
         Self {
             spec,
             bias,
             act: Activation::Identity,
             tap_major,
+            winograd,
         }
     }
 
@@ -130,7 +142,18 @@ impl ConvOp {
                 .collect();
             // SAFETY: frame b's outputs lie inside the capacity.
             let dst = SendPtr(unsafe { out.as_mut_ptr().add(b * per_frame) });
-            conv_shifted(self, &frame, (s.in_channels, h, w), (ho, wo), taps, dst);
+            match &self.winograd {
+                Some(filters) => winograd::conv3x3(
+                    &frame,
+                    (s.in_channels, h, w),
+                    s.out_channels,
+                    filters,
+                    self.bias.as_deref(),
+                    self.act,
+                    dst,
+                ),
+                None => conv_shifted(self, &frame, (s.in_channels, h, w), (ho, wo), taps, dst),
+            }
         }
         // SAFETY: conv_shifted wrote all `per_frame` outputs of every frame.
         unsafe { out.set_len(n * per_frame) };
@@ -953,6 +976,8 @@ mod tests {
         let specs = [
             ConvSpec::new(8, 6, 1),
             ConvSpec::new(8, 6, 3),
+            // Winograd with more than one vector of tiles and channels.
+            ConvSpec::new(35, 16, 3),
             ConvSpec::new(8, 6, 3).stride(2),
             ConvSpec::new(8, 6, 3).dilation(2),
             ConvSpec::new(5, 4, 5).stride(2).padding(1),
