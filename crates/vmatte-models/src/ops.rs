@@ -201,11 +201,12 @@ impl Conv2d {
         }
         let weight = w.finish(&weight)?.contiguous()?;
         let bias = bias.map(|b| w.finish(&b)).transpose()?;
+        let w_tile = w.winograd();
         let cpu = on_cpu_kernels(&weight)
             .then(|| -> Result<_> {
                 let bias = bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
                 let w = weight.flatten_all()?.to_vec1::<f32>()?;
-                Ok(std::sync::Arc::new(ConvOp::new(spec, bias, &w)))
+                Ok(std::sync::Arc::new(ConvOp::new(spec, bias, &w, w_tile)))
             })
             .transpose()?;
         Ok(Self {
@@ -249,7 +250,21 @@ impl Conv2d {
                     _ => Err(candle_core::Error::Msg("expected CPU f32".into())),
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
+            let t0 = std::time::Instant::now();
             if let Some((out, shape)) = op.forward_concat(&slices, (n, h, w)) {
+                crate::cpu::prof::add(
+                    format!(
+                        "cat {}x{} c{}->{} {}x{} n{}",
+                        self.spec.kernel,
+                        self.spec.kernel,
+                        self.spec.in_channels,
+                        self.spec.out_channels,
+                        h,
+                        w,
+                        n
+                    ),
+                    t0.elapsed(),
+                );
                 return Ok(Tensor::from_vec(out, shape, &Device::Cpu)?);
             }
         }
