@@ -1,7 +1,7 @@
 //! Native matting models for vmatte on candle, and the loaders for the
 //! weight formats users have.
 
-pub mod cpu;
+mod cpu;
 pub mod error;
 pub mod gvm;
 pub mod onnx;

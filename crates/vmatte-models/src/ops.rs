@@ -250,21 +250,7 @@ impl Conv2d {
                     _ => Err(candle_core::Error::Msg("expected CPU f32".into())),
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
-            let t0 = std::time::Instant::now();
             if let Some((out, shape)) = op.forward_concat(&slices, (n, h, w)) {
-                crate::cpu::prof::add(
-                    format!(
-                        "cat {}x{} c{}->{} {}x{} n{}",
-                        self.spec.kernel,
-                        self.spec.kernel,
-                        self.spec.in_channels,
-                        self.spec.out_channels,
-                        h,
-                        w,
-                        n
-                    ),
-                    t0.elapsed(),
-                );
                 return Ok(Tensor::from_vec(out, shape, &Device::Cpu)?);
             }
         }

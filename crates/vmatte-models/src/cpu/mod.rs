@@ -178,54 +178,6 @@ impl CustomOp2 for ConvOp {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let t0 = std::time::Instant::now();
-        let r = self.cpu_fwd_inner(xs, xl, ws, wl);
-        let (n, c, h, wd) = xl.shape().dims4()?;
-        let s = &self.spec;
-        prof::add(
-            format!(
-                "{}x{} g{} s{} c{}->{} {}x{} n{}",
-                s.kernel, s.kernel, s.groups, s.stride, c, s.out_channels, h, wd, n
-            ),
-            t0.elapsed(),
-        );
-        r
-    }
-}
-pub mod prof {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    static P: Mutex<Option<HashMap<String, (f64, usize)>>> = Mutex::new(None);
-    pub fn add(k: String, d: std::time::Duration) {
-        let mut g = P.lock().unwrap();
-        let e = g
-            .get_or_insert_with(HashMap::new)
-            .entry(k)
-            .or_insert((0.0, 0));
-        e.0 += d.as_secs_f64();
-        e.1 += 1;
-    }
-    pub fn dump() {
-        let g = P.lock().unwrap();
-        if let Some(m) = g.as_ref() {
-            let mut v: Vec<_> = m.iter().collect();
-            v.sort_by(|a, b| b.1 .0.partial_cmp(&a.1 .0).unwrap());
-            let tot: f64 = v.iter().map(|x| x.1 .0).sum();
-            eprintln!("total conv {tot:.3}");
-            for (k, (t, n)) in v {
-                eprintln!("{t:8.3} {n:5} {k}");
-            }
-        }
-    }
-}
-impl ConvOp {
-    fn cpu_fwd_inner(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(xs, xl, "input")?;
         let w = contiguous(ws, wl, "weight")?;
         let (n, c, h, wd) = xl.shape().dims4()?;
