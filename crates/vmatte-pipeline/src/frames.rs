@@ -2,6 +2,18 @@
 
 use vmatte_media::Frame;
 
+/// Every 8-bit sample's value in [0, 1], `v / 255` exactly as the division
+/// gives it: a table look-up per sample instead of a division.
+const UNIT8: [f32; 256] = {
+    let mut table = [0.0; 256];
+    let mut v = 0;
+    while v < 256 {
+        table[v] = v as f32 / 255.0;
+        v += 1;
+    }
+    table
+};
+
 /// Appends a packed RGB frame (8 or 16-bit) to `planar` as three f32
 /// planes in [0, 1], the layout RVM takes.
 pub fn push_planar(frame: &Frame, planar: &mut Vec<f32>) {
@@ -12,29 +24,38 @@ pub fn push_planar(frame: &Frame, planar: &mut Vec<f32>) {
     let (g, b) = rest.split_at_mut(pixels);
     if frame.deep {
         let sample = |s: &[u8]| f32::from(u16::from_le_bytes([s[0], s[1]])) / 65535.0;
-        for (i, px) in frame.rgb.chunks_exact(6).enumerate() {
-            r[i] = sample(&px[0..2]);
-            g[i] = sample(&px[2..4]);
-            b[i] = sample(&px[4..6]);
+        for (px, ((r, g), b)) in frame.rgb.chunks_exact(6).zip(r.iter_mut().zip(g).zip(b)) {
+            *r = sample(&px[0..2]);
+            *g = sample(&px[2..4]);
+            *b = sample(&px[4..6]);
         }
     } else {
-        for (i, px) in frame.rgb.chunks_exact(3).enumerate() {
-            r[i] = f32::from(px[0]) / 255.0;
-            g[i] = f32::from(px[1]) / 255.0;
-            b[i] = f32::from(px[2]) / 255.0;
+        for (px, ((r, g), b)) in frame.rgb.chunks_exact(3).zip(r.iter_mut().zip(g).zip(b)) {
+            *r = UNIT8[usize::from(px[0])];
+            *g = UNIT8[usize::from(px[1])];
+            *b = UNIT8[usize::from(px[2])];
         }
     }
+}
+
+/// `x` in [0, max] rounded half away from zero, as `f32::round` does, but
+/// as a truncation and a comparison: `round` is a libm call on baseline
+/// x86-64, once per output sample. `x - trunc(x)` is exact below 2^24.
+fn round_clamped(x: f32, max: f32) -> u32 {
+    let x = x.clamp(0.0, max);
+    let whole = x as u32;
+    whole + u32::from(x - whole as f32 >= 0.5)
 }
 
 /// [0, 1] to 0..=255, rounded to nearest (truncation would bias every
 /// value down by half a step).
 pub fn to_u8(v: f32) -> u8 {
-    (v * 255.0).round().clamp(0.0, 255.0) as u8
+    round_clamped(v * 255.0, 255.0) as u8
 }
 
 /// [0, 1] to 0..=65535, rounded to nearest.
 pub fn to_u16(v: f32) -> u16 {
-    (v * 65535.0).round().clamp(0.0, 65535.0) as u16
+    round_clamped(v * 65535.0, 65535.0) as u16
 }
 
 /// Samples appended to an output buffer: 8-bit, or 16-bit little-endian.
@@ -45,17 +66,38 @@ pub enum Depth {
 }
 
 impl Depth {
-    fn push(self, out: &mut Vec<u8>, v: f32) {
-        match self {
-            Depth::Eight => out.push(to_u8(v)),
-            Depth::Sixteen => out.extend_from_slice(&to_u16(v).to_le_bytes()),
-        }
-    }
-
     fn bytes(self) -> usize {
         match self {
             Depth::Eight => 1,
             Depth::Sixteen => 2,
+        }
+    }
+
+    /// Fills `out` with `pixels` pixels of `K` samples each, sample `k` of
+    /// pixel `i` being `sample(i, k)`: one pass over a buffer sized once.
+    fn write<const K: usize>(
+        self,
+        out: &mut Vec<u8>,
+        pixels: usize,
+        sample: impl Fn(usize, usize) -> f32,
+    ) {
+        out.clear();
+        out.resize(K * pixels * self.bytes(), 0);
+        match self {
+            Depth::Eight => {
+                for (i, px) in out.chunks_exact_mut(K).enumerate() {
+                    for (k, s) in px.iter_mut().enumerate() {
+                        *s = to_u8(sample(i, k));
+                    }
+                }
+            }
+            Depth::Sixteen => {
+                for (i, px) in out.chunks_exact_mut(2 * K).enumerate() {
+                    for (k, s) in px.chunks_exact_mut(2).enumerate() {
+                        s.copy_from_slice(&to_u16(sample(i, k)).to_le_bytes());
+                    }
+                }
+            }
         }
     }
 }
@@ -68,36 +110,42 @@ pub enum Backdrop<'a> {
     Picture(&'a [u8]),
 }
 
-/// Output pixels of one frame, from planar `fgr` (3 planes) and `pha`.
+/// Output pixels of one frame, from the planes of `fgr` (R, G, B) and
+/// `pha`, all as long as each other.
 pub struct FramePixels<'a> {
-    pub fgr: &'a [f32],
+    pub fgr: [&'a [f32]; 3],
     pub pha: &'a [f32],
 }
 
 impl FramePixels<'_> {
     /// The matte, gray; `invert` writes 1 - alpha.
     pub fn alpha(&self, depth: Depth, invert: bool, out: &mut Vec<u8>) {
-        out.clear();
-        out.reserve(self.pha.len() * depth.bytes());
-        for a in self.pha {
-            depth.push(out, if invert { 1.0 - a } else { *a });
+        let pha = self.pha;
+        if invert {
+            depth.write::<1>(out, pha.len(), |i, _| 1.0 - pha[i]);
+        } else {
+            depth.write::<1>(out, pha.len(), |i, _| pha[i]);
         }
     }
 
     pub fn foreground(&self, depth: Depth, out: &mut Vec<u8>) {
-        self.interleave(depth, out, |c, _, _, _| c);
+        let planes = self.planes();
+        depth.write::<3>(out, self.pha.len(), |i, ch| planes[ch][i]);
     }
 
     /// `fgr * pha + bg * (1 - pha)`, RVM's own composite.
     pub fn composite(&self, backdrop: Backdrop, depth: Depth, out: &mut Vec<u8>) {
-        let unit = |c: u8| f32::from(c) / 255.0;
+        let unit = |c: u8| UNIT8[usize::from(c)];
+        let (planes, pha) = (self.planes(), self.pha);
         match backdrop {
             Backdrop::Color(rgb) => {
                 let bg = rgb.map(unit);
-                self.interleave(depth, out, |c, ch, a, _| c * a + bg[ch] * (1.0 - a));
+                depth.write::<3>(out, pha.len(), |i, ch| {
+                    planes[ch][i] * pha[i] + bg[ch] * (1.0 - pha[i])
+                });
             }
-            Backdrop::Picture(rgb) => self.interleave(depth, out, |c, ch, a, i| {
-                c * a + unit(rgb[3 * i + ch]) * (1.0 - a)
+            Backdrop::Picture(rgb) => depth.write::<3>(out, pha.len(), |i, ch| {
+                planes[ch][i] * pha[i] + unit(rgb[3 * i + ch]) * (1.0 - pha[i])
             }),
         }
     }
@@ -105,34 +153,23 @@ impl FramePixels<'_> {
     /// Foreground colour with the matte as a fourth channel: straight, or
     /// multiplied by alpha when `premultiplied`.
     pub fn rgba(&self, depth: Depth, premultiplied: bool, invert: bool, out: &mut Vec<u8>) {
-        let n = self.pha.len();
-        out.clear();
-        out.reserve(4 * n * depth.bytes());
-        for i in 0..n {
-            let a = self.pha[i];
-            for ch in 0..3 {
-                let c = self.fgr[ch * n + i];
-                depth.push(out, if premultiplied { c * a } else { c });
+        let (planes, pha) = (self.planes(), self.pha);
+        depth.write::<4>(out, pha.len(), |i, ch| {
+            let a = pha[i];
+            match ch {
+                3 if invert => 1.0 - a,
+                3 => a,
+                _ if premultiplied => planes[ch][i] * a,
+                _ => planes[ch][i],
             }
-            depth.push(out, if invert { 1.0 - a } else { a });
-        }
+        });
     }
 
-    fn interleave(
-        &self,
-        depth: Depth,
-        out: &mut Vec<u8>,
-        f: impl Fn(f32, usize, f32, usize) -> f32,
-    ) {
+    /// The three colour planes, cut to the matte's length (which lets the
+    /// compiler drop the bounds checks).
+    fn planes(&self) -> [&[f32]; 3] {
         let n = self.pha.len();
-        out.clear();
-        out.reserve(3 * n * depth.bytes());
-        for i in 0..n {
-            let a = self.pha[i];
-            for ch in 0..3 {
-                depth.push(out, f(self.fgr[ch * n + i], ch, a, i));
-            }
-        }
+        self.fgr.map(|plane| &plane[..n])
     }
 }
 
@@ -180,7 +217,7 @@ mod tests {
         let fgr = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
         let pha = [0.5, 1.0];
         let px = FramePixels {
-            fgr: &fgr,
+            fgr: [&fgr[0..2], &fgr[2..4], &fgr[4..6]],
             pha: &pha,
         };
         let mut out = Vec::new();
@@ -207,6 +244,24 @@ mod tests {
     }
 
     #[test]
+    fn rounding_is_half_away_from_zero() {
+        for i in 0..=1 << 16 {
+            let v = i as f32 / (1 << 16) as f32 * 1.2 - 0.1;
+            assert_eq!(to_u8(v), (v * 255.0).round().clamp(0.0, 255.0) as u8, "{v}");
+            assert_eq!(
+                to_u16(v),
+                (v * 65535.0).round().clamp(0.0, 65535.0) as u16,
+                "{v}"
+            );
+        }
+        // The largest float below one half (x + 0.5 would round up to 1),
+        // and ties.
+        assert_eq!(round_clamped(0.499_999_97, 255.0), 0);
+        assert_eq!(round_clamped(2.5, 255.0), 3);
+        assert_eq!(round_clamped(254.5, 255.0), 255);
+    }
+
+    #[test]
     fn planar_layout() {
         let frame = Frame {
             width: 2,
@@ -220,6 +275,9 @@ mod tests {
         let mut planar = Vec::new();
         push_planar(&frame, &mut planar);
         assert_eq!(planar, vec![1.0, 0.0, 0.0, 1.0, 0.2, 0.4]);
+        for v in 0..=255u8 {
+            assert_eq!(UNIT8[usize::from(v)], f32::from(v) / 255.0);
+        }
         let deep = Frame {
             width: 1,
             height: 1,

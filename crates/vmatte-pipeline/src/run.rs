@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::Instant;
 
-use candle_core::{CpuStorage, Device, Storage, Tensor};
+use candle_core::{CpuStorage, Device, Layout, Storage, Tensor};
 use serde::Serialize;
 use vmatte_gpu::{is_out_of_memory, FakeOom, Step};
 use vmatte_media::{FrameSource, VideoInfo};
@@ -526,6 +526,33 @@ impl Infer<'_> {
     }
 }
 
+/// Every `H x W` plane of the pieces of one output (`[T, C, H, W]` each), in
+/// order, borrowed from their storage; `None` unless every piece is CPU f32
+/// with contiguous planes.
+fn cpu_planes<'a, G>(pieces: &'a [(G, &Layout)]) -> Option<Vec<&'a [f32]>>
+where
+    G: std::ops::Deref<Target = Storage>,
+{
+    let mut planes = Vec::new();
+    for (storage, layout) in pieces {
+        let (Storage::Cpu(CpuStorage::F32(v)), [t, c, h, w], [st, sc, sh, 1]) =
+            (&**storage, layout.dims(), layout.stride())
+        else {
+            return None;
+        };
+        if sh != w {
+            return None;
+        }
+        for i in 0..*t {
+            for j in 0..*c {
+                let at = layout.start_offset() + i * st + j * sc;
+                planes.push(&v[at..at + h * w]);
+            }
+        }
+    }
+    Some(planes)
+}
+
 /// The pieces of one output, downloaded as one f32 buffer. CPU tensors are
 /// copied once, plane by plane, from their storage: `fgr` and `pha` are
 /// views into the model's 4-channel output, and making them contiguous
@@ -583,10 +610,27 @@ fn encode_stage(
                     .collect();
             }
         };
-        let (fgr, pha) = if need_floats {
-            (to_host(&chunk.fgr)?, to_host(&chunk.pha)?)
-        } else {
-            (Vec::new(), Vec::new())
+        // The planes are read where the model left them when they are CPU
+        // f32 with contiguous planes (RVM's outputs are views of one
+        // tensor), else downloaded once.
+        let fgr_storage: Vec<_> = chunk.fgr.iter().map(Tensor::storage_and_layout).collect();
+        let pha_storage: Vec<_> = chunk.pha.iter().map(Tensor::storage_and_layout).collect();
+        let downloaded;
+        let (fgr, pha) = match (
+            need_floats,
+            cpu_planes(&fgr_storage),
+            cpu_planes(&pha_storage),
+        ) {
+            (false, ..) => (Vec::new(), Vec::new()),
+            (true, Some(fgr), Some(pha)) => (fgr, pha),
+            (true, ..) => {
+                downloaded = (to_host(&chunk.fgr)?, to_host(&chunk.pha)?);
+                let plane = chunk.pha[0].dims().iter().skip(2).product::<usize>().max(1);
+                (
+                    downloaded.0.chunks(plane).collect(),
+                    downloaded.1.chunks(plane).collect(),
+                )
+            }
         };
         let mut ready = Vec::with_capacity(chunk.pixels.len());
         for (kind, pieces) in &chunk.pixels {
@@ -597,11 +641,10 @@ fn encode_stage(
             ready.push((*kind, bytes));
         }
         let frames = chunk.frames.len();
-        let frame_len = pha.len() / frames;
         for (i, meta) in chunk.frames.iter().enumerate() {
             let frame = FramePixels {
-                fgr: &fgr[3 * i * frame_len..3 * (i + 1) * frame_len],
-                pha: &pha[i * frame_len..(i + 1) * frame_len],
+                fgr: [fgr[3 * i], fgr[3 * i + 1], fgr[3 * i + 2]],
+                pha: pha[i],
             };
             // One background picture per frame, so a background video
             // stays in step with the clip.
