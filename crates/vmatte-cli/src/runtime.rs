@@ -140,5 +140,11 @@ pub fn keep_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        // One arena: the per-thread ones grow in heaps of at most 64 MiB,
+        // so a chunk of 1080p frames (100 MB of f32) was still mapped and
+        // unmapped by the decode thread every chunk, whatever the
+        // threshold. The pipeline allocates a few large buffers per chunk,
+        // so one lock costs nothing measurable.
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }

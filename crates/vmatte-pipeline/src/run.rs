@@ -315,7 +315,8 @@ fn upload(decoded: &[vmatte_media::Frame], h: usize, w: usize, device: &Device) 
             let planes: Vec<_> = these.iter().filter_map(|f| f.yuv.as_ref()).collect();
             yuv420_to_rgb(&planes, w, h, device)?
         } else {
-            let mut planar = Vec::new();
+            // Sized once: growing it frame by frame would copy it each time.
+            let mut planar = Vec::with_capacity(run * 3 * h * w);
             for f in these {
                 push_planar(f, &mut planar);
             }
