@@ -6,7 +6,9 @@
 //! calls the widest this CPU runs (the check is a cached load).
 
 /// `vectorized! { /// doc  fn name(arg: Type, ...) { body } }`: arguments
-/// are plain names, so the body can be forwarded.
+/// are plain names, so the body can be forwarded. Exported for the
+/// pipeline's per-pixel loops.
+#[macro_export]
 macro_rules! vectorized {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
@@ -46,4 +48,4 @@ macro_rules! vectorized {
     };
 }
 
-pub(crate) use vectorized;
+pub(crate) use crate::vectorized;

@@ -43,6 +43,7 @@ pub fn push_planar(frame: &Frame, planar: &mut Vec<f32>) {
 /// x86-64, once per output sample. `x - trunc(x)` is exact below 2^24; the
 /// truncation goes through i32, which x86 converts in one vector
 /// instruction (u32 has none before AVX-512).
+#[inline(always)]
 fn round_clamped(x: f32, max: f32) -> u32 {
     let x = x.max(0.0).min(max);
     let whole = x as i32;
@@ -51,6 +52,7 @@ fn round_clamped(x: f32, max: f32) -> u32 {
 
 /// [0, 1] to 0..=255, rounded to nearest (truncation would bias every
 /// value down by half a step).
+#[inline(always)]
 pub fn to_u8(v: f32) -> u8 {
     round_clamped(v * 255.0, 255.0) as u8
 }
@@ -123,6 +125,11 @@ impl FramePixels<'_> {
     /// The matte, gray; `invert` writes 1 - alpha.
     pub fn alpha(&self, depth: Depth, invert: bool, out: &mut Vec<u8>) {
         let pha = self.pha;
+        if depth == Depth::Eight && !invert {
+            out.clear();
+            out.resize(pha.len(), 0);
+            return alpha_u8(pha, out);
+        }
         if invert {
             depth.write::<1>(out, pha.len(), |i, _| 1.0 - pha[i]);
         } else {
@@ -140,6 +147,11 @@ impl FramePixels<'_> {
         let unit = |c: u8| UNIT8[usize::from(c)];
         let (planes, pha) = (self.planes(), self.pha);
         match backdrop {
+            Backdrop::Color(rgb) if depth == Depth::Eight => {
+                out.clear();
+                out.resize(3 * pha.len(), 0);
+                composite_u8(planes, pha, rgb.map(unit), out);
+            }
             Backdrop::Color(rgb) => {
                 let bg = rgb.map(unit);
                 depth.write::<3>(out, pha.len(), |i, ch| {
@@ -172,6 +184,31 @@ impl FramePixels<'_> {
     fn planes(&self) -> [&[f32]; 3] {
         let n = self.pha.len();
         self.fgr.map(|plane| &plane[..n])
+    }
+}
+
+// The two outputs nearly every run writes, 8-bit, as loops the compiler
+// turns into the widest vector code the CPU has: the generic `Depth::write`
+// goes a sample at a time.
+
+vmatte_models::vectorized! {
+    /// `out[i] = to_u8(pha[i])`.
+    fn alpha_u8(pha: &[f32], out: &mut [u8]) {
+        for (o, a) in out.iter_mut().zip(pha) {
+            *o = to_u8(*a);
+        }
+    }
+}
+
+vmatte_models::vectorized! {
+    /// Packed RGB of `fgr * pha + bg * (1 - pha)`.
+    fn composite_u8(fgr: [&[f32]; 3], pha: &[f32], bg: [f32; 3], out: &mut [u8]) {
+        let [r, g, b] = fgr;
+        for ((px, a), ((r, g), b)) in out.chunks_exact_mut(3).zip(pha).zip(r.iter().zip(g).zip(b)) {
+            px[0] = to_u8(r * a + bg[0] * (1.0 - a));
+            px[1] = to_u8(g * a + bg[1] * (1.0 - a));
+            px[2] = to_u8(b * a + bg[2] * (1.0 - a));
+        }
     }
 }
 
