@@ -643,10 +643,12 @@ fn encode_stage(
         }
         let frames = chunk.frames.len();
         for (i, meta) in chunk.frames.iter().enumerate() {
-            let frame = FramePixels {
+            // Without float planes (every output came from the device)
+            // there is no frame to read; no writer below asks for one.
+            let frame = need_floats.then(|| FramePixels {
                 fgr: [fgr[3 * i], fgr[3 * i + 1], fgr[3 * i + 2]],
                 pha: pha[i],
-            };
+            });
             // One background picture per frame, so a background video
             // stays in step with the clip.
             let backdrop = match backgrounds.as_mut() {
@@ -660,6 +662,9 @@ fn encode_stage(
                     continue;
                 }
                 let depth = writer.depth();
+                let frame = frame
+                    .as_ref()
+                    .expect("float planes come down when a host output needs them");
                 match writer.kind() {
                     OutputKind::Composite => {
                         frame.composite(backdrop.expect("composites have one"), depth, &mut pixels)
