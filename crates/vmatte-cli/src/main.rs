@@ -22,6 +22,7 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     runtime::keep_freed_memory();
+    runtime::leave_cores_to_rayon();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // A bad value is one line, like every other error; help, version

@@ -127,6 +127,20 @@ pub fn load_with(args: &ModelArgs, gvm: Option<&GvmOptions>) -> Result<Loaded> {
     })
 }
 
+/// Keeps candle's element-wise ops on the thread that calls them. candle
+/// runs them on a pool of its own whose workers spin for a while after each
+/// op, at the very moments vmatte's kernels and gemm start on rayon's
+/// workers; on a machine whose cores rayon already fills, the spinning
+/// worker takes a core from them (RVM model-only on two cores: 6.4 against
+/// 7.5 fps at 1080p, medians of six alternating runs; GVM within noise).
+/// A CANDLE_NUM_THREADS of the user's own is kept. Called before any
+/// thread starts, as setting the environment requires.
+pub fn leave_cores_to_rayon() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 /// Keeps freed frame-sized buffers in the process instead of handing them
 /// back to the kernel. Every frame allocates and frees the same few dozen
 /// multi-megabyte tensors; glibc serves blocks that large with mmap and
