@@ -257,6 +257,17 @@ unsafe fn start_plane(at: *mut f32, len: usize, value: f32) {
     }
 }
 
+/// The `len` floats at `base + at`, started at zero and borrowed.
+///
+/// # Safety
+/// They must lie inside `base`'s allocation and belong to the caller alone
+/// while the borrow lives.
+unsafe fn started_row<'a>(base: SendPtr, at: usize, len: usize) -> &'a mut [f32] {
+    let at = base.get().add(at);
+    start_plane(at, len, 0.0);
+    std::slice::from_raw_parts_mut(at, len)
+}
+
 /// A 1x1 convolution of one image in blocks of pixels, a block per task:
 /// each block's outputs are started at the bias, multiplied into and
 /// activated while they are in cache, and the tasks need no gemm-internal
@@ -744,22 +755,28 @@ impl CustomOp1 for BilinearOp {
         let (ho, wo) = (self.height, self.width);
         let rows = taps(h, ho, self.scale.map(|s| s.0));
         let cols = &taps(w, wo, self.scale.map(|s| s.1));
-        let mut out = vec![0f32; n * c * ho * wo];
-        out.par_chunks_mut(ho * wo)
-            .zip(x.par_chunks(h * w))
-            .for_each(|(dst, src)| {
-                // Upscaling reads each source row for several output rows:
-                // its horizontal pass is made once and kept.
-                let mut cache = [(usize::MAX, vec![0.0; wo]), (usize::MAX, vec![0.0; wo])];
-                for (row, &(y0, y1, wy)) in dst.chunks_mut(wo).zip(&rows) {
-                    let pass = |y: usize| {
-                        move |out: &mut [f32]| lerp_columns(&src[y * w..(y + 1) * w], cols, out)
-                    };
-                    let top = fill_cached(&mut cache, y0, y1, pass(y0));
-                    let bottom = fill_cached(&mut cache, y1, y0, pass(y1));
-                    lerp_rows(&cache[top].1, &cache[bottom].1, wy, row);
-                }
-            });
+        let len = n * c * ho * wo;
+        let mut out = Vec::<f32>::with_capacity(len);
+        let base = SendPtr(out.as_mut_ptr());
+        x.par_chunks(h * w).enumerate().for_each(|(p, src)| {
+            // Upscaling reads each source row for several output rows:
+            // its horizontal pass is made once and kept.
+            let mut cache = [(usize::MAX, vec![0.0; wo]), (usize::MAX, vec![0.0; wo])];
+            for (oy, &(y0, y1, wy)) in rows.iter().enumerate() {
+                // SAFETY: plane `p` belongs to this task alone, and each row
+                // is started (in cache, not in a serial zeroing pass before
+                // the tasks) before it is borrowed.
+                let row = unsafe { started_row(base, (p * ho + oy) * wo, wo) };
+                let pass = |y: usize| {
+                    move |out: &mut [f32]| lerp_columns(&src[y * w..(y + 1) * w], cols, out)
+                };
+                let top = fill_cached(&mut cache, y0, y1, pass(y0));
+                let bottom = fill_cached(&mut cache, y1, y0, pass(y1));
+                lerp_rows(&cache[top].1, &cache[bottom].1, wy, row);
+            }
+        });
+        // SAFETY: every row of every plane was written above.
+        unsafe { out.set_len(len) };
         Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
     }
 }
@@ -827,7 +844,8 @@ impl CustomOp3 for GuidedMatteOp {
         }
         let rows = taps(hs, h, None);
         let cols = &taps(ws, w, None);
-        let mut out = vec![0f32; n * 4 * h * w];
+        let len = n * 4 * h * w;
+        let mut out = Vec::<f32>::with_capacity(len);
         let out_ptr = SendPtr(out.as_mut_ptr());
         let bands: Vec<(usize, usize)> = (0..n)
             .flat_map(|f| (0..h).step_by(MATTE_BAND).map(move |y| (f, y)))
@@ -851,10 +869,10 @@ impl CustomOp3 for GuidedMatteOp {
                 let slot1 = fill_cached(&mut cache, r1, r0, up(r1));
                 let (top, bottom) = (&cache[slot0].1, &cache[slot1].1);
                 let plane = |ch: usize| &image[(ch * h + y) * w..(ch * h + y + 1) * w];
-                // SAFETY: every band writes only its own rows of each plane.
-                let dst = |ch: usize| unsafe {
-                    std::slice::from_raw_parts_mut(out_ptr.get().add(((f * 4 + ch) * h + y) * w), w)
-                };
+                // SAFETY: every band writes only its own rows of each plane,
+                // started before they are borrowed.
+                let dst =
+                    |ch: usize| unsafe { started_row(out_ptr, ((f * 4 + ch) * h + y) * w, w) };
                 matte_row(
                     top,
                     bottom,
@@ -865,6 +883,8 @@ impl CustomOp3 for GuidedMatteOp {
                 );
             }
         });
+        // SAFETY: the bands cover every row of every plane.
+        unsafe { out.set_len(len) };
         Ok((CpuStorage::F32(out), Shape::from((n, 4, h, w))))
     }
 }
