@@ -10,8 +10,10 @@
 #   - the Python pipeline's end-to-end fps on the same clip and outputs
 #     (ffmpeg pipes + ONNX Runtime + numpy, scripts/python_pipeline.py).
 # Clips are the sample clip scaled to each size. For each size the four run
-# in pairs, BENCH_ROUNDS times (default 3): shared machines drift, so each row
-# is one round's ratios, and the last rows are the medians.
+# in pairs, BENCH_ROUNDS times (default 3), each pair's order swapped every
+# other round: shared machines drift, so each row is one round's ratios, and
+# the last rows are the medians. BENCH_FRAMES (default 20) timed frames
+# follow BENCH_WARMUP (default 3) untimed ones in the model-only runs.
 # Prints a Markdown table.
 #
 # usage: scripts/bench-cpu.sh [THREADS]   (default: all cores)
@@ -24,13 +26,8 @@ threads=${1:-$(nproc)}
 frames=${BENCH_FRAMES:-20}
 warmup=${BENCH_WARMUP:-3}
 rounds=${BENCH_ROUNDS:-3}
-work=.cache/bench
-mkdir -p "$work"
-
-cargo build --release -p vmatte-cli >&2
-vmatte=target/release/vmatte
-export VMATTE_MODEL_DIR=$PWD/$work/models
-"$vmatte" models import "$VMATTE_RVM_ONNX" >&2
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 echo "| round | size | ratio | threads | vmatte model-only fps | ONNX Runtime model-only fps | vmatte / ORT | vmatte end-to-end fps | Python pipeline end-to-end fps | vmatte / Python |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
@@ -39,26 +36,33 @@ results=$work/rounds.jsonl
 for round in $(seq "$rounds"); do
 for spec in "1280 720 0.375" "1920 1080 0.25"; do
     read -r w h ratio <<<"$spec"
-    clip=$work/clip_${h}p.mp4
-    if [[ ! -s $clip ]]; then
-        ffmpeg -loglevel error -y -i "$VMATTE_SAMPLE_CLIP" -vf "scale=$w:$h:flags=bicubic" \
-            -c:v libx264 -crf 16 -pix_fmt yuv420p "$clip"
-    fi
+    clip=$(bench_clip "$w" "$h")
     raw=$work/frames_${h}p.rgb
     ffmpeg -loglevel error -y -i "$clip" -frames:v $((frames + warmup)) -f rawvideo -pix_fmt rgb24 "$raw"
 
     # Each pair runs back to back, so drift between them stays small:
-    # model-only beside ONNX Runtime, then end to end beside Python.
+    # model-only beside ONNX Runtime, then end to end beside Python. Even
+    # rounds run the peer first, so neither side always follows the other's
+    # load (or the last size's end-to-end run).
     bench=(env RAYON_NUM_THREADS="$threads" "$vmatte" bench --device cpu --input "$clip"
         --downsample-ratio "$ratio" --json)
-    ours=$("${bench[@]}" --frames "$frames" --warmup "$warmup" --model-only)
-    theirs=$("$VMATTE_PYTHON" scripts/ort_bench.py --onnx "$VMATTE_RVM_ONNX" --raw "$raw" \
-        --width "$w" --height "$h" --ratio "$ratio" --frames "$frames" --warmup "$warmup" \
-        --threads "$threads" --json)
+    run_ours() { ours=$("${bench[@]}" --frames "$frames" --warmup "$warmup" --model-only); }
+    run_ort() {
+        theirs=$("$VMATTE_PYTHON" scripts/ort_bench.py --onnx "$VMATTE_RVM_ONNX" --raw "$raw" \
+            --width "$w" --height "$h" --ratio "$ratio" --frames "$frames" --warmup "$warmup" \
+            --threads "$threads" --json)
+    }
+    run_ours_e2e() { ours_e2e=$("${bench[@]}" --frames 1 --warmup 0); }
+    run_python() {
+        python=$("$VMATTE_PYTHON" scripts/python_pipeline.py --onnx "$VMATTE_RVM_ONNX" \
+            --input "$clip" --ratio "$ratio" --threads "$threads" --json)
+    }
+    if ((round % 2)); then
+        run_ours; run_ort; run_ours_e2e; run_python
+    else
+        run_ort; run_ours; run_python; run_ours_e2e
+    fi
     rm -f "$raw"
-    ours_e2e=$("${bench[@]}" --frames 1 --warmup 0)
-    python=$("$VMATTE_PYTHON" scripts/python_pipeline.py --onnx "$VMATTE_RVM_ONNX" --input "$clip" \
-        --ratio "$ratio" --threads "$threads" --json)
     ours=$("$VMATTE_PYTHON" -c 'import json, sys; m, e = (json.loads(a) for a in sys.argv[1:]); m["end_to_end"] = e["end_to_end"]; print(json.dumps(m))' \
         "$ours" "$ours_e2e")
     "$VMATTE_PYTHON" - "$ours" "$theirs" "$python" "$threads" "$round" "$results" <<'PY'

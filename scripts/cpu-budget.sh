@@ -22,12 +22,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/deps.sh
 
 threads=${1:-$(nproc)}
-work=.cache/bench
-mkdir -p "$work"
-cargo build --release -p vmatte-cli >&2
-vmatte=target/release/vmatte
-export VMATTE_MODEL_DIR=$PWD/$work/models
-"$vmatte" models import "$VMATTE_RVM_ONNX" >&2
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 # CPU seconds of a command: user + system of it and its children.
 cpu_seconds() {
@@ -39,11 +35,7 @@ echo "| size | ratio | frames | vmatte end to end, CPU ms/frame | Python pipelin
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for spec in "1280 720 0.375" "1920 1080 0.25"; do
     read -r w h ratio <<<"$spec"
-    clip=$work/clip_${h}p.mp4
-    if [[ ! -s $clip ]]; then
-        ffmpeg -loglevel error -y -i "$VMATTE_SAMPLE_CLIP" -vf "scale=$w:$h:flags=bicubic" \
-            -c:v libx264 -crf 16 -pix_fmt yuv420p "$clip"
-    fi
+    clip=$(bench_clip "$w" "$h")
     frames=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames \
         -of csv=p=0 "$clip")
     rm -rf "$work/budget_out"
