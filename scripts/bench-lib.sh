@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-# What the CPU benchmark scripts share, sourced after scripts/deps.sh: a
+# What the benchmark scripts share, sourced after scripts/deps.sh: a
 # release build ($vmatte), RVM MobileNetV3 imported from the authors' ONNX
 # export into a scratch model folder ($VMATTE_MODEL_DIR), the scratch folder
 # itself ($work), and the sample clip scaled to each benchmark size.

@@ -16,12 +16,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/deps.sh
 
 long=${1:-600}
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 work=.cache/rss
 mkdir -p "$work"
-cargo build --release -p vmatte-cli >&2
-vmatte=$PWD/target/release/vmatte
-export VMATTE_MODEL_DIR=$PWD/.cache/bench/models
-"$vmatte" models import "$VMATTE_RVM_ONNX" >&2
 
 echo "| clip | frames | seconds | fps | peak RSS (MiB) |"
 echo "| --- | --- | --- | --- | --- |"

@@ -55,6 +55,7 @@ for spec in "1280 720 0.375" "1920 1080 0.25"; do
     decode_clip=$(cpu_seconds ffmpeg -loglevel error -i "$clip" -f null -)
     rm -rf "$work"/budget_*.mp4 "$work/budget_out"
     awk -v s="${w}x$h" -v r="$ratio" -v n="$frames" -v o="$ours" -v p="$python" \
-        -v e="$(awk -v a="$reencode" -v b="$decode_outputs" -v c="$decode_clip" 'BEGIN { print a - b + c }')" \
-        'BEGIN { printf "| %s | %s | %d | %.0f | %.0f | %.0f | %.2f |\n", s, r, n, 1000 * o / n, 1000 * p / n, 1000 * e / n, p / e }'
+        -v re="$reencode" -v dout="$decode_outputs" -v dclip="$decode_clip" \
+        'BEGIN { e = re - dout + dclip
+                 printf "| %s | %s | %d | %.0f | %.0f | %.0f | %.2f |\n", s, r, n, 1000 * o / n, 1000 * p / n, 1000 * e / n, p / e }'
 done
