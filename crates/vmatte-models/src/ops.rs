@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 
-use crate::cpu::{BilinearOp, ConvOp, GuidedMatteOp};
+use crate::cpu::{BilinearOp, ConvOp, Dense, GuidedMatteOp};
 use crate::simd::vectorized;
 
 use crate::weights::Weights;
@@ -216,6 +216,23 @@ impl Conv2d {
             act: Activation::Identity,
             cpu,
         })
+    }
+
+    /// The layer as plain `(O, C/groups · K · K)` weights, bias (zeros if
+    /// it has none) and activation, for a CPU kernel that fuses it with its
+    /// neighbours; `None` unless it runs on vmatte's CPU kernels.
+    pub(crate) fn dense(&self) -> Result<Option<Dense>> {
+        if self.cpu.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Dense {
+            weight: self.weight.flatten_all()?.to_vec1()?,
+            bias: match &self.bias {
+                Some(b) => b.to_vec1()?,
+                None => vec![0.0; self.spec.out_channels],
+            },
+            act: self.act,
+        }))
     }
 
     /// Follows the convolution with `act`.
@@ -451,11 +468,17 @@ pub fn residual_matte(out: &Tensor, src: &Tensor) -> Result<Tensor> {
 /// to its guide, then [`residual_matte`]. One fused pass on the CPU.
 pub fn guided_matte(a: &Tensor, b: &Tensor, src: &Tensor) -> Result<Tensor> {
     if on_cpu_kernels(src) {
-        return Ok(a.contiguous()?.apply_op3_no_bwd(
-            &b.contiguous()?,
-            &src.contiguous()?,
-            &GuidedMatteOp,
-        )?);
+        // A and b may be views of one (T, 8, h, w) tensor: the kernel
+        // reads each frame's planes where they lie.
+        let planar = |t: &Tensor| -> Result<Tensor> {
+            let (_, _, h, w) = t.dims4()?;
+            Ok(if t.stride()[1..] == [h * w, w, 1] {
+                t.clone()
+            } else {
+                t.contiguous()?
+            })
+        };
+        return Ok(planar(a)?.apply_op3_no_bwd(&planar(b)?, &src.contiguous()?, &GuidedMatteOp)?);
     }
     let (_, _, h, w) = src.dims4()?;
     let a = resize_bilinear(a, h, w)?;
@@ -483,7 +506,7 @@ fn bilinear_cpu(x: &Tensor, h: usize, w: usize, scale: Option<f64>) -> Result<Te
 }
 
 /// Whether `x` takes vmatte's own CPU kernels (`cpu.rs`): f32 on the CPU.
-fn on_cpu_kernels(x: &Tensor) -> bool {
+pub(crate) fn on_cpu_kernels(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
 

@@ -6,9 +6,10 @@
 //! 1x1, 3x3 and depthwise convolutions, so these shapes get kernels of their
 //! own:
 //! - 1x1: gemm over cache-sized blocks of pixels, a task each;
-//! - 3x3 with padding 1 (the decoder's bulk): Winograd's F(2x2, 3x3), 16
-//!   gemms over transformed tiles instead of 36 multiplications per 2x2
-//!   outputs (see `winograd.rs`);
+//! - 3x3 with padding 1 (the decoder's bulk): Winograd's minimal filtering,
+//!   matrix products over transformed tiles (see `winograd.rs`), made by
+//!   vmatte's own micro-kernel (`matmul.rs`): these products are too small
+//!   for a general gemm's packing and set-up to pay;
 //! - other stride-1 k x k: one gemm per tap over a zero-padded copy of the
 //!   input;
 //! - both read a U-Net skip's pieces directly, never concatenated first;
@@ -17,12 +18,17 @@
 //! - depthwise: contiguous row sweeps, a plane per task.
 //!
 //! Every output starts at its bias and is activated by the task that made
-//! it, while it is still in cache. The bilinear resize and the guided
-//! filter's full-size step live here too; their loops are compiled for the
-//! widest vector unit the CPU has (see `simd.rs`).
+//! it, while it is still in cache. The bilinear resize and both halves of
+//! the deep guided filter (`guided_filter.rs` fuses its low-resolution
+//! half) live here too; their loops are compiled for the widest vector
+//! unit the CPU has (see `simd.rs` and `lanes.rs`).
 
+mod guided_filter;
+mod lanes;
+mod matmul;
 mod winograd;
 
+pub use guided_filter::{Dense, GuidedCoefficientsOp};
 pub(crate) use winograd::Tile;
 
 use std::cell::RefCell;
@@ -109,6 +115,25 @@ impl ConvOp {
             None => vec![0.0; n * o * plane],
         }
     }
+}
+
+/// A `(T, C, h, w)` tensor whose frames are each `C` contiguous planes,
+/// however far apart (a narrow along channels of a contiguous tensor is
+/// one): frame `f`'s planes, by `f`.
+fn planar_frames<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<impl Fn(usize) -> &'a [f32] + Sync> {
+    let CpuStorage::F32(data) = s else {
+        candle_core::bail!("{what}: the CPU kernels take f32")
+    };
+    let (_, c, h, w) = l.shape().dims4()?;
+    if l.stride()[1..] != [h * w, w, 1] {
+        candle_core::bail!("{what}: the CPU kernels take each frame's planes contiguous");
+    }
+    let (start, step, len) = (l.start_offset(), l.stride()[0], c * h * w);
+    Ok(move |f: usize| &data[start + f * step..][..len])
 }
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
@@ -832,8 +857,8 @@ impl CustomOp3 for GuidedMatteOp {
         src_s: &CpuStorage,
         src_l: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let a = contiguous(a_s, a_l, "A")?;
-        let b = contiguous(b_s, b_l, "b")?;
+        let a_frame = planar_frames(a_s, a_l, "A")?;
+        let b_frame = planar_frames(b_s, b_l, "b")?;
         let src = contiguous(src_s, src_l, "source")?;
         let (n, c, hs, ws) = a_l.shape().dims4()?;
         let (n2, c2, h, w) = src_l.shape().dims4()?;
@@ -851,8 +876,7 @@ impl CustomOp3 for GuidedMatteOp {
             .flat_map(|f| (0..h).step_by(MATTE_BAND).map(move |y| (f, y)))
             .collect();
         bands.par_iter().for_each(|&(f, y0)| {
-            let frame = f * 4 * hs * ws..(f + 1) * 4 * hs * ws;
-            let (a, b) = (&a[frame.clone()], &b[frame]);
+            let (a, b) = (a_frame(f), b_frame(f));
             let image = &src[f * 3 * h * w..(f + 1) * 3 * h * w];
             // Horizontally upsampled A and b (4 channels each) of the two
             // source rows last used, by source row.
@@ -1010,8 +1034,11 @@ mod tests {
             ConvSpec::new(8, 8, 5).depthwise().stride(2),
             ConvSpec::new(8, 8, 3).depthwise().dilation(3),
         ];
-        // The larger size spans several blocks of the shifted kernel.
-        let sizes = specs.iter().flat_map(|s| [(*s, 13, 11), (*s, 70, 90)]);
+        // The larger sizes span several blocks of the shifted kernel; the
+        // wide one splits Winograd tile rows into runs, the last one short.
+        let sizes = specs
+            .iter()
+            .flat_map(|s| [(*s, 13, 11), (*s, 70, 90), (*s, 9, 301)]);
         // Both Winograd algorithms (the other kernels ignore the choice).
         let cases = sizes.flat_map(|c| [(c, Tile::F2), (c, Tile::F4)]);
         for (i, ((spec, h, wd), tile)) in cases.enumerate() {
@@ -1097,6 +1124,72 @@ mod tests {
                 .unwrap();
             let got = a.apply_op3_no_bwd(&b, &src, &GuidedMatteOp).unwrap();
             assert!(max_diff(&got, &want) < 1e-5, "{hs}x{ws} -> {h}x{w}");
+            // A and b as views of one tensor, read where they lie.
+            let ab = Tensor::cat(&[&a, &b], 1).unwrap();
+            let (a, b) = (ab.narrow(1, 0, 4).unwrap(), ab.narrow(1, 4, 4).unwrap());
+            let got = a.apply_op3_no_bwd(&b, &src, &GuidedMatteOp).unwrap();
+            assert!(max_diff(&got, &want) < 1e-5, "views, {hs}x{ws} -> {h}x{w}");
+        }
+    }
+
+    #[test]
+    fn guided_coefficients_are_the_tensor_ops_fused() {
+        let hidden = 16;
+        let dense = |o: usize, c: usize, act, seed| {
+            let w = random(&[o, c, 1, 1], seed).affine(0.3, 0.0).unwrap();
+            let b = random(&[o], seed + 1);
+            let op = Dense {
+                weight: w.flatten_all().unwrap().to_vec1().unwrap(),
+                bias: b.to_vec1().unwrap(),
+                act,
+            };
+            let layer = move |x: &Tensor| {
+                let y = x
+                    .conv2d(&w, 0, 1, 1, 1)
+                    .unwrap()
+                    .broadcast_add(&b.reshape((1, o, 1, 1)).unwrap())
+                    .unwrap();
+                act.apply(&y).unwrap()
+            };
+            (op, layer)
+        };
+        let (l1, conv1) = dense(hidden, 8 + hidden, Activation::Relu, 10);
+        let (l2, conv2) = dense(hidden, hidden, Activation::Relu, 20);
+        let (l3, conv3) = dense(4, hidden, Activation::Identity, 30);
+        let taps = random(&[4, 1, 3, 3], 40).affine(0.1, 0.1).unwrap();
+        let box_bias = [0.01f32, -0.02, 0.03, 0.0];
+        let op = GuidedCoefficientsOp {
+            box_taps: taps.flatten_all().unwrap().to_vec1().unwrap(),
+            box_bias,
+            layers: [l1, l2, l3],
+        };
+        let bias = Tensor::new(&box_bias, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 4, 1, 1))
+            .unwrap();
+        let boxed = |t: &Tensor| {
+            t.conv2d(&taps, 1, 1, 1, 4)
+                .unwrap()
+                .broadcast_add(&bias)
+                .unwrap()
+        };
+        // Widths below, at and past the vector widths, and a single column.
+        for (h, w) in [(7, 19), (12, 33), (5, 1)] {
+            let src = random(&[2, 3, h, w], 1).affine(0.5, 0.5).unwrap();
+            let out = random(&[2, 4, h, w], 2);
+            let hid = random(&[2, hidden, h, w], 3);
+            let x = Tensor::cat(&[&src, &src.mean_keepdim(1).unwrap()], 1).unwrap();
+            let (mean_x, mean_y) = (boxed(&x), boxed(&out));
+            let cov = (boxed(&(&x * &out).unwrap()) - (&mean_x * &mean_y).unwrap()).unwrap();
+            let var = (boxed(&(&x * &x).unwrap()) - (&mean_x * &mean_x).unwrap()).unwrap();
+            let a = conv3(&conv2(&conv1(
+                &Tensor::cat(&[&cov, &var, &hid], 1).unwrap(),
+            )));
+            let b = (mean_y - (&a * &mean_x).unwrap()).unwrap();
+            let want = Tensor::cat(&[&a, &b], 1).unwrap();
+            let got = src.apply_op3_no_bwd(&out, &hid, &op).unwrap();
+            let d = max_diff(&got, &want);
+            assert!(d < 1e-5, "{h}x{w}: {d}");
         }
     }
 }

@@ -17,16 +17,18 @@
 //!   largest sum. RVM asks for it: its parity tolerance is 1e-3 and its
 //!   output 8-bit.
 //!
-//! Rows of tiles go in blocks whose transformed inputs and products stay in
-//! a core's L2 cache, a block per task. Tiles lie along the vector lanes, so
+//! Tiles go in blocks whose transformed inputs and products stay in a
+//! core's L2 cache (whole tile rows, or runs of one where a row is too
+//! big), a block per task. Tiles lie along the vector lanes, so
 //! every transform is plain vector arithmetic, and a block's input rows are
 //! zero-padded in L1, never as a whole padded copy of the input.
 
 use std::cell::RefCell;
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::lanes::{dispatched, Vector};
+use super::matmul::{matmul, Product};
 use super::{balanced_blocks, SendPtr};
 use crate::ops::Activation;
 use crate::simd::vectorized;
@@ -93,8 +95,9 @@ impl Tile {
 }
 
 /// Transformed-domain floats (inputs and products) a block of tiles keeps
-/// in a core's L2 cache.
-const BLOCK_FLOATS: usize = 1 << 18;
+/// in a core's L2 cache: 256 KiB, half of a Zen 3 core's L2 (a whole tile
+/// row of the decoder's last layers is twice that).
+const BLOCK_FLOATS: usize = 1 << 16;
 
 /// Tiles a transform loop handles at once: one AVX-512 register of floats.
 const LANES: usize = 16;
@@ -107,11 +110,13 @@ thread_local! {
         const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// How an `h x w` picture is cut into tiles of m x m outputs.
+/// How an `h x w` picture is cut into tiles of m x m outputs, and the
+/// tiles into blocks.
 #[derive(Clone, Copy)]
 struct Tiling {
     m: usize,
     h: usize,
+    w: usize,
     /// Tile rows.
     th: usize,
     /// Tiles stored per tile row: the tile columns rounded up to whole
@@ -120,12 +125,29 @@ struct Tiling {
     tw: usize,
 }
 
+/// A task's tiles: `rows` tile rows from `ty0`, and in each the `tc` tile
+/// columns from `tx0`.
+#[derive(Clone, Copy)]
+struct Block {
+    ty0: usize,
+    rows: usize,
+    tx0: usize,
+    tc: usize,
+}
+
+impl Block {
+    fn tiles(&self) -> usize {
+        self.rows * self.tc
+    }
+}
+
 impl Tiling {
     fn new(tile: Tile, h: usize, w: usize) -> Self {
         let m = tile.m();
         Self {
             m,
             h,
+            w,
             th: h.div_ceil(m),
             tw: w.div_ceil(m).next_multiple_of(LANES),
         }
@@ -138,10 +160,63 @@ impl Tiling {
     fn xi(&self) -> usize {
         self.t() * self.t()
     }
-    /// A zero-padded input row: one zero before the picture, enough after
-    /// it for every tile and for the last vector's reads.
-    fn row(&self) -> usize {
-        self.m * self.tw + self.m
+    /// A zero-padded input row of `tc` tiles: the pixel before the first
+    /// tile, and enough after it for every tile and the last vector's reads.
+    fn row(&self, tc: usize) -> usize {
+        self.m * tc + self.m
+    }
+
+    /// Blocks whose transformed inputs and products, `per_tile` floats a
+    /// tile, fit in `BLOCK_FLOATS`: whole tile rows where one fits, else
+    /// runs of a row's tiles, whole vectors each.
+    fn blocks(&self, per_tile: usize) -> Vec<Block> {
+        let fit = BLOCK_FLOATS / per_tile;
+        if fit >= self.tw {
+            let (starts, rows) = balanced_blocks(self.th, fit / self.tw);
+            return starts
+                .into_iter()
+                .map(|ty0| Block {
+                    ty0,
+                    rows: rows.min(self.th - ty0),
+                    tx0: 0,
+                    tc: self.tw,
+                })
+                .collect();
+        }
+        let vectors = self.tw / LANES;
+        let runs = vectors.div_ceil((fit / LANES).max(1));
+        let tc = vectors.div_ceil(runs) * LANES;
+        (0..self.th)
+            .flat_map(|ty0| {
+                (0..self.tw).step_by(tc).map(move |tx0| Block {
+                    ty0,
+                    rows: 1,
+                    tx0,
+                    tc: tc.min(self.tw - tx0),
+                })
+            })
+            .collect()
+    }
+
+    /// Copies the block's input rows of one channel, with their zero
+    /// padding, into `staged`: `m * rows + 2` rows of `row(tc)` floats.
+    fn stage(&self, b: &Block, plane: &[f32], staged: &mut [f32]) {
+        let (m, w) = (self.m, self.w);
+        // Padded column 0 is picture column m * tx0 - 1.
+        let x0 = m * b.tx0;
+        for (k, line) in staged.chunks_exact_mut(self.row(b.tc)).enumerate() {
+            let Some(y) = (m * b.ty0 + k).checked_sub(1).filter(|&y| y < self.h) else {
+                line.fill(0.0);
+                continue;
+            };
+            let src = &plane[y * w..(y + 1) * w];
+            let lead = usize::from(x0 == 0);
+            line[..lead].fill(0.0);
+            let from = x0 + lead - 1;
+            let n = (w - from).min(line.len() - lead);
+            line[lead..lead + n].copy_from_slice(&src[from..from + n]);
+            line[lead + n..].fill(0.0);
+        }
     }
 }
 
@@ -167,298 +242,64 @@ pub(crate) fn conv3x3(
     let (mt, xis) = (t.m, t.xi());
     let planes: Vec<&[f32]> = inputs.iter().flat_map(|x| x.chunks(h * w)).collect();
     debug_assert_eq!(planes.len(), c);
-    let rows_per_block = BLOCK_FLOATS / (xis * (c + o) * t.tw);
-    let (blocks, rows_per_block) = balanced_blocks(t.th, rows_per_block.max(1));
-    blocks.par_iter().for_each(|&ty0| {
-        let rows = rows_per_block.min(t.th - ty0);
-        let tiles = rows * t.tw;
+    t.blocks(xis * (c + o)).par_iter().for_each(|b| {
+        let tiles = b.tiles();
+        let row = t.row(b.tc);
         SCRATCH.with(|scratch| {
             let (v, m, wide, staged) = &mut *scratch.borrow_mut();
-            // Padded rows m * ty0 ..= m * (ty0 + rows) + 1.
-            staged.resize((mt * rows + 2) * t.row(), 0.0);
+            staged.resize((mt * b.rows + 2) * row, 0.0);
             v.resize(xis * c * tiles, 0.0);
             m.resize(xis * o * tiles, 0.0);
-            wide.resize(mt * mt * t.tw, 0.0);
+            wide.resize(mt * mt * b.tc, 0.0);
             for (ci, plane) in planes.iter().enumerate() {
-                for (k, line) in staged.chunks_exact_mut(t.row()).enumerate() {
-                    match (mt * ty0 + k).checked_sub(1).filter(|&y| y < h) {
-                        Some(y) => {
-                            line[0] = 0.0;
-                            line[1..=w].copy_from_slice(&plane[y * w..(y + 1) * w]);
-                            line[w + 1..].fill(0.0);
-                        }
-                        None => line.fill(0.0),
-                    }
-                }
-                for r in 0..rows {
-                    let from = &staged[mt * r * t.row()..(mt * r + t.t()) * t.row()];
-                    input_transform(from, t.tw, v, ci * tiles + r * t.tw, c * tiles);
+                t.stage(b, plane, staged);
+                for r in 0..b.rows {
+                    let from = &staged[mt * r * row..(mt * r + t.t()) * row];
+                    input_transform(from, b.tc, v, ci * tiles + r * b.tc, c * tiles);
                 }
             }
             for xi in 0..xis {
                 // SAFETY: U[ξ] is o x c, V[ξ] c x tiles and M[ξ] o x tiles,
                 // all packed, inside their buffers; M is this task's.
                 unsafe {
-                    gemm::gemm(
-                        o,
-                        tiles,
-                        c,
-                        m.as_mut_ptr().add(xi * o * tiles),
-                        1,
-                        tiles as isize,
-                        false,
-                        filters.as_ptr().add(xi * o * c),
-                        1,
-                        c as isize,
-                        v.as_ptr().add(xi * c * tiles),
-                        1,
-                        tiles as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    )
+                    matmul(&Product {
+                        m: o,
+                        n: tiles,
+                        k: c,
+                        a: filters.as_ptr().add(xi * o * c),
+                        lda: c,
+                        b: v.as_ptr().add(xi * c * tiles),
+                        ldb: tiles,
+                        dst: m.as_mut_ptr().add(xi * o * tiles),
+                        ldd: tiles,
+                        accumulate: false,
+                    })
                 }
             }
+            let x0 = mt * b.tx0;
+            let cols = (mt * b.tc).min(w - x0);
             for oc in 0..o {
                 let value = bias.map_or(0.0, |b| b[oc]);
-                for r in 0..rows {
-                    output_transform(m, o * tiles, oc * tiles + r * t.tw, wide);
-                    let y = mt * (ty0 + r);
-                    for (dy, line) in wide.chunks_exact(mt * t.tw).enumerate() {
+                for r in 0..b.rows {
+                    output_transform(m, o * tiles, oc * tiles + r * b.tc, wide);
+                    let y = mt * (b.ty0 + r);
+                    for (dy, line) in wide.chunks_exact(mt * b.tc).enumerate() {
                         if y + dy >= t.h {
                             break;
                         }
-                        // SAFETY: output row y + dy of plane oc belongs to
-                        // this block alone; it is borrowed once written.
-                        let row = unsafe {
-                            let at = dst.get().add(oc * h * w + (y + dy) * w);
-                            std::slice::from_raw_parts_mut(at, w)
+                        // SAFETY: these outputs of row y + dy of plane oc
+                        // belong to this block alone; borrowed once written.
+                        let out = unsafe {
+                            let at = dst.get().add(oc * h * w + (y + dy) * w + x0);
+                            std::slice::from_raw_parts_mut(at, cols)
                         };
-                        biased(&line[..w], value, row);
-                        act.apply_in_place(row);
+                        biased(&line[..cols], value, out);
+                        act.apply_in_place(out);
                     }
                 }
             }
         });
     });
-}
-
-/// The few vector operations the transforms need, so that one generic body
-/// compiles to AVX-512, AVX2 or scalar code (see `dispatched!`). Tiles
-/// lie along the lanes.
-trait Vector: Copy {
-    const LANES: usize;
-    fn zero() -> Self;
-    /// # Safety
-    /// `LANES` floats at `p` must be readable.
-    unsafe fn load(p: *const f32) -> Self;
-    /// # Safety
-    /// `LANES` floats at `p` must be writable.
-    unsafe fn store(self, p: *mut f32);
-    /// The even and the odd lanes of `[a, b]`.
-    fn split(a: Self, b: Self) -> (Self, Self);
-    /// `[a0, b0, a1, b1, ...]` as two vectors.
-    fn interleave(a: Self, b: Self) -> (Self, Self);
-    fn add(self, o: Self) -> Self;
-    fn sub(self, o: Self) -> Self;
-    /// `self * k + o`.
-    fn mul_add(self, k: f32, o: Self) -> Self;
-}
-
-impl Vector for f32 {
-    const LANES: usize = 1;
-    fn zero() -> Self {
-        0.0
-    }
-    unsafe fn load(p: *const f32) -> Self {
-        *p
-    }
-    unsafe fn store(self, p: *mut f32) {
-        *p = self
-    }
-    fn split(a: Self, b: Self) -> (Self, Self) {
-        (a, b)
-    }
-    fn interleave(a: Self, b: Self) -> (Self, Self) {
-        (a, b)
-    }
-    fn add(self, o: Self) -> Self {
-        self + o
-    }
-    fn sub(self, o: Self) -> Self {
-        self - o
-    }
-    fn mul_add(self, k: f32, o: Self) -> Self {
-        self * k + o
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    /// Eight lanes; only ever used by code compiled for AVX2 and FMA.
-    #[derive(Clone, Copy)]
-    pub(super) struct Avx2(__m256);
-
-    impl super::Vector for Avx2 {
-        const LANES: usize = 8;
-        #[inline(always)]
-        fn zero() -> Self {
-            // SAFETY: only reached from AVX2 code (see the type's doc).
-            Self(unsafe { _mm256_setzero_ps() })
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            Self(_mm256_loadu_ps(p))
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            _mm256_storeu_ps(p, self.0)
-        }
-        #[inline(always)]
-        fn split(a: Self, b: Self) -> (Self, Self) {
-            // SAFETY: only reached from AVX2 code (see the type's doc).
-            unsafe {
-                // Within each 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6];
-                // then the 64-bit pairs in order.
-                let order = |x: __m256| {
-                    _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(x), 0b11_01_10_00))
-                };
-                (
-                    Self(order(_mm256_shuffle_ps(a.0, b.0, 0b10_00_10_00))),
-                    Self(order(_mm256_shuffle_ps(a.0, b.0, 0b11_01_11_01))),
-                )
-            }
-        }
-        #[inline(always)]
-        fn interleave(a: Self, b: Self) -> (Self, Self) {
-            // SAFETY: as above.
-            unsafe {
-                // Within each 128-bit half: [a0 b0 a1 b1 | a4 b4 a5 b5] and
-                // [a2 b2 a3 b3 | a6 b6 a7 b7]; then the halves in order.
-                let (lo, hi) = (_mm256_unpacklo_ps(a.0, b.0), _mm256_unpackhi_ps(a.0, b.0));
-                (
-                    Self(_mm256_permute2f128_ps(lo, hi, 0x20)),
-                    Self(_mm256_permute2f128_ps(lo, hi, 0x31)),
-                )
-            }
-        }
-        #[inline(always)]
-        fn add(self, o: Self) -> Self {
-            // SAFETY: as above.
-            Self(unsafe { _mm256_add_ps(self.0, o.0) })
-        }
-        #[inline(always)]
-        fn sub(self, o: Self) -> Self {
-            // SAFETY: as above.
-            Self(unsafe { _mm256_sub_ps(self.0, o.0) })
-        }
-        #[inline(always)]
-        fn mul_add(self, k: f32, o: Self) -> Self {
-            // SAFETY: as above.
-            Self(unsafe { _mm256_fmadd_ps(self.0, _mm256_set1_ps(k), o.0) })
-        }
-    }
-
-    /// Sixteen lanes; only ever used by code compiled for AVX-512F.
-    #[derive(Clone, Copy)]
-    pub(super) struct Avx512(__m512);
-
-    impl super::Vector for Avx512 {
-        const LANES: usize = 16;
-        #[inline(always)]
-        fn zero() -> Self {
-            // SAFETY: only reached from AVX-512 code (see the type's doc).
-            Self(unsafe { _mm512_setzero_ps() })
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            Self(_mm512_loadu_ps(p))
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            _mm512_storeu_ps(p, self.0)
-        }
-        #[inline(always)]
-        fn split(a: Self, b: Self) -> (Self, Self) {
-            // SAFETY: only reached from AVX-512 code (see the type's doc).
-            unsafe {
-                // Lane indices: 0..16 pick from a, 16..32 from b.
-                let even =
-                    _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-                let odd =
-                    _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-                (
-                    Self(_mm512_permutex2var_ps(a.0, even, b.0)),
-                    Self(_mm512_permutex2var_ps(a.0, odd, b.0)),
-                )
-            }
-        }
-        #[inline(always)]
-        fn interleave(a: Self, b: Self) -> (Self, Self) {
-            // SAFETY: as above.
-            unsafe {
-                let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-                let hi =
-                    _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-                (
-                    Self(_mm512_permutex2var_ps(a.0, lo, b.0)),
-                    Self(_mm512_permutex2var_ps(a.0, hi, b.0)),
-                )
-            }
-        }
-        #[inline(always)]
-        fn add(self, o: Self) -> Self {
-            // SAFETY: as above.
-            Self(unsafe { _mm512_add_ps(self.0, o.0) })
-        }
-        #[inline(always)]
-        fn sub(self, o: Self) -> Self {
-            // SAFETY: as above.
-            Self(unsafe { _mm512_sub_ps(self.0, o.0) })
-        }
-        #[inline(always)]
-        fn mul_add(self, k: f32, o: Self) -> Self {
-            // SAFETY: as above.
-            Self(unsafe { _mm512_fmadd_ps(self.0, _mm512_set1_ps(k), o.0) })
-        }
-    }
-}
-
-/// `dispatched!(name => kernel[Generics](arg: Type, ...))`: `name` calls
-/// `kernel::<V, Generics>` compiled for the widest vector unit this CPU has.
-macro_rules! dispatched {
-    ($name:ident => $kernel:ident[$($g:tt)*]($($arg:ident: $ty:ty),* $(,)?)) => {
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    $kernel::<x86::Avx512, $($g)*>($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) {
-                    $kernel::<x86::Avx2, $($g)*>($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F, the only feature used.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: as above, for AVX2 and FMA.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $kernel::<f32, $($g)*>($($arg),*)
-        }
-    };
 }
 
 type InputTransform = fn(&[f32], usize, &mut [f32], usize, usize);

@@ -1,0 +1,221 @@
+//! One generic vector type for the hand-written CPU kernels (Winograd's
+//! transforms, the matrix product), and the dispatch that compiles a
+//! kernel for AVX-512, for AVX2 with FMA and for plain scalar code, and
+//! calls the widest this CPU runs. Unlike `vectorized!`, which leaves the
+//! vectorising to the compiler, these kernels say which lanes hold what.
+
+/// The few vector operations the kernels need, so that one generic body
+/// compiles to AVX-512, AVX2 or scalar code (see `dispatched!`).
+pub(crate) trait Vector: Copy {
+    const LANES: usize;
+    fn zero() -> Self;
+    /// # Safety
+    /// `LANES` floats at `p` must be readable.
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// `LANES` floats at `p` must be writable.
+    unsafe fn store(self, p: *mut f32);
+    /// The even and the odd lanes of `[a, b]`.
+    fn split(a: Self, b: Self) -> (Self, Self);
+    /// `[a0, b0, a1, b1, ...]` as two vectors.
+    fn interleave(a: Self, b: Self) -> (Self, Self);
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    /// `self * k + o`.
+    fn mul_add(self, k: f32, o: Self) -> Self;
+}
+
+impl Vector for f32 {
+    const LANES: usize = 1;
+    fn zero() -> Self {
+        0.0
+    }
+    unsafe fn load(p: *const f32) -> Self {
+        *p
+    }
+    unsafe fn store(self, p: *mut f32) {
+        *p = self
+    }
+    fn split(a: Self, b: Self) -> (Self, Self) {
+        (a, b)
+    }
+    fn interleave(a: Self, b: Self) -> (Self, Self) {
+        (a, b)
+    }
+    fn add(self, o: Self) -> Self {
+        self + o
+    }
+    fn sub(self, o: Self) -> Self {
+        self - o
+    }
+    fn mul_add(self, k: f32, o: Self) -> Self {
+        self * k + o
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Eight lanes; only ever used by code compiled for AVX2 and FMA.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2(__m256);
+
+    impl super::Vector for Avx2 {
+        const LANES: usize = 8;
+        #[inline(always)]
+        fn zero() -> Self {
+            // SAFETY: only reached from AVX2 code (see the type's doc).
+            Self(unsafe { _mm256_setzero_ps() })
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Self(_mm256_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0)
+        }
+        #[inline(always)]
+        fn split(a: Self, b: Self) -> (Self, Self) {
+            // SAFETY: only reached from AVX2 code (see the type's doc).
+            unsafe {
+                // Within each 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6];
+                // then the 64-bit pairs in order.
+                let order = |x: __m256| {
+                    _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(x), 0b11_01_10_00))
+                };
+                (
+                    Self(order(_mm256_shuffle_ps(a.0, b.0, 0b10_00_10_00))),
+                    Self(order(_mm256_shuffle_ps(a.0, b.0, 0b11_01_11_01))),
+                )
+            }
+        }
+        #[inline(always)]
+        fn interleave(a: Self, b: Self) -> (Self, Self) {
+            // SAFETY: as above.
+            unsafe {
+                // Within each 128-bit half: [a0 b0 a1 b1 | a4 b4 a5 b5] and
+                // [a2 b2 a3 b3 | a6 b6 a7 b7]; then the halves in order.
+                let (lo, hi) = (_mm256_unpacklo_ps(a.0, b.0), _mm256_unpackhi_ps(a.0, b.0));
+                (
+                    Self(_mm256_permute2f128_ps(lo, hi, 0x20)),
+                    Self(_mm256_permute2f128_ps(lo, hi, 0x31)),
+                )
+            }
+        }
+        #[inline(always)]
+        fn add(self, o: Self) -> Self {
+            // SAFETY: as above.
+            Self(unsafe { _mm256_add_ps(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn sub(self, o: Self) -> Self {
+            // SAFETY: as above.
+            Self(unsafe { _mm256_sub_ps(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn mul_add(self, k: f32, o: Self) -> Self {
+            // SAFETY: as above.
+            Self(unsafe { _mm256_fmadd_ps(self.0, _mm256_set1_ps(k), o.0) })
+        }
+    }
+
+    /// Sixteen lanes; only ever used by code compiled for AVX-512F.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512(__m512);
+
+    impl super::Vector for Avx512 {
+        const LANES: usize = 16;
+        #[inline(always)]
+        fn zero() -> Self {
+            // SAFETY: only reached from AVX-512 code (see the type's doc).
+            Self(unsafe { _mm512_setzero_ps() })
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Self(_mm512_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self.0)
+        }
+        #[inline(always)]
+        fn split(a: Self, b: Self) -> (Self, Self) {
+            // SAFETY: only reached from AVX-512 code (see the type's doc).
+            unsafe {
+                // Lane indices: 0..16 pick from a, 16..32 from b.
+                let even =
+                    _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                let odd =
+                    _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+                (
+                    Self(_mm512_permutex2var_ps(a.0, even, b.0)),
+                    Self(_mm512_permutex2var_ps(a.0, odd, b.0)),
+                )
+            }
+        }
+        #[inline(always)]
+        fn interleave(a: Self, b: Self) -> (Self, Self) {
+            // SAFETY: as above.
+            unsafe {
+                let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                let hi =
+                    _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                (
+                    Self(_mm512_permutex2var_ps(a.0, lo, b.0)),
+                    Self(_mm512_permutex2var_ps(a.0, hi, b.0)),
+                )
+            }
+        }
+        #[inline(always)]
+        fn add(self, o: Self) -> Self {
+            // SAFETY: as above.
+            Self(unsafe { _mm512_add_ps(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn sub(self, o: Self) -> Self {
+            // SAFETY: as above.
+            Self(unsafe { _mm512_sub_ps(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn mul_add(self, k: f32, o: Self) -> Self {
+            // SAFETY: as above.
+            Self(unsafe { _mm512_fmadd_ps(self.0, _mm512_set1_ps(k), o.0) })
+        }
+    }
+}
+
+/// `dispatched!(name => kernel[Generics](arg: Type, ...))`: `name` calls
+/// `kernel::<V, Generics>` compiled for the widest vector unit this CPU has.
+macro_rules! dispatched {
+    ($name:ident => $kernel:ident[$($g:tt)*]($($arg:ident: $ty:ty),* $(,)?)) => {
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    $kernel::<$crate::cpu::lanes::x86::Avx512, $($g)*>($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    $kernel::<$crate::cpu::lanes::x86::Avx2, $($g)*>($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F, the only feature used.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: as above, for AVX2 and FMA.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $kernel::<f32, $($g)*>($($arg),*)
+        }
+    };
+}
+
+pub(crate) use dispatched;
