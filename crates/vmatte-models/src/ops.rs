@@ -150,7 +150,10 @@ fn exp(x: f32) -> f32 {
     ] {
         p = p * r + c;
     }
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // SAFETY: the clamp above keeps n in [-126, 127]. (`as i32` would be a
+    // saturating cast, which compiles to a lane at a time.)
+    let n = unsafe { n.to_int_unchecked::<i32>() };
+    p * f32::from_bits(((n + 127) as u32) << 23)
 }
 
 /// A 2-D convolution with an optional bias, BatchNorm already folded in,

@@ -721,9 +721,35 @@ vectorized! {
         let columns: Vec<_> = (0..k)
             .map(|kx| inside_columns((kx * d) as isize - p, st, w, wo))
             .collect();
+        // The plane split by column into its `st` phases (x ≡ φ mod st),
+        // row by row, once: every tap then reads a contiguous run of one
+        // phase, where a strided read per multiplication would not
+        // vectorise.
+        let phase_len = w.div_ceil(st);
+        let mut phases = vec![0f32; h * st * phase_len];
+        for (src, to) in plane.chunks_exact(w).zip(phases.chunks_exact_mut(st * phase_len)) {
+            if st == 2 {
+                let (even, odd) = to.split_at_mut(phase_len);
+                let pairs = even.iter_mut().zip(odd.iter_mut()).zip(src.chunks_exact(2));
+                for ((e, o), pair) in pairs {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+                if w % 2 == 1 {
+                    even[phase_len - 1] = src[w - 1];
+                }
+                continue;
+            }
+            for (phase, t) in to.chunks_exact_mut(phase_len).enumerate() {
+                for (t, v) in t.iter_mut().zip(src[phase..].iter().step_by(st)) {
+                    *t = *v;
+                }
+            }
+        }
         for (oy, row) in dst.chunks_mut(wo).enumerate().take(ho) {
             for ky in 0..k {
-                let Some(src) = plane_row(plane, (h, w), (oy * st + ky * d) as isize - p) else {
+                let y = (oy * st + ky * d) as isize - p;
+                let Some(src) = plane_row(&phases, (h, st * phase_len), y) else {
                     continue;
                 };
                 for (kx, inside) in columns.iter().enumerate() {
@@ -731,8 +757,11 @@ vectorized! {
                         continue;
                     };
                     let t = taps[ky * k + kx];
-                    for (i, o) in row[cols].iter_mut().enumerate() {
-                        *o += t * src[x0 + i * st];
+                    let from = (x0 % st) * phase_len + x0 / st;
+                    let out = &mut row[cols];
+                    let len = out.len();
+                    for (o, v) in out.iter_mut().zip(&src[from..from + len]) {
+                        *o += t * v;
                     }
                 }
             }
