@@ -3,7 +3,9 @@
 
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 
-use crate::cpu::{BilinearOp, ConvOp, Dense, GuidedMatteOp};
+use crate::cpu::{
+    BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp, GuidedMatteOp, ScaleChannelsOp,
+};
 use crate::simd::vectorized;
 
 use crate::weights::Weights;
@@ -256,21 +258,8 @@ impl Conv2d {
     pub fn forward_cat(&self, xs: &[&Tensor]) -> Result<Tensor> {
         let (n, _, h, w) = xs[0].dims4()?;
         if let (Some(op), true) = (&self.cpu, xs.iter().all(|x| on_cpu_kernels(x))) {
-            let xs = xs
-                .iter()
-                .map(|x| x.contiguous())
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            let storages: Vec<_> = xs.iter().map(|x| x.storage_and_layout()).collect();
-            let slices = storages
-                .iter()
-                .map(|(storage, layout)| match &**storage {
-                    Storage::Cpu(CpuStorage::F32(v)) => {
-                        Ok(&v[layout.start_offset()..][..layout.shape().elem_count()])
-                    }
-                    _ => Err(candle_core::Error::Msg("expected CPU f32".into())),
-                })
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            if let Some((out, shape)) = op.forward_concat(&slices, (n, h, w)) {
+            let made = with_cpu_slices(xs, |slices| op.forward_concat(slices, (n, h, w)))?;
+            if let Some((out, shape)) = made {
                 return Ok(Tensor::from_vec(out, shape, &Device::Cpu)?);
             }
         }
@@ -397,7 +386,54 @@ fn hardsigmoid(x: &Tensor) -> Result<Tensor> {
 
 /// Mean over the spatial dims, keeping them as 1x1.
 pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    if on_cpu_kernels(x) {
+        return Ok(x.contiguous()?.apply_op1_no_bwd(&ChannelMeanOp)?);
+    }
     Ok(x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?)
+}
+
+/// `x (N, C, H, W) · s (N, C, 1, 1)`: squeeze-and-excitation's and
+/// LR-ASPP's channel gates.
+pub fn scale_channels(x: &Tensor, s: &Tensor) -> Result<Tensor> {
+    if on_cpu_kernels(x) && on_cpu_kernels(s) {
+        return Ok(x
+            .contiguous()?
+            .apply_op2_no_bwd(&s.contiguous()?, &ScaleChannelsOp)?);
+    }
+    Ok(x.broadcast_mul(s)?)
+}
+
+/// `a + b` (a residual connection) of two tensors of one shape.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(a, b, BinaryOp::Add)
+}
+
+/// `a · b`, element by element, of two tensors of one shape.
+pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(a, b, BinaryOp::Mul)
+}
+
+fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    if on_cpu_kernels(a) && on_cpu_kernels(b) && a.shape() == b.shape() {
+        return Ok(a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &op)?);
+    }
+    Ok(match op {
+        BinaryOp::Add => (a + b)?,
+        BinaryOp::Mul => (a * b)?,
+    })
+}
+
+/// A ConvGRU's new state: `(1 - z)·h + z·c` for update gate `z`, state `h`
+/// and candidate `c`.
+pub fn gru_update(z: &Tensor, h: &Tensor, c: &Tensor) -> Result<Tensor> {
+    if [z, h, c].iter().all(|t| on_cpu_kernels(t)) && z.shape() == h.shape() {
+        return Ok(z.contiguous()?.apply_op3_no_bwd(
+            &h.contiguous()?,
+            &c.contiguous()?,
+            &GruUpdateOp,
+        )?);
+    }
+    Ok(((z.affine(-1.0, 1.0)? * h)? + (z * c)?)?)
 }
 
 /// PyTorch's `AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`:
@@ -515,7 +551,38 @@ pub(crate) fn on_cpu_kernels(x: &Tensor) -> bool {
 
 /// Channels-first concat, the glue of every U-Net skip.
 pub fn cat_channels(xs: &[&Tensor]) -> Result<Tensor> {
+    let (n, _, h, w) = xs[0].dims4()?;
+    let same_frames = xs
+        .iter()
+        .all(|x| x.dims4().is_ok_and(|(m, _, y, x)| (m, y, x) == (n, h, w)));
+    if same_frames && xs.iter().all(|x| on_cpu_kernels(x)) {
+        let channels: usize = xs
+            .iter()
+            .map(|x| x.dim(1))
+            .sum::<candle_core::Result<_>>()?;
+        let out = with_cpu_slices(xs, |slices| crate::cpu::cat_frames(slices, n))?;
+        return Ok(Tensor::from_vec(out, (n, channels, h, w), &Device::Cpu)?);
+    }
     Ok(Tensor::cat(xs, 1)?)
+}
+
+/// `f` of the f32 data of `xs` (CPU tensors), each made contiguous first.
+fn with_cpu_slices<R>(xs: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<R> {
+    let xs = xs
+        .iter()
+        .map(|x| x.contiguous())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let storages: Vec<_> = xs.iter().map(|x| x.storage_and_layout()).collect();
+    let slices = storages
+        .iter()
+        .map(|(storage, layout)| match &**storage {
+            Storage::Cpu(CpuStorage::F32(v)) => {
+                Ok(&v[layout.start_offset()..][..layout.shape().elem_count()])
+            }
+            _ => Err(candle_core::Error::Msg("expected CPU f32".into())),
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(f(&slices))
 }
 
 /// Zeros shaped like `like` but with `channels` channels.

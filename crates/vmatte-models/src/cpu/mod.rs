@@ -23,11 +23,13 @@
 //! half) live here too; their loops are compiled for the widest vector
 //! unit the CPU has (see `simd.rs` and `lanes.rs`).
 
+mod elementwise;
 mod guided_filter;
 mod lanes;
 mod matmul;
 mod winograd;
 
+pub use elementwise::{cat_frames, BinaryOp, ChannelMeanOp, GruUpdateOp, ScaleChannelsOp};
 pub use guided_filter::{Dense, GuidedCoefficientsOp};
 pub(crate) use winograd::Tile;
 
@@ -1158,6 +1160,42 @@ mod tests {
             let (a, b) = (ab.narrow(1, 0, 4).unwrap(), ab.narrow(1, 4, 4).unwrap());
             let got = a.apply_op3_no_bwd(&b, &src, &GuidedMatteOp).unwrap();
             assert!(max_diff(&got, &want) < 1e-5, "views, {hs}x{ws} -> {h}x{w}");
+        }
+    }
+
+    #[test]
+    fn element_wise_glue_matches_candle() {
+        use crate::ops;
+        // Odd sizes, more floats than one task's piece, and views with an
+        // offset (a ConvGRU's gates are narrows of one tensor).
+        for (n, c, h, w) in [(2, 5, 3, 7), (1, 6, 70, 90)] {
+            let gates = random(&[n, 2 * c, h, w], 1);
+            let (r, z) = (
+                gates.narrow(1, 0, c).unwrap(),
+                gates.narrow(1, c, c).unwrap(),
+            );
+            let x = random(&[n, c, h, w], 2);
+            let s = random(&[n, c, 1, 1], 3);
+            let close = |got: Tensor, want: Tensor, what: &str| {
+                let d = max_diff(&got, &want);
+                assert!(d < 1e-5, "{what} {n}x{c}x{h}x{w}: {d}");
+            };
+            close(ops::add(&r, &x).unwrap(), (&r + &x).unwrap(), "add");
+            close(ops::mul(&r, &x).unwrap(), (&r * &x).unwrap(), "mul");
+            let want = ((z.affine(-1.0, 1.0).unwrap() * &x).unwrap() + (&z * &r).unwrap()).unwrap();
+            close(ops::gru_update(&z, &x, &r).unwrap(), want, "gru update");
+            close(
+                ops::scale_channels(&x, &s).unwrap(),
+                x.broadcast_mul(&s).unwrap(),
+                "scale channels",
+            );
+            let mean = x.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap();
+            close(ops::global_avg_pool(&x).unwrap(), mean, "mean");
+            close(
+                ops::cat_channels(&[&z, &x, &r]).unwrap(),
+                Tensor::cat(&[&z, &x, &r], 1).unwrap(),
+                "cat",
+            );
         }
     }
 

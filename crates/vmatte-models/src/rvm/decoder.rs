@@ -64,8 +64,8 @@ impl ConvGru {
             let gates = self.ih.forward_cat(&[&xt, &h])?;
             let r = gates.narrow(1, 0, self.channels)?;
             let z = gates.narrow(1, self.channels, self.channels)?;
-            let candidate = self.hh.forward_cat(&[&xt, &(r * &h)?])?;
-            h = ((z.affine(-1.0, 1.0)? * &h)? + (z * candidate)?)?;
+            let candidate = self.hh.forward_cat(&[&xt, &ops::mul(&r, &h)?])?;
+            h = ops::gru_update(&z, &h, &candidate)?;
             outputs.push(h.clone());
         }
         Ok((Tensor::cat(&outputs, 0)?, h))

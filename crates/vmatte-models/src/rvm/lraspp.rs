@@ -34,6 +34,6 @@ impl LrAspp {
     pub fn forward(&self, f4: &Tensor) -> Result<Tensor> {
         let features = self.project.forward(f4)?;
         let gate = self.gate.forward(&ops::global_avg_pool(f4)?)?;
-        Ok(features.broadcast_mul(&gate)?)
+        ops::scale_channels(&features, &gate)
     }
 }

@@ -100,7 +100,7 @@ impl SqueezeExcite {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = ops::global_avg_pool(x)?;
         let s = self.fc2.forward(&self.fc1.forward(&s)?)?;
-        Ok(x.broadcast_mul(&s)?)
+        ops::scale_channels(x, &s)
     }
 }
 
@@ -167,7 +167,11 @@ impl InvertedResidual {
             y = se.forward(&y)?;
         }
         y = self.project.forward(&y)?;
-        Ok(if self.residual { (y + x)? } else { y })
+        if self.residual {
+            ops::add(&y, x)
+        } else {
+            Ok(y)
+        }
     }
 }
 

@@ -1,0 +1,230 @@
+//! The element-wise glue between RVM's convolutions (residual adds, the
+//! ConvGRU's gating, squeeze-and-excitation's global average and channel
+//! scale), spread over rayon's workers in cache-sized pieces.
+//!
+//! candle runs these on the calling thread, one pass each. Between the
+//! parallel convolutions that left the other core idle for about a tenth
+//! of RVM's time, which end to end is a tenth of a core the encoders
+//! could not always fill.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
+use rayon::prelude::*;
+
+use super::{contiguous, SendPtr};
+use crate::simd::vectorized;
+
+/// Floats per task: a few L2-sized pieces per core at RVM's sizes, and no
+/// task so small that scheduling it costs more than the work.
+const PIECE: usize = 1 << 14;
+
+/// `a + b` or `a · b` of two tensors of one shape.
+#[derive(Clone, Copy, Debug)]
+pub enum BinaryOp {
+    Add,
+    Mul,
+}
+
+impl CustomOp2 for BinaryOp {
+    fn name(&self) -> &'static str {
+        "vmatte-binary"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a_s: &CpuStorage,
+        a_l: &Layout,
+        b_s: &CpuStorage,
+        b_l: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (a, b) = (contiguous(a_s, a_l, "lhs")?, contiguous(b_s, b_l, "rhs")?);
+        if a_l.shape() != b_l.shape() {
+            candle_core::bail!("vmatte-binary: shapes differ");
+        }
+        let mut out = vec![0f32; a.len()];
+        let pieces = out.par_chunks_mut(PIECE).zip(a.par_chunks(PIECE));
+        pieces
+            .zip(b.par_chunks(PIECE))
+            .for_each(|((o, a), b)| match self {
+                BinaryOp::Add => add(a, b, o),
+                BinaryOp::Mul => mul(a, b, o),
+            });
+        Ok((CpuStorage::F32(out), a_l.shape().clone()))
+    }
+}
+
+/// The ConvGRU's new state from its update gate `z`, state `h` and
+/// candidate `c`: `(1 - z)·h + z·c`.
+#[derive(Clone, Copy, Debug)]
+pub struct GruUpdateOp;
+
+impl CustomOp3 for GruUpdateOp {
+    fn name(&self) -> &'static str {
+        "vmatte-gru-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        z_s: &CpuStorage,
+        z_l: &Layout,
+        h_s: &CpuStorage,
+        h_l: &Layout,
+        c_s: &CpuStorage,
+        c_l: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let z = contiguous(z_s, z_l, "update gate")?;
+        let h = contiguous(h_s, h_l, "state")?;
+        let c = contiguous(c_s, c_l, "candidate")?;
+        if z_l.shape() != h_l.shape() || z_l.shape() != c_l.shape() {
+            candle_core::bail!("vmatte-gru-update: shapes differ");
+        }
+        let mut out = vec![0f32; z.len()];
+        let pieces = out.par_chunks_mut(PIECE).zip(z.par_chunks(PIECE));
+        let pieces = pieces.zip(h.par_chunks(PIECE)).zip(c.par_chunks(PIECE));
+        pieces.for_each(|(((o, z), h), c)| gru_update(z, h, c, o));
+        Ok((CpuStorage::F32(out), z_l.shape().clone()))
+    }
+}
+
+/// `x (N, C, H, W) · s (N, C, 1, 1)`: each plane by its own factor.
+#[derive(Clone, Copy, Debug)]
+pub struct ScaleChannelsOp;
+
+impl CustomOp2 for ScaleChannelsOp {
+    fn name(&self) -> &'static str {
+        "vmatte-scale-channels"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x_s: &CpuStorage,
+        x_l: &Layout,
+        s_s: &CpuStorage,
+        s_l: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, s) = (
+            contiguous(x_s, x_l, "input")?,
+            contiguous(s_s, s_l, "scale")?,
+        );
+        let (n, c, h, w) = x_l.shape().dims4()?;
+        if s_l.shape().dims4()? != (n, c, 1, 1) {
+            candle_core::bail!("vmatte-scale-channels: wants x (N, C, H, W) and s (N, C, 1, 1)");
+        }
+        let plane = (h * w).max(1);
+        let mut out = vec![0f32; x.len()];
+        let planes_per_task = (PIECE / plane).max(1);
+        let pieces = out.par_chunks_mut(planes_per_task * plane);
+        let pieces = pieces.zip(x.par_chunks(planes_per_task * plane));
+        pieces
+            .zip(s.par_chunks(planes_per_task))
+            .for_each(|((o, x), s)| {
+                let planes = o.chunks_mut(plane).zip(x.chunks(plane));
+                for ((o, x), s) in planes.zip(s) {
+                    scale(x, *s, o);
+                }
+            });
+        Ok((CpuStorage::F32(out), x_l.shape().clone()))
+    }
+}
+
+/// The mean of each plane of `(N, C, H, W)`, as `(N, C, 1, 1)`.
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelMeanOp;
+
+impl CustomOp1 for ChannelMeanOp {
+    fn name(&self) -> &'static str {
+        "vmatte-channel-mean"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, "input")?;
+        let (n, c, h, w) = l.shape().dims4()?;
+        let plane = (h * w).max(1);
+        let means = x
+            .par_chunks(plane)
+            .map(|p| {
+                let mut total = 0.0;
+                plane_sum(p, &mut total);
+                total / plane as f32
+            })
+            .collect();
+        Ok((CpuStorage::F32(means), Shape::from((n, c, 1, 1))))
+    }
+}
+
+/// The concatenation along channels of `pieces`, each `n` frames of its
+/// own channel count and one plane size: frame by frame, each piece's frame
+/// copied by a task of its own.
+pub fn cat_frames(pieces: &[&[f32]], n: usize) -> Vec<f32> {
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
+    let frame: usize = len / n;
+    let mut out = Vec::<f32>::with_capacity(len);
+    let dst = SendPtr(out.as_mut_ptr());
+    let mut copies = Vec::with_capacity(n * pieces.len());
+    for f in 0..n {
+        let mut at = f * frame;
+        for p in pieces {
+            let part = p.len() / n;
+            copies.push((at, &p[f * part..(f + 1) * part]));
+            at += part;
+        }
+    }
+    copies.par_iter().for_each(|&(at, from)| {
+        for (k, piece) in from.chunks(PIECE).enumerate() {
+            // SAFETY: the copies tile the output's `len` floats, each range
+            // written by one task only.
+            unsafe {
+                let to = dst.get().add(at + k * PIECE);
+                std::ptr::copy_nonoverlapping(piece.as_ptr(), to, piece.len());
+            }
+        }
+    });
+    // SAFETY: every float was written above.
+    unsafe { out.set_len(len) };
+    out
+}
+
+vectorized! {
+    fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
+        for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+            *o = a + b;
+        }
+    }
+}
+
+vectorized! {
+    fn mul(a: &[f32], b: &[f32], out: &mut [f32]) {
+        for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+            *o = a * b;
+        }
+    }
+}
+
+vectorized! {
+    fn gru_update(z: &[f32], h: &[f32], c: &[f32], out: &mut [f32]) {
+        for (((o, z), h), c) in out.iter_mut().zip(z).zip(h).zip(c) {
+            *o = (1.0 - z) * h + z * c;
+        }
+    }
+}
+
+vectorized! {
+    fn scale(x: &[f32], s: f32, out: &mut [f32]) {
+        for (o, x) in out.iter_mut().zip(x) {
+            *o = x * s;
+        }
+    }
+}
+
+vectorized! {
+    /// `total = Σ xs`, in 16 running sums so that the loop vectorises.
+    fn plane_sum(xs: &[f32], total: &mut f32) {
+        let mut lanes = [0f32; 16];
+        let mut blocks = xs.chunks_exact(16);
+        for block in &mut blocks {
+            for (l, x) in lanes.iter_mut().zip(block) {
+                *l += x;
+            }
+        }
+        *total = lanes.iter().sum::<f32>() + blocks.remainder().iter().sum::<f32>();
+    }
+}
