@@ -271,6 +271,9 @@ impl CustomOp2 for ConvOp {
     }
 }
 
+/// Rounds of blocks a layer is cut into at the least (see `balanced_blocks`).
+const BLOCKS_PER_THREAD: usize = 4;
+
 /// Floats of input and output a pointwise block keeps in a core's L2.
 const POINTWISE_L2: usize = 1 << 18;
 
@@ -560,11 +563,15 @@ unsafe fn write_padded(to: *mut f32, plane: &[f32], w: usize, p: usize) {
 
 /// The starts of `total` items cut into equal blocks of at most about
 /// `widest`, in whole rounds of the pool's threads so that none idles at
-/// the end, and the block length.
+/// the end, and the block length. At least `BLOCKS_PER_THREAD` rounds where
+/// there are items enough: end to end, the encoders take turns on the
+/// cores, and a worker they pre-empt holding one of only two halves left
+/// the other waiting for it.
 fn balanced_blocks(total: usize, widest: usize) -> (Vec<usize>, usize) {
     let threads = rayon::current_num_threads();
     let blocks = total
         .div_ceil(widest.max(1))
+        .max(BLOCKS_PER_THREAD * threads)
         .next_multiple_of(threads)
         .min(total);
     let len = total.div_ceil(blocks);
