@@ -40,14 +40,10 @@ impl CustomOp2 for BinaryOp {
         if a_l.shape() != b_l.shape() {
             candle_core::bail!("vmatte-binary: shapes differ");
         }
-        let mut out = vec![0f32; a.len()];
-        let pieces = out.par_chunks_mut(PIECE).zip(a.par_chunks(PIECE));
-        pieces
-            .zip(b.par_chunks(PIECE))
-            .for_each(|((o, a), b)| match self {
-                BinaryOp::Add => add(a, b, o),
-                BinaryOp::Mul => mul(a, b, o),
-            });
+        let out = by_pieces([a, b], |[a, b], o| match self {
+            BinaryOp::Add => add(a, b, o),
+            BinaryOp::Mul => mul(a, b, o),
+        });
         Ok((CpuStorage::F32(out), a_l.shape().clone()))
     }
 }
@@ -77,12 +73,23 @@ impl CustomOp3 for GruUpdateOp {
         if z_l.shape() != h_l.shape() || z_l.shape() != c_l.shape() {
             candle_core::bail!("vmatte-gru-update: shapes differ");
         }
-        let mut out = vec![0f32; z.len()];
-        let pieces = out.par_chunks_mut(PIECE).zip(z.par_chunks(PIECE));
-        let pieces = pieces.zip(h.par_chunks(PIECE)).zip(c.par_chunks(PIECE));
-        pieces.for_each(|(((o, z), h), c)| gru_update(z, h, c, o));
+        let out = by_pieces([z, h, c], |[z, h, c], o| gru_update(z, h, c, o));
         Ok((CpuStorage::F32(out), z_l.shape().clone()))
     }
+}
+
+/// `f` of matching `PIECE`-long pieces of `inputs` (all one length) into
+/// a new vector of that length, a task per piece.
+fn by_pieces<const N: usize>(
+    inputs: [&[f32]; N],
+    f: impl Fn([&[f32]; N], &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let mut out = vec![0f32; inputs[0].len()];
+    out.par_chunks_mut(PIECE).enumerate().for_each(|(i, o)| {
+        let at = i * PIECE..i * PIECE + o.len();
+        f(inputs.map(|x| &x[at.clone()]), o)
+    });
+    out
 }
 
 /// `x (N, C, H, W) · s (N, C, 1, 1)`: each plane by its own factor.
