@@ -566,6 +566,25 @@ pub fn cat_channels(xs: &[&Tensor]) -> Result<Tensor> {
     Ok(Tensor::cat(xs, 1)?)
 }
 
+/// Frames stacked along the batch axis (a ConvGRU's outputs, one frame
+/// each): on the CPU one parallel copy of whole buffers.
+pub fn cat_frames(xs: &[Tensor]) -> Result<Tensor> {
+    let (_, c, h, w) = xs[0].dims4()?;
+    let frames = xs
+        .iter()
+        .map(|x| x.dim(0))
+        .sum::<candle_core::Result<usize>>()?;
+    let same = xs
+        .iter()
+        .all(|x| x.dims4().is_ok_and(|(_, k, y, x)| (k, y, x) == (c, h, w)));
+    if same && xs.iter().all(on_cpu_kernels) {
+        let refs: Vec<&Tensor> = xs.iter().collect();
+        let out = with_cpu_slices(&refs, |slices| crate::cpu::cat_frames(slices, 1))?;
+        return Ok(Tensor::from_vec(out, (frames, c, h, w), &Device::Cpu)?);
+    }
+    Ok(Tensor::cat(xs, 0)?)
+}
+
 /// `f` of the f32 data of `xs` (CPU tensors), each made contiguous first.
 fn with_cpu_slices<R>(xs: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<R> {
     let xs = xs

@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{contiguous, SendPtr};
+use super::{contiguous, started_row, SendPtr};
 use crate::simd::vectorized;
 
 /// Floats per task: a few L2-sized pieces per core at RVM's sizes, and no
@@ -84,11 +84,29 @@ fn by_pieces<const N: usize>(
     inputs: [&[f32]; N],
     f: impl Fn([&[f32]; N], &mut [f32]) + Sync,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; inputs[0].len()];
-    out.par_chunks_mut(PIECE).enumerate().for_each(|(i, o)| {
-        let at = i * PIECE..i * PIECE + o.len();
+    started_pieces(inputs[0].len(), PIECE, |_, at, o| {
         f(inputs.map(|x| &x[at.clone()]), o)
+    })
+}
+
+/// A new vector of `len` floats made in pieces of `piece`, a task each:
+/// `f(index, range, floats)` writes piece `index`. Each task starts its own
+/// piece (no serial zeroing pass on the calling thread first).
+fn started_pieces(
+    len: usize,
+    piece: usize,
+    f: impl Fn(usize, std::ops::Range<usize>, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let mut out = Vec::<f32>::with_capacity(len);
+    let dst = SendPtr(out.as_mut_ptr());
+    (0..len.div_ceil(piece)).into_par_iter().for_each(|i| {
+        let at = i * piece..(i * piece + piece).min(len);
+        // SAFETY: piece i is this task's alone, started before borrowed.
+        let o = unsafe { started_row(dst, at.start, at.len()) };
+        f(i, at, o)
     });
+    // SAFETY: the pieces cover the vector.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -117,18 +135,13 @@ impl CustomOp2 for ScaleChannelsOp {
             candle_core::bail!("vmatte-scale-channels: wants x (N, C, H, W) and s (N, C, 1, 1)");
         }
         let plane = (h * w).max(1);
-        let mut out = vec![0f32; x.len()];
         let planes_per_task = (PIECE / plane).max(1);
-        let pieces = out.par_chunks_mut(planes_per_task * plane);
-        let pieces = pieces.zip(x.par_chunks(planes_per_task * plane));
-        pieces
-            .zip(s.par_chunks(planes_per_task))
-            .for_each(|((o, x), s)| {
-                let planes = o.chunks_mut(plane).zip(x.chunks(plane));
-                for ((o, x), s) in planes.zip(s) {
-                    scale(x, *s, o);
-                }
-            });
+        let out = started_pieces(x.len(), planes_per_task * plane, |i, at, o| {
+            let factors = &s[i * planes_per_task..];
+            for ((o, x), s) in o.chunks_mut(plane).zip(x[at].chunks(plane)).zip(factors) {
+                scale(x, *s, o);
+            }
+        });
         Ok((CpuStorage::F32(out), x_l.shape().clone()))
     }
 }

@@ -1203,6 +1203,12 @@ mod tests {
                 Tensor::cat(&[&z, &x, &r], 1).unwrap(),
                 "cat",
             );
+            let frames = [x.clone(), z.contiguous().unwrap(), x.clone()];
+            close(
+                ops::cat_frames(&frames).unwrap(),
+                Tensor::cat(&frames, 0).unwrap(),
+                "cat frames",
+            );
         }
     }
 

@@ -68,7 +68,7 @@ impl ConvGru {
             h = ops::gru_update(&z, &h, &candidate)?;
             outputs.push(h.clone());
         }
-        Ok((Tensor::cat(&outputs, 0)?, h))
+        Ok((ops::cat_frames(&outputs)?, h))
     }
 }
 
