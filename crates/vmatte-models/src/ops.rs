@@ -426,7 +426,8 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
 /// A ConvGRU's new state: `(1 - z)·h + z·c` for update gate `z`, state `h`
 /// and candidate `c`.
 pub fn gru_update(z: &Tensor, h: &Tensor, c: &Tensor) -> Result<Tensor> {
-    if [z, h, c].iter().all(|t| on_cpu_kernels(t)) && z.shape() == h.shape() {
+    let same = z.shape() == h.shape() && h.shape() == c.shape();
+    if same && [z, h, c].iter().all(|t| on_cpu_kernels(t)) {
         return Ok(z.contiguous()?.apply_op3_no_bwd(
             &h.contiguous()?,
             &c.contiguous()?,
@@ -510,8 +511,7 @@ pub fn guided_matte(a: &Tensor, b: &Tensor, src: &Tensor) -> Result<Tensor> {
         // A and b may be views of one (T, 8, h, w) tensor: the kernel
         // reads each frame's planes where they lie.
         let planar = |t: &Tensor| -> Result<Tensor> {
-            let (_, _, h, w) = t.dims4()?;
-            Ok(if t.stride()[1..] == [h * w, w, 1] {
+            Ok(if crate::cpu::frames_planar(t.layout()) {
                 t.clone()
             } else {
                 t.contiguous()?
@@ -555,13 +555,14 @@ pub fn cat_channels(xs: &[&Tensor]) -> Result<Tensor> {
     let same_frames = xs
         .iter()
         .all(|x| x.dims4().is_ok_and(|(m, _, y, x)| (m, y, x) == (n, h, w)));
-    if same_frames && xs.iter().all(|x| on_cpu_kernels(x)) {
+    if same_frames {
         let channels: usize = xs
             .iter()
             .map(|x| x.dim(1))
             .sum::<candle_core::Result<_>>()?;
-        let out = with_cpu_slices(xs, |slices| crate::cpu::cat_frames(slices, n))?;
-        return Ok(Tensor::from_vec(out, (n, channels, h, w), &Device::Cpu)?);
+        if let Some(t) = cat_on_cpu(xs, n, (n, channels, h, w))? {
+            return Ok(t);
+        }
     }
     Ok(Tensor::cat(xs, 1)?)
 }
@@ -577,12 +578,29 @@ pub fn cat_frames(xs: &[Tensor]) -> Result<Tensor> {
     let same = xs
         .iter()
         .all(|x| x.dims4().is_ok_and(|(_, k, y, x)| (k, y, x) == (c, h, w)));
-    if same && xs.iter().all(on_cpu_kernels) {
+    if same {
+        // Whole buffers one after another: one "frame" of every piece.
         let refs: Vec<&Tensor> = xs.iter().collect();
-        let out = with_cpu_slices(&refs, |slices| crate::cpu::cat_frames(slices, 1))?;
-        return Ok(Tensor::from_vec(out, (frames, c, h, w), &Device::Cpu)?);
+        if let Some(t) = cat_on_cpu(&refs, 1, (frames, c, h, w))? {
+            return Ok(t);
+        }
     }
     Ok(Tensor::cat(xs, 0)?)
+}
+
+/// `xs`, each `n` frames, concatenated frame by frame (each frame holds
+/// every piece's frame in turn) into a tensor of `shape`, by one parallel
+/// copy; `None` unless all of them take vmatte's CPU kernels.
+fn cat_on_cpu(
+    xs: &[&Tensor],
+    n: usize,
+    shape: (usize, usize, usize, usize),
+) -> Result<Option<Tensor>> {
+    if !xs.iter().all(|x| on_cpu_kernels(x)) {
+        return Ok(None);
+    }
+    let out = with_cpu_slices(xs, |slices| crate::cpu::cat_frames(slices, n))?;
+    Ok(Some(Tensor::from_vec(out, shape, &Device::Cpu)?))
 }
 
 /// `f` of the f32 data of `xs` (CPU tensors), each made contiguous first.

@@ -130,12 +130,20 @@ fn planar_frames<'a>(
     let CpuStorage::F32(data) = s else {
         candle_core::bail!("{what}: the CPU kernels take f32")
     };
-    let (_, c, h, w) = l.shape().dims4()?;
-    if l.stride()[1..] != [h * w, w, 1] {
+    if !frames_planar(l) {
         candle_core::bail!("{what}: the CPU kernels take each frame's planes contiguous");
     }
+    let (_, c, h, w) = l.shape().dims4()?;
     let (start, step, len) = (l.start_offset(), l.stride()[0], c * h * w);
     Ok(move |f: usize| &data[start + f * step..][..len])
+}
+
+/// Whether a 4-D layout's frames are each their planes one after another
+/// (see [`planar_frames`]).
+pub(crate) fn frames_planar(l: &Layout) -> bool {
+    l.shape()
+        .dims4()
+        .is_ok_and(|(_, _, h, w)| l.stride()[1..] == [h * w, w, 1])
 }
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
