@@ -4,7 +4,8 @@
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 
 use crate::cpu::{
-    BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp, GuidedMatteOp, ScaleChannelsOp,
+    BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp, GuidedMatteOp, HalvingPoolOp,
+    ScaleChannelsOp,
 };
 use crate::simd::vectorized;
 
@@ -106,25 +107,72 @@ impl Activation {
     pub(crate) fn apply_in_place(self, xs: &mut [f32]) {
         activate(self, xs)
     }
+
+    /// `out = self(xs + bias)`, in one pass.
+    pub(crate) fn apply_biased(self, xs: &[f32], bias: f32, out: &mut [f32]) {
+        activate_biased(self, xs, bias, out)
+    }
 }
 
 vectorized! {
     /// One loop per function, so each vectorises.
     fn activate(act: Activation, xs: &mut [f32]) {
-        // candle divides a tensor by a scalar as a multiply by its inverse.
-        let hardsigmoid = |v: f32| (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0);
         match act {
             Activation::Identity => {}
-            Activation::Relu => xs.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::Hardsigmoid => xs.iter_mut().for_each(|v| *v = hardsigmoid(*v)),
-            Activation::Hardswish => xs.iter_mut().for_each(|v| *v *= hardsigmoid(*v)),
-            Activation::Sigmoid => xs.iter_mut().for_each(|v| *v = 1.0 / (1.0 + exp(-*v))),
-            Activation::Tanh => xs.iter_mut().for_each(|v| {
-                // tanh(9) is 1 to within f32's precision.
-                let e = exp(2.0 * v.clamp(-9.0, 9.0));
-                *v = (e - 1.0) / (e + 1.0)
-            }),
+            Activation::Relu => xs.iter_mut().for_each(|v| *v = scalar::relu(*v)),
+            Activation::Hardsigmoid => xs.iter_mut().for_each(|v| *v = scalar::hardsigmoid(*v)),
+            Activation::Hardswish => xs.iter_mut().for_each(|v| *v = scalar::hardswish(*v)),
+            Activation::Sigmoid => xs.iter_mut().for_each(|v| *v = scalar::sigmoid(*v)),
+            Activation::Tanh => xs.iter_mut().for_each(|v| *v = scalar::tanh(*v)),
         }
+    }
+}
+
+vectorized! {
+    /// `out = act(xs + bias)` in one pass: each output is stored once,
+    /// activated, rather than stored, read back and stored again.
+    fn activate_biased(act: Activation, xs: &[f32], bias: f32, out: &mut [f32]) {
+        let pairs = out.iter_mut().zip(xs);
+        match act {
+            Activation::Identity => pairs.for_each(|(o, x)| *o = x + bias),
+            Activation::Relu => pairs.for_each(|(o, x)| *o = scalar::relu(x + bias)),
+            Activation::Hardsigmoid => pairs.for_each(|(o, x)| *o = scalar::hardsigmoid(x + bias)),
+            Activation::Hardswish => pairs.for_each(|(o, x)| *o = scalar::hardswish(x + bias)),
+            Activation::Sigmoid => pairs.for_each(|(o, x)| *o = scalar::sigmoid(x + bias)),
+            Activation::Tanh => pairs.for_each(|(o, x)| *o = scalar::tanh(x + bias)),
+        }
+    }
+}
+
+/// The activations on one value, shared by the in-place and the biased
+/// passes.
+mod scalar {
+    #[inline(always)]
+    pub fn relu(v: f32) -> f32 {
+        v.max(0.0)
+    }
+
+    /// candle divides a tensor by a scalar as a multiply by its inverse.
+    #[inline(always)]
+    pub fn hardsigmoid(v: f32) -> f32 {
+        (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0)
+    }
+
+    #[inline(always)]
+    pub fn hardswish(v: f32) -> f32 {
+        v * hardsigmoid(v)
+    }
+
+    #[inline(always)]
+    pub fn sigmoid(v: f32) -> f32 {
+        1.0 / (1.0 + super::exp(-v))
+    }
+
+    #[inline(always)]
+    pub fn tanh(v: f32) -> f32 {
+        // tanh(9) is 1 to within f32's precision.
+        let e = super::exp(2.0 * v.clamp(-9.0, 9.0));
+        (e - 1.0) / (e + 1.0)
     }
 }
 
@@ -440,6 +488,14 @@ pub fn gru_update(z: &Tensor, h: &Tensor, c: &Tensor) -> Result<Tensor> {
 /// PyTorch's `AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`:
 /// odd edges make a last, partial window averaged over its real pixels.
 pub fn avg_pool_2x2_ceil(x: &Tensor) -> Result<Tensor> {
+    if on_cpu_kernels(x) {
+        return Ok(x.contiguous()?.apply_op1_no_bwd(&HalvingPoolOp)?);
+    }
+    avg_pool_2x2_ceil_tensor(x)
+}
+
+/// [`avg_pool_2x2_ceil`] as candle tensor ops, for any device and dtype.
+fn avg_pool_2x2_ceil_tensor(x: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
     let padded = x
@@ -667,6 +723,57 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
             assert!(worst < 5e-7, "{act:?}: {worst}");
+        }
+    }
+
+    #[test]
+    fn biased_activations_match_candle() {
+        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 5e-3).collect();
+        let bias = 0.37;
+        let t =
+            (Tensor::new(xs.as_slice(), &candle_core::Device::Cpu).unwrap() + bias as f64).unwrap();
+        for act in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::Hardsigmoid,
+            Activation::Hardswish,
+            Activation::Sigmoid,
+            Activation::Tanh,
+        ] {
+            let want = act.apply(&t).unwrap().to_vec1::<f32>().unwrap();
+            let mut got = vec![f32::NAN; xs.len()];
+            act.apply_biased(&xs, bias, &mut got);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 5e-7, "{act:?}: {worst}");
+        }
+    }
+
+    #[test]
+    fn halving_pool_matches_the_tensor_ops() {
+        for (h, w) in [(6, 8), (7, 9), (1, 5), (5, 1), (270, 480), (135, 241)] {
+            let n = 2 * 3 * h * w;
+            let data: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 1013) as f32 / 1013.0)
+                .collect();
+            let x = Tensor::from_vec(data, (2, 3, h, w), &candle_core::Device::Cpu).unwrap();
+            let want = avg_pool_2x2_ceil_tensor(&x).unwrap();
+            let got = avg_pool_2x2_ceil(&x).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let worst = (got - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(worst < 1e-6, "{h}x{w}: {worst}");
         }
     }
 }

@@ -186,20 +186,20 @@ pub(crate) mod x86 {
     }
 }
 
-/// `dispatched!(name => kernel[Generics](arg: Type, ...))`: `name` calls
+/// `dispatched!(name => kernel[Generics](arg: Type, ...) [-> Ret])`: `name` calls
 /// `kernel::<V, Generics>` compiled for the widest vector unit this CPU has.
 macro_rules! dispatched {
-    ($name:ident => $kernel:ident[$($g:tt)*]($($arg:ident: $ty:ty),* $(,)?)) => {
+    ($name:ident => $kernel:ident[$($g:tt)*]($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
+        fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
                     $kernel::<$crate::cpu::lanes::x86::Avx512, $($g)*>($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) {
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $kernel::<$crate::cpu::lanes::x86::Avx2, $($g)*>($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {

@@ -27,10 +27,12 @@ mod elementwise;
 mod guided_filter;
 mod lanes;
 mod matmul;
+mod pool;
 mod winograd;
 
 pub use elementwise::{cat_frames, BinaryOp, ChannelMeanOp, GruUpdateOp, ScaleChannelsOp};
 pub use guided_filter::{Dense, GuidedCoefficientsOp};
+pub use pool::HalvingPoolOp;
 pub(crate) use winograd::Tile;
 
 use std::cell::RefCell;
@@ -41,6 +43,7 @@ use rayon::prelude::*;
 
 use crate::ops::{Activation, ConvSpec};
 use crate::simd::vectorized;
+use lanes::{dispatched, Vector};
 
 /// Patch-matrix floats per block: big enough for gemm to run at speed,
 /// small enough to stay in the last-level cache.
@@ -284,6 +287,16 @@ const BLOCKS_PER_THREAD: usize = 4;
 
 /// Floats of input and output a pointwise block keeps in a core's L2.
 const POINTWISE_L2: usize = 1 << 18;
+
+/// The first `len` floats of a reused scratch buffer, which only ever
+/// grows: shrinking and growing it again between layers of different sizes
+/// would zero the difference every time. Callers write before they read.
+fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    &mut buffer[..len]
+}
 
 /// Sets `len` floats at `at` to `value`.
 ///
@@ -838,8 +851,16 @@ impl CustomOp1 for BilinearOp {
                 // is started (in cache, not in a serial zeroing pass before
                 // the tasks) before it is borrowed.
                 let row = unsafe { started_row(base, (p * ho + oy) * wo, wo) };
+                let doubling = self.scale == Some((2.0, 2.0));
                 let pass = |y: usize| {
-                    move |out: &mut [f32]| lerp_columns(&src[y * w..(y + 1) * w], cols, out)
+                    move |out: &mut [f32]| {
+                        let line = &src[y * w..(y + 1) * w];
+                        if doubling {
+                            double_columns(line, cols, out)
+                        } else {
+                            lerp_columns(line, cols, out)
+                        }
+                    }
                 };
                 let top = fill_cached(&mut cache, y0, y1, pass(y0));
                 let bottom = fill_cached(&mut cache, y1, y0, pass(y1));
@@ -864,6 +885,42 @@ vectorized! {
             *v = a * (1.0 - wx) + b * wx;
         }
     }
+}
+
+/// [`lerp_columns`] for a x2 upscale (the decoder's), whose taps are
+/// known: output `2k` is `¼ line[k-1] + ¾ line[k]` and `2k + 1` is
+/// `¾ line[k] + ¼ line[k+1]`, so whole vectors of the row are read in
+/// place of one gathered float per output. The edges take the general
+/// taps.
+fn double_columns(line: &[f32], cols: &[(usize, usize, f32)], out: &mut [f32]) {
+    let done = (2 + doubled_interior(line, out)).min(out.len());
+    let head = out.len().min(2);
+    lerp_columns(line, &cols[..head], &mut out[..head]);
+    lerp_columns(line, &cols[done..], &mut out[done..]);
+}
+
+dispatched!(doubled_interior => doubled_interior_in[](line: &[f32], out: &mut [f32]) -> usize);
+
+/// Outputs `2..2 + 2n` of [`double_columns`] in whole vectors; returns `2n`.
+#[inline(always)]
+fn doubled_interior_in<V: Vector>(line: &[f32], out: &mut [f32]) -> usize {
+    let l = V::LANES;
+    let mut k = 1;
+    // Reads line[k - 1 .. k + l + 1], writes out[2k .. 2k + 2l].
+    while k + l < line.len() && 2 * (k + l) <= out.len() {
+        // SAFETY: both ranges are inside their slices (the loop's bound).
+        unsafe {
+            let p = line.as_ptr().add(k);
+            let (before, here, after) = (V::load(p.sub(1)), V::load(p), V::load(p.add(1)));
+            let even = here.mul_add(0.75, before.mul_add(0.25, V::zero()));
+            let odd = here.mul_add(0.75, after.mul_add(0.25, V::zero()));
+            let (lo, hi) = V::interleave(even, odd);
+            lo.store(out.as_mut_ptr().add(2 * k));
+            hi.store(out.as_mut_ptr().add(2 * k + l));
+        }
+        k += l;
+    }
+    2 * (k - 1)
 }
 
 vectorized! {
@@ -1151,6 +1208,22 @@ mod tests {
             };
             let got = x.apply_op1_no_bwd(&op).unwrap();
             assert!(max_diff(&got, &want) < 1e-6, "scale {scale}");
+        }
+        // The decoder's x2 upscale (vector rows, edges by the general
+        // taps), cropped to an odd size as it is after odd halvings.
+        for (h, w) in [(3, 1), (5, 2), (9, 17), (17, 30), (34, 61)] {
+            let x = random(&[2, 3, h, w], 11);
+            let full = x.upsample_bilinear2d_with_scale(2.0, 2.0, false).unwrap();
+            for (ho, wo) in [(2 * h, 2 * w), (2 * h - 1, 2 * w - 1)] {
+                let want = full.narrow(2, 0, ho).unwrap().narrow(3, 0, wo).unwrap();
+                let op = BilinearOp {
+                    height: ho,
+                    width: wo,
+                    scale: Some((2.0, 2.0)),
+                };
+                let got = x.apply_op1_no_bwd(&op).unwrap();
+                assert!(max_diff(&got, &want) < 1e-6, "x2 {h}x{w} to {ho}x{wo}");
+            }
         }
     }
 

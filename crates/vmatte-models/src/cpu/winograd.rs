@@ -29,9 +29,8 @@ use rayon::prelude::*;
 
 use super::lanes::{dispatched, Vector};
 use super::matmul::{matmul, Product};
-use super::{balanced_blocks, SendPtr};
+use super::{balanced_blocks, grown, SendPtr};
 use crate::ops::Activation;
-use crate::simd::vectorized;
 
 /// Which Winograd algorithm a convolution uses (see the module's doc).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -247,10 +246,10 @@ pub(crate) fn conv3x3(
         let row = t.row(b.tc);
         SCRATCH.with(|scratch| {
             let (v, m, wide, staged) = &mut *scratch.borrow_mut();
-            staged.resize((mt * b.rows + 2) * row, 0.0);
-            v.resize(xis * c * tiles, 0.0);
-            m.resize(xis * o * tiles, 0.0);
-            wide.resize(mt * mt * b.tc, 0.0);
+            let staged = grown(staged, (mt * b.rows + 2) * row);
+            let v = grown(v, xis * c * tiles);
+            let m = grown(m, xis * o * tiles);
+            let wide = grown(wide, mt * mt * b.tc);
             for (ci, plane) in planes.iter().enumerate() {
                 t.stage(b, plane, staged);
                 for r in 0..b.rows {
@@ -293,8 +292,7 @@ pub(crate) fn conv3x3(
                             let at = dst.get().add(oc * h * w + (y + dy) * w + x0);
                             std::slice::from_raw_parts_mut(at, cols)
                         };
-                        biased(&line[..cols], value, out);
-                        act.apply_in_place(out);
+                        act.apply_biased(&line[..cols], value, out);
                     }
                 }
             }
@@ -455,10 +453,16 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
         unsafe {
             // Each row times B. (Plain loops: a closure here would be
             // compiled without the caller's vector features.)
-            let mut h = [[V::zero(); T]; T];
-            for (k, hk) in h.iter_mut().enumerate() {
-                *hk = W::input(W::columns(src.add(k * row + M * x0)));
+            // Uninitialised, not zeroed: a zeroed array this big is a
+            // memset call per vector of tiles.
+            let mut h = std::mem::MaybeUninit::<[[V; T]; T]>::uninit();
+            let rows_of_h = h.as_mut_ptr().cast::<[V; T]>();
+            for k in 0..T {
+                rows_of_h
+                    .add(k)
+                    .write(W::input(W::columns(src.add(k * row + M * x0))));
             }
+            let h = h.assume_init();
             // Bᵀ times the rows, a column at a time.
             for j in 0..T {
                 let mut column = [V::zero(); T];
@@ -508,15 +512,6 @@ fn output_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize
                 }
                 W::store(W::output(row), rows.as_mut_ptr().add(r * width + M * x0));
             }
-        }
-    }
-}
-
-vectorized! {
-    /// `out = xs + bias`.
-    fn biased(xs: &[f32], bias: f32, out: &mut [f32]) {
-        for (o, x) in out.iter_mut().zip(xs) {
-            *o = x + bias;
         }
     }
 }

@@ -1,0 +1,69 @@
+//! RVM's decoder halves the source frames three times (2x2 average, odd
+//! sizes rounding up, a border cell averaging only the pixels it has).
+//! As candle ops that is a padded copy, a pool, and two scalings of each
+//! level, all on the calling thread; here it is one pass, a plane per task.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use rayon::prelude::*;
+
+use super::{contiguous, SendPtr};
+
+/// `(N, C, H, W)` to `(N, C, ⌈H/2⌉, ⌈W/2⌉)`, each output the mean of the
+/// (up to four) inputs under it.
+#[derive(Clone, Copy, Debug)]
+pub struct HalvingPoolOp;
+
+impl CustomOp1 for HalvingPoolOp {
+    fn name(&self) -> &'static str {
+        "vmatte-halving-pool"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, "input")?;
+        let (n, c, h, w) = l.shape().dims4()?;
+        let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+        let len = n * c * ho * wo;
+        let mut out = Vec::<f32>::with_capacity(len);
+        let base = SendPtr(out.as_mut_ptr());
+        x.par_chunks(h * w).enumerate().for_each(|(p, plane)| {
+            // SAFETY: output plane `p` belongs to this task alone, and every
+            // float of it is written below before the vector's length is set.
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(base.get().add(p * ho * wo), ho * wo) };
+            for (oy, row) in dst.chunks_exact_mut(wo).enumerate() {
+                let top = &plane[2 * oy * w..(2 * oy + 1) * w];
+                let bottom = plane.get((2 * oy + 1) * w..(2 * oy + 2) * w);
+                halve_row(top, bottom, row);
+            }
+        });
+        // SAFETY: every plane was written in full above.
+        unsafe { out.set_len(len) };
+        Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
+    }
+}
+
+/// One output row from the one or two input rows under it.
+fn halve_row(top: &[f32], bottom: Option<&[f32]>, out: &mut [f32]) {
+    let pairs = top.len() / 2;
+    match bottom {
+        Some(bottom) => {
+            for (o, (t, b)) in out
+                .iter_mut()
+                .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
+            {
+                *o = (t[0] + t[1] + b[0] + b[1]) / 4.0;
+            }
+            if top.len() % 2 == 1 {
+                out[pairs] = (top[2 * pairs] + bottom[2 * pairs]) / 2.0;
+            }
+        }
+        None => {
+            for (o, t) in out.iter_mut().zip(top.chunks_exact(2)) {
+                *o = (t[0] + t[1]) / 2.0;
+            }
+            if top.len() % 2 == 1 {
+                out[pairs] = top[2 * pairs];
+            }
+        }
+    }
+}
