@@ -19,6 +19,8 @@ pub(crate) trait Vector: Copy {
     fn split(a: Self, b: Self) -> (Self, Self);
     /// `[a0, b0, a1, b1, ...]` as two vectors.
     fn interleave(a: Self, b: Self) -> (Self, Self);
+    /// Lanes 1.. of `self`, then `last`: the vector one element along.
+    fn shift_in(self, last: f32) -> Self;
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
     /// `self * k + o`.
@@ -41,6 +43,9 @@ impl Vector for f32 {
     }
     fn interleave(a: Self, b: Self) -> (Self, Self) {
         (a, b)
+    }
+    fn shift_in(self, last: f32) -> Self {
+        last
     }
     fn add(self, o: Self) -> Self {
         self + o
@@ -105,6 +110,15 @@ pub(crate) mod x86 {
             }
         }
         #[inline(always)]
+        fn shift_in(self, last: f32) -> Self {
+            // SAFETY: as above.
+            unsafe {
+                let along =
+                    _mm256_permutevar8x32_ps(self.0, _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7));
+                Self(_mm256_blend_ps::<0x80>(along, _mm256_set1_ps(last)))
+            }
+        }
+        #[inline(always)]
         fn add(self, o: Self) -> Self {
             // SAFETY: as above.
             Self(unsafe { _mm256_add_ps(self.0, o.0) })
@@ -166,6 +180,18 @@ pub(crate) mod x86 {
                     Self(_mm512_permutex2var_ps(a.0, lo, b.0)),
                     Self(_mm512_permutex2var_ps(a.0, hi, b.0)),
                 )
+            }
+        }
+        #[inline(always)]
+        fn shift_in(self, last: f32) -> Self {
+            // SAFETY: as above.
+            unsafe {
+                // [self, last...] shifted down one lane.
+                let (low, high) = (
+                    _mm512_castps_si512(self.0),
+                    _mm512_castps_si512(_mm512_set1_ps(last)),
+                );
+                Self(_mm512_castsi512_ps(_mm512_alignr_epi32::<1>(high, low)))
             }
         }
         #[inline(always)]

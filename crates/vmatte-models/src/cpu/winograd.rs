@@ -379,12 +379,14 @@ unsafe fn phases<V: Vector>(p: *const f32) -> [V; 4] {
 struct F4;
 
 impl<V: Vector> Transform<V, 4, 6> for F4 {
-    /// The four phases of the `4 * LANES` floats at `p`, then the first two
-    /// of the `4 * LANES` at `p + 4`.
+    /// The four phases of the `4 * LANES` floats at `p`; columns 4 and 5
+    /// of a tile are columns 0 and 1 of the next, so they are those phases
+    /// one lane along (a second deinterleave would cost as much again).
     #[inline(always)]
     unsafe fn columns(p: *const f32) -> [V; 6] {
-        let [c0, c1, c2, c3] = phases(p);
-        let [c4, c5, _, _] = phases(p.add(4));
+        let [c0, c1, c2, c3] = phases::<V>(p);
+        let n = 4 * V::LANES;
+        let (c4, c5) = (c0.shift_in(*p.add(n)), c1.shift_in(*p.add(n + 1)));
         [c0, c1, c2, c3, c4, c5]
     }
 
