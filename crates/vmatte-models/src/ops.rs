@@ -112,6 +112,11 @@ impl Activation {
     pub(crate) fn apply_biased(self, xs: &[f32], bias: f32, out: &mut [f32]) {
         activate_biased(self, xs, bias, out)
     }
+
+    /// `xs = self(xs + bias)`.
+    pub(crate) fn apply_biased_in_place(self, bias: f32, xs: &mut [f32]) {
+        activate_biased_in_place(self, bias, xs)
+    }
 }
 
 vectorized! {
@@ -140,6 +145,21 @@ vectorized! {
             Activation::Hardswish => pairs.for_each(|(o, x)| *o = scalar::hardswish(x + bias)),
             Activation::Sigmoid => pairs.for_each(|(o, x)| *o = scalar::sigmoid(x + bias)),
             Activation::Tanh => pairs.for_each(|(o, x)| *o = scalar::tanh(x + bias)),
+        }
+    }
+}
+
+vectorized! {
+    /// `xs = act(xs + bias)`.
+    fn activate_biased_in_place(act: Activation, bias: f32, xs: &mut [f32]) {
+        let xs = xs.iter_mut();
+        match act {
+            Activation::Identity => xs.for_each(|v| *v += bias),
+            Activation::Relu => xs.for_each(|v| *v = scalar::relu(*v + bias)),
+            Activation::Hardsigmoid => xs.for_each(|v| *v = scalar::hardsigmoid(*v + bias)),
+            Activation::Hardswish => xs.for_each(|v| *v = scalar::hardswish(*v + bias)),
+            Activation::Sigmoid => xs.for_each(|v| *v = scalar::sigmoid(*v + bias)),
+            Activation::Tanh => xs.for_each(|v| *v = scalar::tanh(*v + bias)),
         }
     }
 }
@@ -743,12 +763,16 @@ mod tests {
             let want = act.apply(&t).unwrap().to_vec1::<f32>().unwrap();
             let mut got = vec![f32::NAN; xs.len()];
             act.apply_biased(&xs, bias, &mut got);
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(worst < 5e-7, "{act:?}: {worst}");
+            let mut in_place = xs.clone();
+            act.apply_biased_in_place(bias, &mut in_place);
+            for got in [got, in_place] {
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < 5e-7, "{act:?}: {worst}");
+            }
         }
     }
 

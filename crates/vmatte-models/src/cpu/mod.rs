@@ -320,8 +320,8 @@ unsafe fn started_row<'a>(base: SendPtr, at: usize, len: usize) -> &'a mut [f32]
 }
 
 /// A 1x1 convolution of one image in blocks of pixels, a block per task:
-/// each block's outputs are started at the bias, multiplied into and
-/// activated while they are in cache, and the tasks need no gemm-internal
+/// each block's outputs are written by gemm, then biased and activated in
+/// one pass while they are in cache, and the tasks need no gemm-internal
 /// synchronisation. Writes all `O x plane` outputs at `dst`.
 fn conv_pointwise(
     op: &ConvOp,
@@ -337,13 +337,9 @@ fn conv_pointwise(
     starts.par_iter().for_each(|&x0| {
         let cols = cols_per_block.min(plane - x0);
         // SAFETY: this task owns columns x0..x0+cols of every output plane;
-        // they are started before gemm reads them and borrowed after.
+        // gemm writes them without reading them, and they are borrowed after.
         unsafe {
-            for oc in 0..o {
-                let value = op.bias.as_ref().map_or(0.0, |b| b[oc]);
-                start_plane(dst.get().add(oc * plane + x0), cols, value);
-            }
-            gemm_acc(
+            gemm_into(
                 (o, cols, c),
                 dst.get().add(x0),
                 plane,
@@ -351,10 +347,12 @@ fn conv_pointwise(
                 image[x0..].as_ptr(),
                 plane,
                 Parallelism::None,
+                false,
             );
             for oc in 0..o {
                 let row = std::slice::from_raw_parts_mut(dst.get().add(oc * plane + x0), cols);
-                op.act.apply_in_place(row);
+                op.act
+                    .apply_biased_in_place(op.bias.as_ref().map_or(0.0, |b| b[oc]), row);
             }
         }
     });
@@ -368,6 +366,24 @@ fn conv_pointwise(
 /// The three matrices must lie in valid memory with those strides, and no
 /// other thread may touch `dst`'s elements meanwhile.
 unsafe fn gemm_acc(
+    mkn: (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: *const f32,
+    rhs: *const f32,
+    rhs_rs: usize,
+    parallelism: Parallelism,
+) {
+    gemm_into(mkn, dst, dst_rs, lhs, rhs, rhs_rs, parallelism, true)
+}
+
+/// [`gemm_acc`], or with `accumulate` false `dst = lhs * rhs`, `dst`
+/// written without being read (it may be uninitialised).
+///
+/// # Safety
+/// As for [`gemm_acc`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     dst_rs: usize,
@@ -375,6 +391,7 @@ unsafe fn gemm_acc(
     rhs: *const f32,
     rhs_rs: usize,
     parallelism: Parallelism,
+    accumulate: bool,
 ) {
     gemm::gemm(
         m,
@@ -383,7 +400,7 @@ unsafe fn gemm_acc(
         dst,
         1,
         dst_rs as isize,
-        true,
+        accumulate,
         lhs,
         1,
         k as isize,
