@@ -155,10 +155,12 @@ struct Frame<'a> {
     w: usize,
 }
 
-/// A task's rows: the guide statistics of one source row, their box
-/// filtered sums, the covariance and variance, and the two hidden layers.
+/// A task's rows: the guide statistics of the last three source rows, their
+/// box filtered sums, the covariance and variance, and the two hidden layers.
 struct Scratch {
-    stats: Vec<f32>,
+    /// Source row `r`'s statistics live in slot `r % 3`, tagged with `r`:
+    /// each feeds three output rows and is made once for all of them.
+    stats: [(usize, Vec<f32>); 3],
     boxed: Vec<f32>,
     spread: Vec<f32>,
     hidden1: Vec<f32>,
@@ -169,7 +171,7 @@ struct Scratch {
 impl Scratch {
     fn new(w: usize, first: usize, second: usize) -> Self {
         Self {
-            stats: vec![0.0; 4 * GUIDE * w],
+            stats: std::array::from_fn(|_| (usize::MAX, vec![0.0; 4 * GUIDE * w])),
             boxed: vec![0.0; 4 * GUIDE * w],
             spread: vec![0.0; 2 * GUIDE * w],
             hidden1: vec![0.0; first * w],
@@ -194,13 +196,16 @@ impl GuidedCoefficientsOp {
             };
             let at = |ch: usize| &f.rgb[(ch * f.h + r) * w..(ch * f.h + r + 1) * w];
             let net = |ch: usize| &f.net[(ch * f.h + r) * w..(ch * f.h + r + 1) * w];
-            guide_statistics(
-                [at(0), at(1), at(2)],
-                [net(0), net(1), net(2), net(3)],
-                &mut s.stats,
-            );
-            for (q, (line, sums)) in s
-                .stats
+            let (made, stats) = &mut s.stats[r % 3];
+            if *made != r {
+                guide_statistics(
+                    [at(0), at(1), at(2)],
+                    [net(0), net(1), net(2), net(3)],
+                    stats,
+                );
+                *made = r;
+            }
+            for (q, (line, sums)) in stats
                 .chunks_exact(w)
                 .zip(s.boxed.chunks_exact_mut(w))
                 .enumerate()
