@@ -617,7 +617,12 @@ fn bilinear_cpu(x: &Tensor, h: usize, w: usize, scale: Option<f64>) -> Result<Te
         width: w,
         scale: scale.map(|s| (s, s)),
     };
-    Ok(x.contiguous()?.apply_op1_no_bwd(&op)?)
+    let x = if crate::cpu::frames_planar(x.layout()) {
+        x.clone()
+    } else {
+        x.contiguous()?
+    };
+    Ok(x.apply_op1_no_bwd(&op)?)
 }
 
 /// Whether `x` takes vmatte's own CPU kernels (`cpu.rs`): f32 on the CPU.

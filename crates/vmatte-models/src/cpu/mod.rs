@@ -850,8 +850,10 @@ impl CustomOp1 for BilinearOp {
         "vmatte-bilinear"
     }
 
+    /// Takes each frame's planes where they lie (a channel slice of a
+    /// tensor need not be copied out first).
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(s, l, "input")?;
+        let frame = planar_frames(s, l, "input")?;
         let (n, c, h, w) = l.shape().dims4()?;
         let (ho, wo) = (self.height, self.width);
         let rows = taps(h, ho, self.scale.map(|s| s.0));
@@ -859,7 +861,8 @@ impl CustomOp1 for BilinearOp {
         let len = n * c * ho * wo;
         let mut out = Vec::<f32>::with_capacity(len);
         let base = SendPtr(out.as_mut_ptr());
-        x.par_chunks(h * w).enumerate().for_each(|(p, src)| {
+        (0..n * c).into_par_iter().for_each(|p| {
+            let src = &frame(p / c)[(p % c) * h * w..][..h * w];
             // Upscaling reads each source row for several output rows:
             // its horizontal pass is made once and kept.
             let mut cache = [(usize::MAX, vec![0.0; wo]), (usize::MAX, vec![0.0; wo])];
@@ -1242,6 +1245,17 @@ mod tests {
                 assert!(max_diff(&got, &want) < 1e-6, "x2 {h}x{w} to {ho}x{wo}");
             }
         }
+        // A channel slice is read where it lies, frame by frame.
+        let x = random(&[3, 5, 9, 17], 13);
+        let slice = x.narrow(1, 2, 2).unwrap();
+        let op = BilinearOp {
+            height: 18,
+            width: 34,
+            scale: Some((2.0, 2.0)),
+        };
+        let got = slice.apply_op1_no_bwd(&op).unwrap();
+        let want = slice.contiguous().unwrap().apply_op1_no_bwd(&op).unwrap();
+        assert_eq!(max_diff(&got, &want), 0.0, "channel slice");
     }
 
     #[test]

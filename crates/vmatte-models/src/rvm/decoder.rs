@@ -72,18 +72,29 @@ impl ConvGru {
     }
 }
 
+/// A block's output channels as pieces in order: the passed-through half
+/// and the GRU's. Their only reader, the next block's upsampling, takes
+/// them one at a time, so on the CPU they are never concatenated.
+type Halves = [Tensor; 2];
+
 /// Runs the GRU on the second half of the channels, passes the first half.
-fn split_gru(gru: &ConvGru, x: &Tensor, h: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+fn split_gru(gru: &ConvGru, x: &Tensor, h: Option<&Tensor>) -> Result<(Halves, Tensor)> {
     let half = gru.channels;
     let (b, h) = gru.forward(&x.narrow(1, half, half)?, h)?;
-    Ok((ops::cat_channels(&[&x.narrow(1, 0, half)?, &b])?, h))
+    Ok(([x.narrow(1, 0, half)?, b], h))
 }
 
 /// Upsample x2 and crop to the skip's size (odd sizes round up on the way
 /// down), as one resize to that size with the x2 coordinate mapping.
-fn upsample_to(x: &Tensor, like: &Tensor) -> Result<Tensor> {
+fn upsample_to(x: &Halves, like: &Tensor) -> Result<Vec<Tensor>> {
     let (_, _, h, w) = like.dims4()?;
-    ops::scale_bilinear_to(x, 2.0, h, w)
+    if !ops::on_cpu_kernels(&x[0]) {
+        let whole = ops::cat_channels(&[&x[0], &x[1]])?;
+        return Ok(vec![ops::scale_bilinear_to(&whole, 2.0, h, w)?]);
+    }
+    x.iter()
+        .map(|piece| ops::scale_bilinear_to(piece, 2.0, h, w))
+        .collect()
 }
 
 struct UpsamplingBlock {
@@ -101,13 +112,14 @@ impl UpsamplingBlock {
 
     fn forward(
         &self,
-        x: &Tensor,
+        x: &Halves,
         f: &Tensor,
         s: &Tensor,
         r: Option<&Tensor>,
-    ) -> Result<(Tensor, Tensor)> {
-        let x = upsample_to(x, s)?;
-        let x = self.conv.forward_cat(&[&x, f, s])?;
+    ) -> Result<(Halves, Tensor)> {
+        let mut inputs = upsample_to(x, s)?;
+        inputs.extend([f.clone(), s.clone()]);
+        let x = self.conv.forward_cat(&inputs.iter().collect::<Vec<_>>())?;
         split_gru(&self.gru, &x, r)
     }
 }
@@ -125,9 +137,10 @@ impl OutputBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor, s: &Tensor) -> Result<Tensor> {
-        let x = upsample_to(x, s)?;
-        let x = self.conv1.forward_cat(&[&x, s])?;
+    fn forward(&self, x: &Halves, s: &Tensor) -> Result<Tensor> {
+        let mut inputs = upsample_to(x, s)?;
+        inputs.push(s.clone());
+        let x = self.conv1.forward_cat(&inputs.iter().collect::<Vec<_>>())?;
         self.conv2.forward(&x)
     }
 }
