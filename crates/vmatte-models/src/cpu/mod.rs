@@ -693,9 +693,9 @@ thread_local! {
 
 /// One channel of a stride-1 depthwise convolution over the whole plane at
 /// once. With the input zero-padded and the outputs laid out as wide as the
-/// padded rows, every tap is one multiply-add over a single long run of
-/// floats (the trick of [`conv_shifted`]); the extra columns are dropped on
-/// the way out. The deep MobileNetV3 layers have planes only 30 pixels wide,
+/// padded rows, every tap reads a single long run of floats (the trick of
+/// [`conv_shifted`]), so the whole plane is one run of vectors, each summing
+/// its taps in a register; the extra columns are dropped on the way out. The deep MobileNetV3 layers have planes only 30 pixels wide,
 /// where row-by-row loops spent most of their time in scalar tails.
 #[allow(clippy::too_many_arguments)]
 fn depthwise_plane_wide(
@@ -720,25 +720,57 @@ fn depthwise_plane_wide(
     }
     // The last wide row needs only its first `wo` columns.
     let len = (ho - 1) * wp + wo;
-    wide.clear();
-    wide.resize(len, 0.0);
-    for ky in 0..k {
-        for kx in 0..k {
-            let at = ky * d * wp + kx * d;
-            multiply_add(taps[ky * k + kx], &padded[at..at + len], wide);
-        }
-    }
+    let wide = grown(wide, len);
+    let offsets: Vec<usize> = (0..k * k).map(|t| (t / k) * d * wp + (t % k) * d).collect();
+    tap_sums(padded, taps, &offsets, wide);
     for (oy, row) in dst.chunks_mut(wo).enumerate() {
         add_to(&wide[oy * wp..oy * wp + wo], row);
     }
 }
 
-vectorized! {
-    /// `acc += t * xs`.
-    fn multiply_add(t: f32, xs: &[f32], acc: &mut [f32]) {
-        for (a, x) in acc.iter_mut().zip(xs) {
-            *a += t * x;
+dispatched!(tap_sums => tap_sums_in[](padded: &[f32], taps: &[f32], offsets: &[usize], out: &mut [f32]));
+
+/// `out[i] = Σ taps[t] · padded[i + offsets[t]]`, a vector of outputs at a
+/// time with its sum in a register: one load and one multiply-add per tap,
+/// rather than a pass over the whole run per tap that loads and stores the
+/// running sums each time.
+#[inline(always)]
+fn tap_sums_in<V: Vector>(padded: &[f32], taps: &[f32], offsets: &[usize], out: &mut [f32]) {
+    let furthest = offsets.iter().max().copied().unwrap_or(0);
+    assert!(taps.len() == offsets.len() && out.len() + furthest <= padded.len());
+    let l = V::LANES;
+    // Four vectors at once: a multiply-add waits for the one before it on
+    // the same sum, so one sum at a time would run at its latency.
+    const SUMS: usize = 4;
+    let mut i = 0;
+    while i + SUMS * l <= out.len() {
+        let mut sums = [V::zero(); SUMS];
+        for (&t, &at) in taps.iter().zip(offsets) {
+            for (k, sum) in sums.iter_mut().enumerate() {
+                // SAFETY: i + k l + at + l <= out.len() + furthest <= padded.len().
+                *sum = unsafe { V::load(padded.as_ptr().add(i + k * l + at)) }.mul_add(t, *sum);
+            }
         }
+        for (k, sum) in sums.into_iter().enumerate() {
+            // SAFETY: i + k l + l <= out.len().
+            unsafe { sum.store(out.as_mut_ptr().add(i + k * l)) };
+        }
+        i += SUMS * l;
+    }
+    while i + l <= out.len() {
+        let mut sum = V::zero();
+        for (&t, &at) in taps.iter().zip(offsets) {
+            // SAFETY: i + at + l <= out.len() + furthest <= padded.len().
+            sum = unsafe { V::load(padded.as_ptr().add(i + at)) }.mul_add(t, sum);
+        }
+        // SAFETY: i + l <= out.len().
+        unsafe { sum.store(out.as_mut_ptr().add(i)) };
+        i += l;
+    }
+    for (j, o) in out.iter_mut().enumerate().skip(i) {
+        *o = taps.iter().zip(offsets).fold(0.0, |sum, (&t, &at)| {
+            Vector::mul_add(padded[j + at], t, sum)
+        });
     }
 }
 
@@ -1154,6 +1186,7 @@ mod tests {
             ConvSpec::new(8, 6, 3).dilation(2),
             ConvSpec::new(5, 4, 5).stride(2).padding(1),
             ConvSpec::new(8, 8, 3).depthwise(),
+            ConvSpec::new(8, 8, 5).depthwise(),
             ConvSpec::new(8, 8, 5).depthwise().stride(2),
             ConvSpec::new(8, 8, 3).depthwise().dilation(3),
         ];
