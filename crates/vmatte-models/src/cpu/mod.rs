@@ -18,9 +18,9 @@
 //! - depthwise: contiguous row sweeps, a plane per task.
 //!
 //! Every output starts at its bias and is activated by the task that made
-//! it, while it is still in cache. The bilinear resize and both halves of
-//! the deep guided filter (`guided_filter.rs` fuses its low-resolution
-//! half) live here too; their loops are compiled for the widest vector
+//! it, while it is still in cache. The bilinear resize, the decoder's
+//! halving pool (`pool.rs`) and both halves of the deep guided filter
+//! (`guided_filter.rs` fuses its low-resolution half) live here too; their loops are compiled for the widest vector
 //! unit the CPU has (see `simd.rs` and `lanes.rs`).
 
 mod elementwise;
@@ -360,28 +360,13 @@ fn conv_pointwise(
 
 /// `dst (m x n) += lhs (m x k) * rhs (k x n)`, every matrix row-major with
 /// unit column stride: `lhs` packed, `dst` and `rhs` with the row strides
-/// given. The one product shape all the convolution kernels need.
+/// given. The one product shape all the convolution kernels need. With
+/// `accumulate` false, `dst = lhs * rhs`, written without being read (it
+/// may be uninitialised).
 ///
 /// # Safety
 /// The three matrices must lie in valid memory with those strides, and no
 /// other thread may touch `dst`'s elements meanwhile.
-unsafe fn gemm_acc(
-    mkn: (usize, usize, usize),
-    dst: *mut f32,
-    dst_rs: usize,
-    lhs: *const f32,
-    rhs: *const f32,
-    rhs_rs: usize,
-    parallelism: Parallelism,
-) {
-    gemm_into(mkn, dst, dst_rs, lhs, rhs, rhs_rs, parallelism, true)
-}
-
-/// [`gemm_acc`], or with `accumulate` false `dst = lhs * rhs`, `dst`
-/// written without being read (it may be uninitialised).
-///
-/// # Safety
-/// As for [`gemm_acc`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_into(
     (m, n, k): (usize, usize, usize),
@@ -435,7 +420,7 @@ fn matmul_add(
     // SAFETY: the three matrices lie inside their slices with the strides
     // given: lhs is m x k, rhs k x cols, dst m rows of dst_rs >= cols.
     unsafe {
-        gemm_acc(
+        gemm_into(
             (m, cols, k),
             dst.as_mut_ptr(),
             dst_rs,
@@ -443,6 +428,7 @@ fn matmul_add(
             rhs.as_ptr(),
             cols,
             parallelism,
+            true,
         )
     }
 }
@@ -551,7 +537,7 @@ fn conv_shifted(
                     // row stride `plane` from `start`; the last read is
                     // (c-1)*plane + start + cols - 1 < c*plane.
                     unsafe {
-                        gemm_acc(
+                        gemm_into(
                             (o, cols, c),
                             wide.as_mut_ptr(),
                             cols,
@@ -559,6 +545,7 @@ fn conv_shifted(
                             padded[start..].as_ptr(),
                             plane,
                             Parallelism::None,
+                            true,
                         )
                     }
                 }
