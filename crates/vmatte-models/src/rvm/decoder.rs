@@ -88,6 +88,8 @@ fn split_gru(gru: &ConvGru, x: &Tensor, h: Option<&Tensor>) -> Result<(Halves, T
 /// down), as one resize to that size with the x2 coordinate mapping.
 fn upsample_to(x: &Halves, like: &Tensor) -> Result<Vec<Tensor>> {
     let (_, _, h, w) = like.dims4()?;
+    // Elsewhere the convolution that follows concatenates its inputs
+    // anyway, so the halves are joined first: one resize instead of two.
     if !ops::on_cpu_kernels(&x[0]) {
         let whole = ops::cat_channels(&[&x[0], &x[1]])?;
         return Ok(vec![ops::scale_bilinear_to(&whole, 2.0, h, w)?]);
