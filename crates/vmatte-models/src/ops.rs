@@ -586,13 +586,6 @@ pub fn guided_matte(a: &Tensor, b: &Tensor, src: &Tensor) -> Result<Tensor> {
     if on_cpu_kernels(src) {
         // A and b may be views of one (T, 8, h, w) tensor: the kernel
         // reads each frame's planes where they lie.
-        let planar = |t: &Tensor| -> Result<Tensor> {
-            Ok(if crate::cpu::frames_planar(t.layout()) {
-                t.clone()
-            } else {
-                t.contiguous()?
-            })
-        };
         return Ok(planar(a)?.apply_op3_no_bwd(&planar(b)?, &src.contiguous()?, &GuidedMatteOp)?);
     }
     let (_, _, h, w) = src.dims4()?;
@@ -617,12 +610,18 @@ fn bilinear_cpu(x: &Tensor, h: usize, w: usize, scale: Option<f64>) -> Result<Te
         width: w,
         scale: scale.map(|s| (s, s)),
     };
-    let x = if crate::cpu::frames_planar(x.layout()) {
-        x.clone()
+    Ok(planar(x)?.apply_op1_no_bwd(&op)?)
+}
+
+/// `t` as it is when each frame's planes lie together (a channel slice of
+/// a contiguous tensor does), else a contiguous copy: what the CPU kernels
+/// that read frame by frame take.
+fn planar(t: &Tensor) -> Result<Tensor> {
+    Ok(if crate::cpu::frames_planar(t.layout()) {
+        t.clone()
     } else {
-        x.contiguous()?
-    };
-    Ok(x.apply_op1_no_bwd(&op)?)
+        t.contiguous()?
+    })
 }
 
 /// Whether `x` takes vmatte's own CPU kernels (`cpu.rs`): f32 on the CPU.

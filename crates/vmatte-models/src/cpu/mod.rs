@@ -17,11 +17,11 @@
 //!   matrix in one reused buffer;
 //! - depthwise: contiguous row sweeps, a plane per task.
 //!
-//! Every output starts at its bias and is activated by the task that made
-//! it, while it is still in cache. The bilinear resize, the decoder's
-//! halving pool (`pool.rs`) and both halves of the deep guided filter
-//! (`guided_filter.rs` fuses its low-resolution half) live here too; their loops are compiled for the widest vector
-//! unit the CPU has (see `simd.rs` and `lanes.rs`).
+//! Every output is biased and activated by the task that made it, while it
+//! is still in cache. The bilinear resize, the decoder's halving pool
+//! (`pool.rs`) and both halves of the deep guided filter (`guided_filter.rs`
+//! fuses its low-resolution half) live here too; their loops are compiled
+//! for the widest vector unit the CPU has (see `simd.rs` and `lanes.rs`).
 
 mod elementwise;
 mod guided_filter;
@@ -247,6 +247,8 @@ impl CustomOp2 for ConvOp {
         let mut out = Vec::<f32>::with_capacity(len);
         let base = SendPtr(out.as_mut_ptr());
         if depthwise {
+            // Where each tap reads in a zero-padded plane, the same for all.
+            let offsets = depthwise_offsets(s, wd);
             (0..n * c).into_par_iter().for_each(|bc| {
                 let ch = bc % c;
                 // SAFETY: plane `bc` lies inside the capacity and belongs to
@@ -261,6 +263,7 @@ impl CustomOp2 for ConvOp {
                 if s.stride == 1 {
                     DEPTHWISE_SCRATCH.with(|scratch| {
                         let (padded, wide) = &mut *scratch.borrow_mut();
+                        let taps = (taps, offsets.as_slice());
                         depthwise_plane_wide(s, plane, (h, wd), taps, (ho, wo), padded, wide, dst);
                     });
                 } else {
@@ -682,20 +685,21 @@ thread_local! {
 /// once. With the input zero-padded and the outputs laid out as wide as the
 /// padded rows, every tap reads a single long run of floats (the trick of
 /// [`conv_shifted`]), so the whole plane is one run of vectors, each summing
-/// its taps in a register; the extra columns are dropped on the way out. The deep MobileNetV3 layers have planes only 30 pixels wide,
-/// where row-by-row loops spent most of their time in scalar tails.
+/// its taps in a register; the extra columns are dropped on the way out.
+/// The deep MobileNetV3 layers have planes only 30 pixels wide, where
+/// row-by-row loops spent most of their time in scalar tails.
 #[allow(clippy::too_many_arguments)]
 fn depthwise_plane_wide(
     s: &ConvSpec,
     plane: &[f32],
     (h, w): (usize, usize),
-    taps: &[f32],
+    (taps, offsets): (&[f32], &[usize]),
     (ho, wo): (usize, usize),
     padded: &mut Vec<f32>,
     wide: &mut Vec<f32>,
     dst: &mut [f32],
 ) {
-    let (k, d, p) = (s.kernel, s.dilation, s.padding);
+    let p = s.padding;
     let wp = w + 2 * p;
     let padded_len = (h + 2 * p) * wp;
     padded.clear();
@@ -708,11 +712,18 @@ fn depthwise_plane_wide(
     // The last wide row needs only its first `wo` columns.
     let len = (ho - 1) * wp + wo;
     let wide = grown(wide, len);
-    let offsets: Vec<usize> = (0..k * k).map(|t| (t / k) * d * wp + (t % k) * d).collect();
-    tap_sums(padded, taps, &offsets, wide);
+    tap_sums(padded, taps, offsets, wide);
     for (oy, row) in dst.chunks_mut(wo).enumerate() {
         add_to(&wide[oy * wp..oy * wp + wo], row);
     }
+}
+
+/// Where each tap of a stride-1 depthwise layer reads, from an output's
+/// position, in its input plane `w` wide once zero-padded.
+fn depthwise_offsets(s: &ConvSpec, w: usize) -> Vec<usize> {
+    let (k, d) = (s.kernel, s.dilation);
+    let wp = w + 2 * s.padding;
+    (0..k * k).map(|t| (t / k) * d * wp + (t % k) * d).collect()
 }
 
 dispatched!(tap_sums => tap_sums_in[](padded: &[f32], taps: &[f32], offsets: &[usize], out: &mut [f32]));
@@ -880,6 +891,7 @@ impl CustomOp1 for BilinearOp {
         let len = n * c * ho * wo;
         let mut out = Vec::<f32>::with_capacity(len);
         let base = SendPtr(out.as_mut_ptr());
+        let doubling = self.scale == Some((2.0, 2.0));
         (0..n * c).into_par_iter().for_each(|p| {
             let src = &frame(p / c)[(p % c) * h * w..][..h * w];
             // Upscaling reads each source row for several output rows:
@@ -890,7 +902,6 @@ impl CustomOp1 for BilinearOp {
                 // is started (in cache, not in a serial zeroing pass before
                 // the tasks) before it is borrowed.
                 let row = unsafe { started_row(base, (p * ho + oy) * wo, wo) };
-                let doubling = self.scale == Some((2.0, 2.0));
                 let pass = |y: usize| {
                     move |out: &mut [f32]| {
                         let line = &src[y * w..(y + 1) * w];

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{contiguous, SendPtr};
+use super::{contiguous, started_row, SendPtr};
 
 /// `(N, C, H, W)` to `(N, C, ⌈H/2⌉, ⌈W/2⌉)`, each output the mean of the
 /// (up to four) inputs under it.
@@ -26,10 +26,9 @@ impl CustomOp1 for HalvingPoolOp {
         let mut out = Vec::<f32>::with_capacity(len);
         let base = SendPtr(out.as_mut_ptr());
         x.par_chunks(h * w).enumerate().for_each(|(p, plane)| {
-            // SAFETY: output plane `p` belongs to this task alone, and every
-            // float of it is written below before the vector's length is set.
-            let dst =
-                unsafe { std::slice::from_raw_parts_mut(base.get().add(p * ho * wo), ho * wo) };
+            // SAFETY: output plane `p` belongs to this task alone; it is
+            // started before it is borrowed, and written in full below.
+            let dst = unsafe { started_row(base, p * ho * wo, ho * wo) };
             for (oy, row) in dst.chunks_exact_mut(wo).enumerate() {
                 let top = &plane[2 * oy * w..(2 * oy + 1) * w];
                 let bottom = plane.get((2 * oy + 1) * w..(2 * oy + 2) * w);
