@@ -7,10 +7,12 @@
 //! of RVM's time, which end to end is a tenth of a core the encoders
 //! could not always fill.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{contiguous, started_row, SendPtr};
+use super::{contiguous, fresh_row, SendPtr};
 use crate::simd::vectorized;
 
 /// Floats per task: a few L2-sized pieces per core at RVM's sizes, and no
@@ -82,30 +84,30 @@ impl CustomOp3 for GruUpdateOp {
 /// a new vector of that length, a task per piece.
 fn by_pieces<const N: usize>(
     inputs: [&[f32]; N],
-    f: impl Fn([&[f32]; N], &mut [f32]) + Sync,
+    f: impl Fn([&[f32]; N], &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
-    started_pieces(inputs[0].len(), PIECE, |_, at, o| {
+    made_in_pieces(inputs[0].len(), PIECE, |_, at, o| {
         f(inputs.map(|x| &x[at.clone()]), o)
     })
 }
 
 /// A new vector of `len` floats made in pieces of `piece`, a task each:
-/// `f(index, range, floats)` writes piece `index`. Each task starts its own
-/// piece (no serial zeroing pass on the calling thread first).
-fn started_pieces(
+/// `f(index, range, floats)` must write every float of piece `index`
+/// (they are not zeroed first, which would be a pass of its own).
+fn made_in_pieces(
     len: usize,
     piece: usize,
-    f: impl Fn(usize, std::ops::Range<usize>, &mut [f32]) + Sync,
+    f: impl Fn(usize, std::ops::Range<usize>, &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
     let mut out = Vec::<f32>::with_capacity(len);
     let dst = SendPtr(out.as_mut_ptr());
     (0..len.div_ceil(piece)).into_par_iter().for_each(|i| {
         let at = i * piece..(i * piece + piece).min(len);
-        // SAFETY: piece i is this task's alone, started before borrowed.
-        let o = unsafe { started_row(dst, at.start, at.len()) };
+        // SAFETY: piece i is this task's alone.
+        let o = unsafe { fresh_row(dst, at.start, at.len()) };
         f(i, at, o)
     });
-    // SAFETY: the pieces cover the vector.
+    // SAFETY: the pieces cover the vector, and f wrote each in full.
     unsafe { out.set_len(len) };
     out
 }
@@ -136,7 +138,7 @@ impl CustomOp2 for ScaleChannelsOp {
         }
         let plane = (h * w).max(1);
         let planes_per_task = (PIECE / plane).max(1);
-        let out = started_pieces(x.len(), planes_per_task * plane, |i, at, o| {
+        let out = made_in_pieces(x.len(), planes_per_task * plane, |i, at, o| {
             let factors = &s[i * planes_per_task..];
             for ((o, x), s) in o.chunks_mut(plane).zip(x[at].chunks(plane)).zip(factors) {
                 scale(x, *s, o);
@@ -204,33 +206,37 @@ pub fn cat_frames(pieces: &[&[f32]], n: usize) -> Vec<f32> {
 }
 
 vectorized! {
-    fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
+    fn add(a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert!(a.len() == out.len() && b.len() == out.len());
         for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
-            *o = a + b;
+            o.write(a + b);
         }
     }
 }
 
 vectorized! {
-    fn mul(a: &[f32], b: &[f32], out: &mut [f32]) {
+    fn mul(a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert!(a.len() == out.len() && b.len() == out.len());
         for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
-            *o = a * b;
+            o.write(a * b);
         }
     }
 }
 
 vectorized! {
-    fn gru_update(z: &[f32], h: &[f32], c: &[f32], out: &mut [f32]) {
+    fn gru_update(z: &[f32], h: &[f32], c: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert!([z, h, c].iter().all(|x| x.len() == out.len()));
         for (((o, z), h), c) in out.iter_mut().zip(z).zip(h).zip(c) {
-            *o = (1.0 - z) * h + z * c;
+            o.write((1.0 - z) * h + z * c);
         }
     }
 }
 
 vectorized! {
-    fn scale(x: &[f32], s: f32, out: &mut [f32]) {
+    fn scale(x: &[f32], s: f32, out: &mut [MaybeUninit<f32>]) {
+        assert_eq!(x.len(), out.len());
         for (o, x) in out.iter_mut().zip(x) {
-            *o = x * s;
+            o.write(x * s);
         }
     }
 }

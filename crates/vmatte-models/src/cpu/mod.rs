@@ -36,6 +36,7 @@ pub use pool::HalvingPoolOp;
 pub(crate) use winograd::Tile;
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
 use gemm::Parallelism;
@@ -301,6 +302,20 @@ fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buffer[..len]
 }
 
+/// Asks for `data` to be brought into the L1 cache, a line at a time.
+fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in data.chunks(16) {
+        // SAFETY: a prefetch never faults, and the address is inside data.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// Sets `len` floats at `at` to `value`.
 ///
 /// # Safety
@@ -311,15 +326,15 @@ unsafe fn start_plane(at: *mut f32, len: usize, value: f32) {
     }
 }
 
-/// The `len` floats at `base + at`, started at zero and borrowed.
+/// The `len` floats at `base + at`, borrowed to be written. They are not
+/// zeroed first: the kernels that take them write every one, and a zeroing
+/// pass per row cost as much as a resize's arithmetic.
 ///
 /// # Safety
 /// They must lie inside `base`'s allocation and belong to the caller alone
 /// while the borrow lives.
-unsafe fn started_row<'a>(base: SendPtr, at: usize, len: usize) -> &'a mut [f32] {
-    let at = base.get().add(at);
-    start_plane(at, len, 0.0);
-    std::slice::from_raw_parts_mut(at, len)
+unsafe fn fresh_row<'a>(base: SendPtr, at: usize, len: usize) -> &'a mut [MaybeUninit<f32>] {
+    std::slice::from_raw_parts_mut(base.get().add(at).cast(), len)
 }
 
 /// A 1x1 convolution of one image in blocks of pixels, a block per task:
@@ -898,10 +913,9 @@ impl CustomOp1 for BilinearOp {
             // its horizontal pass is made once and kept.
             let mut cache = [(usize::MAX, vec![0.0; wo]), (usize::MAX, vec![0.0; wo])];
             for (oy, &(y0, y1, wy)) in rows.iter().enumerate() {
-                // SAFETY: plane `p` belongs to this task alone, and each row
-                // is started (in cache, not in a serial zeroing pass before
-                // the tasks) before it is borrowed.
-                let row = unsafe { started_row(base, (p * ho + oy) * wo, wo) };
+                // SAFETY: plane `p` belongs to this task alone; lerp_rows
+                // writes all of each row.
+                let row = unsafe { fresh_row(base, (p * ho + oy) * wo, wo) };
                 let pass = |y: usize| {
                     move |out: &mut [f32]| {
                         let line = &src[y * w..(y + 1) * w];
@@ -975,9 +989,10 @@ fn doubled_interior_in<V: Vector>(line: &[f32], out: &mut [f32]) -> usize {
 
 vectorized! {
     /// The row `wy` of the way from `top` to `bottom`.
-    fn lerp_rows(top: &[f32], bottom: &[f32], wy: f32, out: &mut [f32]) {
+    fn lerp_rows(top: &[f32], bottom: &[f32], wy: f32, out: &mut [MaybeUninit<f32>]) {
+        assert!(top.len() >= out.len() && bottom.len() >= out.len());
         for ((v, t), b) in out.iter_mut().zip(top).zip(bottom) {
-            *v = t * (1.0 - wy) + b * wy;
+            v.write(t * (1.0 - wy) + b * wy);
         }
     }
 }
@@ -1037,7 +1052,7 @@ impl CustomOp3 for GuidedMatteOp {
                 (usize::MAX, vec![0f32; 8 * w]),
                 (usize::MAX, vec![0f32; 8 * w]),
             ];
-            let mut line = vec![0f32; 8 * w];
+            let mut line = vec![MaybeUninit::uninit(); 8 * w];
             for y in y0..(y0 + MATTE_BAND).min(h) {
                 let (r0, r1, wy) = rows[y];
                 let up =
@@ -1047,9 +1062,8 @@ impl CustomOp3 for GuidedMatteOp {
                 let (top, bottom) = (&cache[slot0].1, &cache[slot1].1);
                 let plane = |ch: usize| &image[(ch * h + y) * w..(ch * h + y + 1) * w];
                 // SAFETY: every band writes only its own rows of each plane,
-                // started before they are borrowed.
-                let dst =
-                    |ch: usize| unsafe { started_row(out_ptr, ((f * 4 + ch) * h + y) * w, w) };
+                // and matte_row all of each.
+                let dst = |ch: usize| unsafe { fresh_row(out_ptr, ((f * 4 + ch) * h + y) * w, w) };
                 matte_row(
                     top,
                     bottom,
@@ -1073,25 +1087,29 @@ vectorized! {
         top: &[f32],
         bottom: &[f32],
         wy: f32,
-        line: &mut [f32],
+        line: &mut [MaybeUninit<f32>],
         rgb: [&[f32]; 3],
-        dst: [&mut [f32]; 4],
+        dst: [&mut [MaybeUninit<f32>]; 4],
     ) {
         lerp_rows(top, bottom, wy, line);
+        // SAFETY: lerp_rows wrote all of it.
+        let line = unsafe { line.assume_init_ref() };
         let w = rgb[0].len();
+        assert!(line.len() == 8 * w && dst.iter().all(|d| d.len() == w));
+        assert!(rgb.iter().all(|c| c.len() == w));
         let (a, b) = line.split_at(4 * w);
         let [d0, d1, d2, d3] = dst;
         for (ch, d) in [d0, d1, d2].into_iter().enumerate() {
             let (a, b) = (&a[ch * w..(ch + 1) * w], &b[ch * w..(ch + 1) * w]);
             for (((d, a), b), x) in d.iter_mut().zip(a).zip(b).zip(rgb[ch]) {
-                *d = (a * x + b + x).clamp(0.0, 1.0);
+                d.write((a * x + b + x).clamp(0.0, 1.0));
             }
         }
         let (a, b) = (&a[3 * w..], &b[3 * w..]);
         let [red, green, blue] = rgb;
         for (i, d) in d3.iter_mut().enumerate() {
             let mean = (red[i] + green[i] + blue[i]) / 3.0;
-            *d = (a[i] * mean + b[i]).clamp(0.0, 1.0);
+            d.write((a[i] * mean + b[i]).clamp(0.0, 1.0));
         }
     }
 }

@@ -3,10 +3,12 @@
 //! As candle ops that is a padded copy, a pool, and two scalings of each
 //! level, all on the calling thread; here it is one pass, a plane per task.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{contiguous, started_row, SendPtr};
+use super::{contiguous, fresh_row, SendPtr};
 
 /// `(N, C, H, W)` to `(N, C, ⌈H/2⌉, ⌈W/2⌉)`, each output the mean of the
 /// (up to four) inputs under it.
@@ -26,9 +28,9 @@ impl CustomOp1 for HalvingPoolOp {
         let mut out = Vec::<f32>::with_capacity(len);
         let base = SendPtr(out.as_mut_ptr());
         x.par_chunks(h * w).enumerate().for_each(|(p, plane)| {
-            // SAFETY: output plane `p` belongs to this task alone; it is
-            // started before it is borrowed, and written in full below.
-            let dst = unsafe { started_row(base, p * ho * wo, ho * wo) };
+            // SAFETY: output plane `p` belongs to this task alone, and is
+            // written in full below.
+            let dst = unsafe { fresh_row(base, p * ho * wo, ho * wo) };
             for (oy, row) in dst.chunks_exact_mut(wo).enumerate() {
                 let top = &plane[2 * oy * w..(2 * oy + 1) * w];
                 let bottom = plane.get((2 * oy + 1) * w..(2 * oy + 2) * w);
@@ -42,26 +44,27 @@ impl CustomOp1 for HalvingPoolOp {
 }
 
 /// One output row from the one or two input rows under it.
-fn halve_row(top: &[f32], bottom: Option<&[f32]>, out: &mut [f32]) {
+fn halve_row(top: &[f32], bottom: Option<&[f32]>, out: &mut [MaybeUninit<f32>]) {
     let pairs = top.len() / 2;
+    assert_eq!(out.len(), top.len().div_ceil(2));
     match bottom {
         Some(bottom) => {
             for (o, (t, b)) in out
                 .iter_mut()
                 .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
             {
-                *o = (t[0] + t[1] + b[0] + b[1]) / 4.0;
+                o.write((t[0] + t[1] + b[0] + b[1]) / 4.0);
             }
             if top.len() % 2 == 1 {
-                out[pairs] = (top[2 * pairs] + bottom[2 * pairs]) / 2.0;
+                out[pairs].write((top[2 * pairs] + bottom[2 * pairs]) / 2.0);
             }
         }
         None => {
             for (o, t) in out.iter_mut().zip(top.chunks_exact(2)) {
-                *o = (t[0] + t[1]) / 2.0;
+                o.write((t[0] + t[1]) / 2.0);
             }
             if top.len() % 2 == 1 {
-                out[pairs] = top[2 * pairs];
+                out[pairs].write(top[2 * pairs]);
             }
         }
     }

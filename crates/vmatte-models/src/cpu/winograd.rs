@@ -20,16 +20,19 @@
 //! Tiles go in blocks whose transformed inputs and products stay in a
 //! core's L2 cache (whole tile rows, or runs of one where a row is too
 //! big), a block per task. Tiles lie along the vector lanes, so
-//! every transform is plain vector arithmetic, and a block's input rows are
-//! zero-padded in L1, never as a whole padded copy of the input.
+//! every transform is plain vector arithmetic, and the transforms read the
+//! input planes where they lie: only a vector of tiles that overhangs the
+//! picture's edge has its columns copied, zero-padded, to the stack. (A
+//! padded copy of each block's rows cost as much as the input transform.)
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
 use super::lanes::{dispatched, Vector};
 use super::matmul::{matmul, Product};
-use super::{balanced_blocks, grown, SendPtr};
+use super::{balanced_blocks, grown, prefetch, SendPtr};
 use crate::ops::Activation;
 
 /// Which Winograd algorithm a convolution uses (see the module's doc).
@@ -101,12 +104,17 @@ const BLOCK_FLOATS: usize = 1 << 16;
 /// Tiles a transform loop handles at once: one AVX-512 register of floats.
 const LANES: usize = 16;
 
+/// Input columns a vector of tiles reads at most: `M * LANES + 2`.
+const WINDOW: usize = 4 * LANES + 2;
+
+/// What a vector of tiles reads above and below the picture.
+static ZEROS: [f32; WINDOW] = [0.0; WINDOW];
+
 thread_local! {
-    /// A block's transformed inputs `V` and products `M`, four output rows
-    /// and its zero-padded input rows, reused.
-    #[allow(clippy::type_complexity)]
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> =
-        const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
+    /// A block's transformed inputs `V` and products `M`, and four output
+    /// rows, reused.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// How an `h x w` picture is cut into tiles of m x m outputs, and the
@@ -159,12 +167,6 @@ impl Tiling {
     fn xi(&self) -> usize {
         self.t() * self.t()
     }
-    /// A zero-padded input row of `tc` tiles: the pixel before the first
-    /// tile, and enough after it for every tile and the last vector's reads.
-    fn row(&self, tc: usize) -> usize {
-        self.m * tc + self.m
-    }
-
     /// Blocks whose transformed inputs and products, `per_tile` floats a
     /// tile, fit in `BLOCK_FLOATS`: whole tile rows where one fits, else
     /// runs of a row's tiles, whole vectors each.
@@ -197,25 +199,14 @@ impl Tiling {
             .collect()
     }
 
-    /// Copies the block's input rows of one channel, with their zero
-    /// padding, into `staged`: `m * rows + 2` rows of `row(tc)` floats.
-    fn stage(&self, b: &Block, plane: &[f32], staged: &mut [f32]) {
-        let (m, w) = (self.m, self.w);
-        // Padded column 0 is picture column m * tx0 - 1.
-        let x0 = m * b.tx0;
-        for (k, line) in staged.chunks_exact_mut(self.row(b.tc)).enumerate() {
-            let Some(y) = (m * b.ty0 + k).checked_sub(1).filter(|&y| y < self.h) else {
-                line.fill(0.0);
-                continue;
-            };
-            let src = &plane[y * w..(y + 1) * w];
-            let lead = usize::from(x0 == 0);
-            line[..lead].fill(0.0);
-            let from = x0 + lead - 1;
-            let n = (w - from).min(line.len() - lead);
-            line[lead..lead + n].copy_from_slice(&src[from..from + n]);
-            line[lead + n..].fill(0.0);
-        }
+    /// The `t()` input rows of tile row `ty` in `plane`: picture rows
+    /// `m * ty - 1 ..`, empty (zeros) above and below the picture.
+    fn lines<'a>(&self, plane: &'a [f32], ty: usize) -> [&'a [f32]; 6] {
+        let (h, w) = (self.h, self.w);
+        std::array::from_fn(|k| match (self.m * ty + k).checked_sub(1) {
+            Some(y) if y < h && k < self.t() => &plane[y * w..(y + 1) * w],
+            _ => &[],
+        })
     }
 }
 
@@ -243,19 +234,27 @@ pub(crate) fn conv3x3(
     debug_assert_eq!(planes.len(), c);
     t.blocks(xis * (c + o)).par_iter().for_each(|b| {
         let tiles = b.tiles();
-        let row = t.row(b.tc);
         SCRATCH.with(|scratch| {
-            let (v, m, wide, staged) = &mut *scratch.borrow_mut();
-            let staged = grown(staged, (mt * b.rows + 2) * row);
+            let (v, m, wide) = &mut *scratch.borrow_mut();
             let v = grown(v, xis * c * tiles);
             let m = grown(m, xis * o * tiles);
             let wide = grown(wide, mt * mt * b.tc);
-            for (ci, plane) in planes.iter().enumerate() {
-                t.stage(b, plane, staged);
-                for r in 0..b.rows {
-                    let from = &staged[mt * r * row..(mt * r + t.t()) * row];
-                    input_transform(from, b.tc, v, ci * tiles + r * b.tc, c * tiles);
+            // The block's columns of the input rows, with the two beyond.
+            let x = mt * b.tx0;
+            let cols = x.saturating_sub(1)..(x + mt * b.tc + 1).min(w);
+            // Call i transforms tile row i % rows of channel i / rows; its
+            // tiles go to V from i * tc.
+            let lines = |i: usize| t.lines(planes[i / b.rows], b.ty0 + i % b.rows);
+            for i in 0..c * b.rows {
+                // The transform's loads wait on memory, and its arithmetic
+                // keeps later ones from issuing: ask for the next call's
+                // rows now.
+                if i + 1 < c * b.rows {
+                    for line in lines(i + 1).iter().filter(|l| !l.is_empty()) {
+                        prefetch(&line[cols.clone()]);
+                    }
                 }
+                input_transform(&lines(i)[..t.t()], w, x, b.tc, v, i * b.tc, c * tiles);
             }
             for xi in 0..xis {
                 // SAFETY: U[ξ] is o x c, V[ξ] c x tiles and M[ξ] o x tiles,
@@ -300,12 +299,12 @@ pub(crate) fn conv3x3(
     });
 }
 
-type InputTransform = fn(&[f32], usize, &mut [f32], usize, usize);
+type InputTransform = fn(&[&[f32]], usize, usize, usize, &mut [f32], usize, usize);
 type OutputTransform = fn(&[f32], usize, usize, &mut [f32]);
 
-dispatched!(f2_input => input_tiles[F2, 2, 4](rows: &[f32], tw: usize, v: &mut [f32], at: usize, stride: usize));
+dispatched!(f2_input => input_tiles[F2, 2, 4](lines: &[&[f32]], w: usize, x: usize, tc: usize, v: &mut [f32], at: usize, stride: usize));
 dispatched!(f2_output => output_tiles[F2, 2, 4](m: &[f32], stride: usize, at: usize, rows: &mut [f32]));
-dispatched!(f4_input => input_tiles[F4, 4, 6](rows: &[f32], tw: usize, v: &mut [f32], at: usize, stride: usize));
+dispatched!(f4_input => input_tiles[F4, 4, 6](lines: &[&[f32]], w: usize, x: usize, tc: usize, v: &mut [f32], at: usize, stride: usize));
 dispatched!(f4_output => output_tiles[F4, 4, 6](m: &[f32], stride: usize, at: usize, rows: &mut [f32]));
 
 /// One Winograd algorithm's 1-D pieces over vectors of tiles: `M` outputs
@@ -433,36 +432,60 @@ impl<V: Vector> Transform<V, 4, 6> for F4 {
     }
 }
 
-/// `V = Bᵀ d B` for every tile of one channel's tile row, whose `T`
-/// zero-padded input rows are `rows`: element ξ of tile `tx` goes to
-/// `v[ξ * stride + at + tx]`.
+/// `V = Bᵀ d B` for `tc` tiles of one channel's tile row, from tile
+/// column `x / M`, whose `T` input rows are `lines` (picture rows `w`
+/// wide, or empty for the zeros above and below the picture): element ξ
+/// of tile `tx` goes to `v[ξ * stride + at + tx]`.
 // The index loops read a transposed column out of a 2-D array.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>(
-    rows: &[f32],
-    tw: usize,
+    lines: &[&[f32]],
+    w: usize,
+    x: usize,
+    tc: usize,
     v: &mut [f32],
     at: usize,
     stride: usize,
 ) {
-    let row = M * tw + M;
-    assert!(rows.len() == T * row && at + (T * T - 1) * stride + tw <= v.len());
-    let (src, dst) = (rows.as_ptr(), v.as_mut_ptr());
-    for x0 in (0..tw).step_by(V::LANES) {
-        // SAFETY: the reads end at M * x0 + M * LANES + M <= row floats into
-        // each row; the outputs lie inside v (asserted above).
+    // The input columns of a vector of tiles: their M * LANES outputs'
+    // and the two beyond.
+    let span = M * V::LANES + 2;
+    assert!(span <= WINDOW && lines.len() == T && tc.is_multiple_of(V::LANES));
+    assert!(lines.iter().all(|l| l.is_empty() || l.len() == w));
+    assert!(at + (T * T - 1) * stride + tc <= v.len());
+    let dst = v.as_mut_ptr();
+    // The columns of a vector that overhangs the picture, zero-padded.
+    // (Uninitialised: zeroing them would be a memset call per tile row.)
+    let mut edge = [[MaybeUninit::uninit(); WINDOW]; T];
+    for x0 in (0..tc).step_by(V::LANES) {
+        // Picture column of the vector's first input column (padding is
+        // column -1).
+        let first = (x + M * x0) as isize - 1;
+        let inside = first >= 0 && first as usize + span <= w;
+        let mut src = [ZEROS.as_ptr(); T];
+        for (k, line) in lines.iter().enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            src[k] = if inside {
+                line[first as usize..].as_ptr()
+            } else {
+                padded_window(line, first, &mut edge[k][..span]).as_ptr()
+            };
+        }
+        // SAFETY: each src pointer has `span` floats readable (a picture
+        // row with them inside it, a window or the zeros), which is what
+        // `columns` reads; the outputs lie inside v (asserted above).
         unsafe {
             // Each row times B. (Plain loops: a closure here would be
             // compiled without the caller's vector features.)
             // Uninitialised, not zeroed: a zeroed array this big is a
             // memset call per vector of tiles.
-            let mut h = std::mem::MaybeUninit::<[[V; T]; T]>::uninit();
+            let mut h = MaybeUninit::<[[V; T]; T]>::uninit();
             let rows_of_h = h.as_mut_ptr().cast::<[V; T]>();
             for k in 0..T {
-                rows_of_h
-                    .add(k)
-                    .write(W::input(W::columns(src.add(k * row + M * x0))));
+                rows_of_h.add(k).write(W::input(W::columns(src[k])));
             }
             let h = h.assume_init();
             // Bᵀ times the rows, a column at a time.
@@ -477,6 +500,20 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
             }
         }
     }
+}
+
+/// Columns `first ..` of `line` into `window`, zeros where they fall
+/// outside the picture.
+fn padded_window<'a>(line: &[f32], first: isize, window: &'a mut [MaybeUninit<f32>]) -> &'a [f32] {
+    let len = window.len();
+    let skip = (-first).clamp(0, len as isize) as usize;
+    let from = (first.max(0) as usize).min(line.len());
+    let n = (line.len() - from).min(len - skip);
+    window[..skip].fill(MaybeUninit::new(0.0));
+    window[skip..skip + n].write_copy_of_slice(&line[from..from + n]);
+    window[skip + n..].fill(MaybeUninit::new(0.0));
+    // SAFETY: every float of the window was written above.
+    unsafe { std::slice::from_raw_parts(window.as_ptr().cast(), len) }
 }
 
 /// `Y = Aᵀ M A` for one tile row of one output channel: its `M` output
