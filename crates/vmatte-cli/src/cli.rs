@@ -257,9 +257,10 @@ pub struct ModelArgs {
     /// back), cpu, or auto (device on a GPU). The bytes are the same.
     #[arg(long, default_value = "auto", value_name = "auto|device|cpu", value_parser = ["auto", "device", "cpu"])]
     pub postprocess: String,
-    /// Where 8-bit 4:2:0 video is converted to RGB: device (the decoded planes
-    /// are uploaded, 1.5 bytes a pixel instead of 12, and converted beside
-    /// the model), cpu (swscale), or auto (device on a GPU).
+    /// How 8-bit 4:2:0 video is converted to RGB: device (beside the model:
+    /// on a GPU the decoded planes are uploaded, 1.5 bytes a pixel instead of
+    /// 12; on the CPU one vectorised pass straight to the model's planar
+    /// floats), cpu (swscale's 8-bit RGB, then repacked), or auto (device).
     #[arg(long, default_value = "auto", value_name = "auto|device|cpu", value_parser = ["auto", "device", "cpu"])]
     pub preprocess: String,
 }

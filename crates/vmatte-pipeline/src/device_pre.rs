@@ -1,9 +1,13 @@
-//! YUV 4:2:0 to RGB as tensor ops on the model's device. On a GPU, frames
-//! then cross as their decoded planes (1.5 bytes a pixel) instead of planar
-//! f32 RGB (12 bytes a pixel), and the CPU does no colour conversion. The
-//! result is what swscale gives on the CPU path to within a few 1/255
-//! steps: chroma is upsampled bilinearly between sample centres, and the RGB
-//! is not rounded to 8 bits before the model sees it.
+//! YUV 4:2:0 to RGB beside the model. On a GPU, frames then cross as
+//! their decoded planes (1.5 bytes a pixel) instead of planar f32 RGB (12
+//! bytes a pixel), and the conversion is tensor ops on the device. On the
+//! CPU the same arithmetic is one vectorised pass per row, straight to the
+//! planar f32 the model takes: swscale's packed 8-bit RGB and the repack
+//! to planes cost several times that. The result is what swscale gives to
+//! within a few 1/255 steps: chroma is upsampled bilinearly between sample
+//! centres, and the RGB is not rounded to 8 bits before the model sees it.
+
+use std::mem::MaybeUninit;
 
 use candle_core::{DType, Device, Tensor};
 use vmatte_media::Yuv420;
@@ -13,6 +17,146 @@ use crate::Result;
 /// `[T, 3, H, W]` RGB in [0, 1] on `device` from T frames' planes, which
 /// must share one matrix and range (they come from one stream).
 pub fn yuv420_to_rgb(
+    frames: &[&Yuv420],
+    width: usize,
+    height: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    if device.is_cpu() {
+        let planar = yuv420_to_planar(frames, width, height);
+        return Ok(Tensor::from_vec(
+            planar,
+            (frames.len(), 3, height, width),
+            device,
+        )?);
+    }
+    yuv420_to_rgb_tensors(frames, width, height, device)
+}
+
+/// How samples become R, G and B: Y' in [0, 1] is `y * luma.0 + luma.1`,
+/// Cb and Cr in [-0.5, 0.5] are `c * chroma.0 + chroma.1`, and the matrix
+/// rows are R = Y' + r·Cr, G = Y' - g.0·Cb - g.1·Cr, B = Y' + b·Cb.
+#[derive(Clone, Copy)]
+struct Matrix {
+    luma: (f32, f32),
+    chroma: (f32, f32),
+    r: f32,
+    g: (f32, f32),
+    b: f32,
+}
+
+impl Matrix {
+    fn of(frame: &Yuv420) -> Self {
+        let (y_scale, y_offset, c_scale) = if frame.full_range {
+            (1.0 / 255.0, 0.0, 1.0 / 255.0)
+        } else {
+            (1.0 / 219.0, -16.0 / 219.0, 1.0 / 224.0)
+        };
+        let (kr, kb) = (f64::from(frame.kr), f64::from(frame.kb));
+        let kg = 1.0 - kr - kb;
+        Self {
+            luma: (y_scale as f32, y_offset as f32),
+            chroma: (c_scale as f32, (-128.0 * c_scale) as f32),
+            r: (2.0 * (1.0 - kr)) as f32,
+            g: (
+                (2.0 * kb * (1.0 - kb) / kg) as f32,
+                (2.0 * kr * (1.0 - kr) / kg) as f32,
+            ),
+            b: (2.0 * (1.0 - kb)) as f32,
+        }
+    }
+}
+
+/// The CPU conversion: `[T, 3, H, W]` floats, each written once.
+fn yuv420_to_planar(frames: &[&Yuv420], width: usize, height: usize) -> Vec<f32> {
+    let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+    let plane = width * height;
+    let mut out = Vec::with_capacity(frames.len() * 3 * plane);
+    let spare = &mut out.spare_capacity_mut()[..frames.len() * 3 * plane];
+    // A chroma row between two sample rows, with its end samples repeated
+    // on either side, and the same at full width.
+    let mut between = [vec![0.0; cw + 2], vec![0.0; cw + 2]];
+    let mut full = [vec![0.0; 2 * cw], vec![0.0; 2 * cw]];
+    for (frame, planes) in frames.iter().zip(spare.chunks_exact_mut(3 * plane)) {
+        assert!(frame.y.len() == plane && frame.u.len() == cw * ch && frame.v.len() == cw * ch);
+        let m = Matrix::of(frame);
+        let (r, rest) = planes.split_at_mut(plane);
+        let (g, b) = rest.split_at_mut(plane);
+        for y in 0..height {
+            // Luma row y lies a quarter of a chroma row from chroma row
+            // y / 2, towards row y / 2 - 1 when even and y / 2 + 1 when odd
+            // (the edges repeat their row).
+            let near = y / 2;
+            let far = if y % 2 == 0 {
+                near.saturating_sub(1)
+            } else {
+                (near + 1).min(ch - 1)
+            };
+            for ((c, between), full) in [&frame.u, &frame.v]
+                .into_iter()
+                .zip(&mut between)
+                .zip(&mut full)
+            {
+                let row = |k: usize| &c[k * cw..(k + 1) * cw];
+                chroma_between(row(near), row(far), m.chroma, &mut between[1..=cw]);
+                between[0] = between[1];
+                between[cw + 1] = between[cw];
+                chroma_doubled(between, full);
+            }
+            let at = y * width..(y + 1) * width;
+            rgb_row(
+                &frame.y[at.clone()],
+                [&full[0][..width], &full[1][..width]],
+                m,
+                [&mut r[at.clone()], &mut g[at.clone()], &mut b[at]],
+            );
+        }
+    }
+    // SAFETY: rgb_row wrote every row of every plane of every frame.
+    unsafe { out.set_len(frames.len() * 3 * plane) };
+    out
+}
+
+vmatte_models::vectorized! {
+    /// `¾ near + ¼ far` of two chroma rows, as Cb or Cr in [-0.5, 0.5].
+    fn chroma_between(near: &[u8], far: &[u8], affine: (f32, f32), out: &mut [f32]) {
+        let (scale, offset) = affine;
+        for ((o, n), f) in out.iter_mut().zip(near).zip(far) {
+            *o = (0.75 * f32::from(*n) + 0.25 * f32::from(*f)) * scale + offset;
+        }
+    }
+}
+
+vmatte_models::vectorized! {
+    /// A chroma row at twice its width, between sample centres: output
+    /// `2k` is `¾ c[k] + ¼ c[k - 1]` and `2k + 1` is `¾ c[k] + ¼ c[k + 1]`,
+    /// `padded` being the row with its end samples repeated on either side.
+    fn chroma_doubled(padded: &[f32], out: &mut [f32]) {
+        for (pair, c) in out.chunks_exact_mut(2).zip(padded.windows(3)) {
+            pair[0] = 0.75 * c[1] + 0.25 * c[0];
+            pair[1] = 0.75 * c[1] + 0.25 * c[2];
+        }
+    }
+}
+
+vmatte_models::vectorized! {
+    /// One row of the three RGB planes, clamped to [0, 1].
+    fn rgb_row(luma: &[u8], chroma: [&[f32]; 2], m: Matrix, rgb: [&mut [MaybeUninit<f32>]; 3]) {
+        let ([cb, cr], [r, g, b]) = (chroma, rgb);
+        assert!(cb.len() == luma.len() && cr.len() == luma.len());
+        assert!(r.len() == luma.len() && g.len() == luma.len() && b.len() == luma.len());
+        let pixels = luma.iter().zip(cb).zip(cr);
+        for ((((l, cb), cr), r), (g, b)) in pixels.zip(r.iter_mut()).zip(g.iter_mut().zip(b.iter_mut())) {
+            let l = f32::from(*l) * m.luma.0 + m.luma.1;
+            r.write((l + m.r * cr).clamp(0.0, 1.0));
+            g.write((l - m.g.0 * cb - m.g.1 * cr).clamp(0.0, 1.0));
+            b.write((l + m.b * cb).clamp(0.0, 1.0));
+        }
+    }
+}
+
+/// The conversion as tensor ops on `device` (see the module's doc).
+fn yuv420_to_rgb_tensors(
     frames: &[&Yuv420],
     width: usize,
     height: usize,
@@ -130,6 +274,52 @@ mod tests {
                 / (frames * n) as f32
         });
         (mean, bias)
+    }
+
+    /// The CPU pass and the tensor ops are one arithmetic: the CPU path's
+    /// agreement with swscale (below) then holds for the device's too.
+    #[test]
+    fn cpu_pass_matches_the_tensor_ops() {
+        let mut seed = 11u32;
+        let mut byte = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        };
+        // Even and odd sizes (a last chroma column or row half used), the
+        // smallest, and each range.
+        for (w, h, full_range) in [
+            (8usize, 6usize, false),
+            (33, 17, true),
+            (1, 1, false),
+            (20, 3, true),
+        ] {
+            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+            let frames: Vec<Yuv420> = (0..2)
+                .map(|_| Yuv420 {
+                    y: (0..w * h).map(|_| byte()).collect(),
+                    u: (0..cw * ch).map(|_| byte()).collect(),
+                    v: (0..cw * ch).map(|_| byte()).collect(),
+                    kr: 0.2126,
+                    kb: 0.0722,
+                    full_range,
+                })
+                .collect();
+            let frames: Vec<&Yuv420> = frames.iter().collect();
+            let cpu = yuv420_to_planar(&frames, w, h);
+            let tensors = yuv420_to_rgb_tensors(&frames, w, h, &Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(cpu.len(), tensors.len());
+            let worst = cpu
+                .iter()
+                .zip(&tensors)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-5, "{w}x{h} full range {full_range}: {worst}");
+        }
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub fn matte_source(
     let info = source.info().clone();
     // Deeper sources reach the model (and deep outputs) undiminished.
     source.set_deep(info.bit_depth > 8);
-    source.set_yuv(info.bit_depth <= 8 && settings.pre_on_device.unwrap_or(!device.is_cpu()));
+    source.set_yuv(info.bit_depth <= 8 && settings.pre_on_device.unwrap_or(true));
     let gvm_opts = settings.gvm.clone().unwrap_or_default();
     let mut gvm = match model {
         Model::Gvm(g) => Some(GvmStream::new(

@@ -374,8 +374,9 @@ pub struct MatteSettings {
     /// Not part of a job's identity: the bytes are the same either way.
     #[serde(skip)]
     pub post_on_device: Option<bool>,
-    /// Convert 8-bit 4:2:0 frames to RGB on the model's device
-    /// (`device_pre.rs`) [default: on a GPU yes, on the CPU no].
+    /// Convert 8-bit 4:2:0 frames to RGB beside the model (`device_pre.rs`)
+    /// rather than with swscale [default: yes; on the CPU it is one pass
+    /// straight to planar floats, cheaper than swscale and the repack].
     #[serde(skip)]
     pub pre_on_device: Option<bool>,
     /// Stop after this many frames.
