@@ -162,7 +162,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let mut model_args = args.model.clone();
         model_args.dtype = dtype.clone();
         let loaded = runtime::load(&model_args)?;
-        for &chunk in &args.seq_chunk {
+        let default = match args.model.device.as_str() {
+            "cpu" => MatteSettings::CPU_SEQ_CHUNK as u32,
+            _ => MatteSettings::new("").seq_chunk as u32,
+        };
+        for &chunk in args.seq_chunk.as_deref().unwrap_or(&[default]) {
             let chunk = chunk as usize;
             let since = vmatte_gpu::telemetry::now_ms();
             let (model_only, alphas) = clip.run(&loaded, chunk)?;

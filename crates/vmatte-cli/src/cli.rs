@@ -304,7 +304,8 @@ pub struct MatteOptions {
     /// 4K 0.125; raise it (0.6 / 0.4 / 0.2) for full-body shots.
     #[arg(long, value_name = "R|auto")]
     pub downsample_ratio: Option<DownsampleRatio>,
-    /// Frames per inference call; more uses more memory and can be faster [default: 4].
+    /// Frames per inference call; more uses more memory and can be faster on
+    /// a GPU [default: 2 on the CPU; on a GPU planned from its free memory, else 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub seq_chunk: Option<u32>,
     /// What to write, comma-separated [default: composite,alpha]: composite (over
@@ -459,9 +460,9 @@ pub struct BenchArgs {
     #[arg(long, default_value = "auto", value_name = "R|auto")]
     pub downsample_ratio: DownsampleRatio,
     /// Frames per inference call, as for `vmatte matte`; a comma-separated
-    /// list (1,4,8,16) measures each.
-    #[arg(long, default_value = "4", value_delimiter = ',', value_name = "N,...", value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub seq_chunk: Vec<u32>,
+    /// list (1,4,8,16) measures each [default: 2 on the CPU, else 4].
+    #[arg(long, value_delimiter = ',', value_name = "N,...", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub seq_chunk: Option<Vec<u32>>,
     /// Precisions to measure, comma-separated (f32,f16,bf16) [default:
     /// --dtype]. Each one other than f32 also reports how far its alpha is
     /// from f32's on the same frames.

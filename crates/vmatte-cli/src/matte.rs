@@ -39,7 +39,12 @@ pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
     match o.seq_chunk {
         Some(n) => settings.seq_chunk = n as usize,
         None => {
-            settings.seq_chunk = p.seq_chunk.unwrap_or(settings.seq_chunk);
+            let default = if model.device == "cpu" {
+                MatteSettings::CPU_SEQ_CHUNK
+            } else {
+                settings.seq_chunk
+            };
+            settings.seq_chunk = p.seq_chunk.unwrap_or(default);
             settings.seq_chunk_large = p.seq_chunk_large;
         }
     }

@@ -489,6 +489,14 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 }
 
 impl MatteSettings {
+    /// Frames per inference call on the CPU unless told otherwise. Each
+    /// frame in flight holds its full-size input and outputs and the
+    /// decoder's maps; at 720p, chunks of 2 rather than 4 keep a fifth less
+    /// memory, and the kernel's zeroing of those pages on first touch cost
+    /// more than the larger calls saved (docs/benchmarks.md). GPUs plan
+    /// their chunk from the card's free memory.
+    pub const CPU_SEQ_CHUNK: usize = 2;
+
     pub fn new(model: &str) -> Self {
         Self {
             model: model.to_string(),
