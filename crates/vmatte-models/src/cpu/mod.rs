@@ -302,6 +302,15 @@ fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buffer[..len]
 }
 
+/// `x`, to be overwritten.
+///
+/// # Safety
+/// Only initialised floats may be written through the result (the kernels
+/// that take `MaybeUninit` outputs write nothing else).
+unsafe fn as_uninit(x: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    &mut *(x as *mut [f32] as *mut [MaybeUninit<f32>])
+}
+
 /// Asks for `data` to be brought into the L1 cache, a line at a time.
 fn prefetch(data: &[f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -909,6 +918,23 @@ impl CustomOp1 for BilinearOp {
         let doubling = self.scale == Some((2.0, 2.0));
         (0..n * c).into_par_iter().for_each(|p| {
             let src = &frame(p / c)[(p % c) * h * w..][..h * w];
+            if ho <= h && !doubling {
+                // Shrinking: no source row serves two output rows, so each
+                // output row's pair is blended first, whole vectors at
+                // full width, and only the blend is resampled across (one
+                // gathering pass per output row instead of two).
+                let mut between = vec![0.0; w];
+                for (oy, &(y0, y1, wy)) in rows.iter().enumerate() {
+                    let line = |y: usize| &src[y * w..(y + 1) * w];
+                    // SAFETY: lerp_rows writes only initialised floats.
+                    lerp_rows(line(y0), line(y1), wy, unsafe { as_uninit(&mut between) });
+                    // SAFETY: plane `p` belongs to this task alone;
+                    // lerp_columns writes all of each row.
+                    let row = unsafe { fresh_row(base, (p * ho + oy) * wo, wo) };
+                    lerp_columns(&between, cols, row);
+                }
+                return;
+            }
             // Upscaling reads each source row for several output rows:
             // its horizontal pass is made once and kept.
             let mut cache = [(usize::MAX, vec![0.0; wo]), (usize::MAX, vec![0.0; wo])];
@@ -922,7 +948,9 @@ impl CustomOp1 for BilinearOp {
                         if doubling {
                             double_columns(line, cols, out)
                         } else {
-                            lerp_columns(line, cols, out)
+                            // SAFETY: lerp_columns writes only initialised
+                            // floats.
+                            lerp_columns(line, cols, unsafe { as_uninit(out) })
                         }
                     }
                 };
@@ -938,15 +966,16 @@ impl CustomOp1 for BilinearOp {
 }
 
 vectorized! {
-    /// One row resampled to the output width.
-    fn lerp_columns(line: &[f32], cols: &[(usize, usize, f32)], out: &mut [f32]) {
+    /// One row resampled to the output width (all of `out`).
+    fn lerp_columns(line: &[f32], cols: &[(usize, usize, f32)], out: &mut [MaybeUninit<f32>]) {
         // Taps only move right: checking the last once lets the loop go
         // without a bounds check per element, and so vectorise.
+        assert!(cols.len() == out.len());
         assert!(cols.last().is_none_or(|&(a, b, _)| a.max(b) < line.len()));
         for (v, &(x0, x1, wx)) in out.iter_mut().zip(cols) {
             // SAFETY: x0 <= x1 <= the last tap's, checked above.
             let (a, b) = unsafe { (*line.get_unchecked(x0), *line.get_unchecked(x1)) };
-            *v = a * (1.0 - wx) + b * wx;
+            v.write(a * (1.0 - wx) + b * wx);
         }
     }
 }
@@ -959,6 +988,8 @@ vectorized! {
 fn double_columns(line: &[f32], cols: &[(usize, usize, f32)], out: &mut [f32]) {
     let done = (2 + doubled_interior(line, out)).min(out.len());
     let head = out.len().min(2);
+    // SAFETY: lerp_columns writes only initialised floats.
+    let out = unsafe { as_uninit(out) };
     lerp_columns(line, &cols[..head], &mut out[..head]);
     lerp_columns(line, &cols[done..], &mut out[done..]);
 }
@@ -1141,6 +1172,8 @@ fn upsample_row(
     cols: &[(usize, usize, f32)],
     out: &mut [f32],
 ) {
+    // SAFETY: lerp_columns writes only initialised floats.
+    let out = unsafe { as_uninit(out) };
     for (i, row) in out.chunks_mut(cols.len()).enumerate() {
         let (t, ch) = if i < 4 { (a, i) } else { (b, i - 4) };
         lerp_columns(&t[(ch * hs + y) * ws..(ch * hs + y + 1) * ws], cols, row);
@@ -1255,7 +1288,8 @@ mod tests {
     #[test]
     fn bilinear_matches_candle() {
         let x = random(&[1, 3, 7, 10], 7);
-        for (h, w) in [(14, 20), (21, 29), (4, 5), (7, 33)] {
+        // Growing, shrinking (each output row blended first), and mixed.
+        for (h, w) in [(14, 20), (21, 29), (4, 5), (7, 33), (3, 16), (2, 3)] {
             let op = BilinearOp {
                 height: h,
                 width: w,
@@ -1265,7 +1299,7 @@ mod tests {
             let want = x.upsample_bilinear2d(h, w, false).unwrap();
             assert!(max_diff(&got, &want) < 1e-6, "{h}x{w}");
         }
-        for scale in [2.0, 0.5, 4.0, 1.0 / 0.375] {
+        for scale in [2.0, 0.5, 0.375, 4.0, 1.0 / 0.375] {
             let want = x
                 .upsample_bilinear2d_with_scale(scale, scale, false)
                 .unwrap();
