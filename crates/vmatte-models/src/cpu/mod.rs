@@ -1083,7 +1083,6 @@ impl CustomOp3 for GuidedMatteOp {
                 (usize::MAX, vec![0f32; 8 * w]),
                 (usize::MAX, vec![0f32; 8 * w]),
             ];
-            let mut line = vec![MaybeUninit::uninit(); 8 * w];
             for y in y0..(y0 + MATTE_BAND).min(h) {
                 let (r0, r1, wy) = rows[y];
                 let up =
@@ -1099,7 +1098,6 @@ impl CustomOp3 for GuidedMatteOp {
                     top,
                     bottom,
                     wy,
-                    &mut line,
                     [plane(0), plane(1), plane(2)],
                     [dst(0), dst(1), dst(2), dst(3)],
                 );
@@ -1113,34 +1111,39 @@ impl CustomOp3 for GuidedMatteOp {
 
 vectorized! {
     /// One output row of [`GuidedMatteOp`] from the horizontally upsampled
-    /// A and b of the source rows above and below it.
+    /// A and b of the source rows above and below it (`[A0..A3, b0..b3]`,
+    /// each `w` wide), blended `wy` of the way down as each pixel is made:
+    /// a blended row of all 8 would outgrow L1 before it was read back.
     fn matte_row(
         top: &[f32],
         bottom: &[f32],
         wy: f32,
-        line: &mut [MaybeUninit<f32>],
         rgb: [&[f32]; 3],
         dst: [&mut [MaybeUninit<f32>]; 4],
     ) {
-        lerp_rows(top, bottom, wy, line);
-        // SAFETY: lerp_rows wrote all of it.
-        let line = unsafe { line.assume_init_ref() };
         let w = rgb[0].len();
-        assert!(line.len() == 8 * w && dst.iter().all(|d| d.len() == w));
-        assert!(rgb.iter().all(|c| c.len() == w));
-        let (a, b) = line.split_at(4 * w);
+        assert!(top.len() == 8 * w && bottom.len() == 8 * w);
+        assert!(dst.iter().all(|d| d.len() == w) && rgb.iter().all(|c| c.len() == w));
+        let (up, down) = (1.0 - wy, wy);
+        fn piece(row: &[f32], k: usize, w: usize) -> &[f32] {
+            &row[k * w..(k + 1) * w]
+        }
         let [d0, d1, d2, d3] = dst;
         for (ch, d) in [d0, d1, d2].into_iter().enumerate() {
-            let (a, b) = (&a[ch * w..(ch + 1) * w], &b[ch * w..(ch + 1) * w]);
-            for (((d, a), b), x) in d.iter_mut().zip(a).zip(b).zip(rgb[ch]) {
+            let a = piece(top, ch, w).iter().zip(piece(bottom, ch, w));
+            let b = piece(top, 4 + ch, w).iter().zip(piece(bottom, 4 + ch, w));
+            for (((d, (at, ab)), (bt, bb)), x) in d.iter_mut().zip(a).zip(b).zip(rgb[ch]) {
+                let (a, b) = (at * up + ab * down, bt * up + bb * down);
                 d.write((a * x + b + x).clamp(0.0, 1.0));
             }
         }
-        let (a, b) = (&a[3 * w..], &b[3 * w..]);
+        let a = piece(top, 3, w).iter().zip(piece(bottom, 3, w));
+        let b = piece(top, 7, w).iter().zip(piece(bottom, 7, w));
         let [red, green, blue] = rgb;
-        for (i, d) in d3.iter_mut().enumerate() {
-            let mean = (red[i] + green[i] + blue[i]) / 3.0;
-            d.write((a[i] * mean + b[i]).clamp(0.0, 1.0));
+        let mean = red.iter().zip(green).zip(blue).map(|((r, g), b)| (r + g + b) / 3.0);
+        for (((d, (at, ab)), (bt, bb)), mean) in d3.iter_mut().zip(a).zip(b).zip(mean) {
+            let (a, b) = (at * up + ab * down, bt * up + bb * down);
+            d.write((a * mean + b).clamp(0.0, 1.0));
         }
     }
 }
