@@ -39,13 +39,11 @@ pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
     match o.seq_chunk {
         Some(n) => settings.seq_chunk = n as usize,
         None => {
-            let default = if model.device == "cpu" {
-                MatteSettings::CPU_SEQ_CHUNK
-            } else {
-                settings.seq_chunk
-            };
-            settings.seq_chunk = p.seq_chunk.unwrap_or(default);
+            settings.seq_chunk = p.seq_chunk.unwrap_or(settings.seq_chunk);
             settings.seq_chunk_large = p.seq_chunk_large;
+            if p.seq_chunk.is_none() && p.seq_chunk_large.is_none() {
+                settings.cpu_seq_chunk = Some(MatteSettings::CPU_SEQ_CHUNK);
+            }
         }
     }
     if let Some(outputs) = o.outputs.clone().or(p.outputs) {

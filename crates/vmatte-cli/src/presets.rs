@@ -314,6 +314,9 @@ pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, S
     settings.downsample_ratio = p.downsample_ratio.unwrap_or(settings.downsample_ratio);
     settings.seq_chunk = p.seq_chunk.unwrap_or(settings.seq_chunk);
     settings.seq_chunk_large = p.seq_chunk_large;
+    if p.seq_chunk.is_none() && p.seq_chunk_large.is_none() {
+        settings.cpu_seq_chunk = Some(MatteSettings::CPU_SEQ_CHUNK);
+    }
     if let Some(g) = &p.gvm {
         let geometry = vmatte_models::gvm::Geometry::new(
             (height as usize, width as usize),
@@ -345,6 +348,11 @@ pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, S
             "downsample_ratio",
             format!("{:.4}", settings.downsample_ratio.resolve(height, width)),
         ),
-        ("seq_chunk", settings.chunk_for(height, width).to_string()),
+        // On the default device, the CPU (a GPU plans its chunk from its
+        // free memory unless the preset gives one).
+        (
+            "seq_chunk",
+            settings.chunk_for(height, width, true).to_string(),
+        ),
     ])
 }

@@ -76,6 +76,9 @@ pub struct MatteReport {
     pub height: u32,
     pub frame_rate: String,
     pub downsample_ratio: f64,
+    /// Frames per inference call this run used (RVM's chunk, GVM's frames
+    /// per batch), as resolved for its size and device.
+    pub chunk: usize,
     pub settings: MatteSettings,
     pub outputs: BTreeMap<OutputKind, PathBuf>,
     /// Out-of-memory steps taken on the way (chunk halvings).
@@ -169,7 +172,7 @@ pub fn matte_source(
     let post = DevicePost::plan(&writers, settings, device)?;
     let chunk = match &gvm {
         Some(_) => gvm_opts.frames_per_batch,
-        None => settings.chunk_for(info.height, info.width),
+        None => settings.chunk_for(info.height, info.width, device.is_cpu()),
     };
     let frames_total = match (info.frame_count, settings.max_frames) {
         (Some(n), Some(m)) => Some(n.min(m)),
@@ -226,6 +229,7 @@ pub fn matte_source(
         height: info.height,
         frame_rate: info.frame_rate.to_string(),
         downsample_ratio: ratio,
+        chunk,
         settings: settings.clone(),
         outputs,
         ladder,

@@ -337,6 +337,13 @@ pub struct MatteSettings {
     pub seq_chunk: usize,
     /// Frames per call for videos larger than 1080p, when it differs.
     pub seq_chunk_large: Option<usize>,
+    /// Frames per call in place of both when the model runs on the CPU,
+    /// set where the user gave no chunk size (see `CPU_SEQ_CHUNK`). Not
+    /// part of a job's identity: the ConvGRU steps frame by frame, so the
+    /// outputs do not depend on the chunk, and a job queued for any worker
+    /// keeps the settings' own chunk.
+    #[serde(skip)]
+    pub cpu_seq_chunk: Option<usize>,
     pub outputs: Vec<OutputKind>,
     pub format: OutputFormat,
     pub background: Background,
@@ -503,6 +510,7 @@ impl MatteSettings {
             downsample_ratio: DownsampleRatio::Auto,
             seq_chunk: 4,
             seq_chunk_large: None,
+            cpu_seq_chunk: None,
             outputs: vec![OutputKind::Composite, OutputKind::Alpha],
             format: OutputFormat::Mp4,
             background: Background::default(),
@@ -575,11 +583,12 @@ impl MatteSettings {
         Ok(())
     }
 
-    /// The chunk for a video of this size.
-    pub fn chunk_for(&self, height: u32, width: u32) -> usize {
+    /// The chunk for a video of this size, on the CPU or not.
+    pub fn chunk_for(&self, height: u32, width: u32, on_cpu: bool) -> usize {
         let large = height.min(width) > 1080;
-        match self.seq_chunk_large {
-            Some(n) if large => n,
+        match (self.cpu_seq_chunk, self.seq_chunk_large) {
+            (Some(n), _) if on_cpu => n,
+            (_, Some(n)) if large => n,
             _ => self.seq_chunk,
         }
         .max(1)
@@ -589,6 +598,21 @@ impl MatteSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cpu_chunk_applies_on_the_cpu_only_and_stays_out_of_the_identity() {
+        let mut s = MatteSettings::new("rvm-mobilenetv3");
+        s.seq_chunk_large = Some(3);
+        assert_eq!(s.chunk_for(720, 1280, true), 4);
+        assert_eq!(s.chunk_for(2160, 3840, false), 3);
+        s.cpu_seq_chunk = Some(MatteSettings::CPU_SEQ_CHUNK);
+        assert_eq!(s.chunk_for(720, 1280, true), MatteSettings::CPU_SEQ_CHUNK);
+        assert_eq!(s.chunk_for(2160, 3840, true), MatteSettings::CPU_SEQ_CHUNK);
+        assert_eq!(s.chunk_for(720, 1280, false), 4);
+        assert_eq!(s.chunk_for(2160, 3840, false), 3);
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("cpu_seq_chunk"), "{json}");
+    }
 
     #[test]
     fn settings_survive_json() {

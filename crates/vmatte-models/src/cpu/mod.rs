@@ -919,10 +919,10 @@ impl CustomOp1 for BilinearOp {
         (0..n * c).into_par_iter().for_each(|p| {
             let src = &frame(p / c)[(p % c) * h * w..][..h * w];
             if ho <= h && !doubling {
-                // Shrinking: no source row serves two output rows, so each
+                // Shrinking: output rows seldom share a source row, so each
                 // output row's pair is blended first, whole vectors at
                 // full width, and only the blend is resampled across (one
-                // gathering pass per output row instead of two).
+                // gathering pass per output row instead of up to two).
                 let mut between = vec![0.0; w];
                 for (oy, &(y0, y1, wy)) in rows.iter().enumerate() {
                     let line = |y: usize| &src[y * w..(y + 1) * w];

@@ -314,7 +314,7 @@ trait Transform<V: Vector, const M: usize, const T: usize> {
     /// from `p` (tile `x` starts at column `M x`).
     ///
     /// # Safety
-    /// `M * LANES + M` floats at `p` must be readable.
+    /// `M * LANES + 2` floats at `p` must be readable.
     unsafe fn columns(p: *const f32) -> [V; T];
     /// `Bᵀ d` for one column `d`.
     fn input(d: [V; T]) -> [V; T];
