@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{contiguous, fresh_row, SendPtr};
+use super::{contiguous, made_in_pieces, SendPtr};
 use crate::simd::vectorized;
 
 /// Floats per task: a few L2-sized pieces per core at RVM's sizes, and no
@@ -89,27 +89,6 @@ fn by_pieces<const N: usize>(
     made_in_pieces(inputs[0].len(), PIECE, |_, at, o| {
         f(inputs.map(|x| &x[at.clone()]), o)
     })
-}
-
-/// A new vector of `len` floats made in pieces of `piece`, a task each:
-/// `f(index, range, floats)` must write every float of piece `index`
-/// (they are not zeroed first, which would be a pass of its own).
-fn made_in_pieces(
-    len: usize,
-    piece: usize,
-    f: impl Fn(usize, std::ops::Range<usize>, &mut [MaybeUninit<f32>]) + Sync,
-) -> Vec<f32> {
-    let mut out = Vec::<f32>::with_capacity(len);
-    let dst = SendPtr(out.as_mut_ptr());
-    (0..len.div_ceil(piece)).into_par_iter().for_each(|i| {
-        let at = i * piece..(i * piece + piece).min(len);
-        // SAFETY: piece i is this task's alone.
-        let o = unsafe { fresh_row(dst, at.start, at.len()) };
-        f(i, at, o)
-    });
-    // SAFETY: the pieces cover the vector, and f wrote each in full.
-    unsafe { out.set_len(len) };
-    out
 }
 
 /// `x (N, C, H, W) · s (N, C, 1, 1)`: each plane by its own factor.

@@ -302,6 +302,27 @@ fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buffer[..len]
 }
 
+/// A new vector of `len` floats made in pieces of `piece`, a task each:
+/// `f(index, range, floats)` must write every float of piece `index`
+/// (they are not zeroed first, which would be a pass of its own).
+fn made_in_pieces(
+    len: usize,
+    piece: usize,
+    f: impl Fn(usize, std::ops::Range<usize>, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let mut out = Vec::<f32>::with_capacity(len);
+    let dst = SendPtr(out.as_mut_ptr());
+    (0..len.div_ceil(piece)).into_par_iter().for_each(|i| {
+        let at = i * piece..(i * piece + piece).min(len);
+        // SAFETY: piece i is this task's alone.
+        let o = unsafe { fresh_row(dst, at.start, at.len()) };
+        f(i, at, o)
+    });
+    // SAFETY: the pieces cover the vector, and f wrote each in full.
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// `x`, to be overwritten.
 ///
 /// # Safety
@@ -912,25 +933,22 @@ impl CustomOp1 for BilinearOp {
         let (ho, wo) = (self.height, self.width);
         let rows = taps(h, ho, self.scale.map(|s| s.0));
         let cols = &taps(w, wo, self.scale.map(|s| s.1));
-        let len = n * c * ho * wo;
-        let mut out = Vec::<f32>::with_capacity(len);
-        let base = SendPtr(out.as_mut_ptr());
         let doubling = self.scale == Some((2.0, 2.0));
-        (0..n * c).into_par_iter().for_each(|p| {
+        // A task per output plane, each row of it written by lerp_rows or
+        // lerp_columns.
+        let out = made_in_pieces(n * c * ho * wo, (ho * wo).max(1), |p, _, plane| {
             let src = &frame(p / c)[(p % c) * h * w..][..h * w];
+            let rows_out = plane.chunks_exact_mut(wo);
             if ho <= h && !doubling {
                 // Shrinking: output rows seldom share a source row, so each
                 // output row's pair is blended first, whole vectors at
                 // full width, and only the blend is resampled across (one
                 // gathering pass per output row instead of up to two).
                 let mut between = vec![0.0; w];
-                for (oy, &(y0, y1, wy)) in rows.iter().enumerate() {
+                for (row, &(y0, y1, wy)) in rows_out.zip(&rows) {
                     let line = |y: usize| &src[y * w..(y + 1) * w];
                     // SAFETY: lerp_rows writes only initialised floats.
                     lerp_rows(line(y0), line(y1), wy, unsafe { as_uninit(&mut between) });
-                    // SAFETY: plane `p` belongs to this task alone;
-                    // lerp_columns writes all of each row.
-                    let row = unsafe { fresh_row(base, (p * ho + oy) * wo, wo) };
                     lerp_columns(&between, cols, row);
                 }
                 return;
@@ -938,10 +956,7 @@ impl CustomOp1 for BilinearOp {
             // Upscaling reads each source row for several output rows:
             // its horizontal pass is made once and kept.
             let mut cache = [(usize::MAX, vec![0.0; wo]), (usize::MAX, vec![0.0; wo])];
-            for (oy, &(y0, y1, wy)) in rows.iter().enumerate() {
-                // SAFETY: plane `p` belongs to this task alone; lerp_rows
-                // writes all of each row.
-                let row = unsafe { fresh_row(base, (p * ho + oy) * wo, wo) };
+            for (row, &(y0, y1, wy)) in rows_out.zip(&rows) {
                 let pass = |y: usize| {
                     move |out: &mut [f32]| {
                         let line = &src[y * w..(y + 1) * w];
@@ -959,8 +974,6 @@ impl CustomOp1 for BilinearOp {
                 lerp_rows(&cache[top].1, &cache[bottom].1, wy, row);
             }
         });
-        // SAFETY: every row of every plane was written above.
-        unsafe { out.set_len(len) };
         Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
     }
 }

@@ -6,9 +6,8 @@
 use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
-use rayon::prelude::*;
 
-use super::{contiguous, fresh_row, SendPtr};
+use super::{contiguous, made_in_pieces};
 
 /// `(N, C, H, W)` to `(N, C, ⌈H/2⌉, ⌈W/2⌉)`, each output the mean of the
 /// (up to four) inputs under it.
@@ -24,21 +23,15 @@ impl CustomOp1 for HalvingPoolOp {
         let x = contiguous(s, l, "input")?;
         let (n, c, h, w) = l.shape().dims4()?;
         let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
-        let len = n * c * ho * wo;
-        let mut out = Vec::<f32>::with_capacity(len);
-        let base = SendPtr(out.as_mut_ptr());
-        x.par_chunks(h * w).enumerate().for_each(|(p, plane)| {
-            // SAFETY: output plane `p` belongs to this task alone, and is
-            // written in full below.
-            let dst = unsafe { fresh_row(base, p * ho * wo, ho * wo) };
+        // A task per output plane, each row of it written by halve_row.
+        let out = made_in_pieces(n * c * ho * wo, (ho * wo).max(1), |p, _, dst| {
+            let plane = &x[p * h * w..(p + 1) * h * w];
             for (oy, row) in dst.chunks_exact_mut(wo).enumerate() {
                 let top = &plane[2 * oy * w..(2 * oy + 1) * w];
                 let bottom = plane.get((2 * oy + 1) * w..(2 * oy + 2) * w);
                 halve_row(top, bottom, row);
             }
         });
-        // SAFETY: every plane was written in full above.
-        unsafe { out.set_len(len) };
         Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
     }
 }

@@ -513,7 +513,7 @@ fn padded_window<'a>(line: &[f32], first: isize, window: &'a mut [MaybeUninit<f3
     window[skip..skip + n].write_copy_of_slice(&line[from..from + n]);
     window[skip + n..].fill(MaybeUninit::new(0.0));
     // SAFETY: every float of the window was written above.
-    unsafe { std::slice::from_raw_parts(window.as_ptr().cast(), len) }
+    unsafe { window.assume_init_ref() }
 }
 
 /// `Y = Aᵀ M A` for one tile row of one output channel: its `M` output
