@@ -155,6 +155,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     };
     let hub = gpu::Hub::start(std::slice::from_ref(&args.model.device), |_| {});
 
+    // What `vmatte matte` would run this clip with on this device.
+    let defaults = MatteSettings {
+        cpu_seq_chunk: Some(MatteSettings::CPU_SEQ_CHUNK),
+        ..MatteSettings::new("")
+    };
+    let default_chunk =
+        defaults.chunk_for(info.height, info.width, args.model.device == "cpu") as u32;
+
     // f32's alphas, the reference for the other precisions.
     let mut reference: Option<Vec<f32>> = None;
     let mut rows = Vec::new();
@@ -162,11 +170,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let mut model_args = args.model.clone();
         model_args.dtype = dtype.clone();
         let loaded = runtime::load(&model_args)?;
-        let default = match args.model.device.as_str() {
-            "cpu" => MatteSettings::CPU_SEQ_CHUNK as u32,
-            _ => MatteSettings::new("").seq_chunk as u32,
-        };
-        for &chunk in args.seq_chunk.as_deref().unwrap_or(&[default]) {
+        for &chunk in args.seq_chunk.as_deref().unwrap_or(&[default_chunk]) {
             let chunk = chunk as usize;
             let since = vmatte_gpu::telemetry::now_ms();
             let (model_only, alphas) = clip.run(&loaded, chunk)?;

@@ -27,7 +27,7 @@ pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
         .transpose()?;
     let p = preset.unwrap_or_default();
     let mut model = o.model.clone();
-    model.model = o.model.model.clone().or(p.model);
+    model.model = o.model.model.clone().or_else(|| p.model.clone());
     let mut settings = MatteSettings::new(model.name());
     if let Some(w) = &model.weights {
         settings.model = w.display().to_string();
@@ -38,13 +38,7 @@ pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
         .unwrap_or(DownsampleRatio::Auto);
     match o.seq_chunk {
         Some(n) => settings.seq_chunk = n as usize,
-        None => {
-            settings.seq_chunk = p.seq_chunk.unwrap_or(settings.seq_chunk);
-            settings.seq_chunk_large = p.seq_chunk_large;
-            if p.seq_chunk.is_none() && p.seq_chunk_large.is_none() {
-                settings.cpu_seq_chunk = Some(MatteSettings::CPU_SEQ_CHUNK);
-            }
-        }
+        None => presets::apply_chunks(&p, &mut settings),
     }
     if let Some(outputs) = o.outputs.clone().or(p.outputs) {
         settings.outputs = dedup(&outputs);

@@ -307,16 +307,22 @@ fn parse_preset(name: &str, t: &toml::Table) -> Result<Preset> {
     Ok(p)
 }
 
-/// The values a preset gives a video of this size, for `vmatte presets`.
-pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, String> {
-    // The same defaults and per-size rules a run applies.
-    let mut settings = MatteSettings::new(p.model.as_deref().unwrap_or("rvm-mobilenetv3"));
-    settings.downsample_ratio = p.downsample_ratio.unwrap_or(settings.downsample_ratio);
+/// The preset's chunk sizes, or where it gives none, the CPU's default
+/// (GPUs plan their own).
+pub fn apply_chunks(p: &Preset, settings: &mut MatteSettings) {
     settings.seq_chunk = p.seq_chunk.unwrap_or(settings.seq_chunk);
     settings.seq_chunk_large = p.seq_chunk_large;
     if p.seq_chunk.is_none() && p.seq_chunk_large.is_none() {
         settings.cpu_seq_chunk = Some(MatteSettings::CPU_SEQ_CHUNK);
     }
+}
+
+/// The values a preset gives a video of this size, for `vmatte presets`.
+pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, String> {
+    // The same defaults and per-size rules a run applies.
+    let mut settings = MatteSettings::new(p.model.as_deref().unwrap_or("rvm-mobilenetv3"));
+    settings.downsample_ratio = p.downsample_ratio.unwrap_or(settings.downsample_ratio);
+    apply_chunks(p, &mut settings);
     if let Some(g) = &p.gvm {
         let geometry = vmatte_models::gvm::Geometry::new(
             (height as usize, width as usize),
