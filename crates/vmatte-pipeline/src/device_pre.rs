@@ -178,28 +178,19 @@ fn yuv420_to_rgb_tensors(
     let y = upload(gather(|f| &f.y), height, width)?;
     let u = upload(gather(|f| &f.u), ch, cw)?;
     let v = upload(gather(|f| &f.v), ch, cw)?;
-    let first = frames[0];
-    // Samples to Y' in [0, 1] and Cb, Cr in [-0.5, 0.5].
-    let (y_scale, y_offset, c_scale) = if first.full_range {
-        (1.0 / 255.0, 0.0, 1.0 / 255.0)
-    } else {
-        (1.0 / 219.0, -16.0 / 219.0, 1.0 / 224.0)
-    };
-    let luma = y.affine(y_scale, y_offset)?;
+    let m = Matrix::of(frames[0]);
+    let affine = |x: &Tensor, (scale, offset): (f32, f32)| x.affine(scale.into(), offset.into());
+    let luma = affine(&y, m.luma)?;
     // Bilinear between sample centres: of the placements tried (this,
     // left-sited columns, nearest rows), the closest to swscale's.
-    let chroma = Tensor::cat(&[&u, &v], 1)?
-        .affine(c_scale, -128.0 * c_scale)?
+    let chroma = affine(&Tensor::cat(&[&u, &v], 1)?, m.chroma)?
         .upsample_bilinear2d(2 * ch, 2 * cw, false)?
         .narrow(2, 0, height)?
         .narrow(3, 0, width)?;
     let (cb, cr) = (chroma.narrow(1, 0, 1)?, chroma.narrow(1, 1, 1)?);
-    let (kr, kb) = (f64::from(first.kr), f64::from(first.kb));
-    let kg = 1.0 - kr - kb;
-    let r = (&luma + cr.affine(2.0 * (1.0 - kr), 0.0)?)?;
-    let b = (&luma + cb.affine(2.0 * (1.0 - kb), 0.0)?)?;
-    let g = ((&luma - cb.affine(2.0 * kb * (1.0 - kb) / kg, 0.0)?)?
-        - cr.affine(2.0 * kr * (1.0 - kr) / kg, 0.0)?)?;
+    let r = (&luma + affine(&cr, (m.r, 0.0))?)?;
+    let b = (&luma + affine(&cb, (m.b, 0.0))?)?;
+    let g = ((&luma - affine(&cb, (m.g.0, 0.0))?)? - affine(&cr, (m.g.1, 0.0))?)?;
     Ok(Tensor::cat(&[&r, &g, &b], 1)?.clamp(0f32, 1f32)?)
 }
 
