@@ -229,12 +229,19 @@ impl OutputWriter {
         Ok(())
     }
 
-    /// Flushes and moves the output to its final name, replacing an older
-    /// result of the same name only now that the new one is complete.
-    pub fn finish(mut self) -> Result<PathBuf> {
+    /// Flushes the encoder (the frames its lookahead still holds) and
+    /// writes the file's trailer, still under the temporary name.
+    pub fn flush(&mut self) -> Result<()> {
         if let Some(Sink::Video(v)) = self.sink.take() {
             v.finish()?;
         }
+        Ok(())
+    }
+
+    /// Flushes and moves the output to its final name, replacing an older
+    /// result of the same name only now that the new one is complete.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        self.flush()?;
         remove_any(&self.path)
             .map_err(|e| io_error(&self.path, "replace the previous output", e))?;
         std::fs::rename(&self.partial, &self.path)

@@ -595,6 +595,27 @@ struct Look {
     invert_alpha: bool,
 }
 
+/// Finishes every output, their encoders' flushes at once. Each flush
+/// encodes the frames its encoder's lookahead still holds (x264's 40 at
+/// its defaults), on that encoder's threads; one after another, they left
+/// a core idle through a run's last half second. The outputs take their
+/// final names only once every one has flushed.
+fn finish_together(mut writers: Vec<OutputWriter>) -> Result<BTreeMap<OutputKind, PathBuf>> {
+    std::thread::scope(|scope| {
+        let flushes: Vec<_> = writers
+            .iter_mut()
+            .map(|w| scope.spawn(move || w.flush()))
+            .collect();
+        flushes
+            .into_iter()
+            .try_for_each(|f| f.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })?;
+    writers
+        .into_iter()
+        .map(|w| Ok((w.kind(), w.finish()?)))
+        .collect()
+}
+
 fn encode_stage(
     rx: Receiver<ToEncoder>,
     mut writers: Vec<OutputWriter>,
@@ -608,12 +629,7 @@ fn encode_stage(
     for message in rx {
         let chunk = match message {
             ToEncoder::Matte(chunk) => chunk,
-            ToEncoder::End => {
-                return writers
-                    .into_iter()
-                    .map(|w| Ok((w.kind(), w.finish()?)))
-                    .collect();
-            }
+            ToEncoder::End => return finish_together(writers),
         };
         // The planes are read where the model left them when they are CPU
         // f32 with contiguous planes (RVM's outputs are views of one
