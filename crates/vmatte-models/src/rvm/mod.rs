@@ -191,6 +191,25 @@ impl MattingNetwork {
         state: &mut RecurrentState,
         downsample_ratio: f64,
     ) -> Result<Matte> {
+        // On the CPU the whole pass runs on one of the kernels' worker
+        // threads, so each kernel starts on the thread that ran the glue
+        // before it and the workers pass work between themselves. Called
+        // from outside the pool, every kernel (~150 a frame) woke the pool
+        // and slept until it finished: six times the context switches and
+        // 2-3% of the frame rate.
+        if src.device().is_cpu() {
+            return rayon::scope(|_| self.forward_in_place(src, state, downsample_ratio));
+        }
+        self.forward_in_place(src, state, downsample_ratio)
+    }
+
+    /// [`Self::forward`] on the calling thread.
+    fn forward_in_place(
+        &self,
+        src: &Tensor,
+        state: &mut RecurrentState,
+        downsample_ratio: f64,
+    ) -> Result<Matte> {
         check_ratio(downsample_ratio)?;
         let src = src.to_dtype(self.dtype)?;
         let small = if downsample_ratio == 1.0 {
