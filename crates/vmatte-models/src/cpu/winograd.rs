@@ -101,11 +101,19 @@ impl Tile {
 /// row of the decoder's last layers is twice that).
 const BLOCK_FLOATS: usize = 1 << 16;
 
-/// Tiles a transform loop handles at once: one AVX-512 register of floats.
+/// Tiles a transform loop handles at once at most: one AVX-512 register
+/// of floats.
 const LANES: usize = 16;
 
 /// Input columns a vector of tiles reads at most: `M * LANES + 2`.
 const WINDOW: usize = 4 * LANES + 2;
+
+dispatched!(vector_lanes => lanes_of[]() -> usize);
+
+/// Tiles per vector of the kernels this CPU runs.
+fn lanes_of<V: Vector>() -> usize {
+    V::LANES
+}
 
 /// What a vector of tiles reads above and below the picture.
 static ZEROS: [f32; WINDOW] = [0.0; WINDOW];
@@ -130,6 +138,10 @@ struct Tiling {
     /// vectors, so the transforms have no scalar tails (the spare tiles see
     /// zeros and are never written out).
     tw: usize,
+    /// Tiles per vector: rounding to this CPU's vectors rather than to
+    /// AVX-512's wastes no AVX2 work on tile rows of 8, 15 or 120 tiles
+    /// (RVM at 720p: its last GRU, 8 tile columns, was padded to 16).
+    lanes: usize,
 }
 
 /// A task's tiles: `rows` tile rows from `ty0`, and in each the `tc` tile
@@ -151,12 +163,14 @@ impl Block {
 impl Tiling {
     fn new(tile: Tile, h: usize, w: usize) -> Self {
         let m = tile.m();
+        let lanes = vector_lanes();
         Self {
             m,
             h,
             w,
             th: h.div_ceil(m),
-            tw: w.div_ceil(m).next_multiple_of(LANES),
+            tw: w.div_ceil(m).next_multiple_of(lanes),
+            lanes,
         }
     }
     /// Input pixels per tile side.
@@ -184,9 +198,9 @@ impl Tiling {
                 })
                 .collect();
         }
-        let vectors = self.tw / LANES;
-        let runs = vectors.div_ceil((fit / LANES).max(1));
-        let tc = vectors.div_ceil(runs) * LANES;
+        let vectors = self.tw / self.lanes;
+        let runs = vectors.div_ceil((fit / self.lanes).max(1));
+        let tc = vectors.div_ceil(runs) * self.lanes;
         (0..self.th)
             .flat_map(|ty0| {
                 (0..self.tw).step_by(tc).map(move |tx0| Block {
