@@ -25,6 +25,27 @@ pub struct JobSpec {
     /// Frame rate of an image-folder input (`--fps`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fps: Option<String>,
+    /// The chunk a worker runs on the CPU where the submitter gave none
+    /// ([`MatteSettings::cpu_seq_chunk`], which the settings' own
+    /// serialisation leaves out). Outside the job's identity, like it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seq_chunk: Option<usize>,
+}
+
+impl JobSpec {
+    /// The spec as stored with the job, and the job's settings identity:
+    /// that of the spec without the CPU chunk, so that the same video and
+    /// settings stay one job whatever the chunk (and across versions that
+    /// did not store it).
+    pub fn stored(&self) -> Result<(String, String)> {
+        let identity = JobSpec {
+            settings: self.settings.clone(),
+            fps: self.fps.clone(),
+            cpu_seq_chunk: None,
+        };
+        let settings_id = vmatte_jobs::settings_id(&serde_json::to_string(&identity)?);
+        Ok((serde_json::to_string(self)?, settings_id))
+    }
 }
 
 /// Opens the queue a `--queue` value names.
@@ -47,11 +68,11 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
     }
     let (settings, _) = settings(&args.options)?;
     let spec = JobSpec {
+        cpu_seq_chunk: settings.cpu_seq_chunk,
         settings,
         fps: args.options.fps.clone(),
     };
-    let spec_json = serde_json::to_string(&spec)?;
-    let settings_id = vmatte_jobs::settings_id(&spec_json);
+    let (spec_json, settings_id) = spec.stored()?;
     let (url, mut queue) = connect(&args.queue)?;
 
     let mut rows = Vec::new();
@@ -224,5 +245,28 @@ pub fn print_jobs(jobs: &[JobRow]) {
                 .map(|e| format!("  ({e})"))
                 .unwrap_or_default()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_carries_the_cpu_chunk_outside_its_identity() {
+        let spec = |chunk| JobSpec {
+            settings: MatteSettings::new("rvm-mobilenetv3"),
+            fps: None,
+            cpu_seq_chunk: chunk,
+        };
+        let (plain_json, plain_id) = spec(None).stored().unwrap();
+        let (json, id) = spec(Some(MatteSettings::CPU_SEQ_CHUNK)).stored().unwrap();
+        assert_eq!(id, plain_id, "the chunk does not change what the job makes");
+        assert!(!plain_json.contains("cpu_seq_chunk"), "{plain_json}");
+        let read: JobSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(read.cpu_seq_chunk, Some(MatteSettings::CPU_SEQ_CHUNK));
+        // A job stored before the field existed reads as no CPU chunk.
+        let read: JobSpec = serde_json::from_str(&plain_json).unwrap();
+        assert_eq!(read.cpu_seq_chunk, None);
     }
 }

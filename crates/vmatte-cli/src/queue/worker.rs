@@ -275,6 +275,7 @@ impl Stream {
             )
         })?;
         let mut settings = spec.settings;
+        settings.cpu_seq_chunk = spec.cpu_seq_chunk;
         settings.device = self.device.clone();
         let outdir = row.outdir.clone().context("the job has no output folder")?;
         let mut log = JobLog::create(&outdir, &row.safe_name).with_context(|| {
