@@ -606,9 +606,11 @@ fn finish_together(mut writers: Vec<OutputWriter>) -> Result<BTreeMap<OutputKind
             .iter_mut()
             .map(|w| scope.spawn(move || w.flush()))
             .collect();
-        flushes
-            .into_iter()
-            .try_for_each(|f| f.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        // Every flush is joined before the first error is returned.
+        let done: Vec<_> = flushes.into_iter().map(|f| f.join()).collect();
+        done.into_iter()
+            .map(|d| d.unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect::<Result<Vec<()>>>()
     })?;
     writers
         .into_iter()

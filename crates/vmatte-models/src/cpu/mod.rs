@@ -37,6 +37,7 @@ pub(crate) use winograd::Tile;
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
 use gemm::Parallelism;
@@ -50,10 +51,14 @@ use lanes::{dispatched, Vector};
 /// small enough to stay in the last-level cache.
 const PATCH_BLOCK: usize = 1 << 20;
 
-thread_local! {
-    /// The patch matrix, reused across layers and frames.
-    static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
+/// Patch matrices, reused across layers and frames: one per convolution
+/// in flight (one per stream), whichever thread runs it. Not a thread-local
+/// like the other scratch buffers here: those are used only inside tasks
+/// that start no parallel work, while a patch matrix is held across its
+/// parallel fill, and the worker waiting on that may run another stream's
+/// convolution meanwhile. A thread-local per worker would also keep a
+/// matrix on every worker the model's pass ever ran on.
+static PATCHES: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
 /// `act(x (N, C, H, W) * weight (O, C/groups, K, K) + bias)`.
 #[derive(Clone, Debug)]
@@ -498,32 +503,32 @@ fn conv_patches(
     let k = s.kernel;
     let patch = c * k * k;
     let rows_per_block = (PATCH_BLOCK / (patch * wo)).clamp(1, ho);
-    PATCHES.with(|buffer| {
-        let mut buffer = buffer.borrow_mut();
-        for r0 in (0..ho).step_by(rows_per_block) {
-            let rows = rows_per_block.min(ho - r0);
-            let cols = rows * wo;
-            buffer.resize(patch * cols, 0.0);
-            buffer[..patch * cols]
-                .par_chunks_mut(cols)
-                .enumerate()
-                .for_each(|(row, out)| {
-                    let (ci, tap) = (row / (k * k), row % (k * k));
-                    let (ky, kx) = (tap / k, tap % k);
-                    let plane = &image[ci * h * w..(ci + 1) * h * w];
-                    fill_tap(s, plane, (h, w), (ky, kx), (r0, rows, wo), out);
-                });
-            matmul_add(
-                &mut dst[r0 * wo..],
-                ho * wo,
-                weight,
-                &buffer[..patch * cols],
-                s.out_channels,
-                patch,
-                cols,
-            );
-        }
-    });
+    let patches = || PATCHES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut buffer = patches().pop().unwrap_or_default();
+    for r0 in (0..ho).step_by(rows_per_block) {
+        let rows = rows_per_block.min(ho - r0);
+        let cols = rows * wo;
+        buffer.resize(patch * cols, 0.0);
+        buffer[..patch * cols]
+            .par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(row, out)| {
+                let (ci, tap) = (row / (k * k), row % (k * k));
+                let (ky, kx) = (tap / k, tap % k);
+                let plane = &image[ci * h * w..(ci + 1) * h * w];
+                fill_tap(s, plane, (h, w), (ky, kx), (r0, rows, wo), out);
+            });
+        matmul_add(
+            &mut dst[r0 * wo..],
+            ho * wo,
+            weight,
+            &buffer[..patch * cols],
+            s.out_channels,
+            patch,
+            cols,
+        );
+    }
+    patches().push(buffer);
 }
 
 /// Output pixels per block of the shifted convolution: the block's outputs
@@ -1239,6 +1244,35 @@ mod tests {
         Activation::Tanh,
         Activation::Hardsigmoid,
     ];
+
+    /// Several streams' passes in one pool, as `--streams N` on the CPU
+    /// runs them: a worker waiting inside one convolution may run another
+    /// stream's meanwhile, on the same thread. Each result must still be
+    /// the one a pass alone gives.
+    #[test]
+    fn streams_share_the_pool_safely() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // A strided convolution: the patch-matrix kernel.
+        let spec = ConvSpec::new(8, 16, 3).stride(2);
+        let x = random(&[1, 8, 96, 80], 1);
+        let w = random(&[16, 8, 3, 3], 2);
+        let weights = w.flatten_all().unwrap().to_vec1().unwrap();
+        let op = ConvOp::new(spec, None, &weights, Tile::F4);
+        let alone = x.apply_op2_no_bwd(&w, &op).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..40 {
+                        let got = pool.install(|| x.apply_op2_no_bwd(&w, &op).unwrap());
+                        assert_eq!(max_diff(&got, &alone), 0.0);
+                    }
+                });
+            }
+        });
+    }
 
     #[test]
     fn convolutions_match_candle() {

@@ -139,8 +139,8 @@ struct Tiling {
     /// zeros and are never written out).
     tw: usize,
     /// Tiles per vector: rounding to this CPU's vectors rather than to
-    /// AVX-512's wastes no AVX2 work on tile rows of 8, 15 or 120 tiles
-    /// (RVM at 720p: its last GRU, 8 tile columns, was padded to 16).
+    /// AVX-512's wastes no AVX2 work on tile rows of 8 or 120 tiles (RVM
+    /// at 720p: its bottleneck ConvGRU, 8 tiles a row, was padded to 16).
     lanes: usize,
 }
 
