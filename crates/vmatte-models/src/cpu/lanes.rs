@@ -25,6 +25,47 @@ pub(crate) trait Vector: Copy {
     fn sub(self, o: Self) -> Self;
     /// `self * k + o`.
     fn mul_add(self, k: f32, o: Self) -> Self;
+
+    /// The four columns of the `LANES` tiles of four floats at `p` (tile
+    /// `t` at `p + 4t`), a vector each. Which lane holds which tile is the
+    /// type's to choose, the same in every column: lane-wise arithmetic
+    /// does not care, [`Self::next_tile`] follows it and
+    /// [`Self::store_tiles4`] undoes it. By default lane `t` holds tile `t`.
+    ///
+    /// # Safety
+    /// `4 * LANES` floats at `p` must be readable.
+    #[inline(always)]
+    unsafe fn tiles4(p: *const f32) -> [Self; 4] {
+        let n = Self::LANES;
+        let (e0, o0) = Self::split(Self::load(p), Self::load(p.add(n)));
+        let (e1, o1) = Self::split(Self::load(p.add(2 * n)), Self::load(p.add(3 * n)));
+        let (c0, c2) = Self::split(e0, e1);
+        let (c1, c3) = Self::split(o0, o1);
+        [c0, c1, c2, c3]
+    }
+    /// Each lane's element in the tile after its own, in a column from
+    /// [`Self::tiles4`]; `next` is the element of the tile after the last.
+    #[inline(always)]
+    fn next_tile(self, next: f32) -> Self {
+        self.shift_in(next)
+    }
+    /// Writes four columns, in [`Self::tiles4`]'s lanes, back as the
+    /// `LANES` tiles of four floats at `p`.
+    ///
+    /// # Safety
+    /// `4 * LANES` floats at `p` must be writable.
+    #[inline(always)]
+    unsafe fn store_tiles4([y0, y1, y2, y3]: [Self; 4], p: *mut f32) {
+        let n = Self::LANES;
+        let (s_lo, s_hi) = Self::interleave(y0, y2);
+        let (t_lo, t_hi) = Self::interleave(y1, y3);
+        let (a, b) = Self::interleave(s_lo, t_lo);
+        a.store(p);
+        b.store(p.add(n));
+        let (a, b) = Self::interleave(s_hi, t_hi);
+        a.store(p.add(2 * n));
+        b.store(p.add(3 * n));
+    }
 }
 
 impl Vector for f32 {
@@ -61,6 +102,23 @@ impl Vector for f32 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
+
+    /// Rows `r` as columns, within each 128-bit half: lane `k` of column
+    /// `j`'s half is element `j` of row `k`'s half.
+    ///
+    /// # Safety
+    /// Only reached from AVX2 code.
+    #[inline(always)]
+    unsafe fn transpose_halves([a, b, c, d]: [__m256; 4]) -> [Avx2; 4] {
+        let (t0, t1) = (_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+        let (t2, t3) = (_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
+        [
+            Avx2(_mm256_shuffle_ps::<0b01_00_01_00>(t0, t2)),
+            Avx2(_mm256_shuffle_ps::<0b11_10_11_10>(t0, t2)),
+            Avx2(_mm256_shuffle_ps::<0b01_00_01_00>(t1, t3)),
+            Avx2(_mm256_shuffle_ps::<0b11_10_11_10>(t1, t3)),
+        ]
+    }
 
     /// Eight lanes; only ever used by code compiled for AVX2 and FMA.
     #[derive(Clone, Copy)]
@@ -117,6 +175,35 @@ pub(crate) mod x86 {
                     _mm256_permutevar8x32_ps(self.0, _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7));
                 Self(_mm256_blend_ps::<0x80>(along, _mm256_set1_ps(last)))
             }
+        }
+        /// A 4x4 transpose within each 128-bit half, which costs AVX2 half
+        /// the shuffles of the default's cross-half ones: lanes 0..4 hold
+        /// tiles 0, 2, 4, 6 and lanes 4..8 tiles 1, 3, 5, 7.
+        #[inline(always)]
+        unsafe fn tiles4(p: *const f32) -> [Self; 4] {
+            // (No closures: they would be compiled without AVX2.)
+            let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            let (c, d) = (_mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24)));
+            transpose_halves([a, b, c, d])
+        }
+        /// Tiles 1, 3, 5, 7 are lanes 4..8; tiles 2, 4, 6 lanes 1..4.
+        #[inline(always)]
+        fn next_tile(self, next: f32) -> Self {
+            // SAFETY: as above.
+            unsafe {
+                let order = _mm256_setr_epi32(4, 5, 6, 7, 1, 2, 3, 3);
+                let along = _mm256_permutevar8x32_ps(self.0, order);
+                Self(_mm256_blend_ps::<0x80>(along, _mm256_set1_ps(next)))
+            }
+        }
+        /// The same transpose undoes itself.
+        #[inline(always)]
+        unsafe fn store_tiles4(y: [Self; 4], p: *mut f32) {
+            let [a, b, c, d] = transpose_halves([y[0].0, y[1].0, y[2].0, y[3].0]);
+            _mm256_storeu_ps(p, a.0);
+            _mm256_storeu_ps(p.add(8), b.0);
+            _mm256_storeu_ps(p.add(16), c.0);
+            _mm256_storeu_ps(p.add(24), d.0);
         }
         #[inline(always)]
         fn add(self, o: Self) -> Self {
@@ -245,3 +332,56 @@ macro_rules! dispatched {
 }
 
 pub(crate) use dispatched;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Element `4t + j` is `100 t + j`: each lane's columns must come from
+    /// one tile, the next tile's from the one after, and storing must put
+    /// every float back where it came from.
+    fn tiles_round_trip_in<V: Vector>() -> usize {
+        let n = V::LANES;
+        let src: Vec<f32> = (0..4 * n + 2)
+            .map(|i| (100 * (i / 4) + i % 4) as f32)
+            .collect();
+        let mut lanes = vec![0f32; n];
+        // SAFETY: src holds 4 * LANES + 2 floats; lanes holds LANES.
+        unsafe {
+            let c = V::tiles4(src.as_ptr());
+            c[0].store(lanes.as_mut_ptr());
+            let tiles: Vec<f32> = lanes.iter().map(|v| v / 100.0).collect();
+            let mut seen = tiles.clone();
+            seen.sort_by(f32::total_cmp);
+            assert_eq!(seen, (0..n).map(|t| t as f32).collect::<Vec<_>>());
+            for (j, cj) in c.iter().enumerate() {
+                cj.store(lanes.as_mut_ptr());
+                for (l, v) in lanes.iter().enumerate() {
+                    assert_eq!(*v, 100.0 * tiles[l] + j as f32, "column {j}, lane {l}");
+                }
+                if j < 2 {
+                    cj.next_tile(src[4 * n + j]).store(lanes.as_mut_ptr());
+                    for (l, v) in lanes.iter().enumerate() {
+                        assert_eq!(
+                            *v,
+                            100.0 * (tiles[l] + 1.0) + j as f32,
+                            "next {j}, lane {l}"
+                        );
+                    }
+                }
+            }
+            let mut back = vec![0f32; 4 * n];
+            V::store_tiles4(c, back.as_mut_ptr());
+            assert_eq!(back, src[..4 * n]);
+        }
+        n
+    }
+
+    dispatched!(tiles_round_trip => tiles_round_trip_in[]() -> usize);
+
+    #[test]
+    fn tiles_of_four_round_trip_in_every_vector_type() {
+        assert!(tiles_round_trip() >= 1);
+        assert_eq!(tiles_round_trip_in::<f32>(), 1);
+    }
+}

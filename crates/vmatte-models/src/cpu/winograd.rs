@@ -374,32 +374,19 @@ impl<V: Vector> Transform<V, 2, 4> for F2 {
     }
 }
 
-/// Columns 4x, 4x + 1, 4x + 2 and 4x + 3 of the `4 * LANES` floats at `p`.
-///
-/// # Safety
-/// `4 * LANES` floats at `p` must be readable.
-#[inline(always)]
-unsafe fn phases<V: Vector>(p: *const f32) -> [V; 4] {
-    let n = V::LANES;
-    let (e0, o0) = V::split(V::load(p), V::load(p.add(n)));
-    let (e1, o1) = V::split(V::load(p.add(2 * n)), V::load(p.add(3 * n)));
-    let (c0, c2) = V::split(e0, e1);
-    let (c1, c3) = V::split(o0, o1);
-    [c0, c1, c2, c3]
-}
-
 /// F(4x4, 3x3).
 struct F4;
 
 impl<V: Vector> Transform<V, 4, 6> for F4 {
-    /// The four phases of the `4 * LANES` floats at `p`; columns 4 and 5
-    /// of a tile are columns 0 and 1 of the next, so they are those phases
-    /// one lane along (a second deinterleave would cost as much again).
+    /// Columns 4 and 5 of a tile are columns 0 and 1 of the next, so they
+    /// are those columns one tile along (a second deinterleave would cost
+    /// as much again). The tiles lie in the lanes in [`Vector::tiles4`]'s
+    /// order, which [`Self::store`] undoes.
     #[inline(always)]
     unsafe fn columns(p: *const f32) -> [V; 6] {
-        let [c0, c1, c2, c3] = phases::<V>(p);
+        let [c0, c1, c2, c3] = V::tiles4(p);
         let n = 4 * V::LANES;
-        let (c4, c5) = (c0.shift_in(*p.add(n)), c1.shift_in(*p.add(n + 1)));
+        let (c4, c5) = (c0.next_tile(*p.add(n)), c1.next_tile(*p.add(n + 1)));
         [c0, c1, c2, c3, c4, c5]
     }
 
@@ -431,18 +418,9 @@ impl<V: Vector> Transform<V, 4, 6> for F4 {
         ]
     }
 
-    /// Interleaved in two rounds: `[y0 y2]` and `[y1 y3]` pairs, then those.
     #[inline(always)]
-    unsafe fn store([y0, y1, y2, y3]: [V; 4], p: *mut f32) {
-        let n = V::LANES;
-        let (s_lo, s_hi) = V::interleave(y0, y2);
-        let (t_lo, t_hi) = V::interleave(y1, y3);
-        let (a, b) = V::interleave(s_lo, t_lo);
-        a.store(p);
-        b.store(p.add(n));
-        let (a, b) = V::interleave(s_hi, t_hi);
-        a.store(p.add(2 * n));
-        b.store(p.add(3 * n));
+    unsafe fn store(y: [V; 4], p: *mut f32) {
+        V::store_tiles4(y, p)
     }
 }
 
