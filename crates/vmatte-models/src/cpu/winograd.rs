@@ -182,10 +182,11 @@ impl Tiling {
         self.t() * self.t()
     }
     /// Blocks whose transformed inputs and products, `per_tile` floats a
-    /// tile, fit in `BLOCK_FLOATS`: whole tile rows where one fits, else
-    /// runs of a row's tiles, whole vectors each.
-    fn blocks(&self, per_tile: usize) -> Vec<Block> {
-        let fit = BLOCK_FLOATS / per_tile;
+    /// tile, fit in `BLOCK_FLOATS`, but of `min_tiles` tiles at least:
+    /// whole tile rows where one fits, else runs of a row's tiles, whole
+    /// vectors each.
+    fn blocks(&self, per_tile: usize, min_tiles: usize) -> Vec<Block> {
+        let fit = (BLOCK_FLOATS / per_tile).max(min_tiles);
         if fit >= self.tw {
             let (starts, rows) = balanced_blocks(self.th, fit / self.tw);
             return starts
@@ -246,7 +247,14 @@ pub(crate) fn conv3x3(
     let (mt, xis) = (t.m, t.xi());
     let planes: Vec<&[f32]> = inputs.iter().flat_map(|x| x.chunks(h * w)).collect();
     debug_assert_eq!(planes.len(), c);
-    t.blocks(xis * (c + o)).par_iter().for_each(|b| {
+    // Every block reads all of the transformed filters, `xis * o * c`
+    // floats. A deep layer at low resolution (RVM's decode2 and decode3 at
+    // 720p: 0.6 and 2 MB of filters, blocks of 8 tiles by the cache
+    // budget alone) spent longer streaming them than multiplying, so a
+    // block has at least as many tiles as make its own inputs and products
+    // no smaller than the filters.
+    let min_tiles = (o * c).div_ceil(c + o);
+    t.blocks(xis * (c + o), min_tiles).par_iter().for_each(|b| {
         let tiles = b.tiles();
         SCRATCH.with(|scratch| {
             let (v, m, wide) = &mut *scratch.borrow_mut();
