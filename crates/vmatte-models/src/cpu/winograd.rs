@@ -32,7 +32,7 @@ use rayon::prelude::*;
 
 use super::lanes::{dispatched, Vector};
 use super::matmul::{matmul, Product};
-use super::{balanced_blocks, grown, prefetch, SendPtr};
+use super::{balanced_blocks, grown, prefetch, SendPtr, BLOCKS_PER_THREAD};
 use crate::ops::Activation;
 
 /// Which Winograd algorithm a convolution uses (see the module's doc).
@@ -252,8 +252,12 @@ pub(crate) fn conv3x3(
     // 720p: 0.6 and 2 MB of filters, blocks of 8 tiles by the cache
     // budget alone) spent longer streaming them than multiplying, so a
     // block has at least as many tiles as make its own inputs and products
-    // no smaller than the filters.
-    let min_tiles = (o * c).div_ceil(c + o);
+    // no smaller than the filters. But never fewer blocks than
+    // `balanced_blocks` asks for: end to end, with the encoders pre-empting
+    // the workers, 5 blocks of decode3's 9 tile rows lost more than the
+    // filters cost.
+    let rounds = BLOCKS_PER_THREAD * rayon::current_num_threads();
+    let min_tiles = (o * c).div_ceil(c + o).min(t.th * t.tw / rounds);
     t.blocks(xis * (c + o), min_tiles).par_iter().for_each(|b| {
         let tiles = b.tiles();
         SCRATCH.with(|scratch| {
