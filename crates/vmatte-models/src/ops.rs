@@ -113,6 +113,19 @@ impl Activation {
         activate_biased(self, xs, bias, out)
     }
 
+    /// [`Self::apply_biased`] from rows of `xs` `stride` apart to the
+    /// rows of `out`, `width` each (a wide sweep's rows to a plane's).
+    pub(crate) fn apply_biased_rows(
+        self,
+        xs: &[f32],
+        stride: usize,
+        bias: f32,
+        out: &mut [f32],
+        width: usize,
+    ) {
+        activate_biased_rows(self, xs, stride, bias, out, width)
+    }
+
     /// `xs = self(xs + bias)`.
     pub(crate) fn apply_biased_in_place(self, bias: f32, xs: &mut [f32]) {
         activate_biased_in_place(self, bias, xs)
@@ -133,18 +146,41 @@ vectorized! {
     }
 }
 
+/// `out = act(xs + bias)`, inlined into each vectorised caller.
+#[inline(always)]
+fn biased(act: Activation, xs: &[f32], bias: f32, out: &mut [f32]) {
+    let pairs = out.iter_mut().zip(xs);
+    match act {
+        Activation::Identity => pairs.for_each(|(o, x)| *o = x + bias),
+        Activation::Relu => pairs.for_each(|(o, x)| *o = scalar::relu(x + bias)),
+        Activation::Hardsigmoid => pairs.for_each(|(o, x)| *o = scalar::hardsigmoid(x + bias)),
+        Activation::Hardswish => pairs.for_each(|(o, x)| *o = scalar::hardswish(x + bias)),
+        Activation::Sigmoid => pairs.for_each(|(o, x)| *o = scalar::sigmoid(x + bias)),
+        Activation::Tanh => pairs.for_each(|(o, x)| *o = scalar::tanh(x + bias)),
+    }
+}
+
 vectorized! {
     /// `out = act(xs + bias)` in one pass: each output is stored once,
     /// activated, rather than stored, read back and stored again.
     fn activate_biased(act: Activation, xs: &[f32], bias: f32, out: &mut [f32]) {
-        let pairs = out.iter_mut().zip(xs);
-        match act {
-            Activation::Identity => pairs.for_each(|(o, x)| *o = x + bias),
-            Activation::Relu => pairs.for_each(|(o, x)| *o = scalar::relu(x + bias)),
-            Activation::Hardsigmoid => pairs.for_each(|(o, x)| *o = scalar::hardsigmoid(x + bias)),
-            Activation::Hardswish => pairs.for_each(|(o, x)| *o = scalar::hardswish(x + bias)),
-            Activation::Sigmoid => pairs.for_each(|(o, x)| *o = scalar::sigmoid(x + bias)),
-            Activation::Tanh => pairs.for_each(|(o, x)| *o = scalar::tanh(x + bias)),
+        biased(act, xs, bias, out)
+    }
+}
+
+vectorized! {
+    /// [`activate_biased`] from rows of `xs` `stride` apart to the rows of
+    /// `out`, `width` each, in one call.
+    fn activate_biased_rows(
+        act: Activation,
+        xs: &[f32],
+        stride: usize,
+        bias: f32,
+        out: &mut [f32],
+        width: usize,
+    ) {
+        for (r, row) in out.chunks_exact_mut(width).enumerate() {
+            biased(act, &xs[r * stride..r * stride + width], bias, row);
         }
     }
 }
