@@ -792,20 +792,22 @@ dispatched!(write_polyphase => write_polyphase_in[](layout: &Polyphase, plane: &
 fn write_polyphase_in<V: Vector>(layout: &Polyphase, plane: &[f32], to: &mut [MaybeUninit<f32>]) {
     let (s, p, w) = (layout.s, layout.p, layout.w);
     assert!(plane.len() == layout.h * w && to.len() == layout.len());
-    for (k, row) in to.chunks_exact_mut(layout.ws).enumerate() {
-        let (phase, i) = (k / layout.hs, k % layout.hs);
+    let phases = to.chunks_exact_mut(layout.hs * layout.ws);
+    for (phase, rows) in phases.enumerate() {
         let (fy, fx) = (phase / s, phase % s);
-        let y = (s * i + fy) as isize - p as isize;
-        let Some(src) = plane_row(plane, (layout.h, w), y) else {
-            row.fill(MaybeUninit::new(0.0));
-            continue;
-        };
         // Phase columns j whose picture column s j + fx - p is inside.
         let lo = p.saturating_sub(fx).div_ceil(s).min(layout.ws);
         let hi = (w + p - fx).div_ceil(s).clamp(lo, layout.ws);
-        row[..lo].fill(MaybeUninit::new(0.0));
-        row[hi..].fill(MaybeUninit::new(0.0));
-        every_nth::<V>(&src[s * lo + fx - p..], s, &mut row[lo..hi]);
+        for (i, row) in rows.chunks_exact_mut(layout.ws).enumerate() {
+            let y = (s * i + fy) as isize - p as isize;
+            let Some(src) = plane_row(plane, (layout.h, w), y) else {
+                row.fill(MaybeUninit::new(0.0));
+                continue;
+            };
+            row[..lo].fill(MaybeUninit::new(0.0));
+            row[hi..].fill(MaybeUninit::new(0.0));
+            every_nth::<V>(&src[s * lo + fx - p..], s, &mut row[lo..hi]);
+        }
     }
 }
 
@@ -819,8 +821,11 @@ fn every_nth<V: Vector>(src: &[f32], s: usize, out: &mut [MaybeUninit<f32>]) {
     assert!(src.len() > s * (n - 1));
     let mut j = 0;
     match s {
+        // A loop, not a memcpy call: the deep layers' rows are 30 wide.
         1 => {
-            out.write_copy_of_slice(&src[..n]);
+            for (o, v) in out.iter_mut().zip(src) {
+                o.write(*v);
+            }
             j = n;
         }
         // The even lanes of two vectors, a vector of outputs at a time.
