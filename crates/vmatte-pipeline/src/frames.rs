@@ -50,11 +50,15 @@ pub fn push_planar(frame: &Frame, planar: &mut Vec<f32>) {
 /// as a truncation and a comparison: `round` is a libm call on baseline
 /// x86-64, once per output sample. `x - trunc(x)` is exact below 2^24; the
 /// truncation goes through i32, which x86 converts in one vector
-/// instruction (u32 has none before AVX-512).
+/// instruction (u32 has none before AVX-512), and unchecked: Rust's
+/// saturating `as` kept the compiler from vectorising the loops at all
+/// (the 8-bit composite of a 720p frame took 3.2 ms, 0.57 ms without).
 #[inline(always)]
 fn round_clamped(x: f32, max: f32) -> u32 {
+    debug_assert!(max < 2147483520.0);
     let x = x.max(0.0).min(max);
-    let whole = x as i32;
+    // SAFETY: x is in [0, max] (NaN becomes 0 above), inside i32.
+    let whole = unsafe { x.to_int_unchecked::<i32>() };
     (whole + i32::from(x - whole as f32 >= 0.5)) as u32
 }
 
