@@ -821,12 +821,15 @@ fn every_nth<V: Vector>(src: &[f32], s: usize, out: &mut [MaybeUninit<f32>]) {
     assert!(src.len() > s * (n - 1));
     let mut j = 0;
     match s {
-        // A loop, not a memcpy call: the deep layers' rows are 30 wide.
+        // Vectors, not the memcpy call a plain loop becomes: the deep
+        // layers' rows are 30 wide.
         1 => {
-            for (o, v) in out.iter_mut().zip(src) {
-                o.write(*v);
+            let l = V::LANES;
+            while j + l <= n {
+                // SAFETY: l floats from j lie inside src and out.
+                unsafe { V::load(src.as_ptr().add(j)).store(out.as_mut_ptr().add(j).cast()) };
+                j += l;
             }
-            j = n;
         }
         // The even lanes of two vectors, a vector of outputs at a time.
         2 => {

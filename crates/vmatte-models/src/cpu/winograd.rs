@@ -475,7 +475,7 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
             src[k] = if inside {
                 line[first as usize..].as_ptr()
             } else {
-                padded_window(line, first, &mut edge[k][..span]).as_ptr()
+                padded_window::<V>(line, first, &mut edge[k][..span]).as_ptr()
             };
         }
         // SAFETY: each src pointer has `span` floats readable (a picture
@@ -508,16 +508,47 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
 
 /// Columns `first ..` of `line` into `window`, zeros where they fall
 /// outside the picture.
-fn padded_window<'a>(line: &[f32], first: isize, window: &'a mut [MaybeUninit<f32>]) -> &'a [f32] {
+// Vector copies and stores, not the memcpy and memset calls the compiler
+// makes of plain loops: this runs for the edge vectors of every tile row of
+// every channel, a few dozen floats each time.
+#[inline(always)]
+fn padded_window<'a, V: Vector>(
+    line: &[f32],
+    first: isize,
+    window: &'a mut [MaybeUninit<f32>],
+) -> &'a [f32] {
     let len = window.len();
     let skip = (-first).clamp(0, len as isize) as usize;
     let from = (first.max(0) as usize).min(line.len());
     let n = (line.len() - from).min(len - skip);
-    window[..skip].fill(MaybeUninit::new(0.0));
-    window[skip..skip + n].write_copy_of_slice(&line[from..from + n]);
-    window[skip + n..].fill(MaybeUninit::new(0.0));
-    // SAFETY: every float of the window was written above.
-    unsafe { window.assume_init_ref() }
+    let l = V::LANES;
+    let at = window.as_mut_ptr().cast::<f32>();
+    // SAFETY: every store lies inside window: [0, skip), [skip, skip + n)
+    // and [skip + n, len), a vector at a time while one fits; the loads
+    // inside line[from..from + n].
+    unsafe {
+        for k in 0..skip {
+            at.add(k).write(0.0);
+        }
+        let mut k = 0;
+        while k + l <= n {
+            V::load(line.as_ptr().add(from + k)).store(at.add(skip + k));
+            k += l;
+        }
+        for k in k..n {
+            at.add(skip + k).write(line[from + k]);
+        }
+        let mut k = skip + n;
+        while k + l <= len {
+            V::zero().store(at.add(k));
+            k += l;
+        }
+        for k in k..len {
+            at.add(k).write(0.0);
+        }
+        // Every float of the window was written above.
+        window.assume_init_ref()
+    }
 }
 
 /// `Y = Aᵀ M A` for one tile row of one output channel: its `M` output
