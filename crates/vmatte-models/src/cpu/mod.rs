@@ -397,11 +397,9 @@ fn conv_pointwise(
                 Parallelism::None,
                 false,
             );
-            for oc in 0..o {
-                let row = std::slice::from_raw_parts_mut(dst.get().add(oc * plane + x0), cols);
-                op.act
-                    .apply_biased_in_place(op.bias.as_ref().map_or(0.0, |b| b[oc]), row);
-            }
+            let bias = op.bias.as_deref();
+            op.act
+                .apply_biased_rows_in_place(bias, dst.get().add(x0), plane, o, cols);
         }
     });
 }
