@@ -799,13 +799,37 @@ fn write_polyphase_in<V: Vector>(layout: &Polyphase, plane: &[f32], to: &mut [Ma
         for (i, row) in rows.chunks_exact_mut(layout.ws).enumerate() {
             let y = (s * i + fy) as isize - p as isize;
             let Some(src) = plane_row(plane, (layout.h, w), y) else {
-                row.fill(MaybeUninit::new(0.0));
+                zero_fill::<V>(row);
                 continue;
             };
-            row[..lo].fill(MaybeUninit::new(0.0));
-            row[hi..].fill(MaybeUninit::new(0.0));
+            zero_fill::<V>(&mut row[..lo]);
+            zero_fill::<V>(&mut row[hi..]);
             every_nth::<V>(&src[s * lo + fx - p..], s, &mut row[lo..hi]);
         }
+    }
+}
+
+/// Zeros `row` a vector at a time, the last one overlapping the one
+/// before: a plain fill becomes a memset call, which for the few floats of
+/// a padding column costs more than the stores.
+#[inline(always)]
+fn zero_fill<V: Vector>(row: &mut [MaybeUninit<f32>]) {
+    let (l, n, at) = (V::LANES, row.len(), row.as_mut_ptr().cast::<f32>());
+    // SAFETY: every store lies inside row.
+    unsafe {
+        if n < l {
+            for k in 0..n {
+                // Volatile only so that these stay stores, not a memset.
+                std::ptr::write_volatile(at.add(k), 0.0);
+            }
+            return;
+        }
+        let mut k = 0;
+        while k + l < n {
+            V::zero().store(at.add(k));
+            k += l;
+        }
+        V::zero().store(at.add(n - l));
     }
 }
 
@@ -821,13 +845,20 @@ fn every_nth<V: Vector>(src: &[f32], s: usize, out: &mut [MaybeUninit<f32>]) {
     match s {
         // Vectors, not the memcpy call a plain loop becomes: the deep
         // layers' rows are 30 wide.
-        1 => {
+        // The last vector overlaps the one before.
+        1 if n >= V::LANES => {
             let l = V::LANES;
-            while j + l <= n {
-                // SAFETY: l floats from j lie inside src and out.
-                unsafe { V::load(src.as_ptr().add(j)).store(out.as_mut_ptr().add(j).cast()) };
-                j += l;
+            let (from, to) = (src.as_ptr(), out.as_mut_ptr().cast::<f32>());
+            // SAFETY: l floats from any j <= n - l lie inside src and out.
+            // (No closure: it would be compiled without the vector unit.)
+            unsafe {
+                while j + l < n {
+                    V::load(from.add(j)).store(to.add(j));
+                    j += l;
+                }
+                V::load(from.add(n - l)).store(to.add(n - l));
             }
+            j = n;
         }
         // The even lanes of two vectors, a vector of outputs at a time.
         2 => {
