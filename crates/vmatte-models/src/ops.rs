@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 
 use crate::cpu::{
     BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp, GuidedMatteOp, HalvingPoolOp,
-    ScaleChannelsOp,
+    ScaleChannelsOp, Tile, UpsampledConv,
 };
 use crate::simd::vectorized;
 
@@ -307,6 +307,9 @@ pub struct Conv2d {
     act: Activation,
     /// The CPU kernel with its own copy of the bias, for f32 on the CPU.
     cpu: Option<std::sync::Arc<ConvOp>>,
+    /// With [`Self::upsampling`], the CPU kernel that takes its first
+    /// channels at half resolution.
+    upsampled: Option<std::sync::Arc<UpsampledConv>>,
 }
 
 /// Where a convolution's BatchNorm lives, if it has one.
@@ -359,7 +362,25 @@ impl Conv2d {
             spec,
             act: Activation::Identity,
             cpu,
+            upsampled: None,
         })
+    }
+
+    /// Readies the layer for inputs whose first `channels` are a bilinear
+    /// x2 upsample, which [`Self::forward_upsampled`] then takes at half
+    /// resolution (see `cpu/upsampled.rs`). Only 3x3 layers of
+    /// stride 1 and padding 1 on vmatte's CPU kernels have it.
+    pub fn upsampling(mut self, channels: usize) -> Result<Self> {
+        let s = &self.spec;
+        let shape = (s.kernel, s.stride, s.padding, s.dilation, s.groups);
+        if let (Some(op), (3, 1, 1, 1, 1)) = (&self.cpu, shape) {
+            let tile = op.winograd.as_ref().map_or(Tile::default(), |(t, _)| *t);
+            let weight = self.weight.flatten_all()?.to_vec1::<f32>()?;
+            let (o, bias) = (s.out_channels, op.bias.as_deref());
+            let conv = UpsampledConv::new(&weight, o, channels, bias, self.act, tile);
+            self.upsampled = Some(std::sync::Arc::new(conv));
+        }
+        Ok(self)
     }
 
     /// The layer as plain `(O, C/groups · K · K)` weights, bias (zeros if
@@ -382,6 +403,9 @@ impl Conv2d {
     /// Follows the convolution with `act`.
     pub fn then(mut self, act: Activation) -> Self {
         self.act = act;
+        if let Some(op) = &self.upsampled {
+            self.upsampled = Some(std::sync::Arc::new(op.then(act)));
+        }
         if let Some(op) = &self.cpu {
             self.cpu = Some(std::sync::Arc::new(ConvOp {
                 act,
@@ -403,6 +427,29 @@ impl Conv2d {
             }
         }
         self.forward(&cat_channels(xs)?)
+    }
+
+    /// The convolution of `low`, each bilinearly upsampled x2 and cropped to
+    /// the size of `full`, concatenated with `full` along channels, without
+    /// making the upsample: `None` where the layer has no such kernel (see
+    /// [`Self::upsampling`]) or the sizes do not pair up.
+    pub fn forward_upsampled(&self, low: &[&Tensor], full: &[&Tensor]) -> Result<Option<Tensor>> {
+        let Some(op) = &self.upsampled else {
+            return Ok(None);
+        };
+        let (n, _, h, w) = full[0].dims4()?;
+        let (_, _, hl, wl) = low[0].dims4()?;
+        let all: Vec<&Tensor> = low.iter().chain(full).copied().collect();
+        if !all.iter().all(|x| on_cpu_kernels(x)) || (hl, wl) != (h.div_ceil(2), w.div_ceil(2)) {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(n * self.spec.out_channels * h * w);
+        for_each_cpu_frame(&all, |frame| {
+            let (low, full) = frame.split_at(low.len());
+            op.forward(low, full, (hl, wl), (h, w), &mut out)
+        })?;
+        let shape = (n, self.spec.out_channels, h, w);
+        Ok(Some(Tensor::from_vec(out, shape, &Device::Cpu)?))
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -771,6 +818,29 @@ fn with_cpu_slices<R>(xs: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
     Ok(f(&slices))
+}
+
+/// Each frame of `xs` (CPU f32, the same frame count) as its planes, one
+/// slice per tensor, handed to `body` in order: a frame-planar view (a
+/// channel slice) is read where it lies, anything else made contiguous.
+fn for_each_cpu_frame(xs: &[&Tensor], mut body: impl FnMut(&[&[f32]])) -> Result<()> {
+    let xs = xs.iter().map(|x| planar(x)).collect::<Result<Vec<_>>>()?;
+    let storages: Vec<_> = xs.iter().map(|x| x.storage_and_layout()).collect();
+    let n = xs[0].dim(0)?;
+    for f in 0..n {
+        let frame = storages
+            .iter()
+            .map(|(storage, layout)| match &**storage {
+                Storage::Cpu(CpuStorage::F32(v)) => {
+                    let len = layout.shape().elem_count() / n;
+                    Ok(&v[layout.start_offset() + f * layout.stride()[0]..][..len])
+                }
+                _ => Err(candle_core::Error::Msg("expected CPU f32".into())),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        body(&frame);
+    }
+    Ok(())
 }
 
 /// Zeros shaped like `like` but with `channels` channels.

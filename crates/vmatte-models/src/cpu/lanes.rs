@@ -9,6 +9,8 @@
 pub(crate) trait Vector: Copy {
     const LANES: usize;
     fn zero() -> Self;
+    /// `k` in every lane.
+    fn splat(k: f32) -> Self;
     /// # Safety
     /// `LANES` floats at `p` must be readable.
     unsafe fn load(p: *const f32) -> Self;
@@ -73,6 +75,9 @@ impl Vector for f32 {
     fn zero() -> Self {
         0.0
     }
+    fn splat(k: f32) -> Self {
+        k
+    }
     unsafe fn load(p: *const f32) -> Self {
         *p
     }
@@ -130,6 +135,11 @@ pub(crate) mod x86 {
         fn zero() -> Self {
             // SAFETY: only reached from AVX2 code (see the type's doc).
             Self(unsafe { _mm256_setzero_ps() })
+        }
+        #[inline(always)]
+        fn splat(k: f32) -> Self {
+            // SAFETY: as above.
+            Self(unsafe { _mm256_set1_ps(k) })
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
@@ -232,6 +242,11 @@ pub(crate) mod x86 {
         fn zero() -> Self {
             // SAFETY: only reached from AVX-512 code (see the type's doc).
             Self(unsafe { _mm512_setzero_ps() })
+        }
+        #[inline(always)]
+        fn splat(k: f32) -> Self {
+            // SAFETY: as above.
+            Self(unsafe { _mm512_set1_ps(k) })
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {

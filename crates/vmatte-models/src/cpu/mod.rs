@@ -13,6 +13,9 @@
 //! - other stride-1 k x k: one gemm per tap over a zero-padded copy of the
 //!   input;
 //! - both read a U-Net skip's pieces directly, never concatenated first;
+//! - a 3x3 convolution of a x2 bilinear upsample and full-resolution
+//!   inputs (RVM's decode0) runs at half resolution, the upsample folded
+//!   into its weights (`upsampled.rs`);
 //! - strided (the stems, ResNet-50's strided layers): a blocked patch
 //!   matrix in one reused buffer;
 //! - depthwise: a plane per task, its zero-padded stride phases swept as
@@ -29,11 +32,13 @@ mod guided_filter;
 mod lanes;
 mod matmul;
 mod pool;
+mod upsampled;
 mod winograd;
 
 pub use elementwise::{cat_frames, BinaryOp, ChannelMeanOp, GruUpdateOp, ScaleChannelsOp};
 pub use guided_filter::{Dense, GuidedCoefficientsOp};
 pub use pool::HalvingPoolOp;
+pub(crate) use upsampled::UpsampledConv;
 pub(crate) use winograd::Tile;
 
 use std::cell::RefCell;
@@ -196,6 +201,7 @@ impl ConvOp {
                     *tile,
                     &frame,
                     (s.in_channels, h, w),
+                    0,
                     s.out_channels,
                     filters,
                     self.bias.as_deref(),
@@ -1272,7 +1278,7 @@ mod tests {
 
     use super::*;
 
-    fn random(shape: &[usize], seed: u64) -> Tensor {
+    pub(super) fn random(shape: &[usize], seed: u64) -> Tensor {
         // A small LCG: deterministic values in [-1, 1) without a rand crate.
         let mut state = seed;
         let n: usize = shape.iter().product();
@@ -1287,7 +1293,7 @@ mod tests {
         Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    pub(super) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         assert_eq!(a.dims(), b.dims());
         (a - b)
             .unwrap()

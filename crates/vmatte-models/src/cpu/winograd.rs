@@ -215,24 +215,33 @@ impl Tiling {
     }
 
     /// The `t()` input rows of tile row `ty` in `plane`: picture rows
-    /// `m * ty - 1 ..`, empty (zeros) above and below the picture.
-    fn lines<'a>(&self, plane: &'a [f32], ty: usize) -> [&'a [f32]; 6] {
+    /// `m * ty - 1 ..`; above and below the picture empty (zeros), or with
+    /// `replicate` its first or last row.
+    fn lines<'a>(&self, plane: &'a [f32], ty: usize, replicate: bool) -> [&'a [f32]; 6] {
         let (h, w) = (self.h, self.w);
-        std::array::from_fn(|k| match (self.m * ty + k).checked_sub(1) {
-            Some(y) if y < h && k < self.t() => &plane[y * w..(y + 1) * w],
-            _ => &[],
+        std::array::from_fn(|k| {
+            let y = (self.m * ty + k).checked_sub(1);
+            let y = match y {
+                _ if k >= self.t() => None,
+                Some(y) if y < h => Some(y),
+                _ if replicate => Some(y.map_or(0, |_| h - 1)),
+                _ => None,
+            };
+            y.map_or(&[][..], |y| &plane[y * w..(y + 1) * w])
         })
     }
 }
 
 /// `act(conv3x3(x) + bias)` of one image whose channels are the planes of
 /// `inputs` in order (a U-Net skip's pieces are never concatenated); writes
-/// all `o x h x w` outputs at `dst`.
+/// all `o x h x w` outputs at `dst`. The first `replicate` channels are
+/// padded with their edge pixels repeated, the others with zeros.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv3x3(
     tile: Tile,
     inputs: &[&[f32]],
     (c, h, w): (usize, usize, usize),
+    replicate: usize,
     o: usize,
     filters: &[f32],
     bias: Option<&[f32]>,
@@ -270,7 +279,13 @@ pub(crate) fn conv3x3(
             let cols = x.saturating_sub(1)..(x + mt * b.tc + 1).min(w);
             // Call i transforms tile row i % rows of channel i / rows; its
             // tiles go to V from i * tc.
-            let lines = |i: usize| t.lines(planes[i / b.rows], b.ty0 + i % b.rows);
+            let lines = |i: usize| {
+                t.lines(
+                    planes[i / b.rows],
+                    b.ty0 + i % b.rows,
+                    i / b.rows < replicate,
+                )
+            };
             for i in 0..c * b.rows {
                 // The transform's loads wait on memory, and its arithmetic
                 // keeps later ones from issuing: ask for the next call's
@@ -280,7 +295,17 @@ pub(crate) fn conv3x3(
                         prefetch(&line[cols.clone()]);
                     }
                 }
-                input_transform(&lines(i)[..t.t()], w, x, b.tc, v, i * b.tc, c * tiles);
+                let edges = i / b.rows < replicate;
+                input_transform(
+                    &lines(i)[..t.t()],
+                    w,
+                    x,
+                    b.tc,
+                    edges,
+                    v,
+                    i * b.tc,
+                    c * tiles,
+                );
             }
             for xi in 0..xis {
                 // SAFETY: U[ξ] is o x c, V[ξ] c x tiles and M[ξ] o x tiles,
@@ -325,12 +350,12 @@ pub(crate) fn conv3x3(
     });
 }
 
-type InputTransform = fn(&[&[f32]], usize, usize, usize, &mut [f32], usize, usize);
+type InputTransform = fn(&[&[f32]], usize, usize, usize, bool, &mut [f32], usize, usize);
 type OutputTransform = fn(&[f32], usize, usize, &mut [f32]);
 
-dispatched!(f2_input => input_tiles[F2, 2, 4](lines: &[&[f32]], w: usize, x: usize, tc: usize, v: &mut [f32], at: usize, stride: usize));
+dispatched!(f2_input => input_tiles[F2, 2, 4](lines: &[&[f32]], w: usize, x: usize, tc: usize, replicate: bool, v: &mut [f32], at: usize, stride: usize));
 dispatched!(f2_output => output_tiles[F2, 2, 4](m: &[f32], stride: usize, at: usize, rows: &mut [f32]));
-dispatched!(f4_input => input_tiles[F4, 4, 6](lines: &[&[f32]], w: usize, x: usize, tc: usize, v: &mut [f32], at: usize, stride: usize));
+dispatched!(f4_input => input_tiles[F4, 4, 6](lines: &[&[f32]], w: usize, x: usize, tc: usize, replicate: bool, v: &mut [f32], at: usize, stride: usize));
 dispatched!(f4_output => output_tiles[F4, 4, 6](m: &[f32], stride: usize, at: usize, rows: &mut [f32]));
 
 /// One Winograd algorithm's 1-D pieces over vectors of tiles: `M` outputs
@@ -439,15 +464,17 @@ impl<V: Vector> Transform<V, 4, 6> for F4 {
 /// `V = Bᵀ d B` for `tc` tiles of one channel's tile row, from tile
 /// column `x / M`, whose `T` input rows are `lines` (picture rows `w`
 /// wide, or empty for the zeros above and below the picture): element ξ
-/// of tile `tx` goes to `v[ξ * stride + at + tx]`.
+/// of tile `tx` goes to `v[ξ * stride + at + tx]`. Left and right of the
+/// picture are zeros, or with `replicate` its first and last columns.
 // The index loops read a transposed column out of a 2-D array.
-#[allow(clippy::needless_range_loop)]
+#[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 #[inline(always)]
 fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>(
     lines: &[&[f32]],
     w: usize,
     x: usize,
     tc: usize,
+    replicate: bool,
     v: &mut [f32],
     at: usize,
     stride: usize,
@@ -475,7 +502,7 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
             src[k] = if inside {
                 line[first as usize..].as_ptr()
             } else {
-                padded_window::<V>(line, first, &mut edge[k][..span]).as_ptr()
+                padded_window::<V>(line, first, &mut edge[k][..span], replicate).as_ptr()
             };
         }
         // SAFETY: each src pointer has `span` floats readable (a picture
@@ -516,6 +543,7 @@ fn padded_window<'a, V: Vector>(
     line: &[f32],
     first: isize,
     window: &'a mut [MaybeUninit<f32>],
+    replicate: bool,
 ) -> &'a [f32] {
     let len = window.len();
     let skip = (-first).clamp(0, len as isize) as usize;
@@ -527,8 +555,12 @@ fn padded_window<'a, V: Vector>(
     // and [skip + n, len), a vector at a time while one fits; the loads
     // inside line[from..from + n].
     unsafe {
+        let (before, after) = match replicate {
+            true => (line[0], line[line.len() - 1]),
+            false => (0.0, 0.0),
+        };
         for k in 0..skip {
-            at.add(k).write(0.0);
+            at.add(k).write(before);
         }
         let mut k = 0;
         while k + l <= n {
@@ -540,11 +572,11 @@ fn padded_window<'a, V: Vector>(
         }
         let mut k = skip + n;
         while k + l <= len {
-            V::zero().store(at.add(k));
+            V::splat(after).store(at.add(k));
             k += l;
         }
         for k in k..len {
-            at.add(k).write(0.0);
+            at.add(k).write(after);
         }
         // Every float of the window was written above.
         window.assume_init_ref()

@@ -134,15 +134,23 @@ struct OutputBlock {
 impl OutputBlock {
     fn load(w: &Weights, input: usize, image: usize, out: usize) -> Result<Self> {
         Ok(Self {
-            conv1: conv3x3_bn_relu(w, "conv.0", "conv.1", input + image, out)?,
+            // On the CPU the upsample is folded into the convolution, at
+            // half resolution: at the output's size it is the decoder's
+            // largest tensor (32 channels at the size of `s0`).
+            conv1: conv3x3_bn_relu(w, "conv.0", "conv.1", input + image, out)?.upsampling(input)?,
             conv2: conv3x3_bn_relu(w, "conv.3", "conv.4", out, out)?,
         })
     }
 
     fn forward(&self, x: &Halves, s: &Tensor) -> Result<Tensor> {
-        let mut inputs = upsample_to(x, s)?;
-        inputs.push(s.clone());
-        let x = self.conv1.forward_cat(&inputs.iter().collect::<Vec<_>>())?;
+        let x = match self.conv1.forward_upsampled(&[&x[0], &x[1]], &[s])? {
+            Some(x) => x,
+            None => {
+                let mut inputs = upsample_to(x, s)?;
+                inputs.push(s.clone());
+                self.conv1.forward_cat(&inputs.iter().collect::<Vec<_>>())?
+            }
+        };
         self.conv2.forward(&x)
     }
 }
