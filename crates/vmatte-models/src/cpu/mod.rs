@@ -16,8 +16,9 @@
 //! - a 3x3 convolution of a x2 bilinear upsample and full-resolution
 //!   inputs (RVM's decode0) runs at half resolution, the upsample folded
 //!   into its weights (`upsampled.rs`);
-//! - strided (the stems, ResNet-50's strided layers): a blocked patch
-//!   matrix in one reused buffer;
+//! - strided (ResNet-50's stem and strided layers): a blocked patch matrix
+//!   in one reused buffer; with a few taps only (MobileNetV3's stem), the
+//!   depthwise layers' sweep over every output plane;
 //! - depthwise: a plane per task, its zero-padded stride phases swept as
 //!   one run of vectors.
 //!
@@ -240,6 +241,14 @@ impl CustomOp2 for ConvOp {
         let shape = Shape::from((n, s.out_channels, ho, wo));
         let plane_out = ho * wo;
         let pointwise = s.kernel == 1 && s.stride == 1 && s.padding == 0;
+        if s.groups == 1 && !pointwise && c * s.kernel * s.kernel <= NARROW_TAPS {
+            let mut out = Vec::<f32>::with_capacity(n * s.out_channels * plane_out);
+            for b in 0..n {
+                let image = &x[b * c * h * wd..(b + 1) * c * h * wd];
+                conv_narrow(self, image, (c, h, wd), (ho, wo), w, &mut out);
+            }
+            return Ok((CpuStorage::F32(out), shape));
+        }
         if s.groups == 1 && !pointwise {
             let mut out = self.start(n, plane_out);
             for (b, dst) in out.chunks_mut(s.out_channels * plane_out).enumerate() {
@@ -921,6 +930,73 @@ fn depthwise_plane(
     act.apply_biased_rows(wide, layout.ws, bias, dst, layout.wo);
 }
 
+/// Taps (input channels times kernel positions) up to which a dense layer
+/// sweeps every output plane over its padded input phases ([`conv_narrow`])
+/// rather than making a patch matrix for gemm.
+const NARROW_TAPS: usize = 32;
+
+/// Output rows per task of [`conv_narrow`].
+const NARROW_BAND: usize = 8;
+
+/// A dense convolution of one image with few input channels (MobileNetV3's
+/// stem: 3 channels, 27 taps an output) as the depthwise layers run: the
+/// input planes' padded phases ([`Polyphase`]) one after another, and each
+/// output plane a wide sweep summing all the taps of all the channels from
+/// their offsets. A task makes a band of rows of every output plane, so the
+/// band's input stays in cache across them. (The patch matrix and gemm it
+/// replaces ran the stem at a sixth of the machine's multiply-add rate: a
+/// 27-deep product is mostly loads and stores.) Appends the image's
+/// outputs to `out`.
+fn conv_narrow(
+    op: &ConvOp,
+    image: &[f32],
+    (c, h, w): (usize, usize, usize),
+    (ho, wo): (usize, usize),
+    weight: &[f32],
+    out: &mut Vec<f32>,
+) {
+    let s = &op.spec;
+    let (o, kk) = (s.out_channels, s.kernel * s.kernel);
+    let layout = Polyphase::new(s, (h, w), (ho, wo));
+    let (one, plane_len) = (layout.offsets(s), layout.len());
+    let offsets: Vec<usize> = (0..c)
+        .flat_map(|ch| one.iter().map(move |t| ch * plane_len + t))
+        .collect();
+    let mut padded = Vec::<f32>::with_capacity(c * layout.len());
+    padded.spare_capacity_mut()[..c * layout.len()]
+        .par_chunks_mut(layout.len())
+        .zip(image.par_chunks(h * w))
+        .for_each(|(to, plane)| write_polyphase(&layout, plane, to));
+    // SAFETY: write_polyphase set every float of each channel's phases.
+    unsafe { padded.set_len(c * layout.len()) };
+    let start = out.len();
+    out.reserve(o * ho * wo);
+    // SAFETY: the image's outputs lie inside the capacity.
+    let base = SendPtr(unsafe { out.as_mut_ptr().add(start) });
+    let ws = layout.ws;
+    (0..ho.div_ceil(NARROW_BAND))
+        .into_par_iter()
+        .for_each(|band| {
+            let (r0, r1) = (band * NARROW_BAND, ((band + 1) * NARROW_BAND).min(ho));
+            let len = (r1 - r0 - 1) * ws + wo;
+            let mut wide = vec![0f32; len];
+            for oc in 0..o {
+                let taps = &weight[oc * c * kk..(oc + 1) * c * kk];
+                tap_sums(&padded[r0 * ws..], taps, &offsets, &mut wide);
+                // SAFETY: rows r0..r1 of plane oc belong to this task alone;
+                // apply_biased_rows writes every float of them.
+                let dst = unsafe {
+                    let at = base.get().add(oc * ho * wo + r0 * wo);
+                    std::slice::from_raw_parts_mut(at, (r1 - r0) * wo)
+                };
+                let bias = op.bias.as_ref().map_or(0.0, |b| b[oc]);
+                op.act.apply_biased_rows(&wide, ws, bias, dst, wo);
+            }
+        });
+    // SAFETY: the bands wrote every row of every output plane.
+    unsafe { out.set_len(start + o * ho * wo) };
+}
+
 dispatched!(tap_sums => tap_sums_in[](padded: &[f32], taps: &[f32], offsets: &[usize], out: &mut [f32]));
 
 /// `out[i] = Σ taps[t] · padded[i + offsets[t]]`, a vector of outputs at a
@@ -1355,6 +1431,10 @@ mod tests {
             ConvSpec::new(8, 6, 3).stride(2),
             ConvSpec::new(8, 6, 3).dilation(2),
             ConvSpec::new(5, 4, 5).stride(2).padding(1),
+            // Few taps: swept like the depthwise layers (the stem's shape,
+            // and a stride of 3).
+            ConvSpec::new(3, 16, 3).stride(2),
+            ConvSpec::new(1, 3, 5).stride(3),
             ConvSpec::new(8, 8, 3).depthwise(),
             ConvSpec::new(8, 8, 5).depthwise(),
             ConvSpec::new(8, 8, 5).depthwise().stride(2),
