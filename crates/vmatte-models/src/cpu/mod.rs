@@ -53,6 +53,7 @@ use rayon::prelude::*;
 use crate::ops::{Activation, ConvSpec};
 use crate::simd::vectorized;
 use lanes::{dispatched, Vector};
+use matmul::{matmul, Product};
 
 /// Patch-matrix floats per block: big enough for gemm to run at speed,
 /// small enough to stay in the last-level cache.
@@ -382,8 +383,15 @@ unsafe fn fresh_row<'a>(base: SendPtr, at: usize, len: usize) -> &'a mut [MaybeU
     std::slice::from_raw_parts_mut(base.get().add(at).cast(), len)
 }
 
+/// Output channels up to which a 1x1 layer's product is vmatte's own
+/// micro-kernel rather than gemm's: RVM's last layer (16 to 4 channels at
+/// the decoder's full size) ran at a fifth of the machine's multiply-add
+/// rate in gemm, whose kernels are shaped for more rows.
+const FEW_OUTPUTS: usize = 8;
+
 /// A 1x1 convolution of one image in blocks of pixels, a block per task:
-/// each block's outputs are written by gemm, then biased and activated in
+/// each block's outputs are written by gemm (or, with few, by
+/// [`matmul`]), then biased and activated in
 /// one pass while they are in cache, and the tasks need no gemm-internal
 /// synchronisation. Writes all `O x plane` outputs at `dst`.
 fn conv_pointwise(
@@ -400,18 +408,34 @@ fn conv_pointwise(
     starts.par_iter().for_each(|&x0| {
         let cols = cols_per_block.min(plane - x0);
         // SAFETY: this task owns columns x0..x0+cols of every output plane;
-        // gemm writes them without reading them, and they are borrowed after.
+        // the product writes them without reading them, and they are
+        // borrowed after.
         unsafe {
-            gemm_into(
-                (o, cols, c),
-                dst.get().add(x0),
-                plane,
-                weight.as_ptr(),
-                image[x0..].as_ptr(),
-                plane,
-                Parallelism::None,
-                false,
-            );
+            if o <= FEW_OUTPUTS {
+                matmul(&Product {
+                    m: o,
+                    n: cols,
+                    k: c,
+                    a: weight.as_ptr(),
+                    lda: c,
+                    b: image[x0..].as_ptr(),
+                    ldb: plane,
+                    dst: dst.get().add(x0),
+                    ldd: plane,
+                    accumulate: false,
+                });
+            } else {
+                gemm_into(
+                    (o, cols, c),
+                    dst.get().add(x0),
+                    plane,
+                    weight.as_ptr(),
+                    image[x0..].as_ptr(),
+                    plane,
+                    Parallelism::None,
+                    false,
+                );
+            }
             let bias = op.bias.as_deref();
             op.act
                 .apply_biased_rows_in_place(bias, dst.get().add(x0), plane, o, cols);
@@ -1424,7 +1448,9 @@ mod tests {
     #[test]
     fn convolutions_match_candle() {
         let specs = [
+            // 1x1 with few outputs (vmatte's product) and more (gemm's).
             ConvSpec::new(8, 6, 1),
+            ConvSpec::new(8, 12, 1),
             ConvSpec::new(8, 6, 3),
             // Winograd with more than one vector of tiles and channels.
             ConvSpec::new(35, 16, 3),
