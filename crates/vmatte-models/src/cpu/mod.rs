@@ -518,9 +518,9 @@ fn matmul_add(
     }
 }
 
-/// A strided convolution of one image (the stems, and ResNet-50's strided
+/// A strided convolution of one image (ResNet-50's stem and its strided
 /// 3x3 and 1x1 layers; stride-1 ones go through [`conv_shifted`] and
-/// [`conv_pointwise`]): blocks of output rows, each turned into a patch
+/// [`conv_pointwise`], ones with few taps through [`conv_narrow`]): blocks of output rows, each turned into a patch
 /// matrix (row `(ci, ky, kx)` holds that tap for every output
 /// pixel of the block) and multiplied by the weights in one gemm.
 fn conv_patches(
