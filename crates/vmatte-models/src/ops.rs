@@ -902,17 +902,26 @@ mod tests {
             let mut got = vec![f32::NAN; xs.len()];
             act.apply_biased(&xs, bias, &mut got);
             assert!(worst(&got, &want) < 5e-7, "{act:?} biased");
-            // Two rows of half each, the second biased by 0.37 too.
+            // Two rows, each biased by its own value, 3 floats short of
+            // their stride: the gaps stay as they were.
             let mut got = xs.clone();
-            let half = xs.len() / 2;
+            let (stride, cols) = (xs.len() / 2, xs.len() / 2 - 3);
+            let biases = [bias, -0.2];
             // SAFETY: both rows lie inside got, which nothing else touches.
             unsafe {
-                act.apply_biased_rows_in_place(Some(&[bias, bias]), got.as_mut_ptr(), half, 2, half)
+                act.apply_biased_rows_in_place(Some(&biases), got.as_mut_ptr(), stride, 2, cols)
             };
+            let second = (&t + -0.2).unwrap();
+            let want_second = act.apply(&second).unwrap().to_vec1::<f32>().unwrap();
+            let first_row = worst(&got[..cols], &want[..cols]);
+            let at = stride..stride + cols;
+            let second_row = worst(&got[at.clone()], &want_second[at]);
             assert!(
-                worst(&got[..2 * half], &want[..2 * half]) < 5e-7,
-                "{act:?} biased in place"
+                first_row.max(second_row) < 5e-7,
+                "{act:?} biased rows in place"
             );
+            assert_eq!(got[cols..stride], xs[cols..stride], "{act:?} gap");
+            assert_eq!(got[stride + cols..], xs[stride + cols..], "{act:?} gap");
         }
     }
 

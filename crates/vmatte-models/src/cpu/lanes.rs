@@ -398,5 +398,16 @@ mod tests {
     fn tiles_of_four_round_trip_in_every_vector_type() {
         assert!(tiles_round_trip() >= 1);
         assert_eq!(tiles_round_trip_in::<f32>(), 1);
+        // AVX2's own lane order, also where AVX-512 is what runs.
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2() -> usize {
+                tiles_round_trip_in::<x86::Avx2>()
+            }
+            // SAFETY: the CPU has AVX2 and FMA.
+            assert_eq!(unsafe { avx2() }, 8);
+        }
     }
 }

@@ -834,7 +834,7 @@ fn write_polyphase_in<V: Vector>(layout: &Polyphase, plane: &[f32], to: &mut [Ma
         let (fy, fx) = (phase / s, phase % s);
         // Phase columns j whose picture column s j + fx - p is inside.
         let lo = p.saturating_sub(fx).div_ceil(s).min(layout.ws);
-        let hi = (w + p - fx).div_ceil(s).clamp(lo, layout.ws);
+        let hi = (w + p).saturating_sub(fx).div_ceil(s).clamp(lo, layout.ws);
         for (i, row) in rows.chunks_exact_mut(layout.ws).enumerate() {
             let y = (s * i + fy) as isize - p as isize;
             let Some(src) = plane_row(plane, (layout.h, w), y) else {
@@ -843,7 +843,10 @@ fn write_polyphase_in<V: Vector>(layout: &Polyphase, plane: &[f32], to: &mut [Ma
             };
             zero_fill::<V>(&mut row[..lo]);
             zero_fill::<V>(&mut row[hi..]);
-            every_nth::<V>(&src[s * lo + fx - p..], s, &mut row[lo..hi]);
+            // (A plane narrower than the stride may have no column here.)
+            if lo < hi {
+                every_nth::<V>(&src[s * lo + fx - p..], s, &mut row[lo..hi]);
+            }
         }
     }
 }
@@ -1472,9 +1475,23 @@ mod tests {
         ];
         // The larger sizes span several blocks of the shifted kernel; the
         // wide one splits Winograd tile rows into runs, the last one short.
+        // Planes a pixel wide or high reach the stride phases that hold no
+        // picture column at all.
         let sizes = specs
             .iter()
-            .flat_map(|s| [(*s, 13, 11), (*s, 70, 90), (*s, 9, 301)]);
+            .flat_map(|s| {
+                [
+                    (*s, 13, 11),
+                    (*s, 70, 90),
+                    (*s, 9, 301),
+                    (*s, 5, 1),
+                    (*s, 1, 2),
+                ]
+            })
+            .filter(|(s, h, w)| {
+                let reach = s.dilation * (s.kernel - 1) + 1;
+                h + 2 * s.padding >= reach && w + 2 * s.padding >= reach
+            });
         // Both Winograd algorithms (the other kernels ignore the choice).
         let cases = sizes.flat_map(|c| [(c, Tile::F2), (c, Tile::F4)]);
         for (i, ((spec, h, wd), tile)) in cases.enumerate() {

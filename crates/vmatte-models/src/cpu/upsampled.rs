@@ -292,9 +292,10 @@ impl Border {
     ) -> Self {
         let (o, c) = (conv.o, conv.c_up);
         let (rows, cols) = (taps(hl, h, Some(2.0)), taps(wl, w, Some(2.0)));
-        // The upsampled row `r` of each channel, from column -1 to w: the
-        // clamped upsample (the low-resolution convolution's view) repeats
-        // the edge pixels there.
+        // Low-resolution row `r` of each channel upsampled along the row,
+        // from column -1 to w: what the low-resolution convolution sees in
+        // the clamped upsampled row -1 (r = 0) or h (r = hl - 1), whose
+        // edge pixels repeat at -1 and w.
         let row = |r: usize| -> Vec<f32> {
             let mut line = vec![0f32; c * (w + 2)];
             for (ch, out) in line.chunks_exact_mut(w + 2).enumerate() {
@@ -393,6 +394,10 @@ mod tests {
             (1, 3, 2, 5),
             (1, 1, 1, 1),
             (12, 20, 24, 39),
+            // Wide enough for vectors of tiles read in place beside the
+            // edge windows, and for tile rows cut into runs.
+            (20, 200, 40, 400),
+            (21, 200, 41, 399),
         ];
         for (i, &(hl, wl, h, w)) in sizes.iter().enumerate() {
             let (c_up, c_full, o, n) = (6, 3, 5, 2);

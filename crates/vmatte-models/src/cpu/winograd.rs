@@ -22,7 +22,7 @@
 //! big), a block per task. Tiles lie along the vector lanes, so
 //! every transform is plain vector arithmetic, and the transforms read the
 //! input planes where they lie: only a vector of tiles that overhangs the
-//! picture's edge has its columns copied, zero-padded, to the stack. (A
+//! picture's edge has its columns copied, padded, to the stack. (A
 //! padded copy of each block's rows cost as much as the input transform.)
 
 use std::cell::RefCell;
@@ -115,7 +115,8 @@ fn lanes_of<V: Vector>() -> usize {
     V::LANES
 }
 
-/// What a vector of tiles reads above and below the picture.
+/// What a vector of tiles reads above and below the picture (where its
+/// channel is zero-padded).
 static ZEROS: [f32; WINDOW] = [0.0; WINDOW];
 
 thread_local! {
@@ -486,7 +487,7 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
     assert!(lines.iter().all(|l| l.is_empty() || l.len() == w));
     assert!(at + (T * T - 1) * stride + tc <= v.len());
     let dst = v.as_mut_ptr();
-    // The columns of a vector that overhangs the picture, zero-padded.
+    // The columns of a vector that overhangs the picture, padded.
     // (Uninitialised: zeroing them would be a memset call per tile row.)
     let mut edge = [[MaybeUninit::uninit(); WINDOW]; T];
     for x0 in (0..tc).step_by(V::LANES) {
@@ -533,8 +534,8 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
     }
 }
 
-/// Columns `first ..` of `line` into `window`, zeros where they fall
-/// outside the picture.
+/// Columns `first ..` of `line` into `window`, where they fall outside the
+/// picture zeros or, with `replicate`, the row's first or last pixel.
 // Vector copies and stores, not the memcpy and memset calls the compiler
 // makes of plain loops: this runs for the edge vectors of every tile row of
 // every channel, a few dozen floats each time.
