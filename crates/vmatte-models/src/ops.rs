@@ -810,14 +810,19 @@ fn with_cpu_slices<R>(xs: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<
     let storages: Vec<_> = xs.iter().map(|x| x.storage_and_layout()).collect();
     let slices = storages
         .iter()
-        .map(|(storage, layout)| match &**storage {
-            Storage::Cpu(CpuStorage::F32(v)) => {
-                Ok(&v[layout.start_offset()..][..layout.shape().elem_count()])
-            }
-            _ => Err(candle_core::Error::Msg("expected CPU f32".into())),
+        .map(|(storage, layout)| {
+            Ok(&cpu_f32(storage)?[layout.start_offset()..][..layout.shape().elem_count()])
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
     Ok(f(&slices))
+}
+
+/// A CPU f32 tensor's whole storage.
+fn cpu_f32(storage: &Storage) -> candle_core::Result<&[f32]> {
+    match storage {
+        Storage::Cpu(CpuStorage::F32(v)) => Ok(v),
+        _ => Err(candle_core::Error::Msg("expected CPU f32".into())),
+    }
 }
 
 /// Each frame of `xs` (CPU f32, the same frame count) as its planes, one
@@ -830,12 +835,9 @@ fn for_each_cpu_frame(xs: &[&Tensor], mut body: impl FnMut(&[&[f32]])) -> Result
     for f in 0..n {
         let frame = storages
             .iter()
-            .map(|(storage, layout)| match &**storage {
-                Storage::Cpu(CpuStorage::F32(v)) => {
-                    let len = layout.shape().elem_count() / n;
-                    Ok(&v[layout.start_offset() + f * layout.stride()[0]..][..len])
-                }
-                _ => Err(candle_core::Error::Msg("expected CPU f32".into())),
+            .map(|(storage, layout)| {
+                let len = layout.shape().elem_count() / n;
+                Ok(&cpu_f32(storage)?[layout.start_offset() + f * layout.stride()[0]..][..len])
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         body(&frame);

@@ -314,6 +314,56 @@ pub(crate) mod x86 {
     }
 }
 
+/// `value` into every float of `to`, a vector at a time, the last one
+/// overlapping the one before. Plain fills of a few dozen floats become
+/// memset calls, which cost more than the stores; the kernels that pad
+/// rows (Winograd's edge windows, the depthwise phases) fill with this.
+#[inline(always)]
+pub(crate) fn fill<V: Vector>(to: &mut [std::mem::MaybeUninit<f32>], value: f32) {
+    let (l, n, at) = (V::LANES, to.len(), to.as_mut_ptr().cast::<f32>());
+    // SAFETY: every store lies inside `to`.
+    unsafe {
+        if n < l {
+            for k in 0..n {
+                // Volatile only so that these stay stores, not a memset.
+                std::ptr::write_volatile(at.add(k), value);
+            }
+            return;
+        }
+        let mut k = 0;
+        while k + l < n {
+            V::splat(value).store(at.add(k));
+            k += l;
+        }
+        V::splat(value).store(at.add(n - l));
+    }
+}
+
+/// `from` into `to` (as long), likewise a vector at a time instead of a
+/// memcpy call.
+#[inline(always)]
+pub(crate) fn copy<V: Vector>(from: &[f32], to: &mut [std::mem::MaybeUninit<f32>]) {
+    let (l, n) = (V::LANES, to.len());
+    assert_eq!(from.len(), n);
+    let (src, dst) = (from.as_ptr(), to.as_mut_ptr().cast::<f32>());
+    // SAFETY: every load lies inside `from` and every store inside `to`.
+    unsafe {
+        if n < l {
+            for k in 0..n {
+                // Volatile only so that these stay stores, not a memcpy.
+                std::ptr::write_volatile(dst.add(k), *src.add(k));
+            }
+            return;
+        }
+        let mut k = 0;
+        while k + l < n {
+            V::load(src.add(k)).store(dst.add(k));
+            k += l;
+        }
+        V::load(src.add(n - l)).store(dst.add(n - l));
+    }
+}
+
 /// `dispatched!(name => kernel[Generics](arg: Type, ...) [-> Ret])`: `name` calls
 /// `kernel::<V, Generics>` compiled for the widest vector unit this CPU has.
 macro_rules! dispatched {

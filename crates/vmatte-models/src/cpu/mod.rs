@@ -52,7 +52,7 @@ use rayon::prelude::*;
 
 use crate::ops::{Activation, ConvSpec};
 use crate::simd::vectorized;
-use lanes::{dispatched, Vector};
+use lanes::{copy, dispatched, fill, Vector};
 use matmul::{matmul, Product};
 
 /// Patch-matrix floats per block: big enough for gemm to run at speed,
@@ -272,7 +272,7 @@ impl CustomOp2 for ConvOp {
         if depthwise {
             // Where each tap reads in a padded plane's phases, the same for
             // all planes.
-            let layout = Polyphase::new(s, (h, wd), (ho, wo));
+            let layout = Polyphase::new((s.stride, s.padding), (h, wd), (ho, wo));
             let offsets = layout.offsets(s);
             let kk = s.kernel * s.kernel;
             (0..n * c).into_par_iter().for_each(|bc| {
@@ -360,16 +360,6 @@ fn prefetch(data: &[f32]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = data;
-}
-
-/// Sets `len` floats at `at` to `value`.
-///
-/// # Safety
-/// `at..at + len` must be writable and owned by the caller.
-unsafe fn start_plane(at: *mut f32, len: usize, value: f32) {
-    for i in 0..len {
-        at.add(i).write(value);
-    }
 }
 
 /// The `len` floats at `base + at`, borrowed to be written. They are not
@@ -520,9 +510,10 @@ fn matmul_add(
 
 /// A strided convolution of one image (ResNet-50's stem and its strided
 /// 3x3 and 1x1 layers; stride-1 ones go through [`conv_shifted`] and
-/// [`conv_pointwise`], ones with few taps through [`conv_narrow`]): blocks of output rows, each turned into a patch
-/// matrix (row `(ci, ky, kx)` holds that tap for every output
-/// pixel of the block) and multiplied by the weights in one gemm.
+/// [`conv_pointwise`], ones with few taps through [`conv_narrow`]): blocks
+/// of output rows, each turned into a patch matrix (row `(ci, ky, kx)`
+/// holds that tap for every output pixel of the block) and multiplied by
+/// the weights in one gemm.
 fn conv_patches(
     op: &ConvOp,
     image: &[f32],
@@ -589,19 +580,13 @@ fn conv_shifted(
     dst_ptr: SendPtr,
 ) {
     let s = &op.spec;
-    let (k, d, p, o) = (s.kernel, s.dilation, s.padding, s.out_channels);
-    let (hp, wp) = (h + 2 * p, w + 2 * p);
-    let plane = hp * wp;
+    let (k, d, o) = (s.kernel, s.dilation, s.out_channels);
+    // Stride 1: the one phase is the zero-padded plane.
+    let layout = Polyphase::new((1, s.padding), (h, w), (ho, wo));
+    let (wp, plane) = (layout.ws, layout.len());
     let planes: Vec<&[f32]> = inputs.iter().flat_map(|t| t.chunks(h * w)).collect();
     debug_assert_eq!(planes.len(), c);
-    let mut padded = Vec::<f32>::with_capacity(c * plane);
-    let base = SendPtr(padded.as_mut_ptr());
-    planes.par_iter().enumerate().for_each(|(i, from)| {
-        // SAFETY: plane i lies inside the capacity and is this task's alone.
-        unsafe { write_padded(base.get().add(i * plane), from, w, p) };
-    });
-    // SAFETY: every plane was written in full above.
-    unsafe { padded.set_len(c * plane) };
+    let padded = polyphase_planes(&layout, &planes);
     // The small decoder stages are only a block or two big.
     let (blocks, rows_per_block) = balanced_blocks(ho, SHIFTED_BLOCK / wp);
     let plane_out = ho * wo;
@@ -650,25 +635,6 @@ fn conv_shifted(
             }
         });
     });
-}
-
-/// Writes `plane` (`h x w`) with `p` zeros on every side at `to`, a
-/// `(h + 2p) x (w + 2p)` plane: each float once, rather than zeroing the
-/// whole plane and then copying the picture over it.
-///
-/// # Safety
-/// `to` must have room for the padded plane and be the caller's alone.
-unsafe fn write_padded(to: *mut f32, plane: &[f32], w: usize, p: usize) {
-    let wp = w + 2 * p;
-    let h = plane.len() / w;
-    start_plane(to, p * wp, 0.0);
-    for (y, row) in plane.chunks(w).enumerate() {
-        let line = to.add((y + p) * wp);
-        start_plane(line, p, 0.0);
-        std::ptr::copy_nonoverlapping(row.as_ptr(), line.add(p), w);
-        start_plane(line.add(p + w), p, 0.0);
-    }
-    start_plane(to.add((h + p) * wp), p * wp, 0.0);
 }
 
 /// The starts of `total` items cut into equal blocks of at most about
@@ -758,7 +724,8 @@ fn fill_tap(
 }
 
 thread_local! {
-    /// A padded input plane and a wide output plane, reused.
+    /// A padded input plane and a wide output plane, reused (the narrow
+    /// dense layers use the second too).
     static DEPTHWISE_SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> =
         const { RefCell::new((Vec::new(), Vec::new())) };
 }
@@ -781,8 +748,9 @@ struct Polyphase {
 }
 
 impl Polyphase {
-    fn new(spec: &ConvSpec, (h, w): (usize, usize), (ho, wo): (usize, usize)) -> Self {
-        let (s, p) = (spec.stride, spec.padding);
+    /// The layout of an `h x w` plane padded by `p` for stride `s`, whose
+    /// convolution makes `ho x wo` outputs.
+    fn new((s, p): (usize, usize), (h, w): (usize, usize), (ho, wo): (usize, usize)) -> Self {
         Self {
             s,
             p,
@@ -820,6 +788,19 @@ impl Polyphase {
     }
 }
 
+/// `planes`, each `h x w`, in `layout` one after another, a task a plane.
+fn polyphase_planes(layout: &Polyphase, planes: &[&[f32]]) -> Vec<f32> {
+    let len = planes.len() * layout.len();
+    let mut out = Vec::<f32>::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(layout.len())
+        .zip(planes)
+        .for_each(|(to, plane)| write_polyphase(layout, plane, to));
+    // SAFETY: write_polyphase set every float of each plane's layout.
+    unsafe { out.set_len(len) };
+    out
+}
+
 dispatched!(write_polyphase => write_polyphase_in[](layout: &Polyphase, plane: &[f32], to: &mut [MaybeUninit<f32>]));
 
 /// Writes `plane` in `layout` to `to`, each float once. (One call a plane:
@@ -838,40 +819,16 @@ fn write_polyphase_in<V: Vector>(layout: &Polyphase, plane: &[f32], to: &mut [Ma
         for (i, row) in rows.chunks_exact_mut(layout.ws).enumerate() {
             let y = (s * i + fy) as isize - p as isize;
             let Some(src) = plane_row(plane, (layout.h, w), y) else {
-                zero_fill::<V>(row);
+                fill::<V>(row, 0.0);
                 continue;
             };
-            zero_fill::<V>(&mut row[..lo]);
-            zero_fill::<V>(&mut row[hi..]);
+            fill::<V>(&mut row[..lo], 0.0);
+            fill::<V>(&mut row[hi..], 0.0);
             // (A plane narrower than the stride may have no column here.)
             if lo < hi {
                 every_nth::<V>(&src[s * lo + fx - p..], s, &mut row[lo..hi]);
             }
         }
-    }
-}
-
-/// Zeros `row` a vector at a time, the last one overlapping the one
-/// before: a plain fill becomes a memset call, which for the few floats of
-/// a padding column costs more than the stores.
-#[inline(always)]
-fn zero_fill<V: Vector>(row: &mut [MaybeUninit<f32>]) {
-    let (l, n, at) = (V::LANES, row.len(), row.as_mut_ptr().cast::<f32>());
-    // SAFETY: every store lies inside row.
-    unsafe {
-        if n < l {
-            for k in 0..n {
-                // Volatile only so that these stay stores, not a memset.
-                std::ptr::write_volatile(at.add(k), 0.0);
-            }
-            return;
-        }
-        let mut k = 0;
-        while k + l < n {
-            V::zero().store(at.add(k));
-            k += l;
-        }
-        V::zero().store(at.add(n - l));
     }
 }
 
@@ -885,21 +842,8 @@ fn every_nth<V: Vector>(src: &[f32], s: usize, out: &mut [MaybeUninit<f32>]) {
     assert!(src.len() > s * (n - 1));
     let mut j = 0;
     match s {
-        // Vectors, not the memcpy call a plain loop becomes: the deep
-        // layers' rows are 30 wide.
-        // The last vector overlaps the one before.
-        1 if n >= V::LANES => {
-            let l = V::LANES;
-            let (from, to) = (src.as_ptr(), out.as_mut_ptr().cast::<f32>());
-            // SAFETY: l floats from any j <= n - l lie inside src and out.
-            // (No closure: it would be compiled without the vector unit.)
-            unsafe {
-                while j + l < n {
-                    V::load(from.add(j)).store(to.add(j));
-                    j += l;
-                }
-                V::load(from.add(n - l)).store(to.add(n - l));
-            }
+        1 => {
+            copy::<V>(&src[..n], out);
             j = n;
         }
         // The even lanes of two vectors, a vector of outputs at a time.
@@ -984,18 +928,13 @@ fn conv_narrow(
 ) {
     let s = &op.spec;
     let (o, kk) = (s.out_channels, s.kernel * s.kernel);
-    let layout = Polyphase::new(s, (h, w), (ho, wo));
+    let layout = Polyphase::new((s.stride, s.padding), (h, w), (ho, wo));
     let (one, plane_len) = (layout.offsets(s), layout.len());
     let offsets: Vec<usize> = (0..c)
         .flat_map(|ch| one.iter().map(move |t| ch * plane_len + t))
         .collect();
-    let mut padded = Vec::<f32>::with_capacity(c * layout.len());
-    padded.spare_capacity_mut()[..c * layout.len()]
-        .par_chunks_mut(layout.len())
-        .zip(image.par_chunks(h * w))
-        .for_each(|(to, plane)| write_polyphase(&layout, plane, to));
-    // SAFETY: write_polyphase set every float of each channel's phases.
-    unsafe { padded.set_len(c * layout.len()) };
+    let planes: Vec<&[f32]> = image.chunks(h * w).collect();
+    let padded = polyphase_planes(&layout, &planes);
     let start = out.len();
     out.reserve(o * ho * wo);
     // SAFETY: the image's outputs lie inside the capacity.
@@ -1006,19 +945,22 @@ fn conv_narrow(
         .for_each(|band| {
             let (r0, r1) = (band * NARROW_BAND, ((band + 1) * NARROW_BAND).min(ho));
             let len = (r1 - r0 - 1) * ws + wo;
-            let mut wide = vec![0f32; len];
-            for oc in 0..o {
-                let taps = &weight[oc * c * kk..(oc + 1) * c * kk];
-                tap_sums(&padded[r0 * ws..], taps, &offsets, &mut wide);
-                // SAFETY: rows r0..r1 of plane oc belong to this task alone;
-                // apply_biased_rows writes every float of them.
-                let dst = unsafe {
-                    let at = base.get().add(oc * ho * wo + r0 * wo);
-                    std::slice::from_raw_parts_mut(at, (r1 - r0) * wo)
-                };
-                let bias = op.bias.as_ref().map_or(0.0, |b| b[oc]);
-                op.act.apply_biased_rows(&wide, ws, bias, dst, wo);
-            }
+            DEPTHWISE_SCRATCH.with(|scratch| {
+                let (_, wide) = &mut *scratch.borrow_mut();
+                let wide = grown(wide, len);
+                for oc in 0..o {
+                    let taps = &weight[oc * c * kk..(oc + 1) * c * kk];
+                    tap_sums(&padded[r0 * ws..], taps, &offsets, wide);
+                    // SAFETY: rows r0..r1 of plane oc belong to this task
+                    // alone; apply_biased_rows writes every float of them.
+                    let dst = unsafe {
+                        let at = base.get().add(oc * ho * wo + r0 * wo);
+                        std::slice::from_raw_parts_mut(at, (r1 - r0) * wo)
+                    };
+                    let bias = op.bias.as_ref().map_or(0.0, |b| b[oc]);
+                    op.act.apply_biased_rows(wide, ws, bias, dst, wo);
+                }
+            });
         });
     // SAFETY: the bands wrote every row of every output plane.
     unsafe { out.set_len(start + o * ho * wo) };

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use super::matmul::{matmul, Product};
 use super::winograd::{conv3x3, Tile};
-use super::{fresh_row, taps, SendPtr};
+use super::{as_uninit, fresh_row, lerp_columns, polyphase_planes, taps, Polyphase, SendPtr};
 use crate::ops::Activation;
 use crate::simd::vectorized;
 
@@ -151,11 +151,10 @@ impl UpsampledConv {
         let full_planes: Vec<&[f32]> = full.iter().flat_map(|t| t.chunks(h * w)).collect();
         let low_planes: Vec<&[f32]> = low.iter().flat_map(|t| t.chunks(hl * wl)).collect();
         assert!(full_planes.len() == self.c_full && low_planes.len() == self.c_up);
-        let mut phases = vec![0f32; 4 * self.c_full * hl * wl];
-        phases
-            .par_chunks_mut(4 * hl * wl)
-            .zip(&full_planes)
-            .for_each(|(to, plane)| split_phases(plane, (h, w), (hl, wl), to));
+        // Each full-resolution plane as its four phases (even and odd rows
+        // and columns), zeros past the picture's edge: stride 2, no padding.
+        let layout = Polyphase::new((2, 0), (h, w), (hl, wl));
+        let phases = polyphase_planes(&layout, &full_planes);
         let mut inputs = low.to_vec();
         inputs.push(&phases);
         let mut sums = Vec::<f32>::with_capacity(4 * o * hl * wl);
@@ -237,38 +236,6 @@ vectorized! {
     }
 }
 
-vectorized! {
-    /// A full-resolution plane `(h, w)` as its four phases `(hl, wl)`,
-    /// `[even rows: even, odd columns; odd rows: even, odd columns]`,
-    /// zeros where a phase's pixel lies outside the picture.
-    fn split_phases(plane: &[f32], size: (usize, usize), low: (usize, usize), to: &mut [f32]) {
-        let ((h, w), (hl, wl)) = (size, low);
-        let (ee, rest) = to.split_at_mut(hl * wl);
-        let (eo, rest) = rest.split_at_mut(hl * wl);
-        let (oe, oo) = rest.split_at_mut(hl * wl);
-        for (y, src) in plane.chunks_exact(w).enumerate() {
-            let (even, odd) = match y % 2 {
-                0 => (&mut *ee, &mut *eo),
-                _ => (&mut *oe, &mut *oo),
-            };
-            let at = (y / 2) * wl;
-            let (even, odd) = (&mut even[at..at + wl], &mut odd[at..at + wl]);
-            for ((e, d), pair) in even.iter_mut().zip(odd.iter_mut()).zip(src.chunks_exact(2)) {
-                *e = pair[0];
-                *d = pair[1];
-            }
-            if w % 2 == 1 {
-                even[wl - 1] = src[w - 1];
-                odd[wl - 1] = 0.0;
-            }
-        }
-        if h % 2 == 1 {
-            oe[(hl - 1) * wl..].fill(0.0);
-            oo[(hl - 1) * wl..].fill(0.0);
-        }
-    }
-}
-
 /// What the low-resolution convolution added for taps outside the
 /// picture, where the full-resolution one reads zeros, per output channel:
 /// along the top and bottom rows (`w` each) and down the left and right
@@ -301,9 +268,8 @@ impl Border {
             for (ch, out) in line.chunks_exact_mut(w + 2).enumerate() {
                 let src = &x[ch][r * wl..(r + 1) * wl];
                 out[0] = src[0];
-                for (o, &(i0, i1, t)) in out[1..=w].iter_mut().zip(&cols) {
-                    *o = src[i0] * (1.0 - t) + src[i1] * t;
-                }
+                // SAFETY: lerp_columns writes only initialised floats.
+                lerp_columns(src, &cols, unsafe { as_uninit(&mut out[1..=w]) });
                 out[w + 1] = src[wl - 1];
             }
             line
@@ -313,10 +279,9 @@ impl Border {
         let column = |k: usize| -> Vec<f32> {
             let mut line = vec![0f32; c * (h + 2)];
             for (ch, out) in line.chunks_exact_mut(h + 2).enumerate() {
-                let at = |i: usize| x[ch][i * wl + k];
-                for (o, &(i0, i1, t)) in out[1..=h].iter_mut().zip(&rows) {
-                    *o = at(i0) * (1.0 - t) + at(i1) * t;
-                }
+                let src: Vec<f32> = x[ch].iter().skip(k).step_by(wl).copied().collect();
+                // SAFETY: lerp_columns writes only initialised floats.
+                lerp_columns(&src, &rows, unsafe { as_uninit(&mut out[1..=h]) });
             }
             line
         };

@@ -30,7 +30,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::lanes::{dispatched, Vector};
+use super::lanes::{copy, dispatched, fill, Vector};
 use super::matmul::{matmul, Product};
 use super::{balanced_blocks, grown, prefetch, SendPtr, BLOCKS_PER_THREAD};
 use crate::ops::Activation;
@@ -280,13 +280,8 @@ pub(crate) fn conv3x3(
             let cols = x.saturating_sub(1)..(x + mt * b.tc + 1).min(w);
             // Call i transforms tile row i % rows of channel i / rows; its
             // tiles go to V from i * tc.
-            let lines = |i: usize| {
-                t.lines(
-                    planes[i / b.rows],
-                    b.ty0 + i % b.rows,
-                    i / b.rows < replicate,
-                )
-            };
+            let edges = |i: usize| i / b.rows < replicate;
+            let lines = |i: usize| t.lines(planes[i / b.rows], b.ty0 + i % b.rows, edges(i));
             for i in 0..c * b.rows {
                 // The transform's loads wait on memory, and its arithmetic
                 // keeps later ones from issuing: ask for the next call's
@@ -296,13 +291,12 @@ pub(crate) fn conv3x3(
                         prefetch(&line[cols.clone()]);
                     }
                 }
-                let edges = i / b.rows < replicate;
                 input_transform(
                     &lines(i)[..t.t()],
                     w,
                     x,
                     b.tc,
-                    edges,
+                    edges(i),
                     v,
                     i * b.tc,
                     c * tiles,
@@ -535,10 +529,9 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
 }
 
 /// Columns `first ..` of `line` into `window`, where they fall outside the
-/// picture zeros or, with `replicate`, the row's first or last pixel.
-// Vector copies and stores, not the memcpy and memset calls the compiler
-// makes of plain loops: this runs for the edge vectors of every tile row of
-// every channel, a few dozen floats each time.
+/// picture zeros or, with `replicate`, the row's first or last pixel. This
+/// runs for the edge vectors of every tile row of every channel, a few
+/// dozen floats each time (see [`fill`]).
 #[inline(always)]
 fn padded_window<'a, V: Vector>(
     line: &[f32],
@@ -550,38 +543,15 @@ fn padded_window<'a, V: Vector>(
     let skip = (-first).clamp(0, len as isize) as usize;
     let from = (first.max(0) as usize).min(line.len());
     let n = (line.len() - from).min(len - skip);
-    let l = V::LANES;
-    let at = window.as_mut_ptr().cast::<f32>();
-    // SAFETY: every store lies inside window: [0, skip), [skip, skip + n)
-    // and [skip + n, len), a vector at a time while one fits; the loads
-    // inside line[from..from + n].
-    unsafe {
-        let (before, after) = match replicate {
-            true => (line[0], line[line.len() - 1]),
-            false => (0.0, 0.0),
-        };
-        for k in 0..skip {
-            at.add(k).write(before);
-        }
-        let mut k = 0;
-        while k + l <= n {
-            V::load(line.as_ptr().add(from + k)).store(at.add(skip + k));
-            k += l;
-        }
-        for k in k..n {
-            at.add(skip + k).write(line[from + k]);
-        }
-        let mut k = skip + n;
-        while k + l <= len {
-            V::splat(after).store(at.add(k));
-            k += l;
-        }
-        for k in k..len {
-            at.add(k).write(after);
-        }
-        // Every float of the window was written above.
-        window.assume_init_ref()
-    }
+    let (before, after) = match replicate {
+        true => (line[0], line[line.len() - 1]),
+        false => (0.0, 0.0),
+    };
+    fill::<V>(&mut window[..skip], before);
+    copy::<V>(&line[from..from + n], &mut window[skip..skip + n]);
+    fill::<V>(&mut window[skip + n..], after);
+    // SAFETY: every float of the window was written above.
+    unsafe { window.assume_init_ref() }
 }
 
 /// `Y = Aᵀ M A` for one tile row of one output channel: its `M` output
