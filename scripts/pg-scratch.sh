@@ -5,6 +5,8 @@
 # allow), removed by `stop`.
 #
 #   scripts/pg-scratch.sh start DIR [--tls]   prints the server's URL
+#   scripts/pg-scratch.sh restart DIR [SECONDS]  crashes it (immediate
+#                                      shutdown), waits, starts it again
 #   scripts/pg-scratch.sh stop DIR
 #
 # The cluster's user is `vmatte` with password `$VMATTE_PG_PASSWORD`
@@ -13,8 +15,8 @@
 # connections, with a self-signed certificate for localhost in DIR/ca.pem.
 set -euo pipefail
 
-cmd=${1:?usage: pg-scratch.sh start|stop DIR [--tls]}
-dir=${2:?usage: pg-scratch.sh start|stop DIR [--tls]}
+cmd=${1:?usage: pg-scratch.sh start|restart|stop DIR [--tls|SECONDS]}
+dir=${2:?usage: pg-scratch.sh start|restart|stop DIR [--tls|SECONDS]}
 tls=${3:-}
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [[ ! -x "$bindir/initdb" ]]; then
@@ -61,6 +63,12 @@ start)
   as_pg "$bindir/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 60 start >/dev/null
   echo "postgres://vmatte:$password@127.0.0.1:$port/postgres"
   ;;
+restart)
+  cluster=$(cat "$dir/cluster")
+  as_pg "$bindir/pg_ctl" -D "$cluster/data" -m immediate -w stop >/dev/null
+  sleep "${3:-1}"
+  as_pg "$bindir/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 60 start >/dev/null
+  ;;
 stop)
   [[ -f "$dir/cluster" ]] || exit 0
   cluster=$(cat "$dir/cluster")
@@ -70,7 +78,7 @@ stop)
   rm -rf "$cluster" "$dir/cluster"
   ;;
 *)
-  echo "usage: pg-scratch.sh start|stop DIR [--tls]" >&2
+  echo "usage: pg-scratch.sh start|restart|stop DIR [--tls|SECONDS]" >&2
   exit 2
   ;;
 esac

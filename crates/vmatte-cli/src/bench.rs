@@ -7,13 +7,15 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
+use vmatte_engine::telemetry::Hub;
 use vmatte_models::rvm::RecurrentState;
 use vmatte_pipeline::frames::push_planar;
-use vmatte_pipeline::{matte_source, MatteSettings, OutputKind};
+use vmatte_pipeline::{
+    matte_source, Chunks, MatteSettings, Network, OutputKind, Precision, RunOptions,
+};
 
 use crate::cli::BenchArgs;
-use crate::gpu;
-use crate::runtime::{self, Loaded};
+use crate::config;
 
 #[derive(Clone, Serialize)]
 struct Throughput {
@@ -40,7 +42,7 @@ struct GpuBusy {
 /// One precision and chunk size.
 #[derive(Clone, Serialize)]
 struct Row {
-    dtype: String,
+    dtype: Precision,
     seq_chunk: usize,
     model_only: Throughput,
     end_to_end: Option<Throughput>,
@@ -58,7 +60,7 @@ struct BenchReport {
     height: u32,
     downsample_ratio: f64,
     /// The first row's, at the top for scripts that measure one.
-    dtype: String,
+    dtype: Precision,
     seq_chunk: usize,
     model_only: Throughput,
     end_to_end: Option<Throughput>,
@@ -77,8 +79,10 @@ struct Clip {
 impl Clip {
     /// Runs `loaded` over the clip in chunks, carrying the state, and times
     /// the frames after the warm-up. Returns the timed frames' alphas.
-    fn run(&self, loaded: &Loaded, chunk: usize) -> Result<(Throughput, Vec<f32>)> {
-        let model = loaded.rvm()?;
+    fn run(&self, loaded: &Network, chunk: usize) -> Result<(Throughput, Vec<f32>)> {
+        let Some(model) = loaded.model.rvm() else {
+            bail!("`vmatte bench` measures RVM models; for GVM use `vmatte bench-gvm`");
+        };
         let mut state = RecurrentState::default();
         // Written before the clock starts: growing it inside the timed loop
         // timed the kernel's page faults, and the moves pushed the model's
@@ -122,10 +126,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let dtypes = args
         .dtypes
         .clone()
-        .unwrap_or_else(|| vec![args.model.dtype.clone()]);
-    for d in &dtypes {
-        runtime::dtype(d)?;
-    }
+        .unwrap_or_else(|| vec![args.model.dtype]);
+    let model = config::model_ref(&args.model)?;
     let mut source = vmatte_media::open_source(&args.input, None)?;
     let info = source.info().clone();
     let ratio = args.downsample_ratio.resolve(info.height, info.width);
@@ -153,38 +155,39 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         timed: args.frames,
         ratio,
     };
-    let hub = gpu::Hub::start(std::slice::from_ref(&args.model.device), |_| {});
+    let hub = Hub::start(
+        &[args.model.device],
+        |_| {},
+        |info| eprintln!("vmatte: info: {info}"),
+    );
 
     // What `vmatte matte` would run this clip with on this device.
-    let defaults = MatteSettings {
-        cpu_seq_chunk: Some(MatteSettings::CPU_SEQ_CHUNK),
-        ..MatteSettings::new("")
+    let defaults = Chunks {
+        cpu_seq_chunk: Some(Chunks::CPU_DEFAULT),
+        ..Chunks::default()
     };
     let default_chunk =
-        defaults.chunk_for(info.height, info.width, args.model.device == "cpu") as u32;
+        defaults.for_video(info.height, info.width, args.model.device.is_cpu()) as u32;
 
     // f32's alphas, the reference for the other precisions.
     let mut reference: Option<Vec<f32>> = None;
     let mut rows = Vec::new();
-    for dtype in &dtypes {
-        let mut model_args = args.model.clone();
-        model_args.dtype = dtype.clone();
-        let loaded = runtime::load(&model_args)?;
+    for &dtype in &dtypes {
+        let loaded = config::load_model(&model, &args.model, dtype)?;
         for &chunk in args.seq_chunk.as_deref().unwrap_or(&[default_chunk]) {
             let chunk = chunk as usize;
             let since = vmatte_gpu::telemetry::now_ms();
             let (model_only, alphas) = clip.run(&loaded, chunk)?;
             let gpu = hub.as_ref().and_then(|h| busy(&h.series(), since));
-            let vs_f32 = if dtype == "f32" {
+            let vs_f32 = if dtype == Precision::F32 {
                 reference.get_or_insert(alphas);
                 None
             } else {
                 let reference = match &reference {
                     Some(r) => r,
                     None => {
-                        let mut f32_args = args.model.clone();
-                        f32_args.dtype = "f32".into();
-                        reference.insert(clip.run(&runtime::load(&f32_args)?, chunk)?.1)
+                        let f32_model = config::load_model(&model, &args.model, Precision::F32)?;
+                        reference.insert(clip.run(&f32_model, chunk)?.1)
                     }
                 };
                 Some(accuracy(&alphas, reference))
@@ -195,7 +198,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 Some(end_to_end(&args, &loaded, chunk)?)
             };
             rows.push(Row {
-                dtype: dtype.clone(),
+                dtype,
                 seq_chunk: chunk,
                 model_only,
                 end_to_end,
@@ -208,8 +211,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let first = rows[0].clone();
     let report = BenchReport {
         input: args.input.display().to_string(),
-        model: args.model.name().to_string(),
-        device: args.model.device.clone(),
+        model: model.to_string(),
+        device: args.model.device.to_string(),
         threads: candle_core::utils::get_num_threads(),
         width: info.width,
         height: info.height,
@@ -229,22 +232,27 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn end_to_end(args: &BenchArgs, loaded: &Loaded, chunk: usize) -> Result<Throughput> {
+fn end_to_end(args: &BenchArgs, loaded: &Network, chunk: usize) -> Result<Throughput> {
     let scratch = tempfile::tempdir()?;
-    let mut settings = MatteSettings::new(args.model.name());
+    let mut settings = MatteSettings::new("bench");
     settings.downsample_ratio = args.downsample_ratio;
-    settings.seq_chunk = chunk;
     settings.outputs = vec![OutputKind::Composite, OutputKind::Alpha];
+    let run = RunOptions {
+        chunks: Chunks::fixed(chunk),
+        preprocess: args.model.preprocess,
+        postprocess: args.model.postprocess,
+        ..RunOptions::default()
+    };
     let source = vmatte_media::open_source(&args.input, None)?;
-    let report = matte_source(
-        &loaded.model,
-        &loaded.device,
+    let (report, staged) = matte_source(
+        loaded,
         source,
-        scratch.path(),
-        "bench",
+        (scratch.path(), "bench"),
         &settings,
+        &run,
         &mut |_| {},
     )?;
+    staged.publish()?;
     Ok(Throughput {
         frames: report.frames,
         seconds: report.seconds,

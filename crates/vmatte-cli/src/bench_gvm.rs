@@ -14,8 +14,7 @@ use vmatte_models::gvm::{frames, Geometry, Gvm, LoraChoice};
 use vmatte_models::store::ModelStore;
 
 use crate::cli::BenchGvmArgs;
-use crate::gpu;
-use crate::runtime;
+use vmatte_engine::telemetry::Hub;
 
 #[derive(Serialize)]
 struct Row {
@@ -85,10 +84,14 @@ fn synthetic(n: usize, h: usize, w: usize, device: &Device) -> Result<Tensor> {
 
 pub fn run(args: BenchGvmArgs) -> Result<ExitCode> {
     check(&args)?;
-    let device = runtime::device(&args.device)?;
-    let dtype = runtime::dtype(&args.dtype)?;
+    let device = vmatte_engine::load::open_device(args.device)?;
+    let dtype = args.dtype.dtype();
     let (w, h) = args.source;
-    let hub = gpu::Hub::start(std::slice::from_ref(&args.device), |_| {});
+    let hub = Hub::start(
+        &[args.device],
+        |_| {},
+        |info| eprintln!("vmatte: info: {info}"),
+    );
     // NVML needs a moment for its first round.
     let before = hub.as_ref().and_then(|hub| {
         std::thread::sleep(std::time::Duration::from_millis(700));
@@ -172,8 +175,8 @@ pub fn run(args: BenchGvmArgs) -> Result<ExitCode> {
     }
     let report = Report {
         weights,
-        device: args.device.clone(),
-        dtype: args.dtype.clone(),
+        device: args.device.to_string(),
+        dtype: args.dtype.to_string(),
         source: format!("{w}x{h}"),
         size: args.size,
         denoise_steps: args.denoise_steps,

@@ -3,7 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use vmatte_pipeline::{Background, DownsampleRatio, Mp4Codec, OutputFormat, OutputKind};
+use vmatte_engine::load::HwDecode;
+use vmatte_gpu::DeviceSpec;
+use vmatte_media::Rational;
+use vmatte_pipeline::{
+    Background, DownsampleRatio, Mp4Codec, OutputFormat, OutputKind, Placement, Precision,
+};
 
 #[derive(Parser)]
 #[command(
@@ -143,7 +148,7 @@ pub struct GpuArgs {
     /// Spread the jobs over these devices, comma-separated (cuda:0,cuda:1)
     /// [default: --device].
     #[arg(long, value_delimiter = ',', value_name = "DEVICES")]
-    pub devices: Option<Vec<String>>,
+    pub devices: Option<Vec<DeviceSpec>>,
     /// Videos matted at once per device, each with its own recurrent state;
     /// several keep a GPU busy while others decode and encode [default: 1 on
     /// the CPU; on a GPU, as many as fit in its free memory, up to 4].
@@ -209,10 +214,25 @@ pub struct WorkerArgs {
         default_value = "cpu",
         value_name = "DEVICES"
     )]
-    pub devices: Vec<String>,
-    /// Jobs run at once per device, each with its own copy of the model.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub streams: u32,
+    pub devices: Vec<DeviceSpec>,
+    /// Jobs run at once per device, sharing the device's copy of the model
+    /// [default: 1 on the CPU; on a GPU, as many as fit in its free memory,
+    /// up to 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub streams: Option<u32>,
+    /// GPU memory this worker may plan for: an amount (10GiB, 512MiB) or a
+    /// share of the card (0.8, 80%) [default: the card's free memory].
+    /// Running out anyway halves the chunk, then the jobs at once, then
+    /// moves the job to the CPU.
+    #[arg(long, value_name = "SIZE", value_parser = parse_vram_limit)]
+    pub vram_limit: Option<vmatte_gpu::VramLimit>,
+    /// Damaged frames the decoder concealed fail the job (by default they
+    /// are warnings in its log).
+    #[arg(long)]
+    pub strict: bool,
+    /// Video decoding: auto, nvdec or cpu (see `vmatte matte --help`).
+    #[arg(long, default_value = "auto", value_name = "auto|nvdec|cpu")]
+    pub hwdec: HwDecode,
     /// Exit once no job is queued or running (batch runs: Kubernetes Jobs, Slurm arrays).
     #[arg(long)]
     pub exit_when_idle: bool,
@@ -243,26 +263,26 @@ pub struct ModelArgs {
     pub model_dir: Option<PathBuf>,
     /// cpu, or cuda / cuda:N in builds with the `cuda` feature.
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
-    pub device: String,
+    pub device: DeviceSpec,
     /// Inference precision: f32, or f16 / bf16 (for GPUs).
     #[arg(long, default_value = "f32", value_name = "DTYPE")]
-    pub dtype: String,
+    pub dtype: Precision,
     /// Video decoding: nvdec (NVIDIA's hardware decoders, falling back to
     /// the CPU where they cannot open), cpu, or auto (nvdec when --device is
     /// a GPU).
-    #[arg(long, default_value = "auto", value_name = "auto|nvdec|cpu", value_parser = ["auto", "nvdec", "cpu"])]
-    pub hwdec: String,
+    #[arg(long, default_value = "auto", value_name = "auto|nvdec|cpu")]
+    pub hwdec: HwDecode,
     /// Where 8-bit outputs are composited and converted to pixels: device
     /// (tensor ops beside the model, then only the output bytes are copied
     /// back), cpu, or auto (device on a GPU). The bytes are the same.
-    #[arg(long, default_value = "auto", value_name = "auto|device|cpu", value_parser = ["auto", "device", "cpu"])]
-    pub postprocess: String,
+    #[arg(long, default_value = "auto", value_name = "auto|device|cpu")]
+    pub postprocess: Placement,
     /// How 8-bit 4:2:0 video is converted to RGB: device (beside the model:
     /// on a GPU the decoded planes are uploaded, 1.5 bytes a pixel instead of
     /// 12; on the CPU one vectorised pass straight to the model's planar
     /// floats), cpu (swscale's 8-bit RGB, then repacked), or auto (device).
-    #[arg(long, default_value = "auto", value_name = "auto|device|cpu", value_parser = ["auto", "device", "cpu"])]
-    pub preprocess: String,
+    #[arg(long, default_value = "auto", value_name = "auto|device|cpu")]
+    pub preprocess: Placement,
 }
 
 #[derive(Args)]
@@ -346,8 +366,12 @@ pub struct MatteOptions {
     #[arg(long)]
     pub no_audio: bool,
     /// Frame rate of image-folder inputs, e.g. 25 or 30000/1001.
-    #[arg(long, value_name = "FPS")]
-    pub fps: Option<String>,
+    #[arg(long, value_name = "FPS", value_parser = parse_fps)]
+    pub fps: Option<Rational>,
+    /// Damaged frames the decoder concealed fail the video (by default they
+    /// are warnings in the log and the summary).
+    #[arg(long)]
+    pub strict: bool,
     /// Matte only the first N frames of each input.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_frames: Option<u64>,
@@ -467,7 +491,7 @@ pub struct BenchArgs {
     /// --dtype]. Each one other than f32 also reports how far its alpha is
     /// from f32's on the same frames.
     #[arg(long, value_delimiter = ',', value_name = "DTYPE,...")]
-    pub dtypes: Option<Vec<String>>,
+    pub dtypes: Option<Vec<Precision>>,
     /// Frames for the model-only measurement.
     #[arg(long, default_value_t = 30, value_name = "N")]
     pub frames: usize,
@@ -496,10 +520,10 @@ pub struct BenchGvmArgs {
     pub model_dir: Option<PathBuf>,
     /// cpu, or cuda / cuda:N in builds with the `cuda` feature.
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
-    pub device: String,
+    pub device: DeviceSpec,
     /// f32, f16 or bf16.
     #[arg(long, default_value = "f32", value_name = "DTYPE")]
-    pub dtype: String,
+    pub dtype: Precision,
     /// Source frame size; the model sees it resized by --size and --max-resolution.
     #[arg(long, default_value = "1920x1080", value_name = "WxH", value_parser = crate::bench_gvm::parse_size)]
     pub source: (usize, usize),
@@ -541,6 +565,11 @@ fn worker_name(s: &str) -> Result<String, String> {
     } else {
         Ok(s.to_string())
     }
+}
+
+/// `25`, `29.97` or `30000/1001`.
+fn parse_fps(s: &str) -> Result<Rational, String> {
+    vmatte_engine::spec::parse_rate(s)
 }
 
 /// `8M`, `2500k` or plain bits per second.

@@ -4,6 +4,7 @@ mod batch;
 mod bench;
 mod bench_gvm;
 mod cli;
+mod config;
 mod gpu;
 mod matte;
 mod models;
@@ -12,6 +13,7 @@ mod progress;
 mod queue;
 mod report;
 mod runtime;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -23,6 +25,7 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     runtime::keep_freed_memory();
     runtime::leave_cores_to_rayon();
+    runtime::one_line_panics();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // A bad value is one line, like every other error; help, version
@@ -116,10 +119,7 @@ fn presets_cmd(
         println!("{:<10} {} [{}]", p.name, p.description, p.source);
         for (label, h, w) in &sizes {
             let r = presets::resolved(p, *h, *w);
-            println!(
-                "           {label:>9}: model {}, downsample ratio {}, seq chunk {}",
-                r["model"], r["downsample_ratio"], r["seq_chunk"]
-            );
+            println!("           {label:>9}: {}", presets::describe(&r));
         }
     }
     Ok(ExitCode::SUCCESS)

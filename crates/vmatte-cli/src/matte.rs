@@ -6,135 +6,90 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Result};
-use indicatif::ProgressBar;
-use vmatte_media::Rational;
-use vmatte_pipeline::{matte_source, DownsampleRatio, GvmOptions, MatteSettings, OutputFormat};
+use anyhow::Result;
+use vmatte_engine::load::{load, LoadAt};
+use vmatte_engine::outcome::{one_line, rate, seconds};
+use vmatte_engine::telemetry::{self, Hub};
+use vmatte_pipeline::{matte_source, Chunks, PipelineError};
 
-use crate::cli::{GvmArgs, MatteArgs, MatteOptions, ModelArgs};
-use crate::gpu;
-use crate::presets;
-use crate::progress::Reporter;
-use crate::runtime;
-
-/// The pipeline settings and model the options describe: each option from
-/// the command line, else from `--preset`, else its default.
-pub fn settings(o: &MatteOptions) -> Result<(MatteSettings, ModelArgs)> {
-    let preset = o
-        .preset
-        .as_deref()
-        .map(|name| presets::find(name, o.config.as_deref()))
-        .transpose()?;
-    let p = preset.unwrap_or_default();
-    let mut model = o.model.clone();
-    model.model = o.model.model.clone().or_else(|| p.model.clone());
-    let mut settings = MatteSettings::new(model.name());
-    if let Some(w) = &model.weights {
-        settings.model = w.display().to_string();
-    }
-    settings.downsample_ratio = o
-        .downsample_ratio
-        .or(p.downsample_ratio)
-        .unwrap_or(DownsampleRatio::Auto);
-    match o.seq_chunk {
-        Some(n) => settings.seq_chunk = n as usize,
-        None => presets::apply_chunks(&p, &mut settings),
-    }
-    if let Some(outputs) = o.outputs.clone().or(p.outputs) {
-        settings.outputs = dedup(&outputs);
-    }
-    settings.format = o.format.or(p.format).unwrap_or(settings.format);
-    settings.background = o
-        .background
-        .clone()
-        .or(p.background)
-        .unwrap_or(settings.background);
-    settings.crf = o.crf.or(p.crf).unwrap_or(settings.crf);
-    settings.bitrate = o.bitrate;
-    settings.codec = o.codec.unwrap_or_default();
-    settings.depth = o.depth;
-    settings.premultiplied = o.premultiplied;
-    settings.invert_alpha = o.invert_alpha;
-    settings.no_audio = o.no_audio;
-    settings.max_frames = o.max_frames.or(p.max_frames);
-    if o.image_seq_only {
-        if o.format.is_some_and(|f| f != OutputFormat::Png) {
-            bail!("--image-seq-only writes PNG sequences; leave out --format");
-        }
-        settings.format = OutputFormat::Png;
-    }
-    if model.is_gvm() {
-        settings.gvm = Some(gvm_options(&o.gvm, p.gvm.unwrap_or_default()));
-    } else if o.gvm.is_set() {
-        bail!(
-            "--frames-per-batch, --overlap-frames, --interp-frames, --denoise-steps, --decode-chunk, --size, --max-resolution, --ensemble and --lora are GVM settings; add --model gvm"
-        );
-    }
-    settings.validate().map_err(anyhow::Error::msg)?;
-    settings.device = model.device.clone();
-    settings.dtype = model.dtype.clone();
-    let on_device = |choice: &str| match choice {
-        "device" => Some(true),
-        "cpu" => Some(false),
-        _ => None,
-    };
-    settings.post_on_device = on_device(&model.postprocess);
-    settings.pre_on_device = on_device(&model.preprocess);
-    Ok((settings, model))
-}
+use crate::cli::MatteArgs;
+use crate::config;
+use crate::progress::{Mode, Reporter};
+use crate::signals::Interrupt;
 
 pub fn run(args: MatteArgs) -> Result<ExitCode> {
-    let image_fps = args.options.fps.as_deref().map(parse_fps).transpose()?;
-    let (mut settings, model) = settings(&args.options)?;
-    settings.fake_oom = vmatte_gpu::FakeOom::from_env().map_err(anyhow::Error::msg)?;
-    let loaded = runtime::load_with(&model, settings.gvm.as_ref())?;
-    // The bar being drawn, for the GPU readings to appear on.
-    let bar: Arc<Mutex<Option<ProgressBar>>> = Arc::default();
+    let config = config::resolve(&args.options)?;
+    let interrupt = Interrupt::install()?;
+    let mut run = config.run_options();
+    run.fake_oom = vmatte_gpu::FakeOom::from_env().map_err(anyhow::Error::msg)?;
+    run.cancel = Some(interrupt.flag());
+    let net = load(
+        &config.model(),
+        config.spec.settings.gvm.as_ref(),
+        &LoadAt {
+            model_dir: config.model_dir.as_deref(),
+            device: config.device,
+            precision: run.precision,
+            hwdec: config.hwdec,
+        },
+    )?;
+    let mode = Mode::detect(args.json);
+    // Where the GPU readings go: the bar being drawn.
+    let gpu_text: Arc<Mutex<Option<Arc<Mutex<String>>>>> = Arc::default();
     let hub = {
-        let bar = bar.clone();
-        gpu::Hub::start(std::slice::from_ref(&model.device), move |round| {
-            if let Some(bar) = bar.lock().expect("bar").as_ref() {
-                let brief: Vec<String> = round.iter().map(|s| s.brief()).collect();
-                bar.set_message(brief.join("  "));
-            }
-        })
+        let gpu_text = gpu_text.clone();
+        Hub::start(
+            &[config.device],
+            move |round| {
+                let lock = gpu_text.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(slot) = lock.as_ref() {
+                    let brief: Vec<String> = round.iter().map(|s| s.brief()).collect();
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = brief.join("  ");
+                }
+            },
+            |info| eprintln!("vmatte: info: {info}"),
+        )
     };
-
-    let given_chunk = args.options.seq_chunk.map(|n| n as usize);
-    let fixed = (given_chunk, Some(1));
-    if let Some(plan) = gpu::plan(
-        &model.device,
-        hub.as_ref(),
-        args.vram_limit,
-        &settings,
-        &model.dtype,
-        fixed,
-    ) {
-        settings.seq_chunk = plan.seq_chunk;
-        settings.seq_chunk_large = None;
+    if config.spec.settings.gvm.is_none() {
+        let given = (args.options.seq_chunk.map(|n| n as usize), Some(1));
+        let plan = telemetry::plan(
+            config.device,
+            hub.as_ref(),
+            args.vram_limit,
+            (config.spec.settings.downsample_ratio, run.precision),
+            given,
+            |line| eprintln!("vmatte: {line}"),
+        );
+        if let Some(plan) = plan {
+            run.chunks = Chunks::fixed(plan.seq_chunk);
+        }
     }
 
     let mut stems = HashSet::new();
     let mut failed = 0;
     for input in &args.inputs {
+        if interrupt.stopped() {
+            break;
+        }
         let stem = unique_stem(input, &mut stems);
-        let mut reporter = Reporter::new(&display_name(input), args.json);
-        *bar.lock().expect("bar") = reporter.bar();
+        let name = display_name(input);
+        let mut reporter = Reporter::new(&name, mode);
+        *gpu_text.lock().unwrap_or_else(|p| p.into_inner()) = Some(reporter.gpu_slot());
         let since = vmatte_gpu::telemetry::now_ms();
-        let result = vmatte_media::open_source(input, image_fps)
-            .map_err(Into::into)
+        let result = vmatte_media::open_source(input, config.spec.fps)
+            .map_err(PipelineError::from)
             .and_then(|source| {
                 matte_source(
-                    &loaded.model,
-                    &loaded.device,
+                    &net,
                     source,
-                    &args.output,
-                    &stem,
-                    &settings,
+                    (&args.output, &stem),
+                    &config.spec.settings,
+                    &run,
                     &mut |p| reporter.update(p),
                 )
-            });
-        *bar.lock().expect("bar") = None;
+            })
+            .and_then(|(report, staged)| staged.publish().map(|_| report));
+        *gpu_text.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(hub) = &hub {
             let recent: Vec<_> = hub
                 .series()
@@ -150,38 +105,51 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
         match result {
             Ok(report) => {
                 reporter.finish(&format!(
-                    "{}: {} frames in {:.1}s ({:.1} fps) -> {}",
-                    display_name(input),
+                    "{name}: {} frames in {} ({} fps) -> {}",
                     report.frames,
-                    report.seconds,
-                    report.fps,
+                    seconds(report.seconds),
+                    rate(report.fps),
                     report
                         .outputs
                         .values()
-                        .map(|p| p.display().to_string())
+                        .map(|p| one_line(&p.display().to_string()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-                // Lowered settings are never silent.
+                // Lowered settings and damaged frames are never silent.
                 if !args.json {
                     for step in &report.ladder {
-                        eprintln!("{}: {step}", display_name(input));
+                        eprintln!("{name}: {step}");
+                    }
+                    for w in &report.warnings {
+                        eprintln!(
+                            "vmatte: warning: {name}: frame {}: {}",
+                            w.frame,
+                            one_line(&w.message)
+                        );
                     }
                 }
                 if args.json {
                     println!("{}", serde_json::to_string(&report)?);
                 }
             }
+            Err(PipelineError::Cancelled) => {
+                reporter.finish(&format!("{name}: interrupted; nothing was written"));
+                break;
+            }
             Err(e) => {
                 failed += 1;
                 reporter.finish("");
-                eprintln!("vmatte: {e}");
+                eprintln!("vmatte: {}", one_line(&e.to_string()));
                 if args.json {
                     let line = serde_json::json!({ "input": input, "error": e.to_string() });
                     println!("{line}");
                 }
             }
         }
+    }
+    if let Some(code) = interrupt.exit_code() {
+        return Ok(code);
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -190,63 +158,18 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
     })
 }
 
-/// GVM's settings: each flag, else the preset's (or the defaults) `base`.
-fn gvm_options(a: &GvmArgs, base: GvmOptions) -> GvmOptions {
-    let pick = |flag: Option<u32>, preset: usize| flag.map_or(preset, |v| v as usize);
-    GvmOptions {
-        frames_per_batch: pick(a.frames_per_batch, base.frames_per_batch),
-        overlap_frames: pick(a.overlap_frames, base.overlap_frames),
-        interp_frames: pick(a.interp_frames, base.interp_frames),
-        denoise_steps: pick(a.denoise_steps, base.denoise_steps),
-        decode_chunk: pick(a.decode_chunk, base.decode_chunk),
-        size: pick(a.size, base.size),
-        max_resolution: pick(a.max_resolution, base.max_resolution),
-        ensemble: pick(a.ensemble, base.ensemble),
-        lora: match (&a.lora, a.no_lora) {
-            (_, true) => "off".into(),
-            (Some(dir), _) => dir.display().to_string(),
-            (None, false) => base.lora,
-        },
-    }
-}
-
-impl GvmArgs {
-    fn is_set(&self) -> bool {
-        [
-            self.frames_per_batch,
-            self.overlap_frames,
-            self.interp_frames,
-            self.denoise_steps,
-            self.decode_chunk,
-            self.size,
-            self.max_resolution,
-            self.ensemble,
-        ]
-        .iter()
-        .any(Option::is_some)
-            || self.lora.is_some()
-            || self.no_lora
-    }
-}
-
-fn dedup<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {
-    let mut out = Vec::new();
-    for item in items {
-        if !out.contains(item) {
-            out.push(*item);
-        }
-    }
-    out
-}
-
 fn display_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
+    one_line(
+        &path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string()),
+    )
 }
 
 /// The input's file stem (a folder's name), made unique within this run so
-/// two `clip.mp4` from different folders do not overwrite each other.
+/// two `clip.mp4` from different folders do not overwrite each other:
+/// `clip`, `clip_2`, ... as `vmatte batch` numbers them.
 fn unique_stem(input: &Path, used: &mut HashSet<String>) -> String {
     let base = input
         .file_stem()
@@ -256,34 +179,8 @@ fn unique_stem(input: &Path, used: &mut HashSet<String>) -> String {
     let mut stem = base.clone();
     let mut n = 2;
     while !used.insert(stem.clone()) {
-        stem = format!("{base}-{n}");
+        stem = format!("{base}_{n}");
         n += 1;
     }
     stem
-}
-
-/// `25`, `29.97` or `30000/1001`.
-pub fn parse_fps(s: &str) -> Result<Rational> {
-    let bad =
-        || anyhow::anyhow!("--fps '{s}' is not a frame rate; use e.g. 25, 29.97 or 30000/1001");
-    let rate = if let Some((n, d)) = s.split_once('/') {
-        Rational::new(
-            n.trim().parse().map_err(|_| bad())?,
-            d.trim().parse().map_err(|_| bad())?,
-        )
-    } else if let Ok(n) = s.parse::<i32>() {
-        Rational::new(n, 1)
-    } else {
-        let f: f64 = s.parse().map_err(|_| bad())?;
-        // 23.976, 29.97 and 59.94 mean the NTSC rates, exactly.
-        [24000, 30000, 60000]
-            .into_iter()
-            .map(|n| Rational::new(n, 1001))
-            .find(|r| (r.as_f64() - f).abs() < 0.005)
-            .unwrap_or_else(|| Rational::new((f * 1000.0).round() as i32, 1000))
-    };
-    if rate.num <= 0 || rate.den <= 0 {
-        bail!(bad());
-    }
-    Ok(rate)
 }

@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use vmatte_pipeline::{Background, DownsampleRatio, MatteSettings, OutputFormat, OutputKind};
+use vmatte_pipeline::{
+    Background, Chunks, DownsampleRatio, MatteSettings, OutputFormat, OutputKind,
+};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Preset {
@@ -309,11 +311,13 @@ fn parse_preset(name: &str, t: &toml::Table) -> Result<Preset> {
 
 /// The preset's chunk sizes, or where it gives none, the CPU's default
 /// (GPUs plan their own).
-pub fn apply_chunks(p: &Preset, settings: &mut MatteSettings) {
-    settings.seq_chunk = p.seq_chunk.unwrap_or(settings.seq_chunk);
-    settings.seq_chunk_large = p.seq_chunk_large;
-    if p.seq_chunk.is_none() && p.seq_chunk_large.is_none() {
-        settings.cpu_seq_chunk = Some(MatteSettings::CPU_SEQ_CHUNK);
+pub fn chunks(p: &Preset) -> Chunks {
+    let base = Chunks::default();
+    Chunks {
+        seq_chunk: p.seq_chunk.unwrap_or(base.seq_chunk),
+        seq_chunk_large: p.seq_chunk_large,
+        cpu_seq_chunk: (p.seq_chunk.is_none() && p.seq_chunk_large.is_none())
+            .then_some(Chunks::CPU_DEFAULT),
     }
 }
 
@@ -322,7 +326,7 @@ pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, S
     // The same defaults and per-size rules a run applies.
     let mut settings = MatteSettings::new(p.model.as_deref().unwrap_or("rvm-mobilenetv3"));
     settings.downsample_ratio = p.downsample_ratio.unwrap_or(settings.downsample_ratio);
-    apply_chunks(p, &mut settings);
+    let chunks = chunks(p);
     if let Some(g) = &p.gvm {
         let geometry = vmatte_models::gvm::Geometry::new(
             (height as usize, width as usize),
@@ -358,7 +362,22 @@ pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, S
         // free memory unless the preset gives one).
         (
             "seq_chunk",
-            settings.chunk_for(height, width, true).to_string(),
+            chunks.for_video(height, width, true).to_string(),
         ),
     ])
+}
+
+/// One line for people from [`resolved`]'s values, whatever the model:
+/// the model first, then each value as `name value` (RVM and GVM presets
+/// resolve to different settings).
+pub fn describe(resolved: &BTreeMap<&'static str, String>) -> String {
+    let model = resolved.get("model").map(String::as_str).unwrap_or("?");
+    let rest = resolved
+        .iter()
+        .filter(|(k, _)| **k != "model")
+        .map(|(k, v)| format!("{} {v}", k.replace('_', " ")));
+    std::iter::once(format!("model {model}"))
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -214,7 +214,7 @@ pub fn run(outdir: &Path, output: Option<&Path>) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::joblog::JobLog;
+    use vmatte_engine::joblog::JobLog;
 
     /// Two jobs on GPU 0 at once (the same readings in both logs) and one on
     /// GPU 1, written through the job log's own telemetry writer.

@@ -1,131 +1,4 @@
-//! Turning `--model/--weights/--device/--dtype` into a loaded network.
-
-use std::path::PathBuf;
-
-use anyhow::{bail, Result};
-use candle_core::{DType, Device};
-use vmatte_models::gvm::{Gvm, LoraChoice};
-use vmatte_models::rvm::MattingNetwork;
-use vmatte_models::store::{ModelStore, GVM};
-use vmatte_pipeline::{GvmOptions, Model};
-
-use crate::cli::ModelArgs;
-
-pub fn device(spec: &str) -> Result<Device> {
-    let cuda_index = match spec {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        s => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => n,
-            None => bail!("unknown device '{spec}'; use cpu, cuda or cuda:N"),
-        },
-    };
-    if !cfg!(feature = "cuda") {
-        bail!(
-            "this vmatte was built without CUDA; use --device cpu, or rebuild with `cargo build --release --features cuda` (see docs/gpu.md)"
-        );
-    }
-    Device::new_cuda(cuda_index)
-        .map_err(|e| anyhow::anyhow!("cannot open CUDA device {cuda_index} ({e}); check the driver with nvidia-smi, or use --device cpu"))
-}
-
-pub fn dtype(spec: &str) -> Result<DType> {
-    Ok(match spec {
-        "f32" => DType::F32,
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        _ => bail!("unknown dtype '{spec}'; use f32, f16 or bf16"),
-    })
-}
-
-/// The weight file to load: `--weights`, else the installed `--model`.
-pub fn weights_path(args: &ModelArgs) -> Result<PathBuf> {
-    if let Some(path) = &args.weights {
-        if !path.exists() {
-            bail!("{}: weights file not found; check the path", path.display());
-        }
-        return Ok(path.clone());
-    }
-    Ok(ModelStore::locate(args.model_dir.as_deref()).find(args.name())?)
-}
-
-impl ModelArgs {
-    /// The model's name, `rvm-mobilenetv3` unless chosen.
-    pub fn name(&self) -> &str {
-        self.model.as_deref().unwrap_or("rvm-mobilenetv3")
-    }
-
-    /// Whether these arguments select GVM (by name, or a diffusers folder).
-    pub fn is_gvm(&self) -> bool {
-        match &self.weights {
-            Some(w) => w.is_dir(),
-            None => self.name() == GVM,
-        }
-    }
-}
-
-pub struct Loaded {
-    pub model: Model,
-    pub device: Device,
-}
-
-impl Loaded {
-    /// The RVM network, for the commands that only run RVM.
-    pub fn rvm(&self) -> Result<&MattingNetwork> {
-        self.model.rvm().ok_or_else(|| {
-            anyhow::anyhow!("`vmatte bench` measures RVM models; for GVM use `vmatte bench-gvm`")
-        })
-    }
-}
-
-/// The LoRA `--lora`/`--no-lora` select (as `GvmOptions::lora` holds them).
-fn lora_choice(spec: &str) -> LoraChoice {
-    match spec {
-        "auto" => LoraChoice::Auto,
-        "off" => LoraChoice::Off,
-        dir => LoraChoice::From(PathBuf::from(dir)),
-    }
-}
-
-/// Loads the model `args` name; `gvm` says which LoRA GVM merges.
-pub fn load(args: &ModelArgs) -> Result<Loaded> {
-    load_with(args, None)
-}
-
-pub fn load_with(args: &ModelArgs, gvm: Option<&GvmOptions>) -> Result<Loaded> {
-    let device = device(&args.device)?;
-    // Process-wide; `auto` on the CPU leaves it alone, so that a batch's
-    // CPU fallback does not turn NVDEC off for the jobs still on the GPU.
-    match args.hwdec.as_str() {
-        "nvdec" => vmatte_media::prefer_nvdec(true),
-        "cpu" => vmatte_media::prefer_nvdec(false),
-        _ if !device.is_cpu() => vmatte_media::prefer_nvdec(true),
-        _ => {}
-    }
-    let dtype = dtype(&args.dtype)?;
-    if device.is_cpu() && dtype == DType::BF16 {
-        // candle's CPU matmul has no bf16 kernel; say so before loading.
-        bail!("--dtype bf16 runs on CUDA devices only; on the CPU use f32 (fastest) or f16");
-    }
-    if args.is_gvm() {
-        let dir = match &args.weights {
-            Some(dir) => dir.clone(),
-            None => ModelStore::locate(args.model_dir.as_deref()).gvm_dir()?,
-        };
-        let lora = lora_choice(gvm.map_or("auto", |g| g.lora.as_str()));
-        let model = Gvm::load(&dir, &lora, &device, dtype)?;
-        return Ok(Loaded {
-            model: Model::Gvm(Box::new(model)),
-            device,
-        });
-    }
-    let path = weights_path(args)?;
-    let model = MattingNetwork::from_file(&path, &device, dtype)?;
-    Ok(Loaded {
-        model: Model::Rvm(Box::new(model)),
-        device,
-    })
-}
+//! Process-wide settings made once, before any thread starts.
 
 /// Keeps candle's element-wise ops on the thread that calls them. candle
 /// runs them on a pool of its own whose workers spin for a while after each
@@ -161,4 +34,28 @@ pub fn keep_freed_memory() {
         // so one lock costs nothing measurable.
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
+}
+
+/// A panic is a bug, said in one line. On the main thread it ends the
+/// process (status 101); on any other thread the job it happened in fails
+/// with the panic's message (the engine and the pipeline catch it), so
+/// nothing is printed here and the progress display stays whole.
+pub fn one_line_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        if thread.name() != Some("main") {
+            return;
+        }
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("vmatte: internal error (a bug): {what}{at}; please report it");
+    }));
 }

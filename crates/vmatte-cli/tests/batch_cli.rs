@@ -61,7 +61,8 @@ fn bad_inputs_fail_with_reasons_and_the_batch_goes_on() {
     // Two names that sanitise to the same string.
     make_clip(&inputs.join("take 1.mp4"), 96, 64, 7, Rational::new(25, 1));
     make_clip(&inputs.join("take_1.mp4"), 64, 96, 2, Rational::new(25, 1));
-    // Same content under another name: one job, the copy is skipped.
+    // Same content under another name: one job, and the copy gets the
+    // job's outputs under its own name.
     std::fs::copy(inputs.join("good one.mp4"), inputs.join("zz copy.mp4")).unwrap();
     std::fs::write(inputs.join("empty.mp4"), b"").unwrap();
     std::fs::write(inputs.join("notes.mp4"), b"not a video at all\n").unwrap();
@@ -83,9 +84,9 @@ fn bad_inputs_fail_with_reasons_and_the_batch_goes_on() {
         .map(|(n, _)| n.as_str())
         .collect();
     assert_eq!(failed, ["cut.mp4", "empty.mp4", "notes.mp4"], "{s:?}");
-    assert_eq!(report["done"], 6, "{s:?}");
+    assert_eq!(report["done"], 7, "{s:?} {report}");
     assert_eq!(report["failed"], 3);
-    assert_eq!(report["skipped"], 1);
+    assert_eq!(report["skipped"], 0);
     let copy = report["jobs"]
         .as_array()
         .unwrap()
@@ -96,6 +97,13 @@ fn bad_inputs_fail_with_reasons_and_the_batch_goes_on() {
         copy["note"].as_str().unwrap().contains("good one.mp4"),
         "{copy}"
     );
+    assert_eq!(copy["status"], "done", "{copy}");
+    let copy_alpha = copy["outputs"]["alpha"].as_str().unwrap();
+    assert!(
+        copy_alpha.contains(copy["name"].as_str().unwrap()),
+        "{copy}"
+    );
+    assert_eq!(decode_frames(Path::new(copy_alpha), usize::MAX).len(), 4);
     for job in report["jobs"].as_array().unwrap() {
         if job["status"] == "failed" {
             let err = job["error"].as_str().unwrap();

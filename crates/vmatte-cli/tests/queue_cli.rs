@@ -441,3 +441,71 @@ fn a_bad_queue_url_is_one_clear_line() {
         "{err}"
     );
 }
+
+/// Malformed queue values, in every command that takes one: one line, and
+/// never the password.
+#[test]
+fn malformed_queue_values_never_show_the_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("clip.mp4");
+    make_clip(&input, 64, 48, 2, Rational::new(25, 1));
+    let out = tmp.path().join("out");
+    for given in [
+        "postgres:/vmatte:S3cret@127.0.0.1:5432/postgres",
+        "postgres//vmatte:S3cret@127.0.0.1:5432/postgres",
+        "vmatte:S3cret@127.0.0.1:5432",
+        "host=127.0.0.1 password=S3cret dbname=postgres",
+    ] {
+        for args in [
+            vec!["status", "--queue", given],
+            vec!["worker", "--queue", given, "--exit-when-idle"],
+            vec![
+                "submit",
+                "--queue",
+                given,
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        ] {
+            let done = run(&args);
+            assert!(!done.status.success(), "{args:?}");
+            let text = format!("{}{}", stdout(&done), stderr(&done));
+            assert!(!text.contains("S3cret"), "{args:?}: {text}");
+            assert_eq!(stderr(&done).trim_end().lines().count(), 1, "{text}");
+        }
+    }
+}
+
+/// A worker whose database restarts under it waits for it and goes on:
+/// it finishes every job and exits cleanly (issue 22's always-on worker).
+#[test]
+fn a_worker_outlives_a_database_restart() {
+    let pg = PgServer::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = tmp.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    for i in 0..3 {
+        make_clip(
+            &inputs.join(format!("c{i}.mp4")),
+            128,
+            72,
+            80 + i,
+            Rational::new(25, 1),
+        );
+    }
+    let out = tmp.path().join("out");
+    assert_eq!(submit(&pg.url, &inputs, &out, &[])["queued"], 3);
+    let worker = spawn_worker(&pg.url, &["--exit-when-idle"], 8000);
+    wait_until_running(&pg.url, worker.id());
+    pg.restart(2);
+    let done = wait_output(worker, Duration::from_secs(300));
+    assert!(done.status.success(), "{}", stderr(&done));
+    let s = status(&pg.url);
+    assert_eq!(s["counts"]["done"], 3, "{s:#}");
+    for i in 0..3 {
+        let alpha = out.join(format!("c{i}.alpha.mp4"));
+        assert_eq!(decode_frames(&alpha, 1000).len(), 80 + i as usize);
+    }
+    assert!(!stderr(&done).contains(PG_PASSWORD));
+}

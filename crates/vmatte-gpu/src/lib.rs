@@ -5,9 +5,11 @@
 //! feature, in vmatte-models.
 
 pub mod budget;
+pub mod device;
 pub mod ladder;
 pub mod telemetry;
 
 pub use budget::{plan, FrameCost, Plan, VramLimit};
+pub use device::DeviceSpec;
 pub use ladder::{is_out_of_memory, FakeOom, Step};
 pub use telemetry::{GpuInfo, GpuSample, GpuSummary, Sampler, Stat, Telemetry};

@@ -27,6 +27,15 @@ pub fn content_id(path: &Path) -> io::Result<String> {
     let mut hasher = Sha256::new();
     if meta.is_dir() {
         hash_folder(path, &mut hasher).map_err(with_path)?;
+    } else if !meta.is_file() {
+        // A FIFO or device would block the read, or never end.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file (a FIFO, socket or device); give a video file",
+                path.display()
+            ),
+        ));
     } else {
         hasher.update(b"vmatte-file-v1\0");
         hash_file_samples(path, &mut hasher).map_err(with_path)?;

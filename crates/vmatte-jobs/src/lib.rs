@@ -14,6 +14,7 @@ mod error;
 mod identity;
 mod manifest;
 mod names;
+pub mod outputs;
 mod owner;
 pub mod queue;
 mod store;
@@ -23,6 +24,9 @@ pub use error::{Error, Result};
 pub use identity::{content_id, settings_id};
 pub use manifest::{write_manifest, MANIFEST_FILE};
 pub use names::{ensure_output_is_not_input, names_on_disk, safe_stem, NameAllocator, MAX_STEM};
+pub use outputs::Outputs;
 pub use owner::{holder_is_dead, hostname, owner_host_pid, owner_id, owner_id_named};
-pub use store::{store_path, Claim, JobRow, JobState, JobStore, BUSY_TIMEOUT, SCHEMA_VERSION};
+pub use store::{
+    store_path, Claim, CopyRow, JobRow, JobState, JobStore, BUSY_TIMEOUT, SCHEMA_VERSION,
+};
 pub use time::{now_ms, rfc3339_ms};

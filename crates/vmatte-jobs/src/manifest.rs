@@ -5,8 +5,9 @@ use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::JobRow;
+use crate::store::{CopyRow, JobRow, JobState};
 
 pub const MANIFEST_FILE: &str = "manifest.csv";
 
@@ -21,12 +22,20 @@ const HEADER: [&str; 8] = [
     "error",
 ];
 
-/// Writes the manifest: one row per output of each job, or a single row
-/// with empty `kind` and `output` for a job that has none (yet). Written
-/// under a `.partial` name and renamed, so a reader never sees half a file.
-pub fn write_manifest(outdir: &Path, jobs: &[JobRow]) -> io::Result<()> {
+/// Writes the manifest: one row per output of each job and of each copy
+/// (an input with a job's content, which gets the job's outputs under its
+/// own name), or a single row with empty `kind` and `output` for one that
+/// has none (yet). Written under a partial name of this writer's own and
+/// renamed, so a reader never sees half a file and two processes writing
+/// at once never rename each other's.
+pub fn write_manifest(outdir: &Path, jobs: &[JobRow], copies: &[CopyRow]) -> io::Result<()> {
     let path = outdir.join(MANIFEST_FILE);
-    let partial = outdir.join(format!("{MANIFEST_FILE}.partial"));
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let partial = outdir.join(format!(
+        ".{MANIFEST_FILE}.partial.{}-{n}",
+        std::process::id()
+    ));
     let with_path = |p: &Path| {
         let p = p.to_path_buf();
         move |e: io::Error| {
@@ -45,6 +54,11 @@ pub fn write_manifest(outdir: &Path, jobs: &[JobRow]) -> io::Result<()> {
         for job in jobs {
             for record in records(job) {
                 write_record(&mut out, &record)?;
+            }
+            for copy in copies.iter().filter(|c| c.job_id == job.id) {
+                for record in copy_records(copy, job) {
+                    write_record(&mut out, &record)?;
+                }
             }
         }
         out.into_inner()
@@ -75,6 +89,40 @@ fn records(job: &JobRow) -> Vec<Vec<String>> {
         return vec![row("", "")];
     }
     job.outputs
+        .iter()
+        .map(|(kind, path)| row(kind, &path.to_string_lossy()))
+        .collect()
+}
+
+/// A copy's rows: its own outputs once linked, else the job's state (a
+/// copy of a failed job failed with it).
+fn copy_records(copy: &CopyRow, job: &JobRow) -> Vec<Vec<String>> {
+    let linked = copy.linked_ms.is_some();
+    let state = if linked { JobState::Done } else { job.state };
+    let error = match job.state {
+        JobState::Failed if !linked => format!(
+            "same content as {}, which failed: {}",
+            job.input_path.display(),
+            job.error.as_deref().unwrap_or("")
+        ),
+        _ => String::new(),
+    };
+    let row = |kind: &str, output: &str| {
+        vec![
+            copy.input_path.to_string_lossy().into_owned(),
+            copy.safe_name.clone(),
+            state.as_str().to_string(),
+            kind.to_string(),
+            output.to_string(),
+            job.frames.map(|f| f.to_string()).unwrap_or_default(),
+            String::new(),
+            error.clone(),
+        ]
+    };
+    if copy.outputs.is_empty() {
+        return vec![row("", "")];
+    }
+    copy.outputs
         .iter()
         .map(|(kind, path)| row(kind, &path.to_string_lossy()))
         .collect()

@@ -56,7 +56,7 @@ fn a_live_lease_makes_others_wait_and_an_expired_one_is_taken_over() {
         "first lost it"
     );
     assert!(second.heartbeat(id, "second", LONG).unwrap());
-    match first.complete(id, "first", 10, 1.0, &outputs()) {
+    match first.complete(id, "first", 10, 1.0, &outputs().into()) {
         Err(Error::LeaseLost { id: lost, .. }) => assert_eq!(lost, id),
         other => panic!("a non-holder must not complete: {other:?}"),
     }
@@ -66,7 +66,9 @@ fn a_live_lease_makes_others_wait_and_an_expired_one_is_taken_over() {
     ));
     assert_eq!(first.job(id).unwrap().unwrap().state, JobState::Running);
 
-    let done = second.complete(id, "second", 10, 1.5, &outputs()).unwrap();
+    let done = second
+        .complete(id, "second", 10, 1.5, &outputs().into())
+        .unwrap();
     assert_eq!(done.state, JobState::Done);
     assert_eq!((done.frames, done.seconds), (Some(10), Some(1.5)));
     assert_eq!(done.outputs, outputs());

@@ -88,3 +88,51 @@ fn the_schema_enforces_its_invariants() {
         assert!(raw.execute(bad, []).is_err(), "accepted: {bad}");
     }
 }
+
+#[test]
+fn an_empty_database_file_is_damage_not_a_new_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(dir.path());
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, b"").unwrap();
+    let err = JobStore::open(dir.path()).err().expect("0 bytes is damage");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(one_line_naming(&err, &path).contains("empty"));
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0, "left as it was");
+}
+
+#[test]
+fn processes_creating_one_store_at_once_all_get_it() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let ids: Vec<i64> = std::thread::scope(|s| {
+            let openers: Vec<_> = (0..6)
+                .map(|i| {
+                    let out = out.clone();
+                    s.spawn(move || {
+                        let mut store = JobStore::open(&out).expect("every opener gets the store");
+                        store
+                            .enqueue(
+                                Path::new(&format!("/in/{i}.mp4")),
+                                &format!("c{i}"),
+                                "s",
+                                "{}",
+                            )
+                            .unwrap()
+                            .id
+                    })
+                })
+                .collect();
+            openers.into_iter().map(|o| o.join().unwrap()).collect()
+        });
+        let store = JobStore::open_existing(&out).unwrap();
+        assert_eq!(store.jobs().unwrap().len(), 6, "{ids:?}");
+        let leftovers: Vec<_> = fs::read_dir(out.join(".vmatte"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".new"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}

@@ -63,13 +63,15 @@ fn paths_with_commas_quotes_and_newlines_round_trip() {
         ("alpha".to_string(), out.join("a,\"b\".alpha.mp4")),
         ("composite".to_string(), out.join("x.composite.mp4")),
     ]);
-    store.complete(done.id, "me", 120, 4.25, &outputs).unwrap();
+    store
+        .complete(done.id, "me", 120, 4.25, &outputs.clone().into())
+        .unwrap();
     store.claim(failed.id, "me", lease, false).unwrap();
     store
         .fail(failed.id, "me", "plain.mp4: truncated, \"moov\" missing")
         .unwrap();
 
-    write_manifest(&out, &store.jobs().unwrap()).unwrap();
+    write_manifest(&out, &store.jobs().unwrap(), &[]).unwrap();
     assert!(!out.join("manifest.csv.partial").exists());
     let rows = parse_csv(&fs::read_to_string(out.join("manifest.csv")).unwrap());
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -126,6 +128,6 @@ fn paths_with_commas_quotes_and_newlines_round_trip() {
 fn an_unwritable_folder_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
-    let err = write_manifest(&missing, &[]).unwrap_err();
+    let err = write_manifest(&missing, &[], &[]).unwrap_err();
     assert!(err.to_string().contains("manifest.csv.partial"), "{err}");
 }

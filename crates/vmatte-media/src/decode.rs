@@ -99,6 +99,30 @@ pub trait FrameSource: Send {
     /// Deliver 8-bit 4:2:0 frames as their planes ([`Frame::yuv`]) rather
     /// than RGB, for a GPU to convert. Sources without such frames ignore it.
     fn set_yuv(&mut self, _yuv: bool) {}
+    /// What went wrong, but not badly enough to stop, since the last call.
+    fn take_warnings(&mut self) -> Vec<SourceWarning> {
+        Vec::new()
+    }
+}
+
+/// A frame that was delivered, but not as it was stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceWarning {
+    /// The frame (0-based, in decode order).
+    pub frame: u64,
+    pub kind: WarningKind,
+    /// What happened, for people: libav's words where it gave any.
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WarningKind {
+    /// The data was damaged and the decoder filled the gap (concealment):
+    /// the picture has blocks guessed from its neighbours.
+    Damaged,
+    /// The picture size changed mid-stream; this frame and those after are
+    /// scaled to the first frame's size.
+    Resized,
 }
 
 /// An 8-bit 4:2:0 picture as decoded, and how to turn it into RGB.
@@ -179,7 +203,19 @@ pub(crate) struct VideoDecoder {
     done: bool,
     /// Hand out 4:2:0 planes instead of RGB where the frames have them.
     yuv: bool,
+    warnings: Vec<SourceWarning>,
+    /// The picture size last seen, to say once where it changes.
+    last_size: (u32, u32),
+    /// This decoder's tag on its codec contexts, under which the log keeps
+    /// its error lines (see `log::take_decoder_errors`).
+    log_id: usize,
+    /// The frame of the last damage warning.
+    warnings_damage_at: Option<u64>,
 }
+
+/// Frames a decoder's threads run ahead: damage they log shows in a frame
+/// up to this many later.
+const DAMAGE_SPAN: u64 = 16;
 
 impl VideoDecoder {
     pub fn open(path: &Path) -> Result<Self, MediaError> {
@@ -198,6 +234,8 @@ impl VideoDecoder {
         let time_base = stream.time_base();
 
         let codec_name = stream.parameters().id().name().to_owned();
+        static NEXT_LOG_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        let log_id = NEXT_LOG_ID.fetch_add(1, Ordering::Relaxed);
         let software = || {
             let mut context = codec::Context::from_parameters(stream.parameters())?;
             // Frame threads use every core; count 0 lets libav pick the number.
@@ -206,9 +244,14 @@ impl VideoDecoder {
                 count: 0,
                 ..Default::default()
             });
-            // SAFETY: plain field write on a context we own; libav expects
-            // the packet time base to be set before opening (as ffmpeg does).
-            unsafe { (*context.as_mut_ptr()).pkt_timebase = time_base.into() };
+            // SAFETY: plain field writes on a context we own; libav expects
+            // the packet time base to be set before opening (as ffmpeg does),
+            // and leaves `opaque` to its user (libav copies it to the
+            // contexts of its decoding threads).
+            unsafe {
+                (*context.as_mut_ptr()).pkt_timebase = time_base.into();
+                (*context.as_mut_ptr()).opaque = log_id as *mut std::ffi::c_void;
+            }
             context.decoder().video()
         };
         let decoder = match nvdec(&stream, time_base, &codec_name) {
@@ -285,6 +328,10 @@ impl VideoDecoder {
             draining: false,
             done: false,
             yuv: false,
+            warnings: Vec::new(),
+            last_size: (width, height),
+            log_id,
+            warnings_damage_at: None,
         })
     }
 
@@ -384,8 +431,64 @@ impl VideoDecoder {
         }
     }
 
+    /// Notes what is wrong with the frame just decoded: damage the decoder
+    /// concealed, or a new picture size (scaled back to the stream's).
+    fn inspect(&mut self) {
+        let frame = self.next_index;
+        // SAFETY: reads two plain fields of the frame libav just filled.
+        let (errors, flags) = unsafe {
+            let f = self.decoded.as_ptr();
+            ((*f).decode_error_flags, (*f).flags)
+        };
+        // With frame threading, libav's threads log a damaged packet a few
+        // frames before its picture comes out, and may flag the picture
+        // after handing it over; a warning goes with the frame where either
+        // is first seen.
+        let logged = log::take_decoder_errors(self.log_id);
+        let flagged = errors != 0 || flags & ffi::AV_FRAME_FLAG_CORRUPT != 0;
+        // A flag a few frames after a logged error is the same damage.
+        let same_damage = self
+            .warnings_damage_at
+            .is_some_and(|at| frame <= at + DAMAGE_SPAN);
+        if !logged.is_empty() || (flagged && !same_damage) {
+            self.warnings_damage_at = Some(frame);
+            let message = match logged.first() {
+                Some(first) => {
+                    format!("damaged data near this frame, concealed by the decoder ({first})")
+                }
+                None => "damaged data, concealed by the decoder".into(),
+            };
+            self.warnings.push(SourceWarning {
+                frame,
+                kind: WarningKind::Damaged,
+                message,
+            });
+        }
+        let size = (self.decoded.width(), self.decoded.height());
+        if size != self.last_size {
+            self.warnings.push(SourceWarning {
+                frame,
+                kind: WarningKind::Resized,
+                message: format!(
+                    "the picture changes from {}x{} to {}x{}; scaled to {}x{} from here",
+                    self.last_size.0,
+                    self.last_size.1,
+                    size.0,
+                    size.1,
+                    self.info.width,
+                    self.info.height
+                ),
+            });
+            self.last_size = size;
+        }
+    }
+
     fn convert(&mut self) -> Result<Frame, MediaError> {
-        if self.yuv && !self.converter.is_deep() {
+        self.inspect();
+        let same_size =
+            self.decoded.width() == self.info.width && self.decoded.height() == self.info.height;
+        // Planes of another size go through swscale, which scales them.
+        if self.yuv && !self.converter.is_deep() && same_size {
             if let Some(yuv) = yuv420_planes(&self.decoded, self.stream_tags) {
                 let frame = Frame {
                     width: self.info.width,
@@ -444,6 +547,10 @@ impl FrameSource for VideoDecoder {
 
     fn set_yuv(&mut self, yuv: bool) {
         self.yuv = yuv;
+    }
+
+    fn take_warnings(&mut self) -> Vec<SourceWarning> {
+        std::mem::take(&mut self.warnings)
     }
 }
 
@@ -629,4 +736,11 @@ fn rotation(stream: &ffmpeg::format::stream::Stream) -> i32 {
         }
     }
     0
+}
+
+impl Drop for VideoDecoder {
+    /// What libav logged about the last frames, never asked for, goes too.
+    fn drop(&mut self) {
+        log::take_decoder_errors(self.log_id);
+    }
 }

@@ -22,7 +22,7 @@ use std::sync::Once;
 
 use ffmpeg_next as ffmpeg;
 
-pub use decode::{prefer_nvdec, Frame, FrameSource, VideoInfo, Yuv420};
+pub use decode::{prefer_nvdec, Frame, FrameSource, SourceWarning, VideoInfo, WarningKind, Yuv420};
 pub use encode::{ColorTags, EncoderSettings, VideoCodec, VideoEncoder};
 pub use error::MediaError;
 pub use png::{ImageFormat, ImageSequenceWriter, PngSequenceWriter};
@@ -159,6 +159,14 @@ pub fn open_source(
 ) -> Result<Box<dyn FrameSource>, MediaError> {
     init();
     let meta = std::fs::metadata(path).map_err(|e| MediaError::from_io(path, &e, false))?;
+    if !meta.is_dir() && !meta.is_file() {
+        // Opening a FIFO waits for a writer: refuse it rather than hang.
+        return Err(MediaError::Invalid {
+            path: path.to_path_buf(),
+            problem: "not a regular file (a FIFO, socket or device)".into(),
+            hint: "give a video file or a folder of images".into(),
+        });
+    }
     if meta.is_dir() {
         let fps = image_fps.unwrap_or(Rational::new(25, 1));
         Ok(Box::new(images::ImageSequence::open(path, fps)?))

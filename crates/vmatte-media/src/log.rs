@@ -8,7 +8,9 @@
 //! [`MediaError`]: crate::MediaError
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::Mutex;
 
 use ffmpeg_next::ffi;
 
@@ -26,6 +28,44 @@ thread_local! {
     // keeps a decoder's messages out of an encoder's errors and vice versa.
     static PARTIAL: RefCell<String> = const { RefCell::new(String::new()) };
     static LAST_ERROR: Cell<Option<String>> = const { Cell::new(None) };
+}
+
+/// Error lines decoders logged, by the id vmatte gave each decoder (its
+/// context's `opaque`, which libav copies to the contexts of its own
+/// decoding threads, where frame threading logs).
+static DECODER_ERRORS: Mutex<BTreeMap<usize, Vec<String>>> = Mutex::new(BTreeMap::new());
+/// Kept per decoder until taken: a burst of damage says enough in a few.
+const DECODER_ERRORS_KEPT: usize = 8;
+
+/// Takes what decoder `id` logged since the last call.
+pub(crate) fn take_decoder_errors(id: usize) -> Vec<String> {
+    DECODER_ERRORS
+        .lock()
+        .ok()
+        .and_then(|mut e| e.remove(&id))
+        .unwrap_or_default()
+}
+
+/// The decoder id a codec context carries, if it is a codec context that
+/// vmatte tagged.
+///
+/// # Safety
+/// `avcl` is null or points to a struct whose first member is an
+/// `AVClass` pointer, as av_log requires of its callers.
+unsafe fn decoder_id(avcl: *mut c_void) -> Option<usize> {
+    if avcl.is_null() {
+        return None;
+    }
+    // SAFETY: per this function's contract.
+    let class = unsafe { (*(avcl as *const *const ffi::AVClass)).as_ref()? };
+    // SAFETY: class names are static C strings.
+    let name = unsafe { CStr::from_ptr(class.class_name) };
+    if name.to_bytes() != b"AVCodecContext" {
+        return None;
+    }
+    // SAFETY: an object of the AVCodecContext class is an AVCodecContext.
+    let opaque = unsafe { (*(avcl as *const ffi::AVCodecContext)).opaque };
+    (!opaque.is_null()).then_some(opaque as usize)
 }
 
 pub(crate) fn install() {
@@ -74,6 +114,16 @@ unsafe extern "C" fn callback(avcl: *mut c_void, level: c_int, fmt: *const c_cha
             let line = partial.trim().replace('\n', " ");
             partial.clear();
             if !line.is_empty() {
+                // SAFETY: av_log passes its caller's object, which av_log
+                // requires to start with an AVClass pointer.
+                if let Some(id) = unsafe { decoder_id(avcl) } {
+                    if let Ok(mut errors) = DECODER_ERRORS.lock() {
+                        let lines = errors.entry(id).or_default();
+                        if lines.len() < DECODER_ERRORS_KEPT {
+                            lines.push(line.clone());
+                        }
+                    }
+                }
                 let _ = LAST_ERROR.try_with(|last| last.set(Some(line)));
             }
         }

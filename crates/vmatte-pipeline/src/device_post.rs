@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::frames::Depth;
 use crate::output::OutputWriter;
-use crate::settings::{Background, MatteSettings, OutputKind};
+use crate::settings::{Background, MatteSettings, OutputKind, Placement};
 use crate::Result;
 
 /// The outputs prepared on the device, and how.
@@ -30,9 +30,10 @@ impl DevicePost {
     pub fn plan(
         writers: &[OutputWriter],
         settings: &MatteSettings,
+        placement: Placement,
         device: &Device,
     ) -> Result<Option<Self>> {
-        if !settings.post_on_device.unwrap_or(!device.is_cpu()) {
+        if !placement.on_device(!device.is_cpu()) {
             return Ok(None);
         }
         let colour = match &settings.background {

@@ -18,11 +18,11 @@
 use std::collections::VecDeque;
 
 use candle_core::Tensor;
-use vmatte_gpu::{is_out_of_memory, FakeOom, Step};
+use vmatte_gpu::{FakeOom, Step};
 use vmatte_models::gvm::{frames, Geometry, Gvm};
 
 use crate::settings::GvmOptions;
-use crate::{PipelineError, Result};
+use crate::{OutOfMemory, PipelineError, Result};
 
 /// A key frame waiting in the window buffer.
 struct Key {
@@ -159,7 +159,7 @@ impl<'a> GvmStream<'a> {
             let is_last = last && n == self.keys.len();
             match self.try_window(n, is_last) {
                 Ok(()) => return Ok(()),
-                Err(e) if is_out_of_memory(&e.to_string()) => self.step_down(&e)?,
+                Err(PipelineError::OutOfMemory { cause, .. }) => self.step_down(cause)?,
                 Err(e) => return Err(e),
             }
         }
@@ -167,9 +167,7 @@ impl<'a> GvmStream<'a> {
 
     fn injected(&self, frames: usize) -> Result<()> {
         match self.fake_oom {
-            Some(f) if f.fails(frames) => Err(PipelineError::Input(
-                vmatte_gpu::ladder::FAKE_OOM_MESSAGE.into(),
-            )),
+            Some(f) if f.fails(frames) => Err(PipelineError::oom(OutOfMemory::Injected)),
             _ => Ok(()),
         }
     }
@@ -247,7 +245,7 @@ impl<'a> GvmStream<'a> {
     }
 
     /// One rung down: frames per window, then decode chunk, then resolution.
-    fn step_down(&mut self, cause: &PipelineError) -> Result<()> {
+    fn step_down(&mut self, cause: OutOfMemory) -> Result<()> {
         let frame = self.keys.front().map_or(0, |k| k.index);
         let o = &mut self.opts;
         let (setting, from, to) = if o.frames_per_batch > 1 {
@@ -286,9 +284,13 @@ impl<'a> GvmStream<'a> {
             let size = |g: Geometry| format!("{}x{}", g.resized.1, g.resized.0);
             ("resolution", size(old), size(self.geometry))
         } else {
-            return Err(PipelineError::OutOfMemory(format!(
-                "out of GPU memory at frame {frame} even with 1-frame windows, decode chunk 1 and --size 64 ({cause}); use --device cpu"
-            )));
+            return Err(PipelineError::OutOfMemory {
+                message: format!(
+                    "out of GPU memory at frame {frame} even with 1-frame windows, decode chunk \
+                     1 and --size 64 ({cause}); use --device cpu"
+                ),
+                cause,
+            });
         };
         self.ladder.push(Step::Lower {
             setting: setting.into(),

@@ -2,6 +2,7 @@
 //! is written under a hidden `.partial` name and renamed at the end, so an
 //! interrupted or failed run never leaves a truncated file that looks done.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -238,24 +239,109 @@ impl OutputWriter {
         Ok(())
     }
 
-    /// Flushes and moves the output to its final name, replacing an older
-    /// result of the same name only now that the new one is complete.
-    pub fn finish(mut self) -> Result<PathBuf> {
+    /// Flushes it and hands it over complete, still under its partial
+    /// name: it takes its final name when the run's result is recorded
+    /// ([`Staged::publish`]).
+    pub fn finish(mut self) -> Result<StagedOutput> {
         self.flush()?;
-        remove_any(&self.path)
-            .map_err(|e| io_error(&self.path, "replace the previous output", e))?;
-        std::fs::rename(&self.partial, &self.path)
-            .map_err(|e| io_error(&self.path, "rename the finished output", e))?;
-        Ok(self.path.clone())
+        let staged = StagedOutput {
+            kind: self.kind,
+            partial: std::mem::take(&mut self.partial),
+            path: std::mem::take(&mut self.path),
+        };
+        Ok(staged)
     }
 }
 
 impl Drop for OutputWriter {
     /// An unfinished output is deleted, never left behind.
     fn drop(&mut self) {
-        if self.partial.exists() {
-            self.sink = None;
+        self.sink = None;
+        if !self.partial.as_os_str().is_empty() && self.partial.exists() {
             let _ = remove_any(&self.partial);
+        }
+    }
+}
+
+/// A complete output under its partial name. Dropped unpublished (the run
+/// was interrupted, its result could not be recorded, or another worker
+/// took the job over), it is deleted.
+pub struct StagedOutput {
+    kind: OutputKind,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+impl StagedOutput {
+    pub fn kind(&self) -> OutputKind {
+        self.kind
+    }
+
+    /// Where it is now.
+    pub fn partial(&self) -> &Path {
+        &self.partial
+    }
+
+    /// Where it goes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StagedOutput {
+    fn drop(&mut self) {
+        if !self.partial.as_os_str().is_empty() {
+            let _ = remove_any(&self.partial);
+        }
+    }
+}
+
+/// Every output of a finished run, complete but not yet under its final
+/// name. A job store records the result first and publishes after, so a
+/// file under a final name always belongs to a job recorded done; a crash
+/// in between leaves a done job with missing outputs, which the next run
+/// notices and redoes.
+#[derive(Default)]
+pub struct Staged {
+    outputs: Vec<StagedOutput>,
+}
+
+impl Staged {
+    pub fn outputs(&self) -> &[StagedOutput] {
+        &self.outputs
+    }
+
+    /// Final paths by kind.
+    pub fn paths(&self) -> BTreeMap<OutputKind, PathBuf> {
+        self.outputs
+            .iter()
+            .map(|o| (o.kind, o.path.clone()))
+            .collect()
+    }
+
+    /// Moves every output to its final name, replacing an older result of
+    /// the same name only now that the new one is complete.
+    pub fn publish(mut self) -> Result<BTreeMap<OutputKind, PathBuf>> {
+        let mut done = BTreeMap::new();
+        for mut o in self.outputs.drain(..) {
+            // A file replaces a file in the rename; a folder must go first.
+            if o.path.is_dir() {
+                remove_any(&o.path)
+                    .map_err(|e| io_error(&o.path, "replace the previous output", e))?;
+            }
+            std::fs::rename(&o.partial, &o.path)
+                .map_err(|e| io_error(&o.path, "rename the finished output", e))?;
+            o.partial = PathBuf::new();
+            done.insert(o.kind, std::mem::take(&mut o.path));
+        }
+        Ok(done)
+    }
+}
+
+impl FromIterator<StagedOutput> for Staged {
+    fn from_iter<I: IntoIterator<Item = StagedOutput>>(iter: I) -> Self {
+        Self {
+            outputs: iter.into_iter().collect(),
         }
     }
 }

@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use candle_core::{CpuStorage, Device, Layout, Storage, Tensor};
 use serde::Serialize;
-use vmatte_gpu::{is_out_of_memory, FakeOom, Step};
-use vmatte_media::{FrameSource, VideoInfo};
+use vmatte_gpu::{FakeOom, Step};
+use vmatte_media::{FrameSource, SourceWarning, VideoInfo, WarningKind};
 use vmatte_models::gvm::Gvm;
 use vmatte_models::rvm::{MattingNetwork, RecurrentState};
 
@@ -27,9 +27,9 @@ use crate::device_post::DevicePost;
 use crate::device_pre::yuv420_to_rgb;
 use crate::frames::{push_planar, FramePixels};
 use crate::gvm::GvmStream;
-use crate::output::OutputWriter;
-use crate::settings::{MatteSettings, OutputKind};
-use crate::{PipelineError, Result};
+use crate::output::{OutputWriter, Staged};
+use crate::settings::{MatteSettings, OutputKind, RunOptions};
+use crate::{OutOfMemory, PipelineError, Result};
 
 /// Chunks in flight between two stages: enough that a stage never waits on
 /// its neighbour's jitter, few enough to bound memory.
@@ -47,6 +47,9 @@ struct FrameMeta {
 struct InputChunk {
     frames: Vec<FrameMeta>,
     src: Tensor,
+    /// What the source said about these frames (damage it concealed, a new
+    /// picture size).
+    warnings: Vec<SourceWarning>,
 }
 
 /// The model's outputs for a chunk, still on its device: `[T, 3, H, W]` and
@@ -79,14 +82,50 @@ pub struct MatteReport {
     /// Frames per inference call this run used (RVM's chunk, GVM's frames
     /// per batch), as resolved for its size and device.
     pub chunk: usize,
-    pub settings: MatteSettings,
+    /// What was made and how, as one object (`--json`'s `settings`).
+    pub settings: SettingsView,
     pub outputs: BTreeMap<OutputKind, PathBuf>,
     /// Out-of-memory steps taken on the way (chunk halvings).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ladder: Vec<Step>,
+    /// Frames delivered, but not as stored: damage the decoder concealed,
+    /// or a change of picture size (scaled to the first frame's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FrameWarning>,
     /// GVM's frame geometry and the settings it ended with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gvm: Option<GvmReport>,
+}
+
+/// A run's settings and options side by side, with the device it ran on.
+#[derive(Clone, Debug, Serialize)]
+pub struct SettingsView {
+    #[serde(flatten)]
+    pub settings: MatteSettings,
+    #[serde(flatten)]
+    pub run: RunOptions,
+    pub device: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FrameWarning {
+    pub frame: u64,
+    /// `damaged` or `resized`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl From<SourceWarning> for FrameWarning {
+    fn from(w: SourceWarning) -> Self {
+        Self {
+            frame: w.frame,
+            kind: match w.kind {
+                WarningKind::Damaged => "damaged",
+                WarningKind::Resized => "resized",
+            },
+            message: w.message,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -122,31 +161,39 @@ impl Model {
     }
 }
 
-/// Mattes `source` into `out_dir` as `<stem>.<kind>...`. The model's
-/// recurrent state starts from zeros: every call is a new video.
+/// A loaded model and the device it lives on.
+pub struct Network {
+    pub model: Model,
+    pub device: Device,
+}
+
+/// Mattes `source` into `out_dir` as `<stem>.<kind>...`, the outputs
+/// complete but still under partial names ([`Staged::publish`] gives them
+/// their final ones). The model's recurrent state starts from zeros: every
+/// call is a new video.
 pub fn matte_source(
-    model: &Model,
-    device: &Device,
+    net: &Network,
     source: Box<dyn FrameSource>,
-    out_dir: &Path,
-    stem: &str,
+    (out_dir, stem): (&Path, &str),
     settings: &MatteSettings,
+    run: &RunOptions,
     on_progress: &mut dyn FnMut(Progress),
-) -> Result<MatteReport> {
+) -> Result<(MatteReport, Staged)> {
+    let (model, device) = (&net.model, &net.device);
     let started = Instant::now();
     settings.validate().map_err(PipelineError::Input)?;
     let mut source = source;
     let info = source.info().clone();
     // Deeper sources reach the model (and deep outputs) undiminished.
     source.set_deep(info.bit_depth > 8);
-    source.set_yuv(info.bit_depth <= 8 && settings.pre_on_device.unwrap_or(true));
+    source.set_yuv(info.bit_depth <= 8 && run.preprocess.on_device(true));
     let gvm_opts = settings.gvm.clone().unwrap_or_default();
     let mut gvm = match model {
         Model::Gvm(g) => Some(GvmStream::new(
             g,
             &gvm_opts,
             (info.height as usize, info.width as usize),
-            settings.fake_oom,
+            run.fake_oom,
         )?),
         Model::Rvm(_) => None,
     };
@@ -169,10 +216,12 @@ pub fn matte_source(
         .map(|kind| OutputWriter::create(out_dir, stem, *kind, settings, &info))
         .collect::<Result<Vec<_>>>()?;
 
-    let post = DevicePost::plan(&writers, settings, device)?;
+    let post = DevicePost::plan(&writers, settings, run.postprocess, device)?;
     let chunk = match &gvm {
         Some(_) => gvm_opts.frames_per_batch,
-        None => settings.chunk_for(info.height, info.width, device.is_cpu()),
+        None => run
+            .chunks
+            .for_video(info.height, info.width, device.is_cpu()),
     };
     let frames_total = match (info.frame_count, settings.max_frames) {
         (Some(n), Some(m)) => Some(n.min(m)),
@@ -193,34 +242,51 @@ pub fn matte_source(
     let device_kinds = post.as_ref().map_or(Vec::new(), |p| p.kinds().to_vec());
     let infer = Infer {
         model,
+        run,
         post: post.as_ref(),
         info: &info,
         ratio,
-        fake_oom: settings.fake_oom,
+        fake_oom: run.fake_oom,
         frames_total,
     };
     let mut ladder = Vec::new();
+    let mut warnings = Vec::new();
     let limit = settings.max_frames;
-    let (frames, outputs) = std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || decode_stage(source, chunk, limit, device, input_tx));
+    let (frames, staged) = std::thread::scope(|scope| {
+        let fake_panic = run.fake_panic.as_deref();
+        let decoder = scope.spawn(move || {
+            if fake_panic.is_some_and(|name| source.info().path.file_name() == Some(name.as_ref()))
+            {
+                panic!("injected by VMATTE_FAKE_PANIC");
+            }
+            decode_stage(source, chunk, limit, device, input_tx)
+        });
         let encoder =
             scope.spawn(move || encode_stage(matte_rx, writers, backgrounds, look, device_kinds));
-        let inferred = match gvm.as_mut() {
-            Some(stream) => infer.run_gvm(stream, input_rx, matte_tx, &mut ladder, on_progress),
-            None => infer.run(input_rx, matte_tx, &mut ladder, on_progress),
+        let mut noted = Noted {
+            ladder: &mut ladder,
+            warnings: &mut warnings,
         };
-        let encoded = encoder.join().expect("encode stage panicked");
-        decoder.join().expect("decode stage panicked");
-        match (inferred, encoded) {
-            (Ok(frames), Ok(outputs)) => Ok((frames, outputs)),
+        let inferred = match gvm.as_mut() {
+            Some(stream) => infer.run_gvm(stream, input_rx, matte_tx, &mut noted, on_progress),
+            None => infer.run(input_rx, matte_tx, &mut noted, on_progress),
+        };
+        let encoded = encoder
+            .join()
+            .unwrap_or_else(|p| Err(panicked("encode", p)));
+        let decoded = decoder.join().map_err(|p| panicked("decode", p));
+        match (inferred, encoded, decoded) {
+            (_, _, Err(e)) => Err(e),
+            (Ok(frames), Ok(outputs), _) => Ok((frames, outputs)),
             // Inference stopped because the encoder had failed: its error
             // is the one that explains what happened.
-            (Err(PipelineError::StageClosed), Err(e)) | (Ok(_), Err(e)) => Err(e),
-            (Err(e), _) => Err(e),
+            (Err(PipelineError::StageClosed), Err(e), _) | (Ok(_), Err(e), _) => Err(e),
+            (Err(e), ..) => Err(e),
         }
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(MatteReport {
+    let outputs = staged.paths();
+    let report = MatteReport {
         input: info.path.clone(),
         frames,
         seconds,
@@ -230,14 +296,39 @@ pub fn matte_source(
         frame_rate: info.frame_rate.to_string(),
         downsample_ratio: ratio,
         chunk,
-        settings: settings.clone(),
+        settings: SettingsView {
+            settings: settings.clone(),
+            run: run.clone(),
+            device: device_name(device),
+        },
         outputs,
         ladder,
+        warnings,
         gvm: gvm.map(|s| GvmReport {
             geometry: s.geometry(),
             used: s.options().clone(),
         }),
-    })
+    };
+    Ok((report, staged))
+}
+
+/// A stage thread's panic as the job's error: what it said.
+fn panicked(stage: &str, payload: Box<dyn std::any::Any + Send>) -> PipelineError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    PipelineError::Internal(format!("the {stage} stage panicked: {what}"))
+}
+
+/// How reports name a device: `cpu`, or `cuda:N`.
+fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
 }
 
 /// The backbone halves the downsampled frame four times; below a few pixels
@@ -292,7 +383,12 @@ fn decode_stage(
         }
         let last = frames.len() < chunk;
         if !frames.is_empty() {
-            let src = upload(&decoded, h, w, device).map(|src| InputChunk { frames, src });
+            let warnings = source.take_warnings();
+            let src = upload(&decoded, h, w, device).map(|src| InputChunk {
+                frames,
+                src,
+                warnings,
+            });
             let failed = src.is_err();
             if tx.send(src).is_err() || failed {
                 return; // inference stopped, or told why this one failed
@@ -341,9 +437,17 @@ enum ToEncoder {
     End,
 }
 
+/// What the inference stage notes on the way: out-of-memory steps and the
+/// source's warnings.
+struct Noted<'a> {
+    ladder: &'a mut Vec<Step>,
+    warnings: &'a mut Vec<FrameWarning>,
+}
+
 /// The inference stage's fixed inputs.
 struct Infer<'a> {
     model: &'a Model,
+    run: &'a RunOptions,
     post: Option<&'a DevicePost>,
     info: &'a VideoInfo,
     ratio: f64,
@@ -361,14 +465,22 @@ impl Infer<'_> {
         &self,
         rx: Receiver<Result<InputChunk>>,
         tx: SyncSender<ToEncoder>,
-        ladder: &mut Vec<Step>,
+        noted: &mut Noted<'_>,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<u64> {
         let mut state = RecurrentState::default();
         let mut done = 0u64;
         let mut cap = usize::MAX;
         for chunk in rx {
-            let InputChunk { frames, src } = chunk?;
+            if self.run.cancelled() {
+                return Err(PipelineError::Cancelled);
+            }
+            let InputChunk {
+                frames,
+                src,
+                warnings,
+            } = chunk?;
+            self.note(warnings, noted)?;
             let t = frames.len();
             let (mut fgr, mut pha) = (Vec::new(), Vec::new());
             let mut pixels: Vec<(OutputKind, Vec<Tensor>)> = Vec::new();
@@ -395,18 +507,22 @@ impl Infer<'_> {
                         pha.push(matte.pha);
                         start += len;
                     }
-                    Err(e) if is_out_of_memory(&e.to_string()) => {
+                    Err(PipelineError::OutOfMemory { cause, .. }) => {
                         state = before;
                         let frame = frames[start].index;
                         if len == 1 {
-                            return Err(PipelineError::OutOfMemory(format!(
-                                "{}: out of GPU memory at frame {frame} even one frame at a time \
-                                 ({e}); lower --downsample-ratio, use --dtype f16, or --device cpu",
-                                self.info.path.display()
-                            )));
+                            return Err(PipelineError::OutOfMemory {
+                                message: format!(
+                                    "{}: out of GPU memory at frame {frame} even one frame at a \
+                                     time ({cause}); lower --downsample-ratio, use --dtype f16, \
+                                     or --device cpu",
+                                    self.info.path.display()
+                                ),
+                                cause,
+                            });
                         }
                         cap = len / 2;
-                        ladder.push(Step::HalveChunk {
+                        noted.ladder.push(Step::HalveChunk {
                             from: len,
                             to: cap,
                             frame,
@@ -432,6 +548,23 @@ impl Infer<'_> {
         self.end(done, &tx)
     }
 
+    /// Keeps the source's warnings for the report; with `strict`, damage
+    /// the decoder concealed fails the run instead.
+    fn note(&self, warnings: Vec<SourceWarning>, noted: &mut Noted<'_>) -> Result<()> {
+        for w in warnings {
+            if self.run.strict && w.kind == WarningKind::Damaged {
+                return Err(PipelineError::Input(format!(
+                    "{}: frame {}: {} (strict: damaged frames fail the video)",
+                    self.info.path.display(),
+                    w.frame,
+                    w.message
+                )));
+            }
+            noted.warnings.push(w.into());
+        }
+        Ok(())
+    }
+
     fn end(&self, done: u64, tx: &SyncSender<ToEncoder>) -> Result<u64> {
         if done == 0 {
             return Err(PipelineError::Input(format!(
@@ -452,7 +585,7 @@ impl Infer<'_> {
         stream: &mut GvmStream,
         rx: Receiver<Result<InputChunk>>,
         tx: SyncSender<ToEncoder>,
-        ladder: &mut Vec<Step>,
+        noted: &mut Noted<'_>,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<u64> {
         let mut waiting: std::collections::VecDeque<(FrameMeta, Tensor)> = Default::default();
@@ -488,7 +621,15 @@ impl Infer<'_> {
         };
         let result = (|| -> Result<()> {
             for chunk in rx {
-                let InputChunk { frames, src } = chunk?;
+                if self.run.cancelled() {
+                    return Err(PipelineError::Cancelled);
+                }
+                let InputChunk {
+                    frames,
+                    src,
+                    warnings,
+                } = chunk?;
+                self.note(warnings, noted)?;
                 for (t, meta) in frames.iter().enumerate() {
                     let frame = src.narrow(0, t, 1)?;
                     waiting.push_back((*meta, frame.clone()));
@@ -499,15 +640,19 @@ impl Infer<'_> {
             let out = stream.finish()?;
             emit(out, &mut waiting)
         })();
-        ladder.extend(stream.take_ladder());
+        noted.ladder.extend(stream.take_ladder());
         // Out of memory outside a window's ladder (uploading, resizing):
         // the batch's own rungs take over.
         result.map_err(|e| match e {
-            PipelineError::Model(m) if is_out_of_memory(&m.to_string()) => {
-                PipelineError::OutOfMemory(format!(
-                    "{}: out of GPU memory ({m}); use a lower --max-resolution or --device cpu",
-                    self.info.path.display()
-                ))
+            PipelineError::OutOfMemory { cause, message } if message == cause.to_string() => {
+                PipelineError::OutOfMemory {
+                    message: format!(
+                        "{}: out of GPU memory ({cause}); use a lower --max-resolution or \
+                         --device cpu",
+                        self.info.path.display()
+                    ),
+                    cause,
+                }
             }
             e => e,
         })?;
@@ -521,9 +666,7 @@ impl Infer<'_> {
     ) -> Result<vmatte_models::rvm::Matte> {
         if let Some(fake) = self.fake_oom {
             if fake.fails(src.dim(0)?) {
-                return Err(PipelineError::Input(
-                    vmatte_gpu::ladder::FAKE_OOM_MESSAGE.into(),
-                ));
+                return Err(PipelineError::oom(OutOfMemory::Injected));
             }
         }
         let model = self.model.rvm().expect("RVM chunks run an RVM model");
@@ -598,9 +741,8 @@ struct Look {
 /// Finishes every output, their encoders' flushes at once. Each flush
 /// encodes the frames its encoder's lookahead still holds (x264's 40 at
 /// its defaults), on that encoder's threads; one after another, they left
-/// a core idle through a run's last half second. The outputs take their
-/// final names only once every one has flushed.
-fn finish_together(mut writers: Vec<OutputWriter>) -> Result<BTreeMap<OutputKind, PathBuf>> {
+/// a core idle through a run's last half second.
+fn finish_together(mut writers: Vec<OutputWriter>) -> Result<Staged> {
     std::thread::scope(|scope| {
         let flushes: Vec<_> = writers
             .iter_mut()
@@ -612,10 +754,7 @@ fn finish_together(mut writers: Vec<OutputWriter>) -> Result<BTreeMap<OutputKind
             .map(|d| d.unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect::<Result<Vec<()>>>()
     })?;
-    writers
-        .into_iter()
-        .map(|w| Ok((w.kind(), w.finish()?)))
-        .collect()
+    writers.into_iter().map(OutputWriter::finish).collect()
 }
 
 fn encode_stage(
@@ -624,7 +763,7 @@ fn encode_stage(
     mut backgrounds: Option<Backgrounds>,
     look: Look,
     device_kinds: Vec<OutputKind>,
-) -> Result<BTreeMap<OutputKind, PathBuf>> {
+) -> Result<Staged> {
     // The float outputs cross to the host only when some output needs them.
     let need_floats = writers.iter().any(|w| !device_kinds.contains(&w.kind()));
     let mut pixels = Vec::new();

@@ -328,31 +328,24 @@ impl<'de> Deserialize<'de> for Rgb {
     }
 }
 
-/// Everything that shapes the outputs of one run.
+/// Everything that shapes the outputs of one run: what a job *is*. Its JSON
+/// is hashed into the job's identity, so a field added here must be left
+/// out at its default (`skip_serializing_if`), or every job changes
+/// identity. How a run executes is [`RunOptions`], never part of it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MatteSettings {
+    /// An installed model's name, or the path of a weights file or folder.
     pub model: String,
+    /// A sampled digest of the weights when `model` is a path, so that new
+    /// weights under an old name are a new job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_digest: Option<String>,
     pub downsample_ratio: DownsampleRatio,
-    /// Frames per inference call; the GRU still steps frame by frame.
-    pub seq_chunk: usize,
-    /// Frames per call for videos larger than 1080p, when it differs.
-    pub seq_chunk_large: Option<usize>,
-    /// Frames per call in place of both when the model runs on the CPU,
-    /// set where the user gave no chunk size (see `CPU_SEQ_CHUNK`). Not
-    /// part of a job's identity: the ConvGRU steps frame by frame, so the
-    /// outputs do not depend on the chunk, and a job queued for any worker
-    /// keeps the settings' own chunk.
-    #[serde(skip)]
-    pub cpu_seq_chunk: Option<usize>,
     pub outputs: Vec<OutputKind>,
     pub format: OutputFormat,
     pub background: Background,
     /// Quality of lossy video outputs (lower is better).
     pub crf: u8,
-    pub device: String,
-    pub dtype: String,
-    // Newer settings are left out of the JSON at their defaults, so jobs
-    // queued before they existed keep their identity.
     #[serde(default, skip_serializing_if = "is_default")]
     pub codec: Mp4Codec,
     /// Average bits per second instead of `crf`.
@@ -372,26 +365,213 @@ pub struct MatteSettings {
     /// Leave the input's audio out of video outputs.
     #[serde(default, skip_serializing_if = "is_default")]
     pub no_audio: bool,
-    /// Injected out-of-memory failures (`VMATTE_FAKE_OOM`), for testing the
-    /// ladder without a GPU. Not part of a job's identity.
-    #[serde(skip)]
-    pub fake_oom: Option<vmatte_gpu::FakeOom>,
-    /// Composite and convert 8-bit outputs with tensor ops on the model's
-    /// device (`device_post.rs`) [default: on a GPU yes, on the CPU no].
-    /// Not part of a job's identity: the bytes are the same either way.
-    #[serde(skip)]
-    pub post_on_device: Option<bool>,
-    /// Convert 8-bit 4:2:0 frames to RGB beside the model (`device_pre.rs`)
-    /// rather than with swscale [default: yes; on the CPU it is one pass
-    /// straight to planar floats, cheaper than swscale and the repack].
-    #[serde(skip)]
-    pub pre_on_device: Option<bool>,
     /// Stop after this many frames.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_frames: Option<u64>,
     /// GVM's settings, when the model is GVM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gvm: Option<GvmOptions>,
+}
+
+/// The precision the model computes in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    /// CUDA only: candle's CPU matmul has no bf16 kernel.
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+        }
+    }
+
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Self::F32 => candle_core::DType::F32,
+            Self::F16 => candle_core::DType::F16,
+            Self::Bf16 => candle_core::DType::BF16,
+        }
+    }
+
+    /// Bytes a value takes on the device.
+    pub fn bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::Bf16 => 2,
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::F32, Self::F16, Self::Bf16]
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown precision '{s}'; use f32, f16 or bf16"))
+    }
+}
+
+impl Serialize for Precision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a conversion step runs: beside the model on its device, on the
+/// CPU, or whichever suits the device (`Auto`). The bytes are the same.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    #[default]
+    Auto,
+    Device,
+    Cpu,
+}
+
+impl Placement {
+    /// Whether the step runs on the model's device, given the default.
+    pub fn on_device(self, default: bool) -> bool {
+        match self {
+            Self::Auto => default,
+            Self::Device => true,
+            Self::Cpu => false,
+        }
+    }
+}
+
+impl FromStr for Placement {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "device" => Ok(Self::Device),
+            "cpu" => Ok(Self::Cpu),
+            _ => Err(format!("unknown placement '{s}'; use auto, device or cpu")),
+        }
+    }
+}
+
+/// Frames per inference call. The ConvGRU steps frame by frame whatever
+/// the chunk, so outputs do not depend on it: it is how a run executes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunks {
+    /// Frames per call.
+    pub seq_chunk: usize,
+    /// Frames per call for videos larger than 1080p, when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_chunk_large: Option<usize>,
+    /// Frames per call in place of both when the model runs on the CPU,
+    /// set where the user gave no chunk size (see [`Chunks::CPU_DEFAULT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seq_chunk: Option<usize>,
+}
+
+impl Default for Chunks {
+    fn default() -> Self {
+        Self {
+            seq_chunk: 4,
+            seq_chunk_large: None,
+            cpu_seq_chunk: None,
+        }
+    }
+}
+
+impl Chunks {
+    /// Frames per inference call on the CPU unless told otherwise. Each
+    /// frame in flight holds its full-size input and outputs and the
+    /// decoder's maps; at 720p, chunks of 2 rather than 4 keep a fifth less
+    /// memory, and the kernel's zeroing of those pages on first touch cost
+    /// more than the larger calls saved (docs/benchmarks.md). GPUs plan
+    /// their chunk from the card's free memory.
+    pub const CPU_DEFAULT: usize = 2;
+
+    /// The chunk for a video of this size, on the CPU or not.
+    pub fn for_video(&self, height: u32, width: u32, on_cpu: bool) -> usize {
+        let large = height.min(width) > 1080;
+        match (self.cpu_seq_chunk, self.seq_chunk_large) {
+            (Some(n), _) if on_cpu => n,
+            (_, Some(n)) if large => n,
+            _ => self.seq_chunk,
+        }
+        .max(1)
+    }
+
+    /// One chunk size for every video (a GPU's plan, or the user's).
+    pub fn fixed(n: usize) -> Self {
+        Self {
+            seq_chunk: n,
+            seq_chunk_large: None,
+            cpu_seq_chunk: None,
+        }
+    }
+}
+
+/// How one run executes a job: the same job run with other options gives
+/// the same outputs (within the precision's rounding), so none of this is
+/// part of a job's identity. What travels with a queued job (its chunks and
+/// precision) is serialised; the rest is the worker's own.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunOptions {
+    #[serde(flatten)]
+    pub chunks: Chunks,
+    #[serde(rename = "dtype", default)]
+    pub precision: Precision,
+    /// 8-bit 4:2:0 to RGB beside the model (`device_pre.rs`) or swscale
+    /// [default: beside the model].
+    #[serde(skip)]
+    pub preprocess: Placement,
+    /// Composite and convert 8-bit outputs beside the model
+    /// (`device_post.rs`) [default: on a GPU].
+    #[serde(skip)]
+    pub postprocess: Placement,
+    /// Injected out-of-memory failures (`VMATTE_FAKE_OOM`), for testing the
+    /// ladder without a GPU.
+    #[serde(skip)]
+    pub fake_oom: Option<vmatte_gpu::FakeOom>,
+    /// An injected bug (`VMATTE_FAKE_PANIC=FILE_NAME`): the decode stage of
+    /// the input of that file name panics, to test that a panic fails only
+    /// its own job.
+    #[serde(skip)]
+    pub fake_panic: Option<String>,
+    /// Damaged frames that the decoder concealed fail the run instead of
+    /// being reported as warnings.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub strict: bool,
+    /// Set from another thread (an interrupt) to stop the run at the next
+    /// chunk, leaving nothing behind.
+    #[serde(skip)]
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl RunOptions {
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// How GVM windows a video (see `gvm.rs` in this crate).
@@ -496,36 +676,21 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 }
 
 impl MatteSettings {
-    /// Frames per inference call on the CPU unless told otherwise. Each
-    /// frame in flight holds its full-size input and outputs and the
-    /// decoder's maps; at 720p, chunks of 2 rather than 4 keep a fifth less
-    /// memory, and the kernel's zeroing of those pages on first touch cost
-    /// more than the larger calls saved (docs/benchmarks.md). GPUs plan
-    /// their chunk from the card's free memory.
-    pub const CPU_SEQ_CHUNK: usize = 2;
-
     pub fn new(model: &str) -> Self {
         Self {
             model: model.to_string(),
+            weights_digest: None,
             downsample_ratio: DownsampleRatio::Auto,
-            seq_chunk: 4,
-            seq_chunk_large: None,
-            cpu_seq_chunk: None,
             outputs: vec![OutputKind::Composite, OutputKind::Alpha],
             format: OutputFormat::Mp4,
             background: Background::default(),
             crf: 18,
-            device: "cpu".into(),
-            dtype: "f32".into(),
             codec: Mp4Codec::H264,
             bitrate: None,
             depth: None,
             premultiplied: false,
             invert_alpha: false,
             no_audio: false,
-            fake_oom: None,
-            post_on_device: None,
-            pre_on_device: None,
             max_frames: None,
             gvm: None,
         }
@@ -548,6 +713,12 @@ impl MatteSettings {
                  png or tiff"
                     .into(),
             );
+        }
+        if f == OutputFormat::Mp4 && self.crf > 51 {
+            return Err(format!(
+                "--crf {} is beyond mp4's range 0 to 51 (webm goes to 63); use 0-51",
+                self.crf
+            ));
         }
         if self.codec != Mp4Codec::H264 && f != OutputFormat::Mp4 {
             return Err(format!("--codec applies to --format mp4, not {}", f.name()));
@@ -582,17 +753,6 @@ impl MatteSettings {
         }
         Ok(())
     }
-
-    /// The chunk for a video of this size, on the CPU or not.
-    pub fn chunk_for(&self, height: u32, width: u32, on_cpu: bool) -> usize {
-        let large = height.min(width) > 1080;
-        match (self.cpu_seq_chunk, self.seq_chunk_large) {
-            (Some(n), _) if on_cpu => n,
-            (_, Some(n)) if large => n,
-            _ => self.seq_chunk,
-        }
-        .max(1)
-    }
 }
 
 #[cfg(test)]
@@ -601,17 +761,42 @@ mod tests {
 
     #[test]
     fn the_cpu_chunk_applies_on_the_cpu_only_and_stays_out_of_the_identity() {
-        let mut s = MatteSettings::new("rvm-mobilenetv3");
-        s.seq_chunk_large = Some(3);
-        assert_eq!(s.chunk_for(720, 1280, true), 4);
-        assert_eq!(s.chunk_for(2160, 3840, false), 3);
-        s.cpu_seq_chunk = Some(MatteSettings::CPU_SEQ_CHUNK);
-        assert_eq!(s.chunk_for(720, 1280, true), MatteSettings::CPU_SEQ_CHUNK);
-        assert_eq!(s.chunk_for(2160, 3840, true), MatteSettings::CPU_SEQ_CHUNK);
-        assert_eq!(s.chunk_for(720, 1280, false), 4);
-        assert_eq!(s.chunk_for(2160, 3840, false), 3);
-        let json = serde_json::to_string(&s).unwrap();
-        assert!(!json.contains("cpu_seq_chunk"), "{json}");
+        let mut c = Chunks {
+            seq_chunk_large: Some(3),
+            ..Chunks::default()
+        };
+        assert_eq!(c.for_video(720, 1280, true), 4);
+        assert_eq!(c.for_video(2160, 3840, false), 3);
+        c.cpu_seq_chunk = Some(Chunks::CPU_DEFAULT);
+        assert_eq!(c.for_video(720, 1280, true), Chunks::CPU_DEFAULT);
+        assert_eq!(c.for_video(2160, 3840, true), Chunks::CPU_DEFAULT);
+        assert_eq!(c.for_video(720, 1280, false), 4);
+        assert_eq!(c.for_video(2160, 3840, false), 3);
+        let json = serde_json::to_string(&MatteSettings::new("rvm-mobilenetv3")).unwrap();
+        for how in ["chunk", "dtype", "device"] {
+            assert!(!json.contains(how), "{json}");
+        }
+        let run = RunOptions {
+            chunks: c,
+            precision: Precision::F16,
+            ..RunOptions::default()
+        };
+        let json = serde_json::to_string(&run).unwrap();
+        let back: RunOptions = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.chunks, run.chunks);
+        assert_eq!(back.precision, Precision::F16);
+    }
+
+    #[test]
+    fn typed_choices_parse_once() {
+        assert_eq!("f16".parse(), Ok(Precision::F16));
+        assert!("f64"
+            .parse::<Precision>()
+            .unwrap_err()
+            .contains("f32, f16 or bf16"));
+        assert_eq!("device".parse(), Ok(Placement::Device));
+        assert!(Placement::Auto.on_device(true) && !Placement::Cpu.on_device(true));
+        assert!("gpu".parse::<Placement>().is_err());
     }
 
     #[test]

@@ -1,31 +1,40 @@
-//! `vmatte batch`: many videos into one output folder, resumable. Every
-//! input becomes a job in `OUTDIR/.vmatte/jobs.db`; a rerun skips what is
-//! done, redoes what was interrupted, and retries failures on request. Jobs
-//! are leased, so several processes can share one OUTDIR.
+//! `vmatte batch`: many videos into one output folder, resumable.
+//!
+//! ```text
+//! inputs ─► discover ─► JobQueue::submit (OUTDIR/.vmatte/jobs.db) ─► tickets ─► Engine
+//!                                   └─ same content, other name: a copy ─► linked once its job is done
+//! ```
+//! Every input becomes a job, or a copy of the job already covering its
+//! content; the engine (the same one `vmatte worker` runs) claims each
+//! ticket's job by id. A rerun skips what is done (after checking its
+//! outputs are still there), redoes what was interrupted, and retries
+//! failures on request. Jobs are leased, so several processes can share
+//! one OUTDIR.
 
 pub mod discover;
-pub mod joblog;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use serde::Serialize;
+use anyhow::Result;
 use serde_json::json;
-use vmatte_gpu::{ladder, FakeOom, GpuSummary, Step};
-use vmatte_jobs::{Claim, JobRow, JobStore};
-use vmatte_pipeline::{MatteSettings, PipelineError};
+use vmatte_engine::load::open_device;
+use vmatte_engine::observer::Observer;
+use vmatte_engine::outcome::{one_line, rate, seconds, Outcome, Status};
+use vmatte_engine::telemetry::{self, Hub};
+use vmatte_engine::{settle_copy, Engine, EngineConfig, Feed, LanePlan, Ticket};
+use vmatte_gpu::{FakeOom, GpuSummary};
+use vmatte_jobs::queue::{JobQueue, NewJob};
+use vmatte_jobs::{CopyRow, JobStore};
+use vmatte_pipeline::Chunks;
 
-use crate::cli::{BatchArgs, ModelArgs};
-use crate::gpu;
-use crate::matte::{parse_fps, settings};
-use crate::progress::{BatchProgress, Reporter};
-use crate::runtime::{self, Loaded};
-use joblog::JobLog;
+use crate::cli::BatchArgs;
+use crate::config::{self, MatteConfig};
+use crate::progress::{Mode, Screen};
+use crate::signals::Interrupt;
 
 /// How long a job stays ours without a heartbeat; a process that died
 /// loses its jobs to the next one after this. `VMATTE_JOB_LEASE_MS`
@@ -42,182 +51,178 @@ pub(crate) fn env_ms(name: &str) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Status {
-    Done,
-    Failed,
-    Skipped,
-}
-
-/// One line of the summary and one entry of `--json`.
-#[derive(Debug, Serialize)]
-struct Outcome {
+/// An input whose content another input's job covers.
+struct PendingCopy {
+    n: usize,
     input: PathBuf,
-    status: Status,
-    error: Option<String>,
-    /// Why a job was skipped: finished earlier, or held by another process.
-    note: Option<String>,
-    name: Option<String>,
-    frames: Option<u64>,
-    seconds: Option<f64>,
-    fps: Option<f64>,
-    outputs: BTreeMap<String, PathBuf>,
-    log: Option<PathBuf>,
-    /// Where the video was matted (the CPU after the out-of-memory ladder).
-    device: Option<String>,
-    /// Out-of-memory steps taken within the video.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    ladder: Vec<String>,
-    /// GPU telemetry over the job, per GPU.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    gpu: Vec<GpuSummary>,
-}
-
-impl Outcome {
-    fn new(input: &Path, status: Status) -> Self {
-        Self {
-            input: input.to_path_buf(),
-            status,
-            error: None,
-            note: None,
-            name: None,
-            frames: None,
-            seconds: None,
-            fps: None,
-            outputs: BTreeMap::new(),
-            log: None,
-            device: None,
-            ladder: Vec::new(),
-            gpu: Vec::new(),
-        }
-    }
-
-    fn from_row(row: &JobRow, status: Status) -> Self {
-        let mut o = Self::new(&row.input_path, status);
-        o.name = Some(row.safe_name.clone());
-        o.error = row.error.clone();
-        o.frames = row.frames;
-        o.seconds = row.seconds;
-        o.fps = row
-            .frames
-            .zip(row.seconds)
-            .map(|(f, s)| f as f64 / s.max(1e-9));
-        o.outputs = row.outputs.clone();
-        o
-    }
+    copy: CopyRow,
+    job: i64,
 }
 
 pub fn run(args: BatchArgs) -> Result<ExitCode> {
+    let started_ms = vmatte_jobs::now_ms();
     let outdir = &args.output;
-    let inputs = discover::prepare(&args.inputs, args.list.as_deref(), outdir, "")?;
-    let image_fps = args.options.fps.as_deref().map(parse_fps).transpose()?;
-    let (settings, model_args) = settings(&args.options)?;
-    let settings_json = serde_json::to_string(&settings)?;
-    let settings_id = vmatte_jobs::settings_id(&settings_json);
+    let found = discover::prepare(&args.inputs, args.list.as_deref(), outdir, "")?;
+    let config = config::resolve(&args.options)?;
     let devices = args
         .gpu
         .devices
         .clone()
-        .unwrap_or_else(|| vec![model_args.device.clone()]);
+        .unwrap_or_else(|| vec![config.device]);
     for device in &devices {
-        runtime::device(device)?;
+        open_device(*device)?;
     }
     let fake_oom = FakeOom::from_env().map_err(anyhow::Error::msg)?;
+    let interrupt = Interrupt::install()?;
     let mut store = JobStore::open(outdir)?;
-    let owner = vmatte_jobs::owner_id();
+    let (spec_json, settings_id) = config.spec.stored();
 
     // Enqueue everything first, in sorted order, so names are allocated the
     // same way on every run and by every process.
-    let mut outcomes: Vec<Option<Outcome>> = Vec::new();
-    let mut work = VecDeque::new();
-    // The first input of this run behind each job: a second file with the
-    // same content is the same job.
-    let mut seen: BTreeMap<i64, PathBuf> = BTreeMap::new();
-    for (n, input) in inputs.into_iter().enumerate() {
-        let row = match vmatte_jobs::content_id(&input) {
-            Ok(content) => store.enqueue(&input, &content, &settings_id, &settings_json)?,
+    let total = found.inputs.len();
+    let mut early = Vec::new();
+    let mut tickets = Vec::new();
+    let mut copies = Vec::new();
+    for (n, input) in found.inputs.iter().enumerate() {
+        let content = match vmatte_jobs::content_id(input) {
+            Ok(c) => c,
             Err(e) => {
-                let mut o = Outcome::new(&input, Status::Failed);
-                o.error = Some(unreadable(&input, &e));
-                outcomes.push(Some(o));
+                let o = Outcome::new(input, Status::Failed).with_error(unreadable(input, &e));
+                early.push((n, o));
                 continue;
             }
         };
-        if let Some(first) = seen.get(&row.id) {
-            let mut o = Outcome::new(&input, Status::Skipped);
-            o.name = Some(row.safe_name.clone());
-            o.note = Some(format!("same content as {}", first.display()));
-            outcomes.push(Some(o));
-            continue;
+        let submitted = JobQueue::submit(
+            &mut store,
+            &NewJob {
+                input,
+                outdir,
+                content_id: &content,
+                settings_id: &settings_id,
+                settings_json: &spec_json,
+                max_attempts: 1,
+                retry_failed: false,
+            },
+        )?;
+        match submitted.copy {
+            Some(copy) => copies.push(PendingCopy {
+                n,
+                input: input.clone(),
+                copy,
+                job: submitted.job.id,
+            }),
+            None => tickets.push(Ticket {
+                n,
+                total,
+                job: submitted.job.id,
+                input: input.clone(),
+            }),
         }
-        seen.insert(row.id, input.clone());
-        outcomes.push(None);
-        work.push_back(Work { n, input, row });
     }
-    let total = outcomes.len();
+    // A copy whose job no input of this run names still needs that job
+    // done: it runs, reported through the copy.
+    let ticketed: BTreeSet<i64> = tickets.iter().map(|t| t.job).collect();
+    let mut hidden = BTreeSet::new();
+    for c in &copies {
+        if !ticketed.contains(&c.job) && hidden.iter().all(|&(_, j)| j != c.job) {
+            let n = total + hidden.len();
+            hidden.insert((n, c.job));
+            let input = store
+                .job(c.job)?
+                .map_or_else(|| c.input.clone(), |j| j.input_path);
+            tickets.push(Ticket {
+                n,
+                total,
+                job: c.job,
+                input,
+            });
+        }
+    }
 
-    let progress = Arc::new(Mutex::new(BatchProgress::new(total, args.json)));
+    let screen = Arc::new(Screen::new(Mode::detect(args.json), Some(total), false));
+    for w in &found.warnings {
+        screen.note(&format!("warning: {w}"));
+    }
     let hub = {
-        let progress = progress.clone();
-        gpu::Hub::start(&devices, move |round| {
-            let brief: Vec<String> = round.iter().map(|s| s.brief()).collect();
-            progress
-                .lock()
-                .expect("progress")
-                .set_gpu(&brief.join("  "));
-        })
+        let screen = screen.clone();
+        Hub::start(
+            &devices,
+            move |round| {
+                let brief: Vec<String> = round.iter().map(|s| s.brief()).collect();
+                screen.set_gpu(&brief.join("  "));
+            },
+            |info| eprintln!("vmatte: info: {info}"),
+        )
     };
-    let lanes = devices
-        .iter()
-        .map(|device| Lane::plan(device, &args, &settings, &model_args, hub.as_ref()))
-        .collect::<Vec<_>>();
-    let ctx = Batch {
-        outdir,
-        owner: &owner,
-        settings: &settings,
-        model_args: &model_args,
-        image_fps,
+    let engine_config = EngineConfig {
+        owner: vmatte_jobs::owner_id(),
+        per_stream_owners: false,
+        lanes: devices
+            .iter()
+            .map(|d| lane(*d, &args, &config, hub.as_ref(), screen.as_ref()))
+            .collect(),
+        model_dir: config.model_dir.clone(),
+        hwdec: config.hwdec,
+        preprocess: config.preprocess,
+        postprocess: config.postprocess,
         fake_oom,
-        total,
-        json: args.json,
+        fake_panic: std::env::var("VMATTE_FAKE_PANIC")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        strict: config.spec.run.strict,
+        lease: lease(),
+        backoff: Duration::ZERO,
         retry_failed: args.retry_failed,
-        work: Mutex::new(work),
-        outcomes: Mutex::new(outcomes),
-        progress: progress.clone(),
-        hub: hub.as_ref(),
-        cpu: OnceLock::new(),
+        worker: None,
     };
-    std::thread::scope(|scope| -> Result<()> {
-        let mut streams = Vec::new();
-        for lane in &lanes {
-            for slot in 0..lane.streams.load(Ordering::Relaxed) {
-                let ctx = &ctx;
-                streams.push(scope.spawn(move || ctx.stream(lane, slot)));
-            }
-        }
-        for s in streams {
-            s.join().expect("a stream thread panicked")?;
-        }
-        Ok(())
-    })?;
-    // A job requeued by the out-of-memory ladder after the other streams had
-    // run out of work, by a stream the halving retired, is still queued:
-    // slot 0 of a lane always stays, so it finishes the queue.
-    ctx.stream(&lanes[0], 0)?;
-    let outcomes: Vec<Outcome> = ctx
-        .outcomes
-        .into_inner()
-        .expect("outcomes")
-        .into_iter()
-        .map(|o| o.expect("every job ran"))
-        .collect();
+    let connect = || JobStore::open_existing(outdir).map(|s| Box::new(s) as Box<dyn JobQueue>);
+    let report = Engine::new(
+        &engine_config,
+        &connect,
+        screen.as_ref(),
+        hub.as_ref(),
+        interrupt.flag(),
+    )
+    .run(Feed::Tickets(tickets));
 
-    progress.lock().expect("progress").finish();
+    let mut outcomes: Vec<(usize, Outcome)> = early;
+    outcomes.extend(
+        report
+            .outcomes
+            .into_iter()
+            .filter(|(n, _)| hidden.iter().all(|(h, _)| h != n)),
+    );
+    for c in &copies {
+        // As it is now: the engine linked it if its job finished.
+        let copy = store
+            .copies(Some(c.job))
+            .ok()
+            .and_then(|all| all.into_iter().find(|x| x.id == c.copy.id))
+            .unwrap_or_else(|| c.copy.clone());
+        let o = match store.job(c.job) {
+            Ok(Some(job)) => settle_copy(&mut store, &c.input, (&job, &copy), started_ms),
+            Ok(None) => Outcome::new(&c.input, Status::Failed)
+                .with_error(format!("the job store lost job {}", c.job)),
+            Err(e) => Outcome::new(&c.input, Status::Failed).with_error(e.to_string()),
+        };
+        screen.settled(&o);
+        outcomes.push((c.n, o));
+    }
+    outcomes.sort_by_key(|(n, _)| *n);
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(_, o)| o).collect();
+    screen.finish();
+
     // The summary must reach the user even when the disk is full, so a
     // manifest that cannot be written is a warning, not the end.
-    let mut warnings = Vec::new();
-    if let Err(e) = vmatte_jobs::write_manifest(outdir, &store.jobs()?) {
+    let mut warnings = found.warnings.clone();
+    let manifest = store
+        .jobs()
+        .and_then(|jobs| Ok((jobs, store.copies(None)?)))
+        .map_err(|e| e.to_string())
+        .and_then(|(jobs, copies)| {
+            vmatte_jobs::write_manifest(outdir, &jobs, &copies).map_err(|e| e.to_string())
+        });
+    if let Err(e) = manifest {
         warnings.push(format!(
             "{}: cannot write manifest.csv ({e}); `vmatte status {}` shows the same table",
             outdir.display(),
@@ -229,8 +234,15 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         .map(|h| GpuSummary::of(&h.series()))
         .unwrap_or_default();
     print_summary(&outcomes, &gpu_summary);
-    for w in &warnings {
-        eprintln!("vmatte: warning: {w}");
+    for w in warnings.iter().skip(found.warnings.len()) {
+        eprintln!("vmatte: warning: {}", one_line(w));
+    }
+    if let Some(fatal) = &report.fatal {
+        eprintln!(
+            "vmatte: {}: the batch stopped: {}",
+            outdir.display(),
+            one_line(fatal)
+        );
     }
     if args.json {
         let count = |s| count(&outcomes, s);
@@ -239,13 +251,22 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             "done": count(Status::Done),
             "failed": count(Status::Failed),
             "skipped": count(Status::Skipped),
+            "interrupted": count(Status::Interrupted),
+            "lost": count(Status::Lost),
             "outdir": outdir,
             "gpu": gpu_summary,
             "warnings": warnings,
+            "error": report.fatal,
         });
         println!("{report}");
     }
-    let all_ok = outcomes.iter().all(|o| o.status != Status::Failed);
+    if let Some(code) = interrupt.exit_code() {
+        return Ok(code);
+    }
+    let all_ok = report.fatal.is_none()
+        && outcomes
+            .iter()
+            .all(|o| matches!(o.status, Status::Done | Status::Skipped));
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
@@ -253,353 +274,58 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     })
 }
 
-/// An input waiting for a stream.
-struct Work {
-    n: usize,
-    input: PathBuf,
-    row: JobRow,
-}
-
-/// One device's share of the batch: its model (loaded by the first stream
-/// that needs it), how many videos it runs at once (lowered by the
-/// out-of-memory ladder) and its chunk size.
-struct Lane {
-    device: String,
-    streams: AtomicUsize,
-    seq_chunk: Option<usize>,
-    model: OnceLock<Result<Loaded, String>>,
-}
-
-impl Lane {
-    /// Streams and chunk size for `device`: what the user gave, the rest
-    /// planned from the GPU's free memory (within --vram-limit) when NVML
-    /// tells it, else one stream and the settings' chunk.
-    fn plan(
-        device: &str,
-        args: &BatchArgs,
-        settings: &MatteSettings,
-        model_args: &ModelArgs,
-        hub: Option<&gpu::Hub>,
-    ) -> Self {
-        let given_streams = args.gpu.streams.map(|n| n as usize);
-        let given_chunk = args.options.seq_chunk.map(|n| n as usize);
-        let plan = gpu::plan(
+/// Streams and chunk size for `device`: what the user gave, the rest
+/// planned from the GPU's free memory (within --vram-limit) when NVML
+/// tells it, else one stream and each job's own chunk.
+fn lane(
+    device: vmatte_gpu::DeviceSpec,
+    args: &BatchArgs,
+    config: &MatteConfig,
+    hub: Option<&Hub>,
+    screen: &Screen,
+) -> LanePlan {
+    let given_streams = args.gpu.streams.map(|n| n as usize);
+    let given_chunk = args.options.seq_chunk.map(|n| n as usize);
+    // The cost model is RVM's. GVM runs one video at a time unless told
+    // otherwise, and its own ladder fits its windows to the card.
+    let plan = config.spec.settings.gvm.is_none().then(|| {
+        telemetry::plan(
             device,
             hub,
             args.gpu.vram_limit,
-            settings,
-            &model_args.dtype,
+            (
+                config.spec.settings.downsample_ratio,
+                config.spec.run.precision,
+            ),
             (given_chunk, given_streams),
-        );
-        let (streams, seq_chunk) = match plan {
-            Some(plan) => (plan.streams, Some(plan.seq_chunk)),
-            None => (given_streams.unwrap_or(1), None),
-        };
-        Self {
-            device: device.to_string(),
-            streams: AtomicUsize::new(streams),
-            seq_chunk,
-            model: OnceLock::new(),
-        }
-    }
-}
-
-impl Lane {
-    /// The ladder's next step for a job of this lane that ran out of memory
-    /// one frame at a time. Taken atomically: of two jobs failing together,
-    /// one halves the streams and the other, seeing the halved count, goes
-    /// on to the CPU.
-    fn step_down(&self) -> Step {
-        let mut step = Step::Cpu;
-        let _ = self
-            .streams
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                step = ladder::next_for_job(n);
-                match step {
-                    Step::HalveStreams { to, .. } => Some(to),
-                    _ => None,
-                }
-            });
-        step
-    }
-}
-
-/// What the streams share.
-struct Batch<'a> {
-    outdir: &'a Path,
-    owner: &'a str,
-    settings: &'a MatteSettings,
-    model_args: &'a ModelArgs,
-    image_fps: Option<vmatte_media::Rational>,
-    fake_oom: Option<FakeOom>,
-    total: usize,
-    json: bool,
-    retry_failed: bool,
-    work: Mutex<VecDeque<Work>>,
-    outcomes: Mutex<Vec<Option<Outcome>>>,
-    progress: Arc<Mutex<BatchProgress>>,
-    hub: Option<&'a gpu::Hub>,
-    /// The bottom of the out-of-memory ladder, loaded on first use.
-    cpu: OnceLock<Result<Loaded, String>>,
-}
-
-/// How a claimed job ended for its stream.
-enum JobEnd {
-    Finished(Box<Outcome>),
-    /// Out of memory with several videos at once: fewer now, the job goes
-    /// back to the front of the queue.
-    Requeue,
-}
-
-impl Batch<'_> {
-    /// One stream: takes inputs until none is left, or until the ladder
-    /// lowers its lane's streams below its slot.
-    fn stream(&self, lane: &Lane, slot: usize) -> Result<()> {
-        let mut store = JobStore::open(self.outdir)?;
-        while slot < lane.streams.load(Ordering::Relaxed) {
-            let Some(work) = self.work.lock().expect("work").pop_front() else {
-                return Ok(());
-            };
-            let Work { n, input, row } = &work;
-            let outcome = match store.claim(row.id, self.owner, lease(), self.retry_failed)? {
-                Claim::AlreadyDone(row) => {
-                    let mut o = Outcome::from_row(&row, Status::Skipped);
-                    o.note = Some("done in an earlier run".into());
-                    o
-                }
-                Claim::Failed(row) => {
-                    let mut o = Outcome::from_row(&row, Status::Failed);
-                    o.note = Some("failed in an earlier run; --retry-failed retries it".into());
-                    o
-                }
-                Claim::Busy(row) => {
-                    let mut o = Outcome::from_row(&row, Status::Skipped);
-                    o.note = Some(format!(
-                        "being processed by {}",
-                        row.lease_owner.as_deref().unwrap_or("another process")
-                    ));
-                    o
-                }
-                Claim::Claimed(row) => {
-                    let label = format!("[{}/{}] {}", n + 1, self.total, row.safe_name);
-                    let reporter = {
-                        let progress = self.progress.lock().expect("progress");
-                        Reporter::within(progress.multi.as_ref(), &label, self.json)
-                    };
-                    match self.run_job(&mut store, lane, &row, input, reporter)? {
-                        JobEnd::Finished(o) => *o,
-                        JobEnd::Requeue => {
-                            self.work.lock().expect("work").push_front(work);
-                            continue;
-                        }
-                    }
-                }
-            };
-            self.finish(*n, input, outcome);
-        }
-        Ok(())
-    }
-
-    fn finish(&self, n: usize, input: &Path, mut outcome: Outcome) {
-        self.progress
-            .lock()
-            .expect("progress")
-            .job_finished(if outcome.status == Status::Done {
-                outcome.frames.unwrap_or(0)
-            } else {
-                0
-            });
-        // The store remembers where the content was last seen; the summary
-        // speaks of the file this run was given.
-        outcome.input = input.to_path_buf();
-        self.outcomes.lock().expect("outcomes")[n] = Some(outcome);
-    }
-
-    /// The lane's model, loaded once; a load failure fails each job with
-    /// its reason.
-    fn model<'l>(&self, lane: &'l Lane) -> Result<&'l Loaded, String> {
-        let loaded = lane.model.get_or_init(|| {
-            let mut args = self.model_args.clone();
-            args.device = lane.device.clone();
-            runtime::load_with(&args, self.settings.gvm.as_ref()).map_err(|e| format!("{e:#}"))
-        });
-        loaded.as_ref().map_err(Clone::clone)
-    }
-
-    fn cpu_model(&self) -> Result<&Loaded, String> {
-        let loaded = self.cpu.get_or_init(|| {
-            let mut args = self.model_args.clone();
-            args.device = "cpu".into();
-            args.dtype = "f32".into();
-            runtime::load_with(&args, self.settings.gvm.as_ref()).map_err(|e| format!("{e:#}"))
-        });
-        loaded.as_ref().map_err(Clone::clone)
-    }
-
-    /// Runs one claimed job, keeping its lease alive from a second
-    /// connection, and records the result (or the one-line reason) in the
-    /// store and log. Out of memory takes the next step down the ladder.
-    fn run_job(
-        &self,
-        store: &mut JobStore,
-        lane: &Lane,
-        row: &JobRow,
-        input: &Path,
-        mut reporter: Reporter,
-    ) -> Result<JobEnd> {
-        let (outdir, owner) = (self.outdir, self.owner);
-        let mut log = JobLog::create(outdir, &row.safe_name).with_context(|| {
-            format!(
-                "{}: cannot write the job log; check the folder is writable",
-                outdir.display()
-            )
-        })?;
-        let mut settings = self.settings.clone();
-        settings.device = lane.device.clone();
-        if let Some(n) = lane.seq_chunk {
-            settings.seq_chunk = n;
-            settings.seq_chunk_large = None;
-        }
-        settings.fake_oom = self.fake_oom;
-        log.start(input, row, owner, &settings);
-
-        let lost = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let heartbeat = {
-            let (lost, stop) = (lost.clone(), stop.clone());
-            let (outdir, owner, id) = (outdir.to_path_buf(), owner.to_string(), row.id);
-            std::thread::spawn(move || -> Result<()> {
-                let mut beat_store = JobStore::open(&outdir)?;
-                let (lease, step) = (lease(), Duration::from_millis(50));
-                let mut waited = Duration::ZERO;
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(step);
-                    waited += step;
-                    if waited >= lease / 6 {
-                        waited = Duration::ZERO;
-                        if !beat_store.heartbeat(id, &owner, lease)? {
-                            lost.store(true, Ordering::Relaxed);
-                            return Ok(());
-                        }
-                    }
-                }
-                Ok(())
-            })
-        };
-
-        let telemetry = gpu::JobTelemetry::start(self.hub, &lane.device, &log);
-        let mut attempt = self.model(lane);
-        let result = loop {
-            let loaded = match &attempt {
-                Ok(loaded) => *loaded,
-                Err(reason) => {
-                    log.failed(reason);
-                    break Err(reason.clone());
-                }
-            };
-            let result = log.matte(
-                loaded,
-                input,
-                self.image_fps,
-                (outdir, &row.safe_name),
-                &settings,
-                &mut reporter,
-            );
-            match result {
-                Err(PipelineError::OutOfMemory(why))
-                    if settings.device != "cpu" || settings.fake_oom.is_some() =>
-                {
-                    let step = lane.step_down();
-                    log.event("oom", json!({ "reason": why, "next": step }));
-                    if let Step::HalveStreams { .. } = step {
-                        stop.store(true, Ordering::Relaxed);
-                        let _ = heartbeat.join();
-                        reporter.finish(&format!("{}: {step}", row.safe_name));
-                        return Ok(JobEnd::Requeue);
-                    }
-                    if !self.json {
-                        eprintln!("vmatte: {}: {step}", row.safe_name);
-                    }
-                    settings.device = "cpu".into();
-                    settings.dtype = "f32".into();
-                    settings.fake_oom = None;
-                    attempt = self.cpu_model();
-                }
-                other => break other.map_err(|e| e.to_string()),
-            }
-        };
-        stop.store(true, Ordering::Relaxed);
-        let _ = heartbeat.join();
-        let gpu = telemetry.finish(&mut log);
-
-        if lost.load(Ordering::Relaxed) {
-            let msg =
-                "lost the job's lease to another process (this one stalled); its result is theirs";
-            log.event("warning", json!({ "message": msg }));
-            let mut o = Outcome::from_row(row, Status::Skipped);
-            o.note = Some(msg.into());
-            return Ok(JobEnd::Finished(Box::new(o)));
-        }
-        let mut o = match result {
-            Ok(report) => {
-                let outputs = report.outputs_by_name();
-                let done =
-                    store.complete(row.id, owner, report.frames, report.seconds, &outputs)?;
-                reporter.finish(&format!(
-                    "{}: done, {} frames in {:.1}s ({:.1} fps){}",
-                    row.safe_name,
-                    report.frames,
-                    report.seconds,
-                    report.fps,
-                    if settings.device == lane.device {
-                        String::new()
-                    } else {
-                        " on the CPU after running out of GPU memory".into()
-                    }
-                ));
-                let mut o = Outcome::from_row(&done, Status::Done);
-                o.ladder = report.ladder.iter().map(ToString::to_string).collect();
-                o
-            }
-            Err(reason) => {
-                reporter.finish(&format!("{}: failed: {reason}", row.safe_name));
-                // On a full disk the store may not take the failure either;
-                // the job then stays claimed and is redone by the next run,
-                // and this run still reports why it failed.
-                let mut o = match store.fail(row.id, owner, &reason) {
-                    Ok(failed) => Outcome::from_row(&failed, Status::Failed),
-                    Err(store_error) => {
-                        let mut o = Outcome::from_row(row, Status::Failed);
-                        o.note = Some(format!("not recorded in the job store: {store_error}"));
-                        o
-                    }
-                };
-                o.error = Some(reason);
-                o
-            }
-        };
-        o.log = Some(log.path.clone());
-        o.device = Some(settings.device.clone());
-        o.gpu = gpu;
-        Ok(JobEnd::Finished(Box::new(o)))
+            |line| screen.note(line),
+        )
+    });
+    match plan.flatten() {
+        Some(plan) => LanePlan {
+            device,
+            streams: plan.streams,
+            chunks: Some(Chunks::fixed(plan.seq_chunk)),
+        },
+        None => LanePlan {
+            device,
+            streams: given_streams.unwrap_or(1),
+            chunks: None,
+        },
     }
 }
 
 fn unreadable(input: &Path, e: &std::io::Error) -> String {
+    let name = one_line(&input.display().to_string());
     match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            format!("{}: file not found; check the path", input.display())
-        }
+        std::io::ErrorKind::NotFound => format!("{name}: file not found; check the path"),
         std::io::ErrorKind::PermissionDenied => {
-            format!(
-                "{}: permission denied; make the file readable",
-                input.display()
-            )
+            format!("{name}: permission denied; make the file readable")
         }
-        _ => format!(
-            "{}: cannot read ({e}); check the file and the disk",
-            input.display()
-        ),
+        std::io::ErrorKind::InvalidInput => {
+            format!("{name}: not a regular file (a FIFO, socket or device); give a video file")
+        }
+        _ => format!("{name}: cannot read ({e}); check the file and the disk"),
     }
 }
 
@@ -608,52 +334,58 @@ fn count(outcomes: &[Outcome], status: Status) -> usize {
 }
 
 fn print_summary(outcomes: &[Outcome], gpu: &[GpuSummary]) {
-    let count = |s| count(outcomes, s);
-    let frames: u64 = outcomes
-        .iter()
-        .filter(|o| o.status == Status::Done)
-        .filter_map(|o| o.frames)
-        .sum();
-    let seconds: f64 = outcomes
-        .iter()
-        .filter(|o| o.status == Status::Done)
-        .filter_map(|o| o.seconds)
-        .sum();
+    let ran = |o: &&Outcome| o.status == Status::Done && o.copy_of.is_none();
+    let frames: u64 = outcomes.iter().filter(ran).filter_map(|o| o.frames).sum();
+    let secs: f64 = outcomes.iter().filter(ran).filter_map(|o| o.seconds).sum();
     eprintln!();
     eprintln!(
-        "{:<8} {:>7} {:>8} {:>7}  input",
+        "{:<11} {:>7} {:>8} {:>7}  input",
         "status", "frames", "time", "fps"
     );
     for o in outcomes {
-        let status = match o.status {
-            Status::Done => "done",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-        };
         let num = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         let why = o
             .error
             .as_deref()
             .or(o.note.as_deref())
-            .map(|w| format!("  ({w})"))
+            .map(|w| format!("  ({})", one_line(w)))
             .unwrap_or_default();
         eprintln!(
-            "{status:<8} {:>7} {:>8} {:>7}  {}{why}",
+            "{:<11} {:>7} {:>8} {:>7}  {}{why}",
+            o.status.as_str(),
             num(o.frames.map(|f| f.to_string())),
-            num(o.seconds.map(|s| format!("{s:.1}s"))),
-            num(o.fps.map(|f| format!("{f:.1}"))),
-            o.input.display()
+            num(o.seconds.map(seconds)),
+            num(o.fps.map(rate)),
+            one_line(&o.input.display().to_string())
         );
     }
+    let mut counts = vec![
+        format!("{} done", count(outcomes, Status::Done)),
+        format!("{} failed", count(outcomes, Status::Failed)),
+        format!("{} skipped", count(outcomes, Status::Skipped)),
+    ];
+    for status in [Status::Interrupted, Status::Lost] {
+        let n = count(outcomes, status);
+        if n > 0 {
+            counts.push(format!("{n} {}", status.as_str()));
+        }
+    }
     eprintln!(
-        "{} done, {} failed, {} skipped; {frames} frames in {seconds:.1}s",
-        count(Status::Done),
-        count(Status::Failed),
-        count(Status::Skipped)
+        "{}; {frames} frames in {}",
+        counts.join(", "),
+        seconds(secs)
     );
     for o in outcomes {
         for step in &o.ladder {
-            eprintln!("  {}: {step}", o.input.display());
+            eprintln!("  {}: {step}", one_line(&o.input.display().to_string()));
+        }
+        for w in &o.warnings {
+            let at = w.frame.map(|f| format!(" frame {f}")).unwrap_or_default();
+            eprintln!(
+                "  {}:{at}: {}",
+                one_line(&o.input.display().to_string()),
+                one_line(&w.message)
+            );
         }
     }
     for g in gpu {
@@ -669,6 +401,6 @@ pub fn status(outdir: &Path, json_out: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
         return Ok(ExitCode::SUCCESS);
     }
-    crate::queue::print_jobs(&jobs);
+    crate::queue::print_jobs(&jobs, &store.copies(None)?);
     Ok(ExitCode::SUCCESS)
 }

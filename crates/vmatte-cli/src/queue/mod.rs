@@ -8,45 +8,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
+use vmatte_engine::ensure_linked;
+use vmatte_engine::outcome::one_line;
+use vmatte_jobs::outputs::verify;
 use vmatte_jobs::queue::{self, JobQueue, NewJob, QueueUrl, Submitted};
-use vmatte_jobs::JobRow;
-use vmatte_pipeline::MatteSettings;
+use vmatte_jobs::{CopyRow, JobRow, JobState};
 
 use crate::batch::discover;
 use crate::cli::SubmitArgs;
-use crate::matte::{parse_fps, settings};
-
-/// What a queued job asks of its worker, as stored in the job's settings.
-#[derive(Serialize, Deserialize)]
-pub struct JobSpec {
-    pub settings: MatteSettings,
-    /// Frame rate of an image-folder input (`--fps`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fps: Option<String>,
-    /// The chunk a worker runs on the CPU where the submitter gave none
-    /// ([`MatteSettings::cpu_seq_chunk`], which the settings' own
-    /// serialisation leaves out). Outside the job's identity, like it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_seq_chunk: Option<usize>,
-}
-
-impl JobSpec {
-    /// The spec as stored with the job, and the job's settings identity:
-    /// that of the spec without the CPU chunk, so that the same video and
-    /// settings stay one job whatever the chunk (and across versions that
-    /// did not store it).
-    pub fn stored(&self) -> Result<(String, String)> {
-        let identity = JobSpec {
-            settings: self.settings.clone(),
-            fps: self.fps.clone(),
-            cpu_seq_chunk: None,
-        };
-        let settings_id = vmatte_jobs::settings_id(&serde_json::to_string(&identity)?);
-        Ok((serde_json::to_string(self)?, settings_id))
-    }
-}
+use crate::config;
 
 /// Opens the queue a `--queue` value names.
 pub fn connect(given: &str) -> Result<(QueueUrl, Box<dyn JobQueue>)> {
@@ -57,33 +28,28 @@ pub fn connect(given: &str) -> Result<(QueueUrl, Box<dyn JobQueue>)> {
 
 pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let outdir = &args.output;
-    let inputs = discover::prepare(
+    let found = discover::prepare(
         &args.inputs,
         args.list.as_deref(),
         outdir,
         " on storage every worker sees",
     )?;
-    if let Some(fps) = args.options.fps.as_deref() {
-        parse_fps(fps)?;
+    for w in &found.warnings {
+        eprintln!("vmatte: warning: {w}");
     }
-    let (settings, _) = settings(&args.options)?;
-    let spec = JobSpec {
-        cpu_seq_chunk: settings.cpu_seq_chunk,
-        settings,
-        fps: args.options.fps.clone(),
-    };
-    let (spec_json, settings_id) = spec.stored()?;
+    let config = config::resolve(&args.options)?;
+    let (spec_json, settings_id) = config.spec.stored();
     let (url, mut queue) = connect(&args.queue)?;
 
     let mut rows = Vec::new();
     let mut unreadable = 0;
-    for input in &inputs {
+    for input in &found.inputs {
         let content = match vmatte_jobs::content_id(input) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!(
                     "vmatte: {}: cannot read ({e}); not queued, check the file",
-                    input.display()
+                    one_line(&input.display().to_string())
                 );
                 unreadable += 1;
                 continue;
@@ -98,23 +64,53 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
             max_attempts: args.max_attempts,
             retry_failed: args.retry_failed,
         };
-        let (row, submitted) = queue.submit(&job)?;
+        let mut sub = queue.submit(&job)?;
+        // A done job whose outputs went missing is queued again; a copy of
+        // a done job gets its outputs now (OUTDIR is reachable from here:
+        // it was just made).
+        if sub.job.state == JobState::Done {
+            if let Err(why) = verify(&sub.job.outputs()) {
+                eprintln!("vmatte: {}: {why}; queued again", sub.job.safe_name);
+                sub.job = queue.redo(sub.job.id)?;
+                if sub.submitted == Submitted::Known {
+                    sub.submitted = Submitted::Requeued;
+                }
+            } else if let Some(copy) = &sub.copy {
+                match ensure_linked(queue.as_mut(), &sub.job, copy) {
+                    Ok(c) => sub.copy = Some(c),
+                    Err(why) => eprintln!("vmatte: warning: {}: {why}", copy.safe_name),
+                }
+            }
+        }
         if !args.json {
+            let (name, what) = match &sub.copy {
+                Some(c) => (
+                    c.safe_name.as_str(),
+                    format!(" (same content as job {})", sub.job.id),
+                ),
+                None => (sub.job.safe_name.as_str(), String::new()),
+            };
             println!(
-                "{:<9} job {:<5} {:<40} {}",
-                format!("{submitted:?}").to_lowercase(),
-                row.id,
-                row.safe_name,
-                input.display()
+                "{:<9} job {:<5} {:<40} {}{what}",
+                format!("{:?}", sub.submitted).to_lowercase(),
+                sub.job.id,
+                name,
+                one_line(&input.display().to_string())
             );
         }
-        rows.push(json!({ "input": input, "submitted": submitted, "job": row }));
+        rows.push(json!({
+            "input": input,
+            "submitted": sub.submitted,
+            "job": sub.job,
+            "copy": sub.copy,
+        }));
     }
     let count = |s: Submitted| rows.iter().filter(|r| r["submitted"] == json!(s)).count();
-    let (queued, requeued, known) = (
+    let (queued, requeued, known, copies) = (
         count(Submitted::Queued),
         count(Submitted::Requeued),
         count(Submitted::Known),
+        count(Submitted::Copy),
     );
     if args.json {
         println!(
@@ -125,13 +121,15 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
                 "queued": queued,
                 "requeued": requeued,
                 "known": known,
+                "copies": copies,
                 "unreadable": unreadable,
+                "warnings": found.warnings,
             })
         );
     } else {
         eprintln!(
-            "{queued} queued, {requeued} queued again, {known} already known, {unreadable} \
-             unreadable on {}",
+            "{queued} queued, {requeued} queued again, {known} already known, {copies} copies \
+             of other inputs, {unreadable} unreadable on {}",
             url.redacted()
         );
     }
@@ -217,11 +215,12 @@ pub fn status(given: &str, json_out: bool) -> Result<ExitCode> {
         );
     }
     println!();
-    print_jobs(&jobs);
+    print_jobs(&jobs, &queue.copies(None)?);
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn print_jobs(jobs: &[JobRow]) {
+/// The job table, each job followed by its copies.
+pub fn print_jobs(jobs: &[JobRow], copies: &[CopyRow]) {
     println!(
         "{:<4} {:<8} {:>8} {:>7} {:>8}  {:<40} input",
         "id", "state", "attempts", "frames", "time", "name"
@@ -236,37 +235,32 @@ pub fn print_jobs(jobs: &[JobRow]) {
                 .map(|f| f.to_string())
                 .unwrap_or_else(|| "-".into()),
             j.seconds
-                .map(|s| format!("{s:.1}s"))
+                .map(vmatte_engine::outcome::seconds)
                 .unwrap_or_else(|| "-".into()),
             j.safe_name,
-            j.input_path.display(),
+            one_line(&j.input_path.display().to_string()),
             j.error
                 .as_deref()
-                .map(|e| format!("  ({e})"))
+                .map(|e| format!("  ({})", one_line(e)))
                 .unwrap_or_default()
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_job_carries_the_cpu_chunk_outside_its_identity() {
-        let spec = |chunk| JobSpec {
-            settings: MatteSettings::new("rvm-mobilenetv3"),
-            fps: None,
-            cpu_seq_chunk: chunk,
-        };
-        let (plain_json, plain_id) = spec(None).stored().unwrap();
-        let (json, id) = spec(Some(MatteSettings::CPU_SEQ_CHUNK)).stored().unwrap();
-        assert_eq!(id, plain_id, "the chunk does not change what the job makes");
-        assert!(!plain_json.contains("cpu_seq_chunk"), "{plain_json}");
-        let read: JobSpec = serde_json::from_str(&json).unwrap();
-        assert_eq!(read.cpu_seq_chunk, Some(MatteSettings::CPU_SEQ_CHUNK));
-        // A job stored before the field existed reads as no CPU chunk.
-        let read: JobSpec = serde_json::from_str(&plain_json).unwrap();
-        assert_eq!(read.cpu_seq_chunk, None);
+        for c in copies.iter().filter(|c| c.job_id == j.id) {
+            let state = if c.linked_ms.is_some() {
+                "done"
+            } else {
+                j.state.as_str()
+            };
+            println!(
+                "{:<4} {:<8} {:>8} {:>7} {:>8}  {:<40} {}  (same content as job {})",
+                "",
+                state,
+                "-",
+                "-",
+                "-",
+                c.safe_name,
+                one_line(&c.input_path.display().to_string()),
+                j.id
+            );
+        }
     }
 }

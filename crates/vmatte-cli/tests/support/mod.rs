@@ -219,6 +219,22 @@ impl PgServer {
         Self { dir, url }
     }
 
+    /// Crashes the server (immediate shutdown), keeps it down for `down`
+    /// seconds, and starts it again on the same port and data.
+    pub fn restart(&self, down: u32) {
+        let out = Command::new(repo_root().join("scripts/pg-scratch.sh"))
+            .arg("restart")
+            .arg(self.dir.path().join("pg"))
+            .arg(down.to_string())
+            .output()
+            .expect("scripts/pg-scratch.sh runs");
+        assert!(
+            out.status.success(),
+            "cannot restart PostgreSQL: {}",
+            stderr(&out)
+        );
+    }
+
     /// The server's self-signed certificate (started with `tls`).
     pub fn ca(&self) -> PathBuf {
         self.dir.path().join("pg/ca.pem")

@@ -10,8 +10,7 @@ mod postgres;
 mod sqlite;
 mod url;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -19,7 +18,8 @@ use serde::Serialize;
 pub use self::postgres::PgQueue;
 pub use self::url::{redact, PgUrl, QueueUrl, TlsMode};
 use crate::error::Result;
-use crate::store::{JobRow, JobStore};
+use crate::outputs::Outputs;
+use crate::store::{Claim, CopyRow, JobRow, JobStore};
 
 /// A job to enqueue.
 #[derive(Clone, Debug)]
@@ -45,6 +45,19 @@ pub enum Submitted {
     Requeued,
     /// The same content under the same settings is already known.
     Known,
+    /// The content is another input's job, whose outputs this input gets
+    /// under its own name once that job is done.
+    Copy,
+}
+
+/// What [`JobQueue::submit`] made of an input: its job, and the copy when
+/// the input is a second name for content the job already covers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Submission {
+    pub job: JobRow,
+    pub submitted: Submitted,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyRow>,
 }
 
 /// One claim of a job and how it ended.
@@ -119,24 +132,46 @@ pub trait JobQueue: Send {
     fn describe(&self) -> String;
 
     /// Enqueues a job with a fresh output name unique in its folder, or
-    /// finds the one already there for this content and these settings.
-    fn submit(&mut self, job: &NewJob) -> Result<(JobRow, Submitted)>;
+    /// finds the one already there for this content and these settings (a
+    /// copy of it when the content arrives under a second name).
+    fn submit(&mut self, job: &NewJob) -> Result<Submission>;
 
     /// Claims the oldest job that is free, for `owner`, until `lease` from
     /// now; jobs whose holders stopped renewing are freed first.
     fn claim_next(&mut self, owner: &str, lease: Duration) -> Result<Option<JobRow>>;
 
+    /// Tries to take job `job_id` for `owner` until `lease` from now: a
+    /// queued job, a running one whose lease ran out or whose holder on
+    /// this host is gone, and with `retry_failed` a failed one.
+    fn claim(
+        &mut self,
+        job_id: i64,
+        owner: &str,
+        lease: Duration,
+        retry_failed: bool,
+    ) -> Result<Claim>;
+
     /// Renews `owner`'s lease; `false` means the job is no longer its own.
     fn heartbeat(&mut self, job_id: i64, owner: &str, lease: Duration) -> Result<bool>;
 
+    /// Marks the job done with what it produced; only its lease holder may.
     fn complete(
         &mut self,
         job_id: i64,
         owner: &str,
         frames: u64,
         seconds: f64,
-        outputs: &BTreeMap<String, PathBuf>,
+        outputs: &Outputs,
     ) -> Result<JobRow>;
+
+    /// Queues a done job again: its outputs are gone or damaged.
+    fn redo(&mut self, job_id: i64) -> Result<JobRow>;
+
+    /// The copies of `job_id` (every job's, for `None`).
+    fn copies(&mut self, job_id: Option<i64>) -> Result<Vec<CopyRow>>;
+
+    /// Records the outputs a copy was given.
+    fn copy_linked(&mut self, copy_id: i64, outputs: &Outputs) -> Result<CopyRow>;
 
     /// Records a failed attempt: queued again after `backoff` (doubled per
     /// earlier attempt) while attempts remain, failed for good after.

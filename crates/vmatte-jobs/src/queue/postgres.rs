@@ -4,7 +4,6 @@
 //! and never both take one job. Leases and backoffs are computed with the
 //! server's `now()`, so the workers' own clocks do not matter.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,11 +11,13 @@ use postgres::{Client, NoTls, Row, Transaction};
 
 use super::url::{PgUrl, TlsMode};
 use super::{
-    backoff_after, Attempt, JobQueue, NewJob, Submitted, Throughput, WorkerInfo, WorkerRow,
+    backoff_after, Attempt, JobQueue, NewJob, Submission, Submitted, Throughput, WorkerInfo,
+    WorkerRow,
 };
 use crate::error::{Error, Result};
 use crate::names::{names_on_disk, NameAllocator};
-use crate::store::{outputs_json, JobRow, JobState};
+use crate::outputs::{bytes_json, paths_json, Outputs};
+use crate::store::{Claim, CopyRow, JobRow, JobState};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -34,7 +35,8 @@ macro_rules! ms {
 
 const JOB_COLUMNS: &str = concat!(
     "id, outdir, content_id, settings_id, input_path, safe_name, settings_json, state, \
-     attempts, max_attempts, error, lease_owner, frames, seconds, outputs_json, ",
+     attempts, max_attempts, error, lease_owner, frames, seconds, outputs_json, \
+     output_bytes_json, ",
     ms!("lease_expires"),
     " AS lease_expires_ms, ",
     ms!("created"),
@@ -171,7 +173,7 @@ impl JobQueue for PgQueue {
         self.shown.clone()
     }
 
-    fn submit(&mut self, job: &NewJob) -> Result<(JobRow, Submitted)> {
+    fn submit(&mut self, job: &NewJob) -> Result<Submission> {
         let input = std::fs::canonicalize(job.input).unwrap_or_else(|_| job.input.to_path_buf());
         let input_text = input.to_string_lossy().into_owned();
         let outdir = std::fs::canonicalize(job.outdir).unwrap_or_else(|_| job.outdir.to_path_buf());
@@ -183,7 +185,7 @@ impl JobQueue for PgQueue {
         let max_attempts = i32::try_from(job.max_attempts.max(1)).unwrap_or(i32::MAX);
         let shown = self.shown.clone();
         let db = |e| pg_error(&shown, e);
-        let (id, submitted) = self.write(|tx| {
+        let (id, submitted, copy) = self.write(|tx| {
             // Submitters to one folder take turns, so two never pick the
             // same free name.
             tx.execute(
@@ -198,10 +200,36 @@ impl JobQueue for PgQueue {
                     &[&outdir_text, &job.content_id, &job.settings_id],
                 )
                 .map_err(db)?;
+            let taken = |tx: &mut Transaction<'_>| -> Result<Vec<String>> {
+                let mut names: Vec<String> = tx
+                    .query(
+                        "SELECT safe_name FROM jobs WHERE outdir = $1 \
+                         UNION ALL SELECT safe_name FROM copies WHERE outdir = $1",
+                        &[&outdir_text],
+                    )
+                    .map_err(db)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                names.extend(on_disk.iter().cloned());
+                Ok(names)
+            };
             if let Some(row) = existing {
                 let (id, seen_at, state): (i64, String, String) =
                     (row.get(0), row.get(1), row.get(2));
-                if seen_at != input_text && !Path::new(&seen_at).exists() {
+                if seen_at != input_text {
+                    if Path::new(&seen_at).exists() {
+                        let names = taken(tx)?;
+                        let copy = pg_copy_for(
+                            tx,
+                            &shown,
+                            id,
+                            (&input, &input_text),
+                            &outdir_text,
+                            names,
+                        )?;
+                        return Ok((id, Submitted::Copy, Some(copy)));
+                    }
                     tx.execute(
                         "UPDATE jobs SET input_path = $2 WHERE id = $1",
                         &[&id, &input_text],
@@ -215,21 +243,11 @@ impl JobQueue for PgQueue {
                         &[&id, &max_attempts],
                     )
                     .map_err(db)?;
-                    return Ok((id, Submitted::Requeued));
+                    return Ok((id, Submitted::Requeued, None));
                 }
-                return Ok((id, Submitted::Known));
+                return Ok((id, Submitted::Known, None));
             }
-            let mut taken: Vec<String> = tx
-                .query(
-                    "SELECT safe_name FROM jobs WHERE outdir = $1",
-                    &[&outdir_text],
-                )
-                .map_err(db)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            taken.extend(on_disk);
-            let name = NameAllocator::new(taken).allocate(&input);
+            let name = NameAllocator::new(taken(tx)?).allocate(&input);
             let row = tx
                 .query_one(
                     "INSERT INTO jobs (outdir, content_id, settings_id, input_path, safe_name, \
@@ -246,9 +264,125 @@ impl JobQueue for PgQueue {
                     ],
                 )
                 .map_err(db)?;
-            Ok((row.get(0), Submitted::Queued))
+            Ok((row.get(0), Submitted::Queued, None))
         })?;
-        Ok((self.row(id)?, submitted))
+        Ok(Submission {
+            job: self.row(id)?,
+            submitted,
+            copy,
+        })
+    }
+
+    fn claim(
+        &mut self,
+        job_id: i64,
+        owner: &str,
+        lease: Duration,
+        retry_failed: bool,
+    ) -> Result<Claim> {
+        let lease_ms = lease.as_secs_f64() * 1000.0;
+        let shown = self.shown.clone();
+        let db = |e| pg_error(&shown, e);
+        let taken = self.write(|tx| {
+            let row = tx
+                .query_opt(
+                    "SELECT state, lease_owner, coalesce(lease_expires > now(), false) \
+                     FROM jobs WHERE id = $1 FOR UPDATE",
+                    &[&job_id],
+                )
+                .map_err(db)?;
+            let Some(row) = row else {
+                return Err(Error::NoSuchJob {
+                    store: shown.clone(),
+                    id: job_id,
+                });
+            };
+            let (state, holder, live): (String, Option<String>, bool) =
+                (row.get(0), row.get(1), row.get(2));
+            let mine = holder.as_deref() == Some(owner);
+            let held = live && !holder.as_deref().is_some_and(crate::owner::holder_is_dead);
+            match state.as_str() {
+                "done" => return Ok(Some("done")),
+                "failed" if !retry_failed => return Ok(Some("failed")),
+                "running" if !mine && held => return Ok(Some("busy")),
+                _ => {}
+            }
+            let extend = concat!(
+                "UPDATE jobs SET lease_expires = ",
+                after_ms!(2),
+                " WHERE id = $1"
+            );
+            if state == "running" && mine {
+                tx.execute(extend, &[&job_id, &lease_ms]).map_err(db)?;
+                return Ok(None);
+            }
+            if state == "running" {
+                tx.execute(
+                    "UPDATE job_attempts SET finished = now(), outcome = 'lost', \
+                     error = 'its worker stopped renewing its lease' \
+                     WHERE job_id = $1 AND finished IS NULL",
+                    &[&job_id],
+                )
+                .map_err(db)?;
+            }
+            let attempt: i32 = tx
+                .query_one(
+                    concat!(
+                        "UPDATE jobs SET state = 'running', lease_owner = $3, lease_expires = ",
+                        after_ms!(2),
+                        ", attempts = attempts + 1, started = now(), finished = NULL, \
+                         error = NULL WHERE id = $1 RETURNING attempts"
+                    ),
+                    &[&job_id, &lease_ms, &owner],
+                )
+                .map_err(db)?
+                .get(0);
+            tx.execute(
+                "INSERT INTO job_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)",
+                &[&job_id, &attempt, &owner],
+            )
+            .map_err(db)?;
+            Ok(None)
+        })?;
+        let row = self.row(job_id)?;
+        Ok(match taken {
+            Some("done") => Claim::AlreadyDone(row),
+            Some("failed") => Claim::Failed(row),
+            Some(_) => Claim::Busy(row),
+            None => Claim::Claimed(row),
+        })
+    }
+
+    fn redo(&mut self, job_id: i64) -> Result<JobRow> {
+        self.client
+            .execute(
+                "UPDATE jobs SET state = 'queued', finished = NULL, outputs_json = NULL, \
+                 output_bytes_json = NULL, not_before = now() WHERE id = $1 AND state = 'done'",
+                &[&job_id],
+            )
+            .map_err(self.db())?;
+        self.row(job_id)
+    }
+
+    fn copies(&mut self, job_id: Option<i64>) -> Result<Vec<CopyRow>> {
+        let sql = format!(
+            "SELECT {COPY_COLUMNS} FROM copies WHERE $1::bigint IS NULL OR job_id = $1 ORDER BY id"
+        );
+        let rows = self.client.query(&sql, &[&job_id]).map_err(self.db())?;
+        Ok(rows.iter().map(copy_row).collect())
+    }
+
+    fn copy_linked(&mut self, copy_id: i64, outputs: &Outputs) -> Result<CopyRow> {
+        let (paths, bytes) = (paths_json(outputs), bytes_json(outputs));
+        let sql = format!(
+            "UPDATE copies SET outputs_json = $2, output_bytes_json = $3, linked = now() \
+             WHERE id = $1 RETURNING {COPY_COLUMNS}"
+        );
+        let row = self
+            .client
+            .query_one(&sql, &[&copy_id, &paths, &bytes])
+            .map_err(self.db())?;
+        Ok(copy_row(&row))
     }
 
     fn claim_next(&mut self, owner: &str, lease: Duration) -> Result<Option<JobRow>> {
@@ -304,17 +438,17 @@ impl JobQueue for PgQueue {
         owner: &str,
         frames: u64,
         seconds: f64,
-        outputs: &BTreeMap<String, PathBuf>,
+        outputs: &Outputs,
     ) -> Result<JobRow> {
-        let outputs_json = outputs_json(outputs);
+        let (paths, bytes) = (paths_json(outputs), bytes_json(outputs));
         let frames = i64::try_from(frames).unwrap_or(i64::MAX);
         let shown = self.shown.clone();
         self.end_attempt(job_id, owner, "done", None, |tx, _, _| {
             tx.execute(
                 "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_expires = NULL, \
-                 finished = now(), frames = $2, seconds = $3, outputs_json = $4, error = NULL \
-                 WHERE id = $1",
-                &[&job_id, &frames, &seconds, &outputs_json],
+                 finished = now(), frames = $2, seconds = $3, outputs_json = $4, \
+                 output_bytes_json = $5, error = NULL WHERE id = $1",
+                &[&job_id, &frames, &seconds, &paths, &bytes],
             )
             .map_err(|e| pg_error(&shown, e))?;
             tx.execute(
@@ -540,10 +674,7 @@ fn job_row(row: &Row) -> Result<JobRow> {
         "done" => JobState::Done,
         _ => JobState::Failed,
     };
-    let outputs = row
-        .get::<_, Option<String>>("outputs_json")
-        .and_then(|json| serde_json::from_str(&json).ok())
-        .unwrap_or_default();
+    let outputs = crate::store::paths_map(row.get("outputs_json"));
     let count = |v: i32| u32::try_from(v).unwrap_or(0);
     Ok(JobRow {
         id: row.get("id"),
@@ -563,10 +694,77 @@ fn job_row(row: &Row) -> Result<JobRow> {
         frames: row.get::<_, Option<i64>>("frames").map(|f| f.max(0) as u64),
         seconds: row.get("seconds"),
         outputs,
+        output_bytes: crate::store::bytes_map(row.get("output_bytes_json")),
         outdir: Some(PathBuf::from(row.get::<_, String>("outdir"))),
         max_attempts: Some(count(row.get("max_attempts"))),
         not_before_ms: row.get("not_before_ms"),
     })
+}
+
+const COPY_COLUMNS: &str = concat!(
+    "id, job_id, input_path, safe_name, outputs_json, output_bytes_json, ",
+    ms!("created"),
+    " AS created_ms, ",
+    ms!("linked"),
+    " AS linked_ms"
+);
+
+fn copy_row(row: &Row) -> CopyRow {
+    CopyRow {
+        id: row.get("id"),
+        job_id: row.get("job_id"),
+        input_path: PathBuf::from(row.get::<_, String>("input_path")),
+        safe_name: row.get("safe_name"),
+        outputs: crate::store::paths_map(row.get("outputs_json")),
+        output_bytes: crate::store::bytes_map(row.get("output_bytes_json")),
+        created_ms: row.get("created_ms"),
+        linked_ms: row.get("linked_ms"),
+    }
+}
+
+/// The copy of job `job_id` for `input` (see the SQLite store's `copy_for`).
+fn pg_copy_for(
+    tx: &mut Transaction<'_>,
+    shown: &str,
+    job_id: i64,
+    (input, input_text): (&Path, &str),
+    outdir_text: &str,
+    taken: Vec<String>,
+) -> Result<CopyRow> {
+    let db = |e| pg_error(shown, e);
+    let sql = format!("SELECT {COPY_COLUMNS} FROM copies WHERE job_id = $1 ORDER BY id");
+    let copies: Vec<CopyRow> = tx
+        .query(&sql, &[&job_id])
+        .map_err(db)?
+        .iter()
+        .map(copy_row)
+        .collect();
+    if let Some(c) = copies
+        .iter()
+        .find(|c| c.input_path == Path::new(input_text))
+    {
+        return Ok(c.clone());
+    }
+    if let Some(c) = copies.iter().find(|c| !c.input_path.exists()) {
+        tx.execute(
+            "UPDATE copies SET input_path = $2 WHERE id = $1",
+            &[&c.id, &input_text],
+        )
+        .map_err(db)?;
+        return Ok(CopyRow {
+            input_path: PathBuf::from(input_text),
+            ..c.clone()
+        });
+    }
+    let name = NameAllocator::new(taken).allocate(input);
+    let sql = format!(
+        "INSERT INTO copies (job_id, outdir, input_path, safe_name) VALUES ($1, $2, $3, $4) \
+         RETURNING {COPY_COLUMNS}"
+    );
+    let row = tx
+        .query_one(&sql, &[&job_id, &outdir_text, &input_text, &name])
+        .map_err(db)?;
+    Ok(copy_row(&row))
 }
 
 fn tls_connector(url: &PgUrl, shown: &str) -> Result<postgres_native_tls::MakeTlsConnector> {

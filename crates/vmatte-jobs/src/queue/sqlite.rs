@@ -5,13 +5,14 @@
 //! person watching.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use super::{Attempt, JobQueue, NewJob, Submitted, Throughput, WorkerInfo, WorkerRow};
+use super::{Attempt, JobQueue, NewJob, Submission, Submitted, Throughput, WorkerInfo, WorkerRow};
 use crate::error::{Error, Result};
+use crate::outputs::Outputs;
 use crate::owner::owner_host_pid;
-use crate::store::{JobRow, JobState, JobStore};
+use crate::store::{Claim, CopyRow, JobRow, JobState, JobStore};
 use crate::time::now_ms;
 
 impl JobStore {
@@ -31,7 +32,7 @@ impl JobQueue for JobStore {
         format!("sqlite:{}", self.path().display())
     }
 
-    fn submit(&mut self, job: &NewJob) -> Result<(JobRow, Submitted)> {
+    fn submit(&mut self, job: &NewJob) -> Result<Submission> {
         if !self.same_folder(job.outdir) {
             return Err(Error::OtherOutdir {
                 path: self.path().to_path_buf(),
@@ -39,20 +40,52 @@ impl JobQueue for JobStore {
                 asked: job.outdir.to_path_buf(),
             });
         }
-        let (row, new) = self.find_or_insert(
+        let (row, submitted, copy) = self.find_or_insert(
             job.input,
             job.content_id,
             job.settings_id,
             job.settings_json,
         )?;
-        let (row, submitted) = if new {
-            (row, Submitted::Queued)
-        } else if row.state == JobState::Failed && job.retry_failed {
-            (self.requeue_failed(row.id)?, Submitted::Requeued)
-        } else {
-            (row, Submitted::Known)
+        let (row, submitted) = match submitted {
+            Submitted::Known if row.state == JobState::Failed && job.retry_failed => {
+                (self.requeue_failed(row.id)?, Submitted::Requeued)
+            }
+            other => (row, other),
         };
-        Ok((self.with_outdir(row), submitted))
+        Ok(Submission {
+            job: self.with_outdir(row),
+            submitted,
+            copy,
+        })
+    }
+
+    fn claim(
+        &mut self,
+        job_id: i64,
+        owner: &str,
+        lease: Duration,
+        retry_failed: bool,
+    ) -> Result<Claim> {
+        let claim = JobStore::claim(self, job_id, owner, lease, retry_failed)?;
+        Ok(match claim {
+            Claim::Claimed(r) => Claim::Claimed(self.with_outdir(r)),
+            Claim::AlreadyDone(r) => Claim::AlreadyDone(self.with_outdir(r)),
+            Claim::Failed(r) => Claim::Failed(self.with_outdir(r)),
+            Claim::Busy(r) => Claim::Busy(self.with_outdir(r)),
+        })
+    }
+
+    fn redo(&mut self, job_id: i64) -> Result<JobRow> {
+        let row = JobStore::redo(self, job_id)?;
+        Ok(self.with_outdir(row))
+    }
+
+    fn copies(&mut self, job_id: Option<i64>) -> Result<Vec<CopyRow>> {
+        JobStore::copies(self, job_id)
+    }
+
+    fn copy_linked(&mut self, copy_id: i64, outputs: &Outputs) -> Result<CopyRow> {
+        JobStore::copy_linked(self, copy_id, outputs)
     }
 
     fn claim_next(&mut self, owner: &str, lease: Duration) -> Result<Option<JobRow>> {
@@ -69,7 +102,7 @@ impl JobQueue for JobStore {
         owner: &str,
         frames: u64,
         seconds: f64,
-        outputs: &BTreeMap<String, PathBuf>,
+        outputs: &Outputs,
     ) -> Result<JobRow> {
         let row = JobStore::complete(self, job_id, owner, frames, seconds, outputs)?;
         Ok(self.with_outdir(row))

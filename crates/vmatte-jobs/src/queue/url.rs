@@ -127,9 +127,10 @@ impl PgUrl {
             _ => "sslmode=require",
         });
         let client_config = format!("{base}?{}", kept.join("&"));
-        client_config
-            .parse::<postgres::Config>()
-            .map_err(|e| bad(&redact(given), &format!("{e}; check the URL's syntax")))?;
+        client_config.parse::<postgres::Config>().map_err(|e| {
+            let why = redact(&format!("{e}; check the URL's syntax"));
+            bad(&redact(given), &why)
+        })?;
         Ok(Self {
             given: given.to_string(),
             client_config,
@@ -150,42 +151,86 @@ fn bad(given: &str, why: &str) -> Error {
     }
 }
 
-/// The URL with any password (`user:PASSWORD@` or `password=`) shown as
-/// `***`.
+/// The text with anything that could be a password shown as `***`,
+/// whatever shape it has: the user information of a URL (`user:PASSWORD@`,
+/// also in malformed URLs such as `postgres:/u:PW@h` or `postgres//u:PW@h`
+/// or a bare `user:PW@host`), and `password=` settings (URL query
+/// parameters and libpq's `key=value` strings, quoted or not).
 pub fn redact(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
+    mask_password_settings(&mask_userinfo(url))
+}
+
+/// `user:PASSWORD@host` -> `user:***@host`: from the first `:` after the
+/// scheme to the last `@` before the query, so a password holding `@` or
+/// `/` is hidden whole.
+fn mask_userinfo(text: &str) -> String {
+    let before_query = text.find('?').unwrap_or(text.len());
+    let Some(at) = text[..before_query].rfind('@') else {
+        return text.to_string();
     };
-    let mut out = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            // The userinfo ends at the last '@' before the path.
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => {
-                    let userinfo = &rest[..at];
-                    let user = match userinfo.split_once(':') {
-                        Some((user, _)) => format!("{user}:***"),
-                        None => userinfo.to_string(),
-                    };
-                    format!("{scheme}://{user}{}", &rest[at..])
-                }
-                None => base.to_string(),
-            }
-        }
-        None => base.to_string(),
-    };
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some(("password", _)) => "password=***".to_string(),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&pairs.join("&"));
+    // A scheme is `word:` followed by a slash; `user:PW@host` has none.
+    let scheme_end = text
+        .find(':')
+        .filter(|&c| text[c + 1..].starts_with('/'))
+        .filter(|&c| {
+            let scheme = &text[..c];
+            !scheme.is_empty()
+                && scheme.starts_with(|ch: char| ch.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "+-.".contains(ch))
+        })
+        .map_or(0, |c| c + 1);
+    let authority = text[scheme_end..at]
+        .find(|c| c != '/')
+        .map_or(at, |i| scheme_end + i);
+    match text[authority..at].find(':') {
+        Some(colon) => format!("{}***{}", &text[..authority + colon + 1], &text[at..]),
+        None => text.to_string(),
     }
+}
+
+/// `password=SECRET` -> `password=***` in query strings (`&`-separated)
+/// and libpq strings (space-separated, values perhaps in single quotes).
+fn mask_password_settings(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(found) = lower[i..].find("password") {
+        let key = i + found;
+        let starts_key =
+            key == 0 || !text[..key].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        let mut j = key + "password".len();
+        while text[j..].starts_with(' ') {
+            j += 1;
+        }
+        if !starts_key || !text[j..].starts_with('=') {
+            out.push_str(&text[i..key + "password".len()]);
+            i = key + "password".len();
+            continue;
+        }
+        j += 1;
+        while text[j..].starts_with(' ') {
+            j += 1;
+        }
+        let end = if text[j..].starts_with('\'') {
+            // A quoted libpq value ends at the next quote not escaped.
+            let mut k = j + 1;
+            let bytes = text.as_bytes();
+            while k < bytes.len() && bytes[k] != b'\'' {
+                k += if bytes[k] == b'\\' { 2 } else { 1 };
+            }
+            (k + 1).min(text.len())
+        } else {
+            text[j..]
+                .find([' ', '&', ';', '\t', '\n'])
+                .map_or(text.len(), |e| j + e)
+        };
+        out.push_str(&text[i..key]);
+        out.push_str("password=***");
+        i = end;
+    }
+    out.push_str(&text[i..]);
     out
 }
 
@@ -236,6 +281,40 @@ mod tests {
             assert_eq!(url.redacted(), shown);
             assert!(!url.redacted().contains("s3cret"));
         }
+    }
+
+    #[test]
+    fn passwords_never_show_whatever_the_shape() {
+        for given in [
+            "postgres:/vmatte:S3cret@127.0.0.1:5432/postgres",
+            "postgres//vmatte:S3cret@127.0.0.1:5432/postgres",
+            "vmatte:S3cret@127.0.0.1:5432",
+            "postgres://vmatte:S3c@ret@db/q",
+            "postgres://vmatte:S3c/ret@db/q",
+            "host=127.0.0.1 password=S3cret dbname=postgres",
+            "host=127.0.0.1 password = 'S3 cret' dbname=postgres",
+            "host=h PASSWORD=S3cret",
+            "postgres://db/q?password=S3cret&user=vmatte",
+            "sqlite:/out?password=S3cret",
+        ] {
+            let shown = redact(given);
+            assert!(
+                !shown.contains("S3") && !shown.contains("cret"),
+                "{given} -> {shown}"
+            );
+            if let Err(e) = QueueUrl::parse(given) {
+                let e = e.to_string();
+                assert!(!e.contains("S3") && !e.contains("cret"), "{e}");
+            }
+        }
+        assert_eq!(
+            redact("host=h password='a b' dbname=d"),
+            "host=h password=*** dbname=d"
+        );
+        assert_eq!(redact("postgres//u:pw@h/d"), "postgres//u:***@h/d");
+        // Text without a password is left alone.
+        assert_eq!(redact("postgres://vm@db/q"), "postgres://vm@db/q");
+        assert_eq!(redact("sqlite:/out/dir"), "sqlite:/out/dir");
     }
 
     #[test]

@@ -12,7 +12,6 @@
 mod row;
 mod schema;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,12 +20,14 @@ use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 
-pub(crate) use row::{opt_time, outputs_json, time};
-pub use row::{Claim, JobRow, JobState};
+pub(crate) use row::{bytes_map, opt_time, paths_map, time};
+pub use row::{Claim, CopyRow, JobRow, JobState};
 pub use schema::SCHEMA_VERSION;
 
 use crate::error::{Error, Result};
 use crate::names::{names_on_disk, NameAllocator};
+use crate::outputs::{bytes_json, paths_json, Outputs};
+use crate::queue::Submitted;
 use crate::time::now_ms;
 
 /// A failure inside a transaction: SQLite's, given the store's path on the
@@ -69,6 +70,11 @@ pub struct JobStore {
 
 impl JobStore {
     /// Opens the store of `outdir`, creating it (and `outdir`) if needed.
+    ///
+    /// A new store is built whole under a name of its own and then linked
+    /// into place, which fails if another process got there first: so two
+    /// processes starting on a fresh folder both end up in the same store,
+    /// and a `jobs.db` that exists but is empty can only be damage.
     pub fn open(outdir: &Path) -> Result<Self> {
         let path = store_path(outdir);
         let dir = path.parent().expect("store path has a folder");
@@ -76,17 +82,39 @@ impl JobStore {
             path: dir.to_path_buf(),
             source,
         })?;
-        Self::connect(outdir, path, OpenFlags::default())
+        if !path.exists() {
+            create(&path)?;
+        }
+        Self::open_existing(outdir)
     }
 
     /// Opens an existing store (for `vmatte status`), never creating one.
     pub fn open_existing(outdir: &Path) -> Result<Self> {
         let path = store_path(outdir);
-        if !path.is_file() {
-            return Err(Error::Missing { path });
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() == 0 => {
+                return Err(Error::Corrupt {
+                    path,
+                    detail: "the file is empty".into(),
+                })
+            }
+            Ok(meta) if meta.is_file() => {}
+            _ => return Err(Error::Missing { path }),
         }
         let flags = OpenFlags::default() - OpenFlags::SQLITE_OPEN_CREATE;
-        Self::connect(outdir, path, flags)
+        // A process creating or upgrading the store holds it for a moment,
+        // and switching to WAL does not wait on SQLite's busy handler.
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match Self::connect(outdir, path.clone(), flags) {
+                Err(Error::Locked { .. }) if started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn connect(outdir: &Path, path: PathBuf, flags: OpenFlags) -> Result<Self> {
@@ -154,17 +182,19 @@ impl JobStore {
         settings_json: &str,
     ) -> Result<JobRow> {
         self.find_or_insert(input, content_id, settings_id, settings_json)
-            .map(|(row, _)| row)
+            .map(|(row, _, _)| row)
     }
 
-    /// [`JobStore::enqueue`], also saying whether the job is new.
+    /// [`JobStore::enqueue`], also saying what it found: a new job, the
+    /// job already there, or (another input with the job's content that
+    /// is still where it was) a copy of the job with a name of its own.
     pub(crate) fn find_or_insert(
         &mut self,
         input: &Path,
         content_id: &str,
         settings_id: &str,
         settings_json: &str,
-    ) -> Result<(JobRow, bool)> {
+    ) -> Result<(JobRow, Submitted, Option<CopyRow>)> {
         let input = fs::canonicalize(input).unwrap_or_else(|_| input.to_path_buf());
         let input_text = input.to_string_lossy().into_owned();
         // Outside the transaction: the folder is not transactional anyway,
@@ -181,23 +211,31 @@ impl JobStore {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
+            let taken = |tx: &Transaction<'_>| -> rusqlite::Result<Vec<String>> {
+                let mut names: Vec<String> = tx
+                    .prepare("SELECT safe_name FROM jobs UNION ALL SELECT safe_name FROM copies")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                names.extend(on_disk.iter().cloned());
+                Ok(names)
+            };
             if let Some((id, seen_at)) = existing {
+                if seen_at == input_text {
+                    return Ok((id, Submitted::Known, None));
+                }
                 // Follow a file that moved; a second copy of content that is
                 // still where it was does not take the job over.
-                if seen_at != input_text && !Path::new(&seen_at).exists() {
+                if !Path::new(&seen_at).exists() {
                     tx.execute(
                         "UPDATE jobs SET input_path = ?2 WHERE id = ?1",
                         params![id, input_text],
                     )?;
+                    return Ok((id, Submitted::Known, None));
                 }
-                return Ok((id, false));
+                let copy = copy_for(tx, id, &input, &input_text, taken)?;
+                return Ok((id, Submitted::Copy, Some(copy)));
             }
-            let mut taken: Vec<String> = tx
-                .prepare("SELECT safe_name FROM jobs")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            taken.extend(on_disk);
-            let name = NameAllocator::new(taken).allocate(&input);
+            let name = NameAllocator::new(taken(tx)?).allocate(&input);
             tx.execute(
                 "INSERT INTO jobs (content_id, settings_id, input_path, safe_name, settings_json, \
                  state, attempts, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6)",
@@ -210,9 +248,9 @@ impl JobStore {
                     now_ms()
                 ],
             )?;
-            Ok((tx.last_insert_rowid(), true))
+            Ok((tx.last_insert_rowid(), Submitted::Queued, None))
         })
-        .and_then(|(id, new)| Ok((self.require(id)?, new)))
+        .and_then(|(id, how, copy)| Ok((self.require(id)?, how, copy)))
     }
 
     /// Tries to take job `job_id` for `owner` until `lease` from now.
@@ -285,18 +323,62 @@ impl JobStore {
         owner: &str,
         frames: u64,
         seconds: f64,
-        outputs: &BTreeMap<String, PathBuf>,
+        outputs: &Outputs,
     ) -> Result<JobRow> {
-        let outputs_json = outputs_json(outputs);
+        let (paths, bytes) = (paths_json(outputs), bytes_json(outputs));
         let frames = i64::try_from(frames).unwrap_or(i64::MAX);
         self.finish(job_id, owner, |tx| {
             tx.execute(
                 "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_expires_ms = NULL, \
-                 finished_ms = ?3, frames = ?4, seconds = ?5, outputs_json = ?6, error = NULL \
+                 finished_ms = ?3, frames = ?4, seconds = ?5, outputs_json = ?6, \
+                 output_bytes_json = ?7, error = NULL \
                  WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
-                params![job_id, owner, now_ms(), frames, seconds, outputs_json],
+                params![job_id, owner, now_ms(), frames, seconds, paths, bytes],
             )
         })
+    }
+
+    /// Queues a done job again because its outputs are gone or damaged; a
+    /// job in any other state is left as it is.
+    pub fn redo(&mut self, job_id: i64) -> Result<JobRow> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE jobs SET state = 'queued', finished_ms = NULL, outputs_json = NULL, \
+                 output_bytes_json = NULL WHERE id = ?1 AND state = 'done'",
+                params![job_id],
+            )?;
+            Ok(())
+        })?;
+        self.require(job_id)
+    }
+
+    /// The copies of `job_id`, or of every job, oldest first.
+    pub fn copies(&self, job_id: Option<i64>) -> Result<Vec<CopyRow>> {
+        let db = |e| Error::sqlite(&self.path, e);
+        let sql = format!(
+            "SELECT {} FROM copies WHERE ?1 IS NULL OR job_id = ?1 ORDER BY id",
+            CopyRow::COLUMNS
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(db)?;
+        let rows = stmt.query_map([job_id], CopyRow::from_row).map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    /// Records the outputs a copy was given.
+    pub fn copy_linked(&mut self, copy_id: i64, outputs: &Outputs) -> Result<CopyRow> {
+        let (paths, bytes) = (paths_json(outputs), bytes_json(outputs));
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE copies SET outputs_json = ?2, output_bytes_json = ?3, linked_ms = ?4 \
+                 WHERE id = ?1",
+                params![copy_id, paths, bytes, now_ms()],
+            )?;
+            Ok(())
+        })?;
+        let sql = format!("SELECT {} FROM copies WHERE id = ?1", CopyRow::COLUMNS);
+        self.conn
+            .query_row(&sql, [copy_id], CopyRow::from_row)
+            .map_err(|e| Error::sqlite(&self.path, e))
     }
 
     /// Marks the job failed with `error`; only its lease holder may.
@@ -424,6 +506,45 @@ impl JobStore {
     }
 }
 
+/// Builds a new store at `path`: made whole (schema, WAL) under a name of
+/// this process's own, then hard-linked into place. Linking never replaces
+/// an existing file, so of two processes creating it one wins and the
+/// other opens the winner's.
+fn create(path: &Path) -> Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let fresh = path.with_file_name(format!(".jobs.db.{}-{n}.new", std::process::id()));
+    let db = |e| Error::sqlite(&fresh, e);
+    let made = (|| -> Result<()> {
+        let mut conn = Connection::open(&fresh).map_err(db)?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .map_err(db)?;
+        schema::migrate(&mut conn).map_err(db)?;
+        // Closing checkpoints the WAL into the file, which is then whole.
+        conn.close().map_err(|(_, e)| db(e))?;
+        match fs::hard_link(&fresh, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            // A file system without hard links: move it instead, unless
+            // another process has made the store meanwhile.
+            Err(_) if !path.exists() => fs::rename(&fresh, path).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(source) => Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    })();
+    for leftover in ["", "-wal", "-shm"] {
+        let mut name = fresh.clone().into_os_string();
+        name.push(leftover);
+        let _ = fs::remove_file(name);
+    }
+    made
+}
+
 fn claim_in(
     tx: &Transaction<'_>,
     path: &Path,
@@ -469,6 +590,49 @@ fn claim_in(
         id: job_id,
     })?;
     Ok(Claim::Claimed(row))
+}
+
+/// The copy of job `job_id` for `input`: the one already there (moved
+/// here if its input went away), or a new one named from `input`.
+fn copy_for(
+    tx: &Transaction<'_>,
+    job_id: i64,
+    input: &Path,
+    input_text: &str,
+    taken: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<Vec<String>>,
+) -> TxResult<CopyRow> {
+    let select = format!(
+        "SELECT {} FROM copies WHERE job_id = ?1 ORDER BY id",
+        CopyRow::COLUMNS
+    );
+    let copies: Vec<CopyRow> = tx
+        .prepare(&select)?
+        .query_map([job_id], CopyRow::from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    if let Some(c) = copies
+        .iter()
+        .find(|c| c.input_path == Path::new(input_text))
+    {
+        return Ok(c.clone());
+    }
+    if let Some(c) = copies.iter().find(|c| !c.input_path.exists()) {
+        tx.execute(
+            "UPDATE copies SET input_path = ?2 WHERE id = ?1",
+            params![c.id, input_text],
+        )?;
+        return Ok(CopyRow {
+            input_path: PathBuf::from(input_text),
+            ..c.clone()
+        });
+    }
+    let name = NameAllocator::new(taken(tx)?).allocate(input);
+    tx.execute(
+        "INSERT INTO copies (job_id, input_path, safe_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![job_id, input_text, name, now_ms()],
+    )?;
+    let id = tx.last_insert_rowid();
+    let sql = format!("SELECT {} FROM copies WHERE id = ?1", CopyRow::COLUMNS);
+    Ok(tx.query_row(&sql, [id], CopyRow::from_row)?)
 }
 
 fn select_row(conn: &Connection, job_id: i64) -> rusqlite::Result<Option<JobRow>> {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use rusqlite::Row;
 use serde::{Serialize, Serializer};
 
+use crate::outputs::Outputs;
 use crate::time::rfc3339_ms;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -71,6 +72,10 @@ pub struct JobRow {
     pub seconds: Option<f64>,
     /// Output kind (`alpha`, `composite`, ...) to path.
     pub outputs: BTreeMap<String, PathBuf>,
+    /// Output kind to its size when the job finished (empty for jobs done
+    /// before sizes were kept).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub output_bytes: BTreeMap<String, u64>,
     /// Where the outputs go. A SQLite store serves the folder it lives in;
     /// a PostgreSQL queue keeps it per job.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,9 +94,17 @@ pub struct JobRow {
 }
 
 impl JobRow {
+    /// Its outputs, with their recorded sizes.
+    pub fn outputs(&self) -> Outputs {
+        Outputs {
+            paths: self.outputs.clone(),
+            bytes: self.output_bytes.clone(),
+        }
+    }
+
     pub(crate) const COLUMNS: &'static str = "id, content_id, settings_id, input_path, safe_name, \
         settings_json, state, attempts, error, lease_owner, lease_expires_ms, created_ms, \
-        started_ms, finished_ms, frames, seconds, outputs_json";
+        started_ms, finished_ms, frames, seconds, outputs_json, output_bytes_json";
 
     pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
         let state: String = row.get("state")?;
@@ -129,6 +142,7 @@ impl JobRow {
                 .map(|f| f.max(0) as u64),
             seconds: row.get("seconds")?,
             outputs,
+            output_bytes: bytes_map(row.get("output_bytes_json")?),
             outdir: None,
             max_attempts: None,
             not_before_ms: None,
@@ -140,6 +154,63 @@ impl JobRow {
     pub fn lease_live(&self, now_ms: i64) -> bool {
         self.state == JobState::Running && self.lease_expires_ms.is_some_and(|t| t > now_ms)
     }
+}
+
+/// An input whose content a job of the same folder and settings already
+/// mattes: the work is done once, and the copy gets the job's outputs under
+/// its own name (see [`crate::outputs::link_as`]) once the job is done.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CopyRow {
+    pub id: i64,
+    /// The job whose outputs it takes.
+    pub job_id: i64,
+    pub input_path: PathBuf,
+    pub safe_name: String,
+    /// Empty until linked.
+    pub outputs: BTreeMap<String, PathBuf>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub output_bytes: BTreeMap<String, u64>,
+    #[serde(rename = "created", serialize_with = "time")]
+    pub created_ms: i64,
+    #[serde(rename = "linked", serialize_with = "opt_time")]
+    pub linked_ms: Option<i64>,
+}
+
+impl CopyRow {
+    pub(crate) const COLUMNS: &'static str = "id, job_id, input_path, safe_name, outputs_json, \
+        output_bytes_json, created_ms, linked_ms";
+
+    pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            job_id: row.get("job_id")?,
+            input_path: PathBuf::from(row.get::<_, String>("input_path")?),
+            safe_name: row.get("safe_name")?,
+            outputs: paths_map(row.get("outputs_json")?),
+            output_bytes: bytes_map(row.get("output_bytes_json")?),
+            created_ms: row.get("created_ms")?,
+            linked_ms: row.get("linked_ms")?,
+        })
+    }
+
+    pub fn outputs(&self) -> Outputs {
+        Outputs {
+            paths: self.outputs.clone(),
+            bytes: self.output_bytes.clone(),
+        }
+    }
+}
+
+/// `outputs_json` as read back; text that does not parse reads as none, so
+/// the outputs are checked and remade rather than the store refused.
+pub(crate) fn paths_map(json: Option<String>) -> BTreeMap<String, PathBuf> {
+    json.and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn bytes_map(json: Option<String>) -> BTreeMap<String, u64> {
+    json.and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default()
 }
 
 /// What [`JobStore::claim`](super::JobStore::claim) found.
@@ -166,15 +237,6 @@ impl Claim {
             Self::Claimed(r) | Self::AlreadyDone(r) | Self::Failed(r) | Self::Busy(r) => r,
         }
     }
-}
-
-/// Output kind to path, as stored in `outputs_json`.
-pub(crate) fn outputs_json(outputs: &BTreeMap<String, PathBuf>) -> String {
-    let outputs: BTreeMap<&str, String> = outputs
-        .iter()
-        .map(|(kind, p)| (kind.as_str(), p.to_string_lossy().into_owned()))
-        .collect();
-    serde_json::to_string(&outputs).expect("a map of strings serialises")
 }
 
 pub(crate) fn inline_json<S: Serializer>(json: &str, s: S) -> Result<S::Ok, S::Error> {

@@ -29,6 +29,21 @@ const MIGRATIONS: &[&str] = &[
         CHECK ((state = 'running') = (lease_owner IS NOT NULL AND lease_expires_ms IS NOT NULL))
     );
     CREATE INDEX jobs_by_state ON jobs (state, id);",
+    // v2: output sizes, to notice a deleted or damaged output on a rerun;
+    // copies, inputs whose content another job already mattes (computed
+    // once, each input gets its own outputs as links).
+    "ALTER TABLE jobs ADD COLUMN output_bytes_json TEXT;
+    CREATE TABLE copies (
+        id                INTEGER PRIMARY KEY,
+        job_id            INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        input_path        TEXT NOT NULL,
+        safe_name         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        outputs_json      TEXT,
+        output_bytes_json TEXT,
+        created_ms        INTEGER NOT NULL,
+        linked_ms         INTEGER,
+        UNIQUE (job_id, input_path)
+    );",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

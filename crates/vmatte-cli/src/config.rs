@@ -1,0 +1,226 @@
+//! The matte options of `matte`, `batch` and `submit`, turned once into
+//! what the library crates take (as ripgrep turns its low-level arguments
+//! into high-level ones): a [`JobSpec`] (what to make, and how the
+//! submitter would run it) and how this process loads models. Nothing
+//! below the CLI sees clap's types.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use vmatte_engine::load::{load, HwDecode, LoadAt, ModelRef};
+use vmatte_engine::spec::JobSpec;
+use vmatte_gpu::DeviceSpec;
+use vmatte_models::store::GVM;
+use vmatte_pipeline::{
+    Chunks, DownsampleRatio, GvmOptions, MatteSettings, Network, OutputFormat, Placement,
+    Precision, RunOptions,
+};
+
+use crate::cli::{GvmArgs, MatteOptions, ModelArgs};
+use crate::presets;
+
+/// What a command's matte options resolve to.
+pub struct MatteConfig {
+    pub spec: JobSpec,
+    /// Where this process runs the model (`--device`).
+    pub device: DeviceSpec,
+    pub model_dir: Option<PathBuf>,
+    pub hwdec: HwDecode,
+    pub preprocess: Placement,
+    pub postprocess: Placement,
+}
+
+impl MatteConfig {
+    pub fn model(&self) -> ModelRef {
+        ModelRef::of(&self.spec.settings)
+    }
+
+    /// The run options of this process: the spec's, with its own
+    /// conversions placed.
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
+            preprocess: self.preprocess,
+            postprocess: self.postprocess,
+            ..self.spec.run.clone()
+        }
+    }
+}
+
+/// Each option from the command line, else from `--preset`, else its
+/// default; combinations that cannot be written are refused here, in one
+/// line, before any video is opened.
+pub fn resolve(o: &MatteOptions) -> Result<MatteConfig> {
+    let preset = o
+        .preset
+        .as_deref()
+        .map(|name| presets::find(name, o.config.as_deref()))
+        .transpose()?;
+    let p = preset.unwrap_or_default();
+    let m = &o.model;
+    let name = m
+        .model
+        .clone()
+        .or_else(|| p.model.clone())
+        .unwrap_or_else(|| "rvm-mobilenetv3".into());
+    let mut settings = MatteSettings::new(&name);
+    let gvm = match &m.weights {
+        Some(w) => {
+            let path = std::fs::canonicalize(w).with_context(|| {
+                format!("{}: weights file not found; check the path", w.display())
+            })?;
+            if name == GVM && !path.is_dir() {
+                bail!(
+                    "{}: GVM loads a diffusers folder (unet/, vae/), not a file; give the folder",
+                    w.display()
+                );
+            }
+            settings.weights_digest = Some(
+                vmatte_jobs::content_id(&path)
+                    .with_context(|| format!("{}: cannot read the weights", path.display()))?,
+            );
+            settings.model = path.display().to_string();
+            path.is_dir()
+        }
+        None => name == GVM,
+    };
+    if gvm && (o.downsample_ratio.is_some() || o.seq_chunk.is_some()) {
+        bail!(
+            "--downsample-ratio and --seq-chunk are RVM settings; GVM's are --size, \
+             --max-resolution and --frames-per-batch"
+        );
+    }
+    settings.downsample_ratio = o
+        .downsample_ratio
+        .or(p.downsample_ratio)
+        .unwrap_or(DownsampleRatio::Auto);
+    if let Some(outputs) = o.outputs.clone().or(p.outputs.clone()) {
+        settings.outputs = dedup(&outputs);
+    }
+    settings.format = o.format.or(p.format).unwrap_or(settings.format);
+    settings.background = o
+        .background
+        .clone()
+        .or(p.background.clone())
+        .unwrap_or(settings.background);
+    settings.crf = o.crf.or(p.crf).unwrap_or(settings.crf);
+    settings.bitrate = o.bitrate;
+    settings.codec = o.codec.unwrap_or_default();
+    settings.depth = o.depth;
+    settings.premultiplied = o.premultiplied;
+    settings.invert_alpha = o.invert_alpha;
+    settings.no_audio = o.no_audio;
+    settings.max_frames = o.max_frames.or(p.max_frames);
+    if o.image_seq_only {
+        if o.format.is_some_and(|f| f != OutputFormat::Png) {
+            bail!("--image-seq-only writes PNG sequences; leave out --format");
+        }
+        settings.format = OutputFormat::Png;
+    }
+    if gvm {
+        settings.gvm = Some(gvm_options(&o.gvm, p.gvm.clone().unwrap_or_default()));
+    } else if o.gvm.is_set() {
+        bail!(
+            "--frames-per-batch, --overlap-frames, --interp-frames, --denoise-steps, \
+             --decode-chunk, --size, --max-resolution, --ensemble and --lora are GVM settings; \
+             add --model gvm"
+        );
+    }
+    settings.validate().map_err(anyhow::Error::msg)?;
+    let chunks = match o.seq_chunk {
+        Some(n) => Chunks::fixed(n as usize),
+        None => presets::chunks(&p),
+    };
+    Ok(MatteConfig {
+        spec: JobSpec {
+            settings,
+            fps: o.fps,
+            run: RunOptions {
+                chunks,
+                precision: m.dtype,
+                strict: o.strict,
+                ..RunOptions::default()
+            },
+        },
+        device: m.device,
+        model_dir: m.model_dir.clone(),
+        hwdec: m.hwdec,
+        preprocess: m.preprocess,
+        postprocess: m.postprocess,
+    })
+}
+
+/// The model `--model`/`--weights` name, for the commands that load one
+/// without making jobs (`bench`).
+pub fn model_ref(m: &ModelArgs) -> Result<ModelRef> {
+    Ok(match &m.weights {
+        Some(w) => {
+            ModelRef::Files(std::fs::canonicalize(w).with_context(|| {
+                format!("{}: weights file not found; check the path", w.display())
+            })?)
+        }
+        None => ModelRef::Installed(m.model.clone().unwrap_or_else(|| "rvm-mobilenetv3".into())),
+    })
+}
+
+/// Loads `model` on `--device` at `precision`.
+pub fn load_model(model: &ModelRef, m: &ModelArgs, precision: Precision) -> Result<Network> {
+    Ok(load(
+        model,
+        None,
+        &LoadAt {
+            model_dir: m.model_dir.as_deref(),
+            device: m.device,
+            precision,
+            hwdec: m.hwdec,
+        },
+    )?)
+}
+
+/// GVM's settings: each flag, else the preset's (or the defaults) `base`.
+fn gvm_options(a: &GvmArgs, base: GvmOptions) -> GvmOptions {
+    let pick = |flag: Option<u32>, preset: usize| flag.map_or(preset, |v| v as usize);
+    GvmOptions {
+        frames_per_batch: pick(a.frames_per_batch, base.frames_per_batch),
+        overlap_frames: pick(a.overlap_frames, base.overlap_frames),
+        interp_frames: pick(a.interp_frames, base.interp_frames),
+        denoise_steps: pick(a.denoise_steps, base.denoise_steps),
+        decode_chunk: pick(a.decode_chunk, base.decode_chunk),
+        size: pick(a.size, base.size),
+        max_resolution: pick(a.max_resolution, base.max_resolution),
+        ensemble: pick(a.ensemble, base.ensemble),
+        lora: match (&a.lora, a.no_lora) {
+            (_, true) => "off".into(),
+            (Some(dir), _) => dir.display().to_string(),
+            (None, false) => base.lora,
+        },
+    }
+}
+
+impl GvmArgs {
+    fn is_set(&self) -> bool {
+        [
+            self.frames_per_batch,
+            self.overlap_frames,
+            self.interp_frames,
+            self.denoise_steps,
+            self.decode_chunk,
+            self.size,
+            self.max_resolution,
+            self.ensemble,
+        ]
+        .iter()
+        .any(Option::is_some)
+            || self.lora.is_some()
+            || self.no_lora
+    }
+}
+
+fn dedup<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {
+    let mut out = Vec::new();
+    for item in items {
+        if !out.contains(item) {
+            out.push(*item);
+        }
+    }
+    out
+}

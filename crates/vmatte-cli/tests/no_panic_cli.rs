@@ -1,0 +1,159 @@
+//! No path from the command line panics: every subcommand's `--help`, and
+//! the common calls of each with good and bad input, end with a result or
+//! one line that says what is wrong, never with Rust's panic message.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use support::*;
+use vmatte_media::Rational;
+
+/// Runs `vmatte ARGS` and fails the test on any sign of a panic (Rust's
+/// message, or exit status 101).
+fn no_panic(args: &[&str]) -> Output {
+    let out = vmatte(args);
+    let err = stderr(&out);
+    assert!(
+        !err.contains("panicked")
+            && !err.contains("internal error")
+            && out.status.code() != Some(101),
+        "vmatte {args:?} panicked: {err}"
+    );
+    out
+}
+
+/// Runs `vmatte ARGS`, which must fail with exactly one line on stderr
+/// that names `mentions`.
+fn one_line_error(args: &[&str], mentions: &str) {
+    let out = no_panic(args);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "vmatte {args:?} should fail: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "vmatte {args:?}: not one line: {err}"
+    );
+    assert!(err.contains(mentions), "vmatte {args:?}: {err}");
+}
+
+/// The subcommands `vmatte --help` lists.
+fn subcommands() -> Vec<String> {
+    let out = no_panic(&["--help"]);
+    let text = stdout(&out);
+    let commands = text
+        .split("Commands:")
+        .nth(1)
+        .expect("--help lists commands");
+    commands
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        // A command starts two spaces in; its wrapped description, further.
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let commands = subcommands();
+    assert!(commands.len() >= 10, "{commands:?}");
+    for c in &commands {
+        let out = no_panic(&[c, "--help"]);
+        assert!(out.status.success(), "{c} --help: {}", stderr(&out));
+        assert!(stdout(&out).contains("Usage:"), "{c} --help");
+    }
+    for sub in ["list", "install", "import", "verify"] {
+        let out = no_panic(&["models", sub, "--help"]);
+        assert!(out.status.success(), "models {sub} --help");
+    }
+}
+
+#[test]
+fn common_calls_end_in_a_result_or_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).to_string_lossy().into_owned();
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip, 96, 64, 3, Rational::new(25, 1));
+    let clip = clip.to_str().unwrap();
+    let empty = d("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let models = d("models");
+
+    // Listings that must simply work, whatever is installed.
+    for args in [
+        &["presets"][..],
+        &["presets", "--json"],
+        &["presets", "--input", clip],
+        &["models", "list", "--model-dir", &models],
+        &["models", "list", "--model-dir", &models, "--json"],
+    ] {
+        let out = no_panic(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let presets = stdout(&no_panic(&["presets"]));
+    for name in ["standard", "quality", "balanced", "hq", "preview"] {
+        assert!(presets.contains(name), "{presets}");
+    }
+
+    // Bad input: one line naming what is wrong.
+    let missing = d("missing.mp4");
+    let onnx = rvm_onnx();
+    let onnx = onnx.to_str().unwrap();
+    one_line_error(
+        &["matte", &missing, "-o", &d("o1"), "--weights", onnx],
+        "missing.mp4",
+    );
+    one_line_error(
+        &["matte", clip, "-o", &d("o1"), "--model-dir", &models],
+        "not installed",
+    );
+    one_line_error(&["presets", "--input", &missing], "missing.mp4");
+    one_line_error(&["status", &empty], "empty");
+    one_line_error(&["batch", &empty, "-o", &d("o2")], "no videos");
+    one_line_error(&["report", &empty], "empty");
+    one_line_error(&["bench", "--input", &missing], "missing.mp4");
+    one_line_error(
+        &["bench-gvm", "--model-dir", &models, "--windows", "1"],
+        "gvm",
+    );
+    one_line_error(&["models", "verify", "--model-dir", &models], "model");
+    one_line_error(
+        &["models", "import", &missing, "--model-dir", &models],
+        "missing.mp4",
+    );
+    one_line_error(
+        &["submit", "--queue", "mysql://x", clip, "-o", &d("o3")],
+        "--queue",
+    );
+    one_line_error(
+        &["worker", "--queue", "bogus", "--exit-when-idle"],
+        "--queue",
+    );
+    one_line_error(&["status", "--queue", "postgres//u:pw@h/d"], "--queue");
+    one_line_error(&["monitor", "--count", "1"], "NVML");
+    one_line_error(
+        &["matte", clip, "-o", &d("o4"), "--downsample-ratio", "7"],
+        "downsample",
+    );
+    one_line_error(&["matte", clip, "-o", &d("o5"), "--format", "gif"], "gif");
+    one_line_error(
+        &["matte", clip, "-o", &d("o6"), "--preset", "nonesuch"],
+        "nonesuch",
+    );
+    one_line_error(&["matte", clip, "-o", &d("o7"), "--device", "tpu"], "tpu");
+    one_line_error(
+        &["matte", clip, "-o", &d("o8"), "--weights", &missing],
+        "missing.mp4",
+    );
+
+    // An empty SQLite queue: a worker with nothing to do exits cleanly.
+    let queue = format!("sqlite:{}", d("q"));
+    let out = no_panic(&["worker", "--queue", &queue, "--exit-when-idle"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _ = Path::new(clip);
+}

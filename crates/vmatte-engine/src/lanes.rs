@@ -1,0 +1,105 @@
+//! One device's share of a run: how many videos it mattes at once (lowered
+//! by the out-of-memory ladder), the chunk planned for it, and its models,
+//! each loaded once by the first stream that needs it and shared.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use vmatte_gpu::{ladder, DeviceSpec, Step};
+use vmatte_pipeline::{Chunks, GvmOptions, MatteSettings, Network, Precision};
+
+use crate::lease::lock;
+use crate::load::{load, HwDecode, LoadAt, ModelRef};
+
+/// What a lane is asked to run.
+#[derive(Clone, Debug)]
+pub struct LanePlan {
+    pub device: DeviceSpec,
+    /// Videos at once on this device.
+    pub streams: usize,
+    /// The chunk planned from the device's memory, in place of each job's.
+    pub chunks: Option<Chunks>,
+}
+
+/// A model as loaded: which weights, at which precision, with which LoRA.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ModelKey {
+    model: ModelRef,
+    precision: Precision,
+    lora: Option<String>,
+}
+
+type Loaded = Arc<OnceLock<Result<Arc<Network>, String>>>;
+
+pub struct Lane {
+    pub device: DeviceSpec,
+    pub streams: AtomicUsize,
+    pub chunks: Option<Chunks>,
+    models: Mutex<HashMap<ModelKey, Loaded>>,
+}
+
+impl Lane {
+    pub fn new(plan: &LanePlan) -> Self {
+        Self {
+            device: plan.device,
+            streams: AtomicUsize::new(plan.streams.max(1)),
+            chunks: plan.chunks.clone(),
+            models: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn streams(&self) -> usize {
+        self.streams.load(Ordering::Relaxed)
+    }
+
+    /// The model `settings` names at `precision`, loaded on first use; a
+    /// load failure fails each job that asks with the same reason.
+    pub fn model(
+        &self,
+        settings: &MatteSettings,
+        precision: Precision,
+        (model_dir, hwdec): (Option<&PathBuf>, HwDecode),
+    ) -> Result<Arc<Network>, String> {
+        let key = ModelKey {
+            model: ModelRef::of(settings),
+            precision,
+            lora: settings.gvm.as_ref().map(|g| g.lora.clone()),
+        };
+        let slot = lock(&self.models).entry(key.clone()).or_default().clone();
+        // Loading happens outside the map's lock: other models stay
+        // available while this one loads.
+        slot.get_or_init(|| {
+            let at = LoadAt {
+                model_dir: model_dir.map(PathBuf::as_path),
+                device: self.device,
+                precision,
+                hwdec,
+            };
+            let gvm: Option<&GvmOptions> = settings.gvm.as_ref();
+            load(&key.model, gvm, &at)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+    }
+
+    /// The ladder's next step for a job of this lane that ran out of memory
+    /// one frame at a time. Taken atomically: of two jobs failing together,
+    /// one halves the streams and the other, seeing the halved count, goes
+    /// on to the CPU.
+    pub fn step_down(&self) -> Step {
+        let mut step = Step::Cpu;
+        let _ = self
+            .streams
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                step = ladder::next_for_job(n);
+                match step {
+                    Step::HalveStreams { to, .. } => Some(to),
+                    _ => None,
+                }
+            });
+        step
+    }
+}
