@@ -35,7 +35,7 @@ struct Row {
 }
 
 #[derive(Serialize)]
-struct Report {
+struct BenchGvmReport {
     weights: String,
     device: String,
     dtype: String,
@@ -173,7 +173,7 @@ pub fn run(args: BenchGvmArgs) -> Result<ExitCode> {
         }
         rows.push(row);
     }
-    let report = Report {
+    let report = BenchGvmReport {
         weights,
         device: args.device.to_string(),
         dtype: args.dtype.to_string(),
@@ -192,17 +192,6 @@ pub fn run(args: BenchGvmArgs) -> Result<ExitCode> {
         println!("peak RSS {rss:.0} MiB");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `1920x1080`.
-pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let bad = || format!("'{s}' is not a frame size; use WIDTHxHEIGHT, e.g. 1920x1080");
-    let (w, h) = s.split_once('x').ok_or_else(bad)?;
-    let (w, h): (usize, usize) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
-    if w < 16 || h < 16 {
-        return Err(bad());
-    }
-    Ok((w, h))
 }
 
 /// Checks made before anything is loaded.

@@ -525,7 +525,7 @@ pub struct BenchGvmArgs {
     #[arg(long, default_value = "f32", value_name = "DTYPE")]
     pub dtype: Precision,
     /// Source frame size; the model sees it resized by --size and --max-resolution.
-    #[arg(long, default_value = "1920x1080", value_name = "WxH", value_parser = crate::bench_gvm::parse_size)]
+    #[arg(long, default_value = "1920x1080", value_name = "WxH", value_parser = parse_size)]
     pub source: (usize, usize),
     /// The longer sides to measure at, comma-separated.
     #[arg(
@@ -585,4 +585,15 @@ fn parse_bitrate(s: &str) -> Result<u64, String> {
             "'{s}' is not a bitrate; use e.g. 8M, 2500k or 8000000"
         )),
     }
+}
+
+/// `1920x1080`.
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("'{s}' is not a frame size; use WIDTHxHEIGHT, e.g. 1920x1080");
+    let (w, h) = s.split_once('x').ok_or_else(bad)?;
+    let (w, h): (usize, usize) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if w < 16 || h < 16 {
+        return Err(bad());
+    }
+    Ok((w, h))
 }

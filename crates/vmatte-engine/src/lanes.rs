@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use vmatte_gpu::{ladder, DeviceSpec, Step};
 use vmatte_pipeline::{Chunks, GvmOptions, MatteSettings, Network, Precision};
 
-use crate::lease::lock;
 use crate::load::{load, HwDecode, LoadAt, ModelRef};
+use crate::sync::lock;
 
 /// What a lane is asked to run.
 #[derive(Clone, Debug)]

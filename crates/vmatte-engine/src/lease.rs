@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use vmatte_jobs::queue::WorkerInfo;
 
 use crate::observer::Observer;
-use crate::pool::Connect;
+use crate::sync::{lock, Connect};
 
 #[derive(Default)]
 pub struct Leases {
@@ -103,10 +103,4 @@ impl Leases {
             }
         }
     }
-}
-
-/// A poisoned lock only means another stream panicked holding it; the map
-/// is still whole (each update is one call), so carry on with it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -23,7 +23,9 @@ pub mod observer;
 pub mod outcome;
 mod pool;
 pub mod spec;
+mod sync;
 pub mod telemetry;
 
 pub use lanes::LanePlan;
-pub use pool::{ensure_linked, settle_copy, Connect, Engine, EngineConfig, Feed, Report, Ticket};
+pub use pool::{ensure_linked, settle_copy, Engine, EngineConfig, Feed, Report, Ticket};
+pub use sync::Connect;

@@ -29,15 +29,13 @@ use vmatte_pipeline::{OutOfMemory, PipelineError, Placement, Precision, RunOptio
 
 use crate::joblog::{Attempt, JobLog};
 use crate::lanes::{Lane, LanePlan};
-use crate::lease::{lock, Leases};
+use crate::lease::Leases;
 use crate::load::HwDecode;
 use crate::observer::Observer;
 use crate::outcome::{Outcome, Status};
 use crate::spec::JobSpec;
+use crate::sync::{lock, Connect};
 use crate::telemetry::{Hub, JobTelemetry};
-
-/// Opens a connection to the run's queue; each thread opens its own.
-pub type Connect<'a> = dyn Fn() -> vmatte_jobs::Result<Box<dyn JobQueue>> + Sync + 'a;
 
 /// How a run executes its jobs.
 #[derive(Clone, Debug)]

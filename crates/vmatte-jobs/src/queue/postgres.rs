@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls, Row, Transaction};
 
-use super::url::{PgUrl, TlsMode};
-use super::{
+use super::interface::{
     backoff_after, Attempt, JobQueue, NewJob, Submission, Submitted, Throughput, WorkerInfo,
     WorkerRow,
 };
+use super::url::{PgUrl, TlsMode};
 use crate::error::{Error, Result};
 use crate::names::{names_on_disk, NameAllocator};
 use crate::outputs::{bytes_json, paths_json, Outputs};

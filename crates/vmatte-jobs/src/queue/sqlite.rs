@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Attempt, JobQueue, NewJob, Submission, Submitted, Throughput, WorkerInfo, WorkerRow};
+use super::interface::{
+    Attempt, JobQueue, NewJob, Submission, Submitted, Throughput, WorkerInfo, WorkerRow,
+};
 use crate::error::{Error, Result};
 use crate::outputs::Outputs;
 use crate::owner::owner_host_pid;

@@ -21,13 +21,12 @@ use rusqlite::{
 };
 
 pub(crate) use row::{bytes_map, opt_time, paths_map, time};
-pub use row::{Claim, CopyRow, JobRow, JobState};
+pub use row::{Claim, CopyRow, JobRow, JobState, Submitted};
 pub use schema::SCHEMA_VERSION;
 
 use crate::error::{Error, Result};
 use crate::names::{names_on_disk, NameAllocator};
 use crate::outputs::{bytes_json, paths_json, Outputs};
-use crate::queue::Submitted;
 use crate::time::now_ms;
 
 /// A failure inside a transaction: SQLite's, given the store's path on the

@@ -213,6 +213,21 @@ pub(crate) fn bytes_map(json: Option<String>) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
+/// What [`crate::queue::JobQueue::submit`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Submitted {
+    /// A new job.
+    Queued,
+    /// An earlier failure queued again (`retry_failed`).
+    Requeued,
+    /// The same content under the same settings is already known.
+    Known,
+    /// The content is another input's job, whose outputs this input gets
+    /// under its own name once that job is done.
+    Copy,
+}
+
 /// What [`JobStore::claim`](super::JobStore::claim) found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
