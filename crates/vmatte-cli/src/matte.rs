@@ -85,7 +85,15 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
                     (&args.output, &stem),
                     &config.spec.settings,
                     &run,
-                    &mut |p| reporter.update(p),
+                    &mut |p| {
+                        // Lowered settings are never silent, and said at once.
+                        if !args.json {
+                            for step in &p.steps {
+                                reporter.note(&format!("{name}: {step}"));
+                            }
+                        }
+                        reporter.update(p)
+                    },
                 )
             })
             .and_then(|(report, staged)| staged.publish().map(|_| report));
@@ -116,11 +124,7 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-                // Lowered settings and damaged frames are never silent.
                 if !args.json {
-                    for step in &report.ladder {
-                        eprintln!("{name}: {step}");
-                    }
                     for w in &report.warnings {
                         eprintln!(
                             "vmatte: warning: {name}: frame {}: {}",

@@ -335,6 +335,15 @@ impl Reporter {
         }
     }
 
+    /// A line above the bar, now.
+    pub fn note(&self, line: &str) {
+        match (&self.bar, self.mode) {
+            (Some(bar), _) => bar.println(one_line(line)),
+            (None, Mode::Lines) => eprintln!("{}", one_line(line)),
+            _ => {}
+        }
+    }
+
     /// Clears the bar and prints `summary` in its place.
     pub fn finish(mut self, summary: &str) {
         self.view = None;

@@ -327,9 +327,38 @@ fn out_of_memory_lowers_the_window_and_goes_on() {
     let line: Value = serde_json::from_str(stdout(&run).trim()).unwrap();
     let err = line["error"].as_str().unwrap();
     assert!(
-        err.contains("even with 1-frame windows, decode chunk 1 and --size 64"),
+        err.contains("even with 1-frame windows at the smallest size, 64 px"),
         "{err}"
     );
+    assert!(err.contains("clip.mp4"), "the file is named: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // The steps are said as they are taken, also when the video fails in
+    // the end.
+    let run = gvm_matte(
+        models.path(),
+        &input,
+        &dir.path().join("told"),
+        &["--frames-per-batch", "2", "--decode-chunk", "2"],
+        &[("VMATTE_FAKE_OOM", Path::new("always"))],
+    );
+    assert!(!run.status.success());
+    let err = stderr(&run);
+    assert!(err.contains("frames per batch 2 -> 1"), "{err}");
+    assert!(err.contains("smallest size"), "{err}");
+    // A rung that would change nothing is not taken: with one-frame windows
+    // each decode slice is one frame whatever the chunk.
+    let run = gvm_matte(
+        models.path(),
+        &input,
+        &dir.path().join("one"),
+        &["--frames-per-batch", "1", "--decode-chunk", "4"],
+        &[("VMATTE_FAKE_OOM", Path::new("always"))],
+    );
+    assert!(!run.status.success());
+    let err = stderr(&run);
+    assert!(!err.contains("decode chunk"), "{err}");
+    assert!(err.contains("smallest size"), "{err}");
     assert!(
         list_dir(&never)
             .iter()

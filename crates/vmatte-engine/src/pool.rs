@@ -472,7 +472,12 @@ impl<'a> Engine<'a> {
                     (&row.input_path, spec.fps),
                     (&outdir, &row.safe_name),
                     &attempt,
-                    &mut |p| view.progress(p),
+                    &mut |p| {
+                        for step in &p.steps {
+                            self.observer.note(&format!("{}: {step}", row.safe_name));
+                        }
+                        view.progress(p)
+                    },
                 )
             }))
             .unwrap_or_else(|p| Err(PipelineError::Internal(panic_text(&*p))));

@@ -58,6 +58,20 @@ pub struct GvmStream<'a> {
     next_index: u64,
     fake_oom: Option<FakeOom>,
     ladder: Vec<Step>,
+    /// Where the window being run is, for the ladder to lower what that
+    /// phase needs.
+    phase: Phase,
+}
+
+/// The phases of a window, by what their memory grows with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Keys through the VAE encoder: the decode chunk's frames at a time.
+    Encode,
+    /// The UNet over the window: frames per batch.
+    Denoise,
+    /// Latents through the VAE decoder: the decode chunk.
+    Decode,
 }
 
 impl<'a> GvmStream<'a> {
@@ -80,6 +94,7 @@ impl<'a> GvmStream<'a> {
             next_index: 0,
             fake_oom,
             ladder: Vec::new(),
+            phase: Phase::Encode,
         })
     }
 
@@ -98,7 +113,9 @@ impl<'a> GvmStream<'a> {
 
     /// Adds the next frame, `[1, 3, H, W]` in [0, 1]; returns the alphas now
     /// settled, in order, `[1, 1, H, W]` f32 after thresholds.
-    pub fn push(&mut self, frame: &Tensor) -> Result<Vec<Tensor>> {
+    ///
+    /// Each out-of-memory step is told to `on_step` when taken.
+    pub fn push(&mut self, frame: &Tensor, on_step: &mut dyn FnMut(&Step)) -> Result<Vec<Tensor>> {
         let index = self.next_index;
         self.next_index += 1;
         self.pending.push_back(Pending { index, alpha: None });
@@ -109,13 +126,13 @@ impl<'a> GvmStream<'a> {
             self.last_plain = Some(frame.clone());
         }
         while self.keys.len() >= self.opts.frames_per_batch {
-            self.run_window(false)?;
+            self.run_window(false, on_step)?;
         }
         self.settled()
     }
 
     /// The video ended: runs what is left and returns the last alphas.
-    pub fn finish(&mut self) -> Result<Vec<Tensor>> {
+    pub fn finish(&mut self, on_step: &mut dyn FnMut(&Step)) -> Result<Vec<Tensor>> {
         if let Some(frame) = self.last_plain.take() {
             self.add_key(self.next_index - 1, frame)?;
         }
@@ -123,16 +140,26 @@ impl<'a> GvmStream<'a> {
         // no longer takes every key.
         while !self.keys.is_empty() {
             while self.keys.len() > self.opts.frames_per_batch {
-                self.run_window(false)?;
+                self.run_window(false, on_step)?;
             }
             let carried = self.carried.as_ref().map_or(Ok(0), |c| c.dim(0))?;
             if self.keys.len() > carried {
-                self.run_window(true)?;
-            } else {
-                // Nothing new after the last window: its tail settles as it is.
-                let latent = self.carried.take().expect("carried latents");
-                let n = self.keys.len();
-                self.settle(&latent.narrow(0, 0, n)?, n)?;
+                self.run_window(true, on_step)?;
+                continue;
+            }
+            // Nothing new after the last window: its tail settles as it is,
+            // down the same ladder as a window (a lower resolution drops
+            // the carried latents, and the keys then run as a window).
+            let latent = self.carried.clone().expect("carried latents");
+            let n = self.keys.len();
+            self.phase = Phase::Decode;
+            let settled = self
+                .injected(self.opts.decode_chunk.min(n))
+                .and_then(|()| self.settle(&latent.narrow(0, 0, n)?, n));
+            match settled {
+                Ok(()) => self.carried = None,
+                Err(PipelineError::OutOfMemory { cause, .. }) => self.step_down(cause, on_step)?,
+                Err(e) => return Err(e),
             }
         }
         let out = self.settled()?;
@@ -153,13 +180,13 @@ impl<'a> GvmStream<'a> {
 
     /// Runs the window at the front of the buffer, stepping down the ladder
     /// until it fits.
-    fn run_window(&mut self, last: bool) -> Result<()> {
+    fn run_window(&mut self, last: bool, on_step: &mut dyn FnMut(&Step)) -> Result<()> {
         loop {
             let n = self.keys.len().min(self.opts.frames_per_batch);
             let is_last = last && n == self.keys.len();
             match self.try_window(n, is_last) {
                 Ok(()) => return Ok(()),
-                Err(PipelineError::OutOfMemory { cause, .. }) => self.step_down(cause)?,
+                Err(PipelineError::OutOfMemory { cause, .. }) => self.step_down(cause, on_step)?,
                 Err(e) => return Err(e),
             }
         }
@@ -174,11 +201,14 @@ impl<'a> GvmStream<'a> {
 
     fn try_window(&mut self, n: usize, is_last: bool) -> Result<()> {
         let model = self.model;
+        self.phase = Phase::Encode;
         let missing: Vec<usize> = (0..n).filter(|&i| self.keys[i].latent.is_none()).collect();
-        if !missing.is_empty() {
-            let inputs: Vec<&Tensor> = missing.iter().map(|&i| &self.keys[i].input).collect();
+        // The VAE encodes each frame on its own: chunks of the decode
+        // chunk's size bound its memory whatever the window.
+        for part in missing.chunks(self.opts.decode_chunk.max(1)) {
+            let inputs: Vec<&Tensor> = part.iter().map(|&i| &self.keys[i].input).collect();
             let latents = model.encode(&Tensor::cat(&inputs, 0)?)?;
-            for (j, &i) in missing.iter().enumerate() {
+            for (j, &i) in part.iter().enumerate() {
                 self.keys[i].latent = Some(latents.narrow(0, j, 1)?);
             }
         }
@@ -186,6 +216,7 @@ impl<'a> GvmStream<'a> {
             .map(|i| self.keys[i].latent.as_ref().expect("encoded"))
             .collect();
         let rgb = Tensor::cat(&rgb, 0)?;
+        self.phase = Phase::Denoise;
         self.injected(n)?;
         let mut latent = model.denoise(&rgb, self.opts.denoise_steps)?;
         if let Some(old) = &self.carried {
@@ -196,6 +227,7 @@ impl<'a> GvmStream<'a> {
         } else {
             n - self.opts.overlap_frames.min(n - 1)
         };
+        self.phase = Phase::Decode;
         self.injected(self.opts.decode_chunk.min(settle))?;
         self.settle(&latent.narrow(0, 0, settle)?, settle)?;
         self.carried = (settle < n)
@@ -205,32 +237,39 @@ impl<'a> GvmStream<'a> {
     }
 
     /// Decodes the latents of the first `n` keys, hands their alphas out
-    /// and drops them from the buffer.
+    /// (with the frames interpolated between keys) and drops them from the
+    /// buffer. Every alpha is computed before anything is changed, so an
+    /// out-of-memory anywhere leaves the stream as it was, to be run again
+    /// lower down the ladder.
     fn settle(&mut self, latent: &Tensor, n: usize) -> Result<()> {
         let padded = self
             .model
             .decode_alpha(latent, self.opts.decode_chunk, self.opts.ensemble)?;
         let alpha = frames::to_source_size(&padded, &self.geometry)?;
-        for i in 0..n {
-            let key = self.keys.pop_front().expect("a key per latent");
-            self.key_alpha(key.index, alpha.narrow(0, i, 1)?)?;
-        }
-        Ok(())
-    }
-
-    /// Sets a key's alpha and interpolates the frames since the last key.
-    fn key_alpha(&mut self, index: u64, alpha: Tensor) -> Result<()> {
-        for p in self.pending.iter_mut() {
-            if p.index == index {
-                p.alpha = Some(alpha.clone());
-            } else if let Some((prev, prev_alpha)) = &self.prev_key {
-                if p.index > *prev && p.index < index {
-                    let t = (p.index - prev) as f64 / (index - prev) as f64;
-                    p.alpha = Some(((prev_alpha * (1.0 - t))? + (&alpha * t)?)?);
+        let mut prev = self.prev_key.clone();
+        let mut alphas: Vec<(u64, Tensor)> = Vec::new();
+        for (i, key) in self.keys.iter().take(n).enumerate() {
+            let key_alpha = alpha.narrow(0, i, 1)?;
+            for p in &self.pending {
+                if p.index == key.index {
+                    alphas.push((p.index, key_alpha.clone()));
+                } else if let Some((at, before)) = &prev {
+                    if p.index > *at && p.index < key.index {
+                        let t = (p.index - at) as f64 / (key.index - at) as f64;
+                        let mixed = ((before * (1.0 - t))? + (&key_alpha * t)?)?;
+                        alphas.push((p.index, mixed));
+                    }
                 }
             }
+            prev = Some((key.index, key_alpha));
         }
-        self.prev_key = Some((index, alpha));
+        self.keys.drain(..n);
+        self.prev_key = prev;
+        for (index, a) in alphas {
+            if let Some(p) = self.pending.iter_mut().find(|p| p.index == index) {
+                p.alpha = Some(a);
+            }
+        }
         Ok(())
     }
 
@@ -244,11 +283,22 @@ impl<'a> GvmStream<'a> {
         Ok(out)
     }
 
-    /// One rung down: frames per window, then decode chunk, then resolution.
-    fn step_down(&mut self, cause: OutOfMemory) -> Result<()> {
+    /// One rung down: frames per window, then decode chunk, then resolution;
+    /// the decode chunk first when the decoder (or the encoder, which runs
+    /// in decode-chunk pieces) ran out. A rung that would change nothing is
+    /// skipped: once the settled keys are one frame, each decode slice is
+    /// already one frame whatever the chunk.
+    fn step_down(&mut self, cause: OutOfMemory, on_step: &mut dyn FnMut(&Step)) -> Result<()> {
         let frame = self.keys.front().map_or(0, |k| k.index);
+        let chunk_matters = self.opts.decode_chunk > 1
+            && (self.opts.frames_per_batch > 1 || self.phase == Phase::Encode);
+        let decode_first = self.phase != Phase::Denoise && chunk_matters;
         let o = &mut self.opts;
-        let (setting, from, to) = if o.frames_per_batch > 1 {
+        let (setting, from, to) = if decode_first {
+            let from = o.decode_chunk;
+            o.decode_chunk = from / 2;
+            ("decode chunk", from.to_string(), o.decode_chunk.to_string())
+        } else if o.frames_per_batch > 1 {
             let from = o.frames_per_batch;
             o.frames_per_batch = from / 2;
             o.overlap_frames = o.overlap_frames.min(o.frames_per_batch - 1);
@@ -265,7 +315,7 @@ impl<'a> GvmStream<'a> {
                 from.to_string(),
                 o.frames_per_batch.to_string(),
             )
-        } else if o.decode_chunk > 1 {
+        } else if chunk_matters {
             let from = o.decode_chunk;
             o.decode_chunk = from / 2;
             ("decode chunk", from.to_string(), o.decode_chunk.to_string())
@@ -286,18 +336,21 @@ impl<'a> GvmStream<'a> {
         } else {
             return Err(PipelineError::OutOfMemory {
                 message: format!(
-                    "out of GPU memory at frame {frame} even with 1-frame windows, decode chunk \
-                     1 and --size 64 ({cause}); use --device cpu"
+                    "out of GPU memory at frame {frame} even with 1-frame windows at the \
+                     smallest size, {} px ({cause}); use --device cpu",
+                    o.size
                 ),
                 cause,
             });
         };
-        self.ladder.push(Step::Lower {
+        let step = Step::Lower {
             setting: setting.into(),
             from,
             to,
             frame,
-        });
+        };
+        on_step(&step);
+        self.ladder.push(step);
         Ok(())
     }
 }

@@ -62,10 +62,14 @@ struct MatteChunk {
     pixels: Vec<(OutputKind, Vec<Tensor>)>,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// How far a run is, and what it had to lower since it last said so.
+#[derive(Clone, Debug)]
 pub struct Progress {
     pub frames_done: u64,
     pub frames_total: Option<u64>,
+    /// Out-of-memory steps taken since the last call, told as they happen
+    /// (the report lists them all again at the end).
+    pub steps: Vec<Step>,
 }
 
 /// What `--json` reports for one input.
@@ -471,6 +475,7 @@ impl Infer<'_> {
         let mut state = RecurrentState::default();
         let mut done = 0u64;
         let mut cap = usize::MAX;
+        let mut fresh = Vec::new();
         for chunk in rx {
             if self.run.cancelled() {
                 return Err(PipelineError::Cancelled);
@@ -522,11 +527,13 @@ impl Infer<'_> {
                             });
                         }
                         cap = len / 2;
-                        noted.ladder.push(Step::HalveChunk {
+                        let step = Step::HalveChunk {
                             from: len,
                             to: cap,
                             frame,
-                        });
+                        };
+                        noted.ladder.push(step.clone());
+                        fresh.push(step);
                     }
                     Err(e) => return Err(e),
                 }
@@ -543,6 +550,7 @@ impl Infer<'_> {
             on_progress(Progress {
                 frames_done: done,
                 frames_total: self.frames_total,
+                steps: std::mem::take(&mut fresh),
             });
         }
         self.end(done, &tx)
@@ -590,35 +598,10 @@ impl Infer<'_> {
     ) -> Result<u64> {
         let mut waiting: std::collections::VecDeque<(FrameMeta, Tensor)> = Default::default();
         let mut done = 0u64;
-        let mut emit = |alphas: Vec<Tensor>,
-                        waiting: &mut std::collections::VecDeque<(FrameMeta, Tensor)>|
-         -> Result<()> {
-            if alphas.is_empty() {
-                return Ok(());
-            }
-            let (frames, srcs): (Vec<_>, Vec<_>) = waiting.drain(..alphas.len()).unzip();
-            let fgr = Tensor::cat(&srcs, 0)?;
-            let pha = Tensor::cat(&alphas, 0)?;
-            let mut pixels = Vec::new();
-            if let Some(post) = self.post {
-                for (kind, px) in post.pixels(&fgr, &pha)? {
-                    pixels.push((kind, vec![px]));
-                }
-            }
-            done += frames.len() as u64;
-            tx.send(ToEncoder::Matte(MatteChunk {
-                frames,
-                fgr: vec![fgr],
-                pha: vec![pha],
-                pixels,
-            }))
-            .map_err(|_| PipelineError::StageClosed)?;
-            on_progress(Progress {
-                frames_done: done,
-                frames_total: self.frames_total,
-            });
-            Ok(())
-        };
+        let frames_total = self.frames_total;
+        // Steps are told as they are taken, also in a window that fails in
+        // the end; they are the report's ladder too.
+        let mut told = Vec::new();
         let result = (|| -> Result<()> {
             for chunk in rx {
                 if self.run.cancelled() {
@@ -632,31 +615,94 @@ impl Infer<'_> {
                 self.note(warnings, noted)?;
                 for (t, meta) in frames.iter().enumerate() {
                     let frame = src.narrow(0, t, 1)?;
-                    waiting.push_back((*meta, frame.clone()));
-                    let out = stream.push(&frame)?;
-                    emit(out, &mut waiting)?;
+                    // A frame waits for its alpha up to a window span (times
+                    // the interpolation step): on the host, in its own
+                    // storage, not on the GPU keeping its chunk alive.
+                    waiting.push_back((*meta, frame.to_device(&Device::Cpu)?.copy()?));
+                    let out = stream.push(&frame, &mut |step| {
+                        told.push(step.clone());
+                        on_progress(Progress {
+                            frames_done: done,
+                            frames_total,
+                            steps: vec![step.clone()],
+                        })
+                    })?;
+                    self.emit(out, &mut waiting, &tx, &mut done, on_progress)?;
                 }
             }
-            let out = stream.finish()?;
-            emit(out, &mut waiting)
+            let out = stream.finish(&mut |step| {
+                told.push(step.clone());
+                on_progress(Progress {
+                    frames_done: done,
+                    frames_total,
+                    steps: vec![step.clone()],
+                })
+            })?;
+            self.emit(out, &mut waiting, &tx, &mut done, on_progress)
         })();
-        noted.ladder.extend(stream.take_ladder());
-        // Out of memory outside a window's ladder (uploading, resizing):
-        // the batch's own rungs take over.
+        stream.take_ladder();
+        noted.ladder.extend(told);
+        let path = self.info.path.display().to_string();
         result.map_err(|e| match e {
             PipelineError::OutOfMemory { cause, message } if message == cause.to_string() => {
                 PipelineError::OutOfMemory {
                     message: format!(
-                        "{}: out of GPU memory ({cause}); use a lower --max-resolution or \
-                         --device cpu",
-                        self.info.path.display()
+                        "{path}: out of GPU memory ({cause}); use a lower --max-resolution or \
+                         --device cpu"
                     ),
+                    cause,
+                }
+            }
+            // The ladder's own last word names the frame; the file too.
+            PipelineError::OutOfMemory { cause, message } if !message.contains(&path) => {
+                PipelineError::OutOfMemory {
+                    message: format!("{path}: {message}"),
                     cause,
                 }
             }
             e => e,
         })?;
         self.end(done, &tx)
+    }
+
+    /// Sends the frames whose alphas came out, with their source colour
+    /// (GVM predicts alpha only), to the encoder.
+    fn emit(
+        &self,
+        alphas: Vec<Tensor>,
+        waiting: &mut std::collections::VecDeque<(FrameMeta, Tensor)>,
+        tx: &SyncSender<ToEncoder>,
+        done: &mut u64,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
+        if alphas.is_empty() {
+            return Ok(());
+        }
+        let (frames, srcs): (Vec<_>, Vec<_>) = waiting.drain(..alphas.len()).unzip();
+        // The waiting frames were kept on the host; they join their alphas
+        // on the model's device.
+        let fgr = Tensor::cat(&srcs, 0)?.to_device(alphas[0].device())?;
+        let pha = Tensor::cat(&alphas, 0)?;
+        let mut pixels = Vec::new();
+        if let Some(post) = self.post {
+            for (kind, px) in post.pixels(&fgr, &pha)? {
+                pixels.push((kind, vec![px]));
+            }
+        }
+        *done += frames.len() as u64;
+        tx.send(ToEncoder::Matte(MatteChunk {
+            frames,
+            fgr: vec![fgr],
+            pha: vec![pha],
+            pixels,
+        }))
+        .map_err(|_| PipelineError::StageClosed)?;
+        on_progress(Progress {
+            frames_done: *done,
+            frames_total: self.frames_total,
+            steps: Vec::new(),
+        });
+        Ok(())
     }
 
     fn forward(

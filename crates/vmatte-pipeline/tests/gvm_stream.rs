@@ -198,9 +198,9 @@ fn stream(gvm: &Gvm, opts: &GvmOptions, video: &Tensor) -> Tensor {
     let mut s = GvmStream::new(gvm, opts, (h, w), None).unwrap();
     let mut out = Vec::new();
     for i in 0..n {
-        out.extend(s.push(&video.i(i..i + 1).unwrap()).unwrap());
+        out.extend(s.push(&video.i(i..i + 1).unwrap(), &mut |_| {}).unwrap());
     }
-    out.extend(s.finish().unwrap());
+    out.extend(s.finish(&mut |_| {}).unwrap());
     assert_eq!(out.len(), n, "one alpha per frame");
     Tensor::cat(&out, 0).unwrap()
 }
