@@ -599,3 +599,95 @@ fn names_with_newlines_stay_on_one_line() {
     );
     assert!(!err.contains("-0.0s"), "{err}");
 }
+
+/// The job store's disk fills up mid-batch (a 160 KiB tmpfs under
+/// OUTDIR/.vmatte: mounting needs root, which scripts/test.sh and CI run
+/// as): the job whose result cannot be recorded fails with one clear line,
+/// the batch stops cleanly with its summary, nothing is left under a
+/// partial name or under a final name without a done job, and once there
+/// is room the same command finishes the rest.
+#[test]
+fn a_full_disk_under_the_job_store_stops_the_batch_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = clips(
+        &dir.path().join("in"),
+        &["c1.mp4", "c2.mp4", "c3.mp4", "c4.mp4"],
+        6,
+    );
+    let out = dir.path().join("out");
+    let store_dir = out.join(".vmatte");
+    std::fs::create_dir_all(&store_dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=160k", "tmpfs"])
+        .arg(&store_dir)
+        .status()
+        .expect("mount runs");
+    assert!(
+        mounted.success(),
+        "mounting a small tmpfs needs root: run the tests as scripts/test.sh does"
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let unmount = Unmount(&store_dir);
+
+    let run = batch_command(&[&inputs], &out, &[]).output().unwrap();
+    assert!(!run.status.success());
+    let err = stderr(&run);
+    let stopped: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("the batch stopped"))
+        .collect();
+    assert_eq!(stopped.len(), 1, "{err}");
+    assert!(
+        stopped[0].contains("jobs.db") && stopped[0].contains("full"),
+        "{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.starts_with("status ")),
+        "no summary: {err}"
+    );
+    no_partials(&out);
+    let status = vmatte(&["status", out.to_str().unwrap(), "--json"]);
+    let rows: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    let done: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "done")
+        .map(|r| r["safe_name"].as_str().unwrap().to_string())
+        .collect();
+    for name in list_dir(&out).iter().filter(|n| n.ends_with(".mp4")) {
+        let job = name.split('.').next().unwrap();
+        assert!(
+            done.iter().any(|d| d == job),
+            "{name} is no done job's: {rows}"
+        );
+    }
+
+    // Room again: the store moves to a plain folder, and the rerun finishes.
+    // (with its write-ahead log, if the full disk kept it from folding in).
+    let saved = dir.path().join("saved");
+    std::fs::create_dir(&saved).unwrap();
+    for file in list_dir(&store_dir)
+        .iter()
+        .filter(|f| f.starts_with("jobs.db"))
+    {
+        std::fs::copy(store_dir.join(file), saved.join(file)).unwrap();
+    }
+    drop(unmount);
+    for file in list_dir(&saved) {
+        std::fs::copy(saved.join(&file), store_dir.join(&file)).unwrap();
+    }
+    let (again, report) = batch(&[&inputs], &out, &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(report["failed"], 0, "{report}");
+    for i in 1..=4 {
+        let alpha = out.join(format!("c{i}.alpha.mp4"));
+        assert_eq!(frames_of(&alpha), 5 + i);
+    }
+    no_partials(&out);
+}

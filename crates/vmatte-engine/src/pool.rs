@@ -278,6 +278,7 @@ impl<'a> Engine<'a> {
                     }
                 }
             };
+            crash_point("claimed");
             let label = match &ticket {
                 Some(t) => format!("[{}/{}] {}", t.n + 1, t.total, row.safe_name),
                 None => format!("job {} {}", row.id, row.safe_name),
@@ -558,7 +559,10 @@ impl<'a> Engine<'a> {
         let done = match self.persist(queue, |q| {
             q.complete(row.id, owner, report.frames, report.seconds, &outputs)
         }) {
-            Ok(done) => done,
+            Ok(done) => {
+                crash_point("recorded");
+                done
+            }
             Err(vmatte_jobs::Error::LeaseLost { .. }) => {
                 let msg = "another process took the job over (this one stalled past its lease)";
                 return End::Settled(decorate(
@@ -580,6 +584,7 @@ impl<'a> Engine<'a> {
             o.error = Some(why);
             return End::Settled(decorate(o));
         }
+        crash_point("published");
         log.done(&report);
         o.ladder = report.ladder.iter().map(ToString::to_string).collect();
         o.warnings = report
@@ -719,6 +724,18 @@ pub fn settle_copy(
             .with_note(format!("{same}, which another process is matting")),
         JobState::Queued => Outcome::of_copy(input, copy, job, Status::Skipped)
             .with_note(format!("{same}, which is still queued")),
+    }
+}
+
+/// `VMATTE_CRASH_AT=POINT` ends the process at once (no destructors, as
+/// `kill -9` would) when a job reaches POINT: `claimed`, `recorded` (its
+/// result is in the store, its outputs not yet under their names),
+/// `published` (they are, its copies not yet linked). For the kill tests.
+fn crash_point(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var("VMATTE_CRASH_AT").ok());
+    if at.as_deref() == Some(point) {
+        std::process::abort();
     }
 }
 

@@ -32,6 +32,12 @@ pub enum Error {
     #[error("{path}: no job store here; run `vmatte batch INPUT... -o OUTDIR` first")]
     Missing { path: PathBuf },
 
+    #[error(
+        "{path}: the disk holding the job store is full; free some space and run again \
+         (what was finished is kept)"
+    )]
+    Full { path: PathBuf },
+
     #[error("{path}: {source}; check that the output folder exists and is writable")]
     Io {
         path: PathBuf,
@@ -86,6 +92,13 @@ impl Error {
         let path = path.to_path_buf();
         match source.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Self::Locked { path },
+            Some(ErrorCode::DiskFull) => Self::Full { path },
+            // A full disk can also surface as an I/O error, or as a file
+            // that looks damaged because its journal could not be made:
+            // never advise moving a store aside when space is the cause.
+            Some(
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase | ErrorCode::SystemIoFailure,
+            ) if disk_full_at(&path) => Self::Full { path },
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Self::Corrupt {
                 path,
                 detail: source.to_string(),
@@ -93,4 +106,17 @@ impl Error {
             _ => Self::Sqlite { path, source },
         }
     }
+}
+
+/// Whether the file system holding `path` cannot take the 64 KiB a store
+/// needs to work (its write-ahead log and shared-memory index), tried by
+/// writing that much beside it.
+fn disk_full_at(path: &Path) -> bool {
+    let Some(dir) = path.parent() else {
+        return false;
+    };
+    let probe = dir.join(format!(".space-probe-{}", std::process::id()));
+    let wrote = std::fs::write(&probe, vec![0u8; 64 << 10]);
+    let _ = std::fs::remove_file(&probe);
+    matches!(wrote, Err(e) if e.kind() == io::ErrorKind::StorageFull)
 }

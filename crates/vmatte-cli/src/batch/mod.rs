@@ -397,10 +397,24 @@ fn print_summary(outcomes: &[Outcome], gpu: &[GpuSummary]) {
 pub fn status(outdir: &Path, json_out: bool) -> Result<ExitCode> {
     let store = JobStore::open_existing(outdir)?;
     let jobs = store.jobs()?;
+    let copies = store.copies(None)?;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        // Each job with its copies (inputs of the same content, with
+        // outputs of their own).
+        let rows: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|j| {
+                let mut row = serde_json::to_value(j)?;
+                let mine: Vec<_> = copies.iter().filter(|c| c.job_id == j.id).collect();
+                if !mine.is_empty() {
+                    row["copies"] = serde_json::to_value(mine)?;
+                }
+                Ok(row)
+            })
+            .collect::<serde_json::Result<_>>()?;
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    crate::queue::print_jobs(&jobs, &store.copies(None)?);
+    crate::queue::print_jobs(&jobs, &copies);
     Ok(ExitCode::SUCCESS)
 }

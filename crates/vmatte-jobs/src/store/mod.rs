@@ -513,7 +513,8 @@ fn create(path: &Path) -> Result<()> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let fresh = path.with_file_name(format!(".jobs.db.{}-{n}.new", std::process::id()));
-    let db = |e| Error::sqlite(&fresh, e);
+    // Errors name the store the user knows, not the name it is built under.
+    let db = |e| Error::sqlite(path, e);
     let made = (|| -> Result<()> {
         let mut conn = Connection::open(&fresh).map_err(db)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
