@@ -26,6 +26,8 @@ fn main() -> ExitCode {
     runtime::keep_freed_memory();
     runtime::leave_cores_to_rayon();
     runtime::one_line_panics();
+    // Messages name settings as this front end takes them: as flags.
+    vmatte_pipeline::show_settings_as(vmatte_pipeline::SettingStyle::Flag);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // A bad value is one line, like every other error; help, version

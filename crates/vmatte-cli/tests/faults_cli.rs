@@ -691,3 +691,28 @@ fn a_full_disk_under_the_job_store_stops_the_batch_cleanly() {
     }
     no_partials(&out);
 }
+
+/// Frames too small for the network say so, and do not advise a larger
+/// downsample ratio when the ratio is not what is wrong.
+#[test]
+fn tiny_frames_are_named_as_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = dir.path().join("tiny.mp4");
+    make_clip(&tiny, 2, 2, 3, Rational::new(25, 1));
+    let out = matte(&tiny, &dir.path().join("out"), &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("2x2") && err.contains("too small"), "{err}");
+    assert!(!err.contains("downsample"), "{err}");
+    // A ratio that shrinks a fine video too far is the ratio's fault.
+    let small = dir.path().join("small.mp4");
+    make_clip(&small, 64, 48, 3, Rational::new(25, 1));
+    let out = matte(
+        &small,
+        &dir.path().join("out2"),
+        &["--downsample-ratio", "0.05"],
+    );
+    let err = stderr(&out);
+    assert!(err.contains("--downsample-ratio"), "{err}");
+}

@@ -128,13 +128,13 @@ fn common_calls_end_in_a_result_or_one_line() {
     );
     one_line_error(
         &["submit", "--queue", "mysql://x", clip, "-o", &d("o3")],
-        "--queue",
+        "mysql://x",
     );
+    one_line_error(&["worker", "--queue", "bogus", "--exit-when-idle"], "bogus");
     one_line_error(
-        &["worker", "--queue", "bogus", "--exit-when-idle"],
-        "--queue",
+        &["status", "--queue", "postgres//u:pw@h/d"],
+        "postgres//u:***@h/d",
     );
-    one_line_error(&["status", "--queue", "postgres//u:pw@h/d"], "--queue");
     one_line_error(&["monitor", "--count", "1"], "NVML");
     one_line_error(
         &["matte", clip, "-o", &d("o4"), "--downsample-ratio", "7"],

@@ -9,7 +9,7 @@ use vmatte_gpu::DeviceSpec;
 use vmatte_models::gvm::{Gvm, LoraChoice};
 use vmatte_models::rvm::MattingNetwork;
 use vmatte_models::store::{ModelStore, GVM};
-use vmatte_pipeline::{GvmOptions, MatteSettings, Model, Network, Precision};
+use vmatte_pipeline::{GvmOptions, MatteSettings, Model, Network, Precision, Setting};
 
 /// Which decoder reads the videos.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,13 +68,15 @@ impl ModelRef {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
-        "this vmatte was built without CUDA; run on the CPU (--device cpu), or use the CUDA \
-         build (scripts/build-cuda.sh, docs/gpu.md)"
+        "this vmatte was built without CUDA; run on the CPU ({}), or use the CUDA build \
+         (scripts/build-cuda.sh, docs/gpu.md)",
+        Setting::Device.with("cpu")
     )]
     NoCuda,
     #[error(
         "cannot open CUDA device {index} ({reason}); check the driver with nvidia-smi, or run \
-         on the CPU (--device cpu)"
+         on the CPU ({})",
+        Setting::Device.with("cpu")
     )]
     CudaOpen { index: u32, reason: String },
     #[error("bf16 runs on CUDA devices only; on the CPU use f32 (fastest) or f16")]

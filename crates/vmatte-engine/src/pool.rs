@@ -393,8 +393,10 @@ impl<'a> Engine<'a> {
                     }
                 }
             },
-            Claim::Failed(row) => Outcome::of_row(input, &row, Status::Failed)
-                .with_note("failed in an earlier run; --retry-failed retries it"),
+            Claim::Failed(row) => Outcome::of_row(input, &row, Status::Failed).with_note(format!(
+                "failed in an earlier run; {} retries it",
+                vmatte_pipeline::Setting::RetryFailed
+            )),
             Claim::Busy(row) => {
                 let who = row.lease_owner.as_deref().unwrap_or("another process");
                 Outcome::of_row(input, &row, Status::Skipped)

@@ -66,7 +66,7 @@ pub enum Error {
     },
 
     /// A `--queue` value that names no queue vmatte can open.
-    #[error("--queue {given}: {why}")]
+    #[error("{given}: {why}")]
     QueueUrl { given: String, why: String },
 
     /// A PostgreSQL failure; `queue` is the URL with its password hidden.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use vmatte_media::{CoverScaler, FrameSource};
 
 use crate::frames::Backdrop;
+use crate::setting::Setting;
 use crate::settings::Background;
 use crate::{PipelineError, Result};
 
@@ -42,8 +43,9 @@ impl Backgrounds {
                 };
                 if !plate.advance()? {
                     return Err(PipelineError::Input(format!(
-                        "{}: the background has no picture; choose another --background",
-                        path.display()
+                        "{}: the background has no picture; choose another {}",
+                        path.display(),
+                        Setting::Background
                     )));
                 }
                 Ok(Self::Plate(plate))
@@ -92,7 +94,8 @@ impl Plate {
 fn open(path: &std::path::Path) -> Result<Box<dyn FrameSource>> {
     vmatte_media::open_source(path, None).map_err(|e| {
         PipelineError::Input(format!(
-            "background: {e}; choose a readable image or video for --background"
+            "background: {e}; choose a readable image or video for {}",
+            Setting::Background
         ))
     })
 }

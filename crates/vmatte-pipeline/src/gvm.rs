@@ -21,6 +21,7 @@ use candle_core::Tensor;
 use vmatte_gpu::{FakeOom, Step};
 use vmatte_models::gvm::{frames, Geometry, Gvm};
 
+use crate::setting::Setting;
 use crate::settings::GvmOptions;
 use crate::{OutOfMemory, PipelineError, Result};
 
@@ -337,8 +338,9 @@ impl<'a> GvmStream<'a> {
             return Err(PipelineError::OutOfMemory {
                 message: format!(
                     "out of GPU memory at frame {frame} even with 1-frame windows at the \
-                     smallest size, {} px ({cause}); use --device cpu",
-                    o.size
+                     smallest size, {} px ({cause}); use {}",
+                    o.size,
+                    Setting::Device.with("cpu")
                 ),
                 cause,
             });

@@ -8,10 +8,12 @@ pub mod frames;
 pub mod gvm;
 pub mod output;
 pub mod run;
+pub mod setting;
 pub mod settings;
 
 pub use output::{Staged, StagedOutput};
 pub use run::{matte_source, FrameWarning, MatteReport, Model, Network, Progress, SettingsView};
+pub use setting::{show_settings_as, Setting, SettingStyle};
 pub use settings::{
     Background, Chunks, DownsampleRatio, GvmOptions, MatteSettings, Mp4Codec, OutputFormat,
     OutputKind, Placement, Precision, Rgb, RunOptions,

@@ -28,6 +28,7 @@ use crate::device_pre::yuv420_to_rgb;
 use crate::frames::{push_planar, FramePixels};
 use crate::gvm::GvmStream;
 use crate::output::{OutputWriter, Staged};
+use crate::setting::Setting;
 use crate::settings::{MatteSettings, OutputKind, RunOptions};
 use crate::{OutOfMemory, PipelineError, Result};
 
@@ -336,15 +337,27 @@ fn device_name(device: &Device) -> String {
 }
 
 /// The backbone halves the downsampled frame four times; below a few pixels
-/// there is nothing left to see.
+/// there is nothing left to see. Frames that small even at full size are
+/// too small whatever the ratio.
 fn check_size(info: &VideoInfo, ratio: f64) -> Result<()> {
-    let small = (f64::from(info.height.min(info.width)) * ratio).floor();
-    if small < 4.0 {
+    let short = f64::from(info.height.min(info.width));
+    if short < 4.0 {
         return Err(PipelineError::Input(format!(
-            "{}: downsample ratio {ratio} shrinks {}x{} to under 4 px; use a larger --downsample-ratio or 'auto'",
+            "{}: {}x{} frames are too small to matte (at least 4 px on the short side); \
+             use a larger video",
             info.path.display(),
             info.width,
             info.height
+        )));
+    }
+    if (short * ratio).floor() < 4.0 {
+        return Err(PipelineError::Input(format!(
+            "{}: downsample ratio {ratio} shrinks {}x{} to under 4 px; use a larger {} or {}",
+            info.path.display(),
+            info.width,
+            info.height,
+            Setting::DownsampleRatio,
+            Setting::DownsampleRatio.with("auto")
         )));
     }
     Ok(())
@@ -519,9 +532,11 @@ impl Infer<'_> {
                             return Err(PipelineError::OutOfMemory {
                                 message: format!(
                                     "{}: out of GPU memory at frame {frame} even one frame at a \
-                                     time ({cause}); lower --downsample-ratio, use --dtype f16, \
-                                     or --device cpu",
-                                    self.info.path.display()
+                                     time ({cause}); lower {}, use {}, or {}",
+                                    self.info.path.display(),
+                                    Setting::DownsampleRatio,
+                                    Setting::Dtype.with("f16"),
+                                    Setting::Device.with("cpu")
                                 ),
                                 cause,
                             });
@@ -647,8 +662,9 @@ impl Infer<'_> {
             PipelineError::OutOfMemory { cause, message } if message == cause.to_string() => {
                 PipelineError::OutOfMemory {
                     message: format!(
-                        "{path}: out of GPU memory ({cause}); use a lower --max-resolution or \
-                         --device cpu"
+                        "{path}: out of GPU memory ({cause}); use a lower {} or {}",
+                        Setting::MaxResolution,
+                        Setting::Device.with("cpu")
                     ),
                     cause,
                 }

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::setting::Setting;
+
 /// One product of a run; each becomes its own file or image folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -639,32 +641,37 @@ impl Default for GvmOptions {
 impl GvmOptions {
     pub fn validate(&self) -> Result<(), String> {
         if self.frames_per_batch == 0 || self.decode_chunk == 0 || self.interp_frames == 0 {
-            return Err(
-                "--frames-per-batch, --decode-chunk and --interp-frames must be at least 1".into(),
-            );
+            return Err(format!(
+                "{}, {} and {} must be at least 1",
+                Setting::FramesPerBatch,
+                Setting::DecodeChunk,
+                Setting::InterpFrames
+            ));
         }
         if self.overlap_frames >= self.frames_per_batch {
             return Err(format!(
-                "--overlap-frames {} must be smaller than --frames-per-batch {}",
-                self.overlap_frames, self.frames_per_batch
+                "{} must be smaller than {}",
+                Setting::OverlapFrames.with(self.overlap_frames),
+                Setting::FramesPerBatch.with(self.frames_per_batch)
             ));
         }
         if !(1..=3).contains(&self.denoise_steps) {
             return Err(format!(
-                "--denoise-steps {} is outside 1..3 (GVM is trained for one step; 2-3 refine)",
-                self.denoise_steps
+                "{} is outside 1..3 (GVM is trained for one step; 2-3 refine)",
+                Setting::DenoiseSteps.with(self.denoise_steps)
             ));
         }
         if self.max_resolution <= self.size {
             return Err(format!(
-                "--max-resolution {} must be larger than --size {}",
-                self.max_resolution, self.size
+                "{} must be larger than {}",
+                Setting::MaxResolution.with(self.max_resolution),
+                Setting::Size.with(self.size)
             ));
         }
         if self.size < 32 {
             return Err(format!(
-                "--size {} is below 32 px; use e.g. 512 or 720",
-                self.size
+                "{} is below 32 px; use e.g. 512 or 720",
+                Setting::Size.with(self.size)
             ));
         }
         Ok(())
@@ -704,50 +711,59 @@ impl MatteSettings {
             g.validate()?;
         }
         if self.max_frames == Some(0) {
-            return Err("--max-frames must be at least 1".into());
+            return Err(format!("{} must be at least 1", Setting::MaxFrames));
         }
         let f = self.format;
         if self.outputs.contains(&OutputKind::Rgba) && f == OutputFormat::Mp4 {
-            return Err(
-                "rgba needs an alpha channel, which mp4 lacks; use --format prores, webm, mov, \
-                 png or tiff"
-                    .into(),
-            );
+            return Err(format!(
+                "rgba needs an alpha channel, which mp4 lacks; use {} prores, webm, mov, \
+                     png or tiff",
+                Setting::Format
+            ));
         }
         if f == OutputFormat::Mp4 && self.crf > 51 {
             return Err(format!(
-                "--crf {} is beyond mp4's range 0 to 51 (webm goes to 63); use 0-51",
-                self.crf
+                "{} is beyond mp4's range 0 to 51 (webm goes to 63); use 0-51",
+                Setting::Crf.with(self.crf)
             ));
         }
         if self.codec != Mp4Codec::H264 && f != OutputFormat::Mp4 {
-            return Err(format!("--codec applies to --format mp4, not {}", f.name()));
+            return Err(format!(
+                "{} applies to {}, not {}",
+                Setting::Codec,
+                Setting::Format.with("mp4"),
+                f.name()
+            ));
         }
         match (f, self.depth) {
             (_, None) | (OutputFormat::Png | OutputFormat::Tiff, Some(8 | 16)) => {}
             (OutputFormat::Prores, Some(10 | 12)) => {}
             (OutputFormat::Png | OutputFormat::Tiff, Some(d)) => {
                 return Err(format!(
-                    "--depth {d} is not offered for {}; use 8 or 16",
+                    "{} is not offered for {}; use 8 or 16",
+                    Setting::Depth.with(d),
                     f.name()
                 ))
             }
             (OutputFormat::Prores, Some(d)) => {
                 return Err(format!(
-                    "--depth {d} is not offered for prores; use 10 or 12"
+                    "{} is not offered for prores; use 10 or 12",
+                    Setting::Depth.with(d)
                 ))
             }
             (_, Some(_)) => {
                 return Err(format!(
-                    "--depth applies to png, tiff and prores; {} follows the source (10-bit \
+                    "{} applies to png, tiff and prores; {} follows the source (10-bit \
                      sources give 10-bit video)",
+                    Setting::Depth,
                     f.name()
                 ))
             }
         }
         if self.bitrate.is_some() && !matches!(f, OutputFormat::Mp4 | OutputFormat::Webm) {
             return Err(format!(
-                "--bitrate applies to mp4 and webm; {} is lossless or fixed-quality",
+                "{} applies to mp4 and webm; {} is lossless or fixed-quality",
+                Setting::Bitrate,
                 f.name()
             ));
         }

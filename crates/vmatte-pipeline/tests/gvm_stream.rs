@@ -337,6 +337,8 @@ fn interpolated_frames_lie_between_their_key_frames() {
     assert_close("interp 2", &got, &frames::threshold(&want).unwrap(), 1e-5);
 }
 
+/// The library names settings as fields (a front end shows them its own
+/// way: the CLI as flags).
 #[test]
 fn bad_window_settings_are_one_line_each() {
     let r = reference(CASES[0].file);
@@ -348,14 +350,14 @@ fn bad_window_settings_are_one_line_each() {
                 frames_per_batch: 4,
                 ..GvmOptions::default()
             },
-            "--overlap-frames 4 must be smaller",
+            "overlap_frames=4 must be smaller",
         ),
         (
             GvmOptions {
                 denoise_steps: 4,
                 ..GvmOptions::default()
             },
-            "--denoise-steps 4 is outside 1..3",
+            "denoise_steps=4 is outside 1..3",
         ),
         (
             GvmOptions {
@@ -363,7 +365,7 @@ fn bad_window_settings_are_one_line_each() {
                 max_resolution: 720,
                 ..GvmOptions::default()
             },
-            "--max-resolution 720 must be larger",
+            "max_resolution=720 must be larger",
         ),
     ] {
         let e = GvmStream::new(&gvm, &opts, (90, 150), None)

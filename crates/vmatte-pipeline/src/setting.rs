@@ -1,0 +1,116 @@
+//! The settings a user gives, named in messages the way the front end in
+//! use shows them: `--max-resolution` on the command line, `max_resolution`
+//! in JSON (config files, an HTTP API). Library code names a setting
+//! through [`Setting`], never as a flag; the front end picks the style once
+//! at start ([`show_settings_as`]).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    Background,
+    Bitrate,
+    Codec,
+    Crf,
+    DecodeChunk,
+    DenoiseSteps,
+    Depth,
+    Device,
+    DownsampleRatio,
+    Dtype,
+    Format,
+    FramesPerBatch,
+    InterpFrames,
+    Lora,
+    MaxFrames,
+    MaxResolution,
+    OverlapFrames,
+    RetryFailed,
+    SeqChunk,
+    Size,
+}
+
+/// How settings are named in messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettingStyle {
+    /// `max_resolution` (JSON fields, config keys): the default.
+    Field,
+    /// `--max-resolution` (the command line).
+    Flag,
+}
+
+static STYLE: AtomicU8 = AtomicU8::new(0);
+
+/// Names settings in this style from now on, process-wide.
+pub fn show_settings_as(style: SettingStyle) {
+    STYLE.store(style as u8, Ordering::Relaxed);
+}
+
+fn style() -> SettingStyle {
+    match STYLE.load(Ordering::Relaxed) {
+        1 => SettingStyle::Flag,
+        _ => SettingStyle::Field,
+    }
+}
+
+impl Setting {
+    /// The field name: what JSON and config files call it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Background => "background",
+            Self::Bitrate => "bitrate",
+            Self::Codec => "codec",
+            Self::Crf => "crf",
+            Self::DecodeChunk => "decode_chunk",
+            Self::DenoiseSteps => "denoise_steps",
+            Self::Depth => "depth",
+            Self::Device => "device",
+            Self::DownsampleRatio => "downsample_ratio",
+            Self::Dtype => "dtype",
+            Self::Format => "format",
+            Self::FramesPerBatch => "frames_per_batch",
+            Self::InterpFrames => "interp_frames",
+            Self::Lora => "lora",
+            Self::MaxFrames => "max_frames",
+            Self::MaxResolution => "max_resolution",
+            Self::OverlapFrames => "overlap_frames",
+            Self::RetryFailed => "retry_failed",
+            Self::SeqChunk => "seq_chunk",
+            Self::Size => "size",
+        }
+    }
+
+    /// The setting with a value: `--device cpu`, or `device=cpu`.
+    pub fn with(self, value: impl fmt::Display) -> String {
+        match style() {
+            SettingStyle::Flag => format!("{self} {value}"),
+            SettingStyle::Field => format!("{self}={value}"),
+        }
+    }
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match style() {
+            SettingStyle::Flag => write!(f, "--{}", self.key().replace('_', "-")),
+            SettingStyle::Field => f.write_str(self.key()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_named_in_the_front_ends_style() {
+        // One test changes the process-wide style, so both run here.
+        assert_eq!(Setting::MaxResolution.to_string(), "max_resolution");
+        assert_eq!(Setting::Device.with("cpu"), "device=cpu");
+        show_settings_as(SettingStyle::Flag);
+        assert_eq!(Setting::MaxResolution.to_string(), "--max-resolution");
+        assert_eq!(Setting::Device.with("cpu"), "--device cpu");
+        show_settings_as(SettingStyle::Field);
+    }
+}
