@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 use support::*;
@@ -198,29 +197,7 @@ fn a_full_disk_fails_the_job_cleanly() {
         clip.to_str().unwrap(),
     ]);
     let out_dir = dir.path().join("out");
-    std::fs::create_dir(&out_dir).unwrap();
-    let mounted = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=120k",
-            "tmpfs",
-            out_dir.to_str().unwrap(),
-        ])
-        .status()
-        .expect("mount runs");
-    assert!(
-        mounted.success(),
-        "mounting a small tmpfs needs root: run the tests as scripts/test.sh does"
-    );
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(&out_dir);
+    let _unmount = small_disk(&out_dir, "120k");
 
     let (out, report) = batch(
         &[&clip],

@@ -616,23 +616,7 @@ fn a_full_disk_under_the_job_store_stops_the_batch_cleanly() {
     );
     let out = dir.path().join("out");
     let store_dir = out.join(".vmatte");
-    std::fs::create_dir_all(&store_dir).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=160k", "tmpfs"])
-        .arg(&store_dir)
-        .status()
-        .expect("mount runs");
-    assert!(
-        mounted.success(),
-        "mounting a small tmpfs needs root: run the tests as scripts/test.sh does"
-    );
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let unmount = Unmount(&store_dir);
+    let unmount = small_disk(&store_dir, "160k");
 
     let run = batch_command(&[&inputs], &out, &[]).output().unwrap();
     assert!(!run.status.success());

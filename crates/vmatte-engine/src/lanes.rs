@@ -23,6 +23,26 @@ pub struct LanePlan {
     pub chunks: Option<Chunks>,
 }
 
+impl LanePlan {
+    /// The lane a memory plan gives `device` (its streams and chunk), or
+    /// without one (the CPU, no NVML) the `given` streams, else one, and
+    /// each job's own chunk.
+    pub fn of(device: DeviceSpec, plan: Option<vmatte_gpu::Plan>, given: Option<usize>) -> Self {
+        match plan {
+            Some(plan) => Self {
+                device,
+                streams: plan.streams,
+                chunks: Some(Chunks::fixed(plan.seq_chunk)),
+            },
+            None => Self {
+                device,
+                streams: given.unwrap_or(1),
+                chunks: None,
+            },
+        }
+    }
+}
+
 /// A model as loaded: which weights, at which precision, with which LoRA.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ModelKey {

@@ -490,15 +490,7 @@ impl Infer<'_> {
         let mut cap = usize::MAX;
         let mut fresh = Vec::new();
         for chunk in rx {
-            if self.run.cancelled() {
-                return Err(PipelineError::Cancelled);
-            }
-            let InputChunk {
-                frames,
-                src,
-                warnings,
-            } = chunk?;
-            self.note(warnings, noted)?;
+            let (frames, src) = self.take(chunk, noted)?;
             let t = frames.len();
             let (mut fgr, mut pha) = (Vec::new(), Vec::new());
             let mut pixels: Vec<(OutputKind, Vec<Tensor>)> = Vec::new();
@@ -571,6 +563,25 @@ impl Infer<'_> {
         self.end(done, &tx)
     }
 
+    /// A chunk from the decode stage, its warnings noted: unless the run
+    /// was stopped meanwhile.
+    fn take(
+        &self,
+        chunk: Result<InputChunk>,
+        noted: &mut Noted<'_>,
+    ) -> Result<(Vec<FrameMeta>, Tensor)> {
+        if self.run.cancelled() {
+            return Err(PipelineError::Cancelled);
+        }
+        let InputChunk {
+            frames,
+            src,
+            warnings,
+        } = chunk?;
+        self.note(warnings, noted)?;
+        Ok((frames, src))
+    }
+
     /// Keeps the source's warnings for the report; with `strict`, damage
     /// the decoder concealed fails the run instead.
     fn note(&self, warnings: Vec<SourceWarning>, noted: &mut Noted<'_>) -> Result<()> {
@@ -619,15 +630,7 @@ impl Infer<'_> {
         let mut told = Vec::new();
         let result = (|| -> Result<()> {
             for chunk in rx {
-                if self.run.cancelled() {
-                    return Err(PipelineError::Cancelled);
-                }
-                let InputChunk {
-                    frames,
-                    src,
-                    warnings,
-                } = chunk?;
-                self.note(warnings, noted)?;
+                let (frames, src) = self.take(chunk, noted)?;
                 for (t, meta) in frames.iter().enumerate() {
                     let frame = src.narrow(0, t, 1)?;
                     // A frame waits for its alpha up to a window span (times

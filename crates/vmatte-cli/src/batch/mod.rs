@@ -29,7 +29,6 @@ use vmatte_engine::{settle_copy, Engine, EngineConfig, Feed, LanePlan, Ticket};
 use vmatte_gpu::{FakeOom, GpuSummary};
 use vmatte_jobs::queue::{JobQueue, NewJob};
 use vmatte_jobs::{CopyRow, JobStore};
-use vmatte_pipeline::Chunks;
 
 use crate::cli::BatchArgs;
 use crate::config::{self, MatteConfig};
@@ -301,18 +300,7 @@ fn lane(
             |line| screen.note(line),
         )
     });
-    match plan.flatten() {
-        Some(plan) => LanePlan {
-            device,
-            streams: plan.streams,
-            chunks: Some(Chunks::fixed(plan.seq_chunk)),
-        },
-        None => LanePlan {
-            device,
-            streams: given_streams.unwrap_or(1),
-            chunks: None,
-        },
-    }
+    LanePlan::of(device, plan.flatten(), given_streams)
 }
 
 fn unreadable(input: &Path, e: &std::io::Error) -> String {

@@ -19,7 +19,7 @@ use vmatte_engine::telemetry::{self, Hub};
 use vmatte_engine::{Engine, EngineConfig, Feed, LanePlan};
 use vmatte_gpu::FakeOom;
 use vmatte_jobs::queue::{self, QueueUrl, WorkerInfo};
-use vmatte_pipeline::{Chunks, DownsampleRatio, Placement, Precision};
+use vmatte_pipeline::{DownsampleRatio, Placement, Precision};
 
 use crate::batch::{env_ms, lease};
 use crate::cli::WorkerArgs;
@@ -78,18 +78,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
                 (None, given),
                 |line| eprintln!("vmatte: {line}"),
             );
-            match plan {
-                Some(plan) => LanePlan {
-                    device,
-                    streams: plan.streams,
-                    chunks: Some(Chunks::fixed(plan.seq_chunk)),
-                },
-                None => LanePlan {
-                    device,
-                    streams: given.unwrap_or(1),
-                    chunks: None,
-                },
-            }
+            LanePlan::of(device, plan, given)
         })
         .collect();
     eprintln!(

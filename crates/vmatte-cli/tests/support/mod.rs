@@ -280,6 +280,31 @@ pub fn make_vfr_clip(path: &Path) {
     enc.finish().unwrap();
 }
 
+/// A tmpfs of `size` (e.g. `120k`) mounted on `dir` until the guard is
+/// dropped: a disk that fills up. Mounting needs root, which
+/// scripts/test.sh and CI run as.
+pub fn small_disk(dir: &Path, size: &str) -> Unmount {
+    std::fs::create_dir_all(dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .expect("mount runs");
+    assert!(
+        mounted.success(),
+        "mounting a small tmpfs needs root: run the tests as scripts/test.sh does"
+    );
+    Unmount(dir.to_path_buf())
+}
+
+pub struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Fails when any output under `dir` is still under a partial name.
 pub fn no_partials(dir: &Path) {
     let left: Vec<_> = list_dir(dir)

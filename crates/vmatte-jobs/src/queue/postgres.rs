@@ -17,7 +17,7 @@ use super::url::{PgUrl, TlsMode};
 use crate::error::{Error, Result};
 use crate::names::{names_on_disk, NameAllocator};
 use crate::outputs::{bytes_json, paths_json, Outputs};
-use crate::store::{Claim, CopyRow, JobRow, JobState};
+use crate::store::{Claim, CopyFor, CopyRow, JobRow, JobState};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -739,22 +739,17 @@ fn pg_copy_for(
         .iter()
         .map(copy_row)
         .collect();
-    if let Some(c) = copies
-        .iter()
-        .find(|c| c.input_path == Path::new(input_text))
-    {
-        return Ok(c.clone());
-    }
-    if let Some(c) = copies.iter().find(|c| !c.input_path.exists()) {
-        tx.execute(
-            "UPDATE copies SET input_path = $2 WHERE id = $1",
-            &[&c.id, &input_text],
-        )
-        .map_err(db)?;
-        return Ok(CopyRow {
-            input_path: PathBuf::from(input_text),
-            ..c.clone()
-        });
+    match CopyFor::pick(&copies, input_text) {
+        CopyFor::Known(c) => return Ok(c),
+        CopyFor::Moved(c) => {
+            tx.execute(
+                "UPDATE copies SET input_path = $2 WHERE id = $1",
+                &[&c.id, &input_text],
+            )
+            .map_err(db)?;
+            return Ok(c);
+        }
+        CopyFor::New => {}
     }
     let name = NameAllocator::new(taken).allocate(input);
     let sql = format!(

@@ -20,7 +20,7 @@ use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 
-pub(crate) use row::{bytes_map, opt_time, paths_map, time};
+pub(crate) use row::{bytes_map, opt_time, paths_map, time, CopyFor};
 pub use row::{Claim, CopyRow, JobRow, JobState, Submitted};
 pub use schema::SCHEMA_VERSION;
 
@@ -609,21 +609,16 @@ fn copy_for(
         .prepare(&select)?
         .query_map([job_id], CopyRow::from_row)?
         .collect::<rusqlite::Result<_>>()?;
-    if let Some(c) = copies
-        .iter()
-        .find(|c| c.input_path == Path::new(input_text))
-    {
-        return Ok(c.clone());
-    }
-    if let Some(c) = copies.iter().find(|c| !c.input_path.exists()) {
-        tx.execute(
-            "UPDATE copies SET input_path = ?2 WHERE id = ?1",
-            params![c.id, input_text],
-        )?;
-        return Ok(CopyRow {
-            input_path: PathBuf::from(input_text),
-            ..c.clone()
-        });
+    match CopyFor::pick(&copies, input_text) {
+        CopyFor::Known(c) => return Ok(c),
+        CopyFor::Moved(c) => {
+            tx.execute(
+                "UPDATE copies SET input_path = ?2 WHERE id = ?1",
+                params![c.id, input_text],
+            )?;
+            return Ok(c);
+        }
+        CopyFor::New => {}
     }
     let name = NameAllocator::new(taken(tx)?).allocate(input);
     tx.execute(

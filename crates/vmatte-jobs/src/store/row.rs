@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rusqlite::Row;
 use serde::{Serialize, Serializer};
@@ -197,6 +197,36 @@ impl CopyRow {
         Outputs {
             paths: self.outputs.clone(),
             bytes: self.output_bytes.clone(),
+        }
+    }
+}
+
+/// What a job's existing copies mean for a new input of its content.
+pub(crate) enum CopyFor {
+    /// This input's copy is already there.
+    Known(CopyRow),
+    /// A copy whose input went away now follows this input (it moved).
+    Moved(CopyRow),
+    /// A new copy is needed.
+    New,
+}
+
+impl CopyFor {
+    /// The same rule for every store: a copy is matched by its input's
+    /// path, and one whose input no longer exists is taken over.
+    pub(crate) fn pick(copies: &[CopyRow], input_text: &str) -> Self {
+        if let Some(c) = copies
+            .iter()
+            .find(|c| c.input_path == Path::new(input_text))
+        {
+            return Self::Known(c.clone());
+        }
+        match copies.iter().find(|c| !c.input_path.exists()) {
+            Some(c) => Self::Moved(CopyRow {
+                input_path: PathBuf::from(input_text),
+                ..c.clone()
+            }),
+            None => Self::New,
         }
     }
 }
