@@ -1,6 +1,7 @@
 //! Native matting models for vmatte on candle, and the loaders for the
 //! weight formats users have.
 
+mod conv_spec;
 mod cpu;
 pub mod error;
 pub mod gvm;

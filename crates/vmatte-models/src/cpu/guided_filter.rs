@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::matmul::{matmul, Product};
 use super::{contiguous, SendPtr};
-use crate::ops::Activation;
+use crate::conv_spec::Activation;
 use crate::simd::vectorized;
 
 /// Guide channels: RGB and their mean.

@@ -28,11 +28,14 @@
 //! fuses its low-resolution half) live here too; their loops are compiled
 //! for the widest vector unit the CPU has (see `simd.rs` and `lanes.rs`).
 
+mod activation;
 mod elementwise;
 mod guided_filter;
 mod lanes;
 mod matmul;
 mod pool;
+#[cfg(test)]
+pub(crate) mod test_util;
 mod upsampled;
 mod winograd;
 
@@ -50,7 +53,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::ops::{Activation, ConvSpec};
+use crate::conv_spec::{Activation, ConvSpec};
 use crate::simd::vectorized;
 use lanes::{copy, dispatched, fill, Vector};
 use matmul::{matmul, Product};
@@ -1321,36 +1324,8 @@ fn upsample_row(
 mod tests {
     use candle_core::{Device, Tensor};
 
+    use super::test_util::{max_diff, random};
     use super::*;
-
-    pub(super) fn random(shape: &[usize], seed: u64) -> Tensor {
-        // A small LCG: deterministic values in [-1, 1) without a rand crate.
-        let mut state = seed;
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-    }
-
-    pub(super) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     const ACTIVATIONS: [Activation; 6] = [
         Activation::Identity,

@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use super::lanes::{copy, dispatched, fill, Vector};
 use super::matmul::{matmul, Product};
 use super::{balanced_blocks, grown, prefetch, SendPtr, BLOCKS_PER_THREAD};
-use crate::ops::Activation;
+use crate::conv_spec::Activation;
 
 /// Which Winograd algorithm a convolution uses (see the module's doc).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
