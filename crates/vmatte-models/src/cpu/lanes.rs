@@ -364,12 +364,12 @@ pub(crate) fn copy<V: Vector>(from: &[f32], to: &mut [std::mem::MaybeUninit<f32>
     }
 }
 
-/// `dispatched!(name => kernel[Generics](arg: Type, ...) [-> Ret])`: `name` calls
+/// `dispatched!([vis] name => kernel[Generics](arg: Type, ...) [-> Ret])`: `name` calls
 /// `kernel::<V, Generics>` compiled for the widest vector unit this CPU has.
 macro_rules! dispatched {
-    ($name:ident => $kernel:ident[$($g:tt)*]($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
+    ($vis:vis $name:ident => $kernel:ident[$($g:tt)*]($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]

@@ -27,9 +27,11 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::bilinear::{lerp_columns, taps};
+use super::buffers::{as_uninit, fresh_row, SendPtr};
 use super::matmul::{matmul, Product};
+use super::polyphase::{polyphase_planes, Polyphase};
 use super::winograd::{conv3x3, Tile};
-use super::{as_uninit, fresh_row, lerp_columns, polyphase_planes, taps, Polyphase, SendPtr};
 use crate::conv_spec::Activation;
 use crate::simd::vectorized;
 

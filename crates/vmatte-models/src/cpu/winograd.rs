@@ -30,9 +30,9 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::buffers::{balanced_blocks, grown, prefetch, SendPtr, BLOCKS_PER_THREAD};
 use super::lanes::{copy, dispatched, fill, Vector};
 use super::matmul::{matmul, Product};
-use super::{balanced_blocks, grown, prefetch, SendPtr, BLOCKS_PER_THREAD};
 use crate::conv_spec::Activation;
 
 /// Which Winograd algorithm a convolution uses (see the module's doc).
@@ -215,6 +215,22 @@ impl Tiling {
             .collect()
     }
 
+    /// The fewest tiles a block of a layer of `o` outputs and `c` inputs
+    /// has. Every block reads all of the transformed filters, `xi() * o *
+    /// c` floats: a deep layer at low resolution (RVM's decode2 and
+    /// decode3 at 720p: 0.6 and 2 MB of filters, blocks of 8 tiles by the
+    /// cache budget alone) would spend longer streaming them than
+    /// multiplying, so a block has at least as many tiles as make its own
+    /// inputs and products no smaller than the filters. But never fewer
+    /// blocks than `balanced_blocks` asks for: with the encoders
+    /// pre-empting the workers, a few large blocks (decode3's 9 tile rows
+    /// in 5) leave workers idle for longer than streaming the filters
+    /// takes.
+    fn min_tiles(&self, o: usize, c: usize) -> usize {
+        let rounds = BLOCKS_PER_THREAD * rayon::current_num_threads();
+        (o * c).div_ceil(c + o).min(self.th * self.tw / rounds)
+    }
+
     /// The `t()` input rows of tile row `ty` in `plane`: picture rows
     /// `m * ty - 1 ..`; above and below the picture empty (zeros), or with
     /// `replicate` its first or last row.
@@ -257,17 +273,7 @@ pub(crate) fn conv3x3(
     let (mt, xis) = (t.m, t.xi());
     let planes: Vec<&[f32]> = inputs.iter().flat_map(|x| x.chunks(h * w)).collect();
     debug_assert_eq!(planes.len(), c);
-    // Every block reads all of the transformed filters, `xis * o * c`
-    // floats. A deep layer at low resolution (RVM's decode2 and decode3 at
-    // 720p: 0.6 and 2 MB of filters, blocks of 8 tiles by the cache
-    // budget alone) spent longer streaming them than multiplying, so a
-    // block has at least as many tiles as make its own inputs and products
-    // no smaller than the filters. But never fewer blocks than
-    // `balanced_blocks` asks for: end to end, with the encoders pre-empting
-    // the workers, 5 blocks of decode3's 9 tile rows lost more than the
-    // filters cost.
-    let rounds = BLOCKS_PER_THREAD * rayon::current_num_threads();
-    let min_tiles = (o * c).div_ceil(c + o).min(t.th * t.tw / rounds);
+    let min_tiles = t.min_tiles(o, c);
     t.blocks(xis * (c + o), min_tiles).par_iter().for_each(|b| {
         let tiles = b.tiles();
         SCRATCH.with(|scratch| {
