@@ -37,7 +37,7 @@ impl Conv2d {
     /// BatchNorm statistics at `bn` are folded into weight and bias; files in
     /// vmatte's fused form (the ONNX import) carry no BatchNorm keys and a
     /// bias instead, and load as they are. A padded 3x3 layer runs on the
-    /// CPU with the default, most exact Winograd algorithm ([`Tile::F2`]).
+    /// CPU with the most exact Winograd algorithm, F(2x2, 3x3).
     pub fn load(w: &Weights, spec: ConvSpec, bn: Option<BatchNorm>) -> Result<Self> {
         Self::load_winograd(w, spec, bn, Tile::default())
     }

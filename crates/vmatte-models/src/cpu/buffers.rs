@@ -63,7 +63,13 @@ pub(super) fn plane_row(plane: &[f32], (h, w): (usize, usize), y: isize) -> Opti
 /// A raw pointer that rayon tasks writing disjoint parts may share.
 #[derive(Clone, Copy)]
 pub(super) struct SendPtr(pub(super) *mut f32);
+
+// SAFETY: a SendPtr only goes to tasks that each write their own disjoint
+// part of its allocation, which outlives them (see each use), so moving it
+// between threads races with nothing.
 unsafe impl Send for SendPtr {}
+// SAFETY: as for Send: shared, it is only read (copied), and the floats
+// behind it are written by one task each.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
@@ -84,7 +90,9 @@ pub(super) unsafe fn fresh_row<'a>(
     at: usize,
     len: usize,
 ) -> &'a mut [MaybeUninit<f32>] {
-    std::slice::from_raw_parts_mut(base.get().add(at).cast(), len)
+    // SAFETY: the caller's contract: the floats lie inside `base`'s
+    // allocation and are the caller's alone while the borrow lives.
+    unsafe { std::slice::from_raw_parts_mut(base.get().add(at).cast(), len) }
 }
 
 /// `x`, to be overwritten.
@@ -93,7 +101,9 @@ pub(super) unsafe fn fresh_row<'a>(
 /// Only initialised floats may be written through the result (the kernels
 /// that take `MaybeUninit` outputs write nothing else).
 pub(super) unsafe fn as_uninit(x: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    &mut *(x as *mut [f32] as *mut [MaybeUninit<f32>])
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the caller writes
+    // only initialised floats through the result, so `x` stays initialised.
+    unsafe { &mut *(x as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// A new vector of `len` floats made in pieces of `piece`, a task each:

@@ -52,7 +52,8 @@ impl ConvOp {
                 None => conv_shifted(self, &frame, (s.in_channels, h, w), (ho, wo), taps, dst),
             }
         }
-        // SAFETY: conv_shifted wrote all `per_frame` outputs of every frame.
+        // SAFETY: conv3x3 or conv_shifted wrote all `per_frame` outputs of
+        // every frame.
         unsafe { out.set_len(n * per_frame) };
         Some((out, Shape::from((n, s.out_channels, ho, wo))))
     }

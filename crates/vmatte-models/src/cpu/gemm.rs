@@ -23,27 +23,31 @@ pub(super) unsafe fn gemm_into(
     parallelism: Parallelism,
     accumulate: bool,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
-        accumulate,
-        lhs,
-        1,
-        k as isize,
-        rhs,
-        1,
-        rhs_rs as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        parallelism,
-    )
+    // SAFETY: the caller's contract: the three matrices lie in valid
+    // memory with these strides, and no other thread touches `dst`'s.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            1,
+            k as isize,
+            rhs,
+            1,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
 }
 
 /// `dst (m x cols, row stride dst_rs) += lhs (m x k) * rhs (k x cols)`.

@@ -386,10 +386,14 @@ struct F2;
 impl<V: Vector> Transform<V, 2, 4> for F2 {
     #[inline(always)]
     unsafe fn columns(p: *const f32) -> [V; 4] {
-        let n = V::LANES;
-        let (c0, c1) = V::split(V::load(p), V::load(p.add(n)));
-        let (c2, c3) = V::split(V::load(p.add(2)), V::load(p.add(2 + n)));
-        [c0, c1, c2, c3]
+        // SAFETY: `M * LANES + 2` floats at `p` are readable (the trait's
+        // contract): the loads read `p .. p + 2 LANES + 2`.
+        unsafe {
+            let n = V::LANES;
+            let (c0, c1) = V::split(V::load(p), V::load(p.add(n)));
+            let (c2, c3) = V::split(V::load(p.add(2)), V::load(p.add(2 + n)));
+            [c0, c1, c2, c3]
+        }
     }
 
     /// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
@@ -406,9 +410,13 @@ impl<V: Vector> Transform<V, 2, 4> for F2 {
 
     #[inline(always)]
     unsafe fn store([y0, y1]: [V; 2], p: *mut f32) {
-        let (a, b) = V::interleave(y0, y1);
-        a.store(p);
-        b.store(p.add(V::LANES));
+        // SAFETY: `M * LANES` floats at `p` are writable (the trait's
+        // contract): the two stores write `p .. p + 2 LANES`.
+        unsafe {
+            let (a, b) = V::interleave(y0, y1);
+            a.store(p);
+            b.store(p.add(V::LANES));
+        }
     }
 }
 
@@ -422,10 +430,14 @@ impl<V: Vector> Transform<V, 4, 6> for F4 {
     /// order, which [`Self::store`] undoes.
     #[inline(always)]
     unsafe fn columns(p: *const f32) -> [V; 6] {
-        let [c0, c1, c2, c3] = V::tiles4(p);
-        let n = 4 * V::LANES;
-        let (c4, c5) = (c0.next_tile(*p.add(n)), c1.next_tile(*p.add(n + 1)));
-        [c0, c1, c2, c3, c4, c5]
+        // SAFETY: `M * LANES + 2` floats at `p` are readable (the trait's
+        // contract): `tiles4` reads `p .. p + 4 LANES`, and the two floats after.
+        unsafe {
+            let [c0, c1, c2, c3] = V::tiles4(p);
+            let n = 4 * V::LANES;
+            let (c4, c5) = (c0.next_tile(*p.add(n)), c1.next_tile(*p.add(n + 1)));
+            [c0, c1, c2, c3, c4, c5]
+        }
     }
 
     /// `Bᵀ = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -458,7 +470,9 @@ impl<V: Vector> Transform<V, 4, 6> for F4 {
 
     #[inline(always)]
     unsafe fn store(y: [V; 4], p: *mut f32) {
-        V::store_tiles4(y, p)
+        // SAFETY: `M * LANES` floats at `p` are writable (the trait's
+        // contract), the `4 * LANES` that `store_tiles4` writes.
+        unsafe { V::store_tiles4(y, p) }
     }
 }
 
