@@ -3,299 +3,13 @@
 
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 
+pub use crate::conv_spec::{Activation, ConvSpec};
 use crate::cpu::{
     BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp, GuidedMatteOp, HalvingPoolOp,
     ScaleChannelsOp, Tile, UpsampledConv,
 };
-use crate::simd::vectorized;
-
 use crate::weights::Weights;
 use crate::Result;
-
-/// How a convolution slides over its input.
-#[derive(Clone, Copy, Debug)]
-pub struct ConvSpec {
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-    pub dilation: usize,
-    pub groups: usize,
-}
-
-impl ConvSpec {
-    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
-        Self {
-            in_channels,
-            out_channels,
-            kernel,
-            stride: 1,
-            padding: kernel / 2,
-            dilation: 1,
-            groups: 1,
-        }
-    }
-
-    pub fn stride(mut self, stride: usize) -> Self {
-        self.stride = stride;
-        self
-    }
-
-    pub fn padding(mut self, padding: usize) -> Self {
-        self.padding = padding;
-        self
-    }
-
-    /// Dilation with the "same" padding that keeps the spatial size.
-    pub fn dilation(mut self, dilation: usize) -> Self {
-        self.dilation = dilation;
-        self.padding = (self.kernel - 1) / 2 * dilation;
-        self
-    }
-
-    pub fn depthwise(mut self) -> Self {
-        self.groups = self.in_channels;
-        self
-    }
-
-    /// One group per channel, in and out.
-    fn is_depthwise(&self) -> bool {
-        self.groups > 1 && self.groups == self.in_channels && self.groups == self.out_channels
-    }
-
-    fn weight_shape(&self) -> [usize; 4] {
-        [
-            self.out_channels,
-            self.in_channels / self.groups,
-            self.kernel,
-            self.kernel,
-        ]
-    }
-}
-
-/// The pointwise function that follows a convolution. On the CPU it runs
-/// inside the convolution kernel, while the outputs are still in cache,
-/// instead of as a pass of its own over memory.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Activation {
-    #[default]
-    Identity,
-    Relu,
-    /// `relu6(x + 3) / 6`, MobileNetV3's cheap sigmoid.
-    Hardsigmoid,
-    /// `x * hardsigmoid(x)`.
-    Hardswish,
-    Sigmoid,
-    Tanh,
-}
-
-impl Activation {
-    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Self::Identity => x.clone(),
-            Self::Relu => x.relu()?,
-            Self::Hardsigmoid => hardsigmoid(x)?,
-            Self::Hardswish => (x * hardsigmoid(x)?)?,
-            Self::Sigmoid => candle_nn::ops::sigmoid(x)?,
-            Self::Tanh => x.tanh()?,
-        })
-    }
-
-    /// The same function over a slice in place, in candle's order of
-    /// operations.
-    pub(crate) fn apply_in_place(self, xs: &mut [f32]) {
-        activate(self, xs)
-    }
-
-    /// `out = self(xs + bias)`, in one pass.
-    pub(crate) fn apply_biased(self, xs: &[f32], bias: f32, out: &mut [f32]) {
-        activate_biased(self, xs, bias, out)
-    }
-
-    /// [`Self::apply_biased`] from rows of `xs` `stride` apart to the
-    /// rows of `out`, `width` each (a wide sweep's rows to a plane's).
-    pub(crate) fn apply_biased_rows(
-        self,
-        xs: &[f32],
-        stride: usize,
-        bias: f32,
-        out: &mut [f32],
-        width: usize,
-    ) {
-        activate_biased_rows(self, xs, stride, bias, out, width)
-    }
-
-    /// `act(x + bias)` in place over `rows` rows of `cols` floats
-    /// `stride` apart from `at` (a block of pixels of every output plane),
-    /// row `r` biased by `bias[r]`, in one call: a call a row went through
-    /// the CPU-feature dispatch for every 64 pixels of every channel.
-    ///
-    /// # Safety
-    /// The rows must be valid, initialised and the caller's alone.
-    pub(crate) unsafe fn apply_biased_rows_in_place(
-        self,
-        bias: Option<&[f32]>,
-        at: *mut f32,
-        stride: usize,
-        rows: usize,
-        cols: usize,
-    ) {
-        if let Some(b) = bias {
-            assert!(b.len() >= rows);
-        }
-        activate_biased_rows_in_place(self, bias, at, stride, rows, cols)
-    }
-}
-
-vectorized! {
-    /// One loop per function, so each vectorises.
-    fn activate(act: Activation, xs: &mut [f32]) {
-        match act {
-            Activation::Identity => {}
-            Activation::Relu => xs.iter_mut().for_each(|v| *v = scalar::relu(*v)),
-            Activation::Hardsigmoid => xs.iter_mut().for_each(|v| *v = scalar::hardsigmoid(*v)),
-            Activation::Hardswish => xs.iter_mut().for_each(|v| *v = scalar::hardswish(*v)),
-            Activation::Sigmoid => xs.iter_mut().for_each(|v| *v = scalar::sigmoid(*v)),
-            Activation::Tanh => xs.iter_mut().for_each(|v| *v = scalar::tanh(*v)),
-        }
-    }
-}
-
-/// `out = act(xs + bias)`, inlined into each vectorised caller.
-#[inline(always)]
-fn biased(act: Activation, xs: &[f32], bias: f32, out: &mut [f32]) {
-    let pairs = out.iter_mut().zip(xs);
-    match act {
-        Activation::Identity => pairs.for_each(|(o, x)| *o = x + bias),
-        Activation::Relu => pairs.for_each(|(o, x)| *o = scalar::relu(x + bias)),
-        Activation::Hardsigmoid => pairs.for_each(|(o, x)| *o = scalar::hardsigmoid(x + bias)),
-        Activation::Hardswish => pairs.for_each(|(o, x)| *o = scalar::hardswish(x + bias)),
-        Activation::Sigmoid => pairs.for_each(|(o, x)| *o = scalar::sigmoid(x + bias)),
-        Activation::Tanh => pairs.for_each(|(o, x)| *o = scalar::tanh(x + bias)),
-    }
-}
-
-vectorized! {
-    /// `out = act(xs + bias)` in one pass: each output is stored once,
-    /// activated, rather than stored, read back and stored again.
-    fn activate_biased(act: Activation, xs: &[f32], bias: f32, out: &mut [f32]) {
-        biased(act, xs, bias, out)
-    }
-}
-
-vectorized! {
-    /// [`activate_biased`] from rows of `xs` `stride` apart to the rows of
-    /// `out`, `width` each, in one call.
-    fn activate_biased_rows(
-        act: Activation,
-        xs: &[f32],
-        stride: usize,
-        bias: f32,
-        out: &mut [f32],
-        width: usize,
-    ) {
-        for (r, row) in out.chunks_exact_mut(width).enumerate() {
-            biased(act, &xs[r * stride..r * stride + width], bias, row);
-        }
-    }
-}
-
-/// `xs = act(xs + bias)`, inlined into each vectorised caller.
-#[inline(always)]
-fn biased_in_place(act: Activation, bias: f32, xs: &mut [f32]) {
-    let xs = xs.iter_mut();
-    match act {
-        Activation::Identity => xs.for_each(|v| *v += bias),
-        Activation::Relu => xs.for_each(|v| *v = scalar::relu(*v + bias)),
-        Activation::Hardsigmoid => xs.for_each(|v| *v = scalar::hardsigmoid(*v + bias)),
-        Activation::Hardswish => xs.for_each(|v| *v = scalar::hardswish(*v + bias)),
-        Activation::Sigmoid => xs.for_each(|v| *v = scalar::sigmoid(*v + bias)),
-        Activation::Tanh => xs.for_each(|v| *v = scalar::tanh(*v + bias)),
-    }
-}
-
-vectorized! {
-    /// `xs = act(xs + bias)` over `rows` rows of `cols` floats,
-    /// `stride` apart from `at`, row `r` biased by `bias[r]` (see
-    /// [`Activation::apply_biased_rows_in_place`]).
-    fn activate_biased_rows_in_place(
-        act: Activation,
-        bias: Option<&[f32]>,
-        at: *mut f32,
-        stride: usize,
-        rows: usize,
-        cols: usize,
-    ) {
-        for r in 0..rows {
-            // SAFETY: the caller's contract (apply_biased_rows_in_place).
-            let xs = unsafe { std::slice::from_raw_parts_mut(at.add(r * stride), cols) };
-            biased_in_place(act, bias.map_or(0.0, |b| b[r]), xs);
-        }
-    }
-}
-
-/// The activations on one value, shared by the in-place and the biased
-/// passes.
-mod scalar {
-    #[inline(always)]
-    pub fn relu(v: f32) -> f32 {
-        v.max(0.0)
-    }
-
-    /// candle divides a tensor by a scalar as a multiply by its inverse.
-    #[inline(always)]
-    pub fn hardsigmoid(v: f32) -> f32 {
-        (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0)
-    }
-
-    #[inline(always)]
-    pub fn hardswish(v: f32) -> f32 {
-        v * hardsigmoid(v)
-    }
-
-    #[inline(always)]
-    pub fn sigmoid(v: f32) -> f32 {
-        1.0 / (1.0 + super::exp(-v))
-    }
-
-    #[inline(always)]
-    pub fn tanh(v: f32) -> f32 {
-        // tanh(9) is 1 to within f32's precision.
-        let e = super::exp(2.0 * v.clamp(-9.0, 9.0));
-        (e - 1.0) / (e + 1.0)
-    }
-}
-
-/// `e^x` to within 2 ulp over f32's range, in operations that vectorise
-/// (libm's `expf` is a call per element, and the ConvGRUs' sigmoid and
-/// tanh gates took a tenth of CPU inference time through it): `x = n·ln 2
-/// + r` with `|r| <= ln 2 / 2`, `e^r` by its Taylor series to degree 7,
-/// and `2^n` written straight into the exponent bits.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.0 / 5040.0;
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
-    // SAFETY: the clamp above keeps n in [-126, 127]. (`as i32` would be a
-    // saturating cast, which compiles to a lane at a time.)
-    let n = unsafe { n.to_int_unchecked::<i32>() };
-    p * f32::from_bits(((n + 127) as u32) << 23)
-}
 
 /// A 2-D convolution with an optional bias, BatchNorm already folded in,
 /// and the activation after it.
@@ -322,8 +36,21 @@ impl Conv2d {
     /// Loads `<w>.weight` (and `<w>.bias` when present). With `bn`, the
     /// BatchNorm statistics at `bn` are folded into weight and bias; files in
     /// vmatte's fused form (the ONNX import) carry no BatchNorm keys and a
-    /// bias instead, and load as they are.
+    /// bias instead, and load as they are. A padded 3x3 layer runs on the
+    /// CPU with the most exact Winograd algorithm, F(2x2, 3x3).
     pub fn load(w: &Weights, spec: ConvSpec, bn: Option<BatchNorm>) -> Result<Self> {
+        Self::load_winograd(w, spec, bn, Tile::default())
+    }
+
+    /// [`Self::load`], a padded 3x3 layer running on the CPU with the
+    /// Winograd algorithm `tile`: the model's choice, by how much float
+    /// rounding its parity allows (see `cpu::winograd`).
+    pub(crate) fn load_winograd(
+        w: &Weights,
+        spec: ConvSpec,
+        bn: Option<BatchNorm>,
+        tile: Tile,
+    ) -> Result<Self> {
         let mut weight = w.get("weight", &spec.weight_shape())?;
         let mut bias = if w.contains("bias") {
             Some(w.get("bias", &[spec.out_channels])?)
@@ -348,12 +75,11 @@ impl Conv2d {
         }
         let weight = w.finish(&weight)?.contiguous()?;
         let bias = bias.map(|b| w.finish(&b)).transpose()?;
-        let w_tile = w.winograd();
         let cpu = on_cpu_kernels(&weight)
             .then(|| -> Result<_> {
                 let bias = bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
                 let w = weight.flatten_all()?.to_vec1::<f32>()?;
-                Ok(std::sync::Arc::new(ConvOp::new(spec, bias, &w, w_tile)))
+                Ok(std::sync::Arc::new(ConvOp::new(spec, bias, &w, tile)))
             })
             .transpose()?;
         Ok(Self {
@@ -564,10 +290,6 @@ fn subsample(y: &Tensor, stride: usize) -> Result<Tensor> {
 
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     Ok(x.relu()?)
-}
-
-fn hardsigmoid(x: &Tensor) -> Result<Tensor> {
-    Ok(((x + 3.0)?.clamp(0f32, 6f32)? / 6.0)?)
 }
 
 /// Mean over the spatial dims, keeping them as 1x1.
@@ -858,74 +580,7 @@ pub fn zeros_with_channels(like: &Tensor, channels: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_is_close_to_libm() {
-        let mut worst = 0f64;
-        for i in -870_000..=880_000 {
-            let x = i as f32 * 1e-4;
-            let want = (x as f64).exp();
-            worst = worst.max(((exp(x) as f64 - want) / want).abs());
-        }
-        assert!(worst < 3e-7, "worst relative error {worst}");
-    }
-
-    /// The largest absolute difference between two runs of floats.
-    fn worst(got: &[f32], want: &[f32]) -> f32 {
-        assert_eq!(got.len(), want.len());
-        got.iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max)
-    }
-
-    /// In place, and with a bias added first (in place or not), as
-    /// candle's tensor ops compute them.
-    #[test]
-    fn activations_match_candle() {
-        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 5e-3).collect();
-        let t = Tensor::new(xs.as_slice(), &candle_core::Device::Cpu).unwrap();
-        let bias = 0.37;
-        let biased = (&t + bias as f64).unwrap();
-        for act in [
-            Activation::Identity,
-            Activation::Relu,
-            Activation::Hardsigmoid,
-            Activation::Hardswish,
-            Activation::Sigmoid,
-            Activation::Tanh,
-        ] {
-            let want = act.apply(&t).unwrap().to_vec1::<f32>().unwrap();
-            let mut got = xs.clone();
-            act.apply_in_place(&mut got);
-            assert!(worst(&got, &want) < 5e-7, "{act:?}");
-
-            let want = act.apply(&biased).unwrap().to_vec1::<f32>().unwrap();
-            let mut got = vec![f32::NAN; xs.len()];
-            act.apply_biased(&xs, bias, &mut got);
-            assert!(worst(&got, &want) < 5e-7, "{act:?} biased");
-            // Two rows, each biased by its own value, 3 floats short of
-            // their stride: the gaps stay as they were.
-            let mut got = xs.clone();
-            let (stride, cols) = (xs.len() / 2, xs.len() / 2 - 3);
-            let biases = [bias, -0.2];
-            // SAFETY: both rows lie inside got, which nothing else touches.
-            unsafe {
-                act.apply_biased_rows_in_place(Some(&biases), got.as_mut_ptr(), stride, 2, cols)
-            };
-            let second = (&t + -0.2).unwrap();
-            let want_second = act.apply(&second).unwrap().to_vec1::<f32>().unwrap();
-            let first_row = worst(&got[..cols], &want[..cols]);
-            let at = stride..stride + cols;
-            let second_row = worst(&got[at.clone()], &want_second[at]);
-            assert!(
-                first_row.max(second_row) < 5e-7,
-                "{act:?} biased rows in place"
-            );
-            assert_eq!(got[cols..stride], xs[cols..stride], "{act:?} gap");
-            assert_eq!(got[stride + cols..], xs[stride + cols..], "{act:?} gap");
-        }
-    }
+    use crate::cpu::test_util::worst;
 
     #[test]
     fn halving_pool_matches_the_tensor_ops() {

@@ -61,9 +61,6 @@ pub struct Weights {
     /// Every name exists and is drawn at random (benchmarks at a model's
     /// real sizes without its files).
     random: bool,
-    /// The Winograd algorithm the CPU's 3x3 convolutions use: how much
-    /// float rounding the model's parity allows (see `cpu::winograd`).
-    winograd: crate::cpu::Tile,
 }
 
 impl Weights {
@@ -91,7 +88,6 @@ impl Weights {
             device: device.clone(),
             dtype,
             random: false,
-            winograd: crate::cpu::Tile::default(),
         }
     }
 
@@ -99,17 +95,6 @@ impl Weights {
     pub fn read(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let (tensors, metadata) = read_tensors(path)?;
         Ok(Self::new(tensors, path, device, dtype).with_metadata(metadata))
-    }
-
-    /// Has the CPU's 3x3 convolutions of everything loaded from these
-    /// weights use `tile`.
-    pub(crate) fn with_winograd(mut self, tile: crate::cpu::Tile) -> Self {
-        self.winograd = tile;
-        self
-    }
-
-    pub(crate) fn winograd(&self) -> crate::cpu::Tile {
-        self.winograd
     }
 
     pub fn with_metadata(mut self, metadata: HashMap<String, String>) -> Self {

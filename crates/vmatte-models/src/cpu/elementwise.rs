@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::{contiguous, made_in_pieces, SendPtr};
+use super::buffers::{contiguous, made_in_pieces, SendPtr};
 use crate::simd::vectorized;
 
 /// Floats per task: a few L2-sized pieces per core at RVM's sizes, and no
@@ -231,5 +231,54 @@ vectorized! {
             }
         }
         *total = lanes.iter().sum::<f32>() + blocks.remainder().iter().sum::<f32>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Tensor;
+
+    use crate::cpu::test_util::{max_diff, random};
+
+    #[test]
+    fn element_wise_glue_matches_candle() {
+        use crate::ops;
+        // Odd sizes, more floats than one task's piece, and views with an
+        // offset (a ConvGRU's gates are narrows of one tensor).
+        for (n, c, h, w) in [(2, 5, 3, 7), (1, 6, 70, 90)] {
+            let gates = random(&[n, 2 * c, h, w], 1);
+            let (r, z) = (
+                gates.narrow(1, 0, c).unwrap(),
+                gates.narrow(1, c, c).unwrap(),
+            );
+            let x = random(&[n, c, h, w], 2);
+            let s = random(&[n, c, 1, 1], 3);
+            let close = |got: Tensor, want: Tensor, what: &str| {
+                let d = max_diff(&got, &want);
+                assert!(d < 1e-5, "{what} {n}x{c}x{h}x{w}: {d}");
+            };
+            close(ops::add(&r, &x).unwrap(), (&r + &x).unwrap(), "add");
+            close(ops::mul(&r, &x).unwrap(), (&r * &x).unwrap(), "mul");
+            let want = ((z.affine(-1.0, 1.0).unwrap() * &x).unwrap() + (&z * &r).unwrap()).unwrap();
+            close(ops::gru_update(&z, &x, &r).unwrap(), want, "gru update");
+            close(
+                ops::scale_channels(&x, &s).unwrap(),
+                x.broadcast_mul(&s).unwrap(),
+                "scale channels",
+            );
+            let mean = x.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap();
+            close(ops::global_avg_pool(&x).unwrap(), mean, "mean");
+            close(
+                ops::cat_channels(&[&z, &x, &r]).unwrap(),
+                Tensor::cat(&[&z, &x, &r], 1).unwrap(),
+                "cat",
+            );
+            let frames = [x.clone(), z.contiguous().unwrap(), x.clone()];
+            close(
+                ops::cat_frames(&frames).unwrap(),
+                Tensor::cat(&frames, 0).unwrap(),
+                "cat frames",
+            );
+        }
     }
 }

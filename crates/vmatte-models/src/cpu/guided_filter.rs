@@ -12,9 +12,9 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
+use super::buffers::{contiguous, SendPtr};
 use super::matmul::{matmul, Product};
-use super::{contiguous, SendPtr};
-use crate::ops::Activation;
+use crate::conv_spec::Activation;
 use crate::simd::vectorized;
 
 /// Guide channels: RGB and their mean.
@@ -329,6 +329,75 @@ vectorized! {
     fn offset(a: &[f32], mean_x: &[f32], mean_y: &[f32], b: &mut [f32]) {
         for (((b, a), x), y) in b.iter_mut().zip(a).zip(mean_x).zip(mean_y) {
             *b = y - a * x;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+    use crate::cpu::test_util::{max_diff, random};
+
+    #[test]
+    fn guided_coefficients_are_the_tensor_ops_fused() {
+        let hidden = 16;
+        let dense = |o: usize, c: usize, act, seed| {
+            let w = random(&[o, c, 1, 1], seed).affine(0.3, 0.0).unwrap();
+            let b = random(&[o], seed + 1);
+            let op = Dense {
+                weight: w.flatten_all().unwrap().to_vec1().unwrap(),
+                bias: b.to_vec1().unwrap(),
+                act,
+            };
+            let layer = move |x: &Tensor| {
+                let y = x
+                    .conv2d(&w, 0, 1, 1, 1)
+                    .unwrap()
+                    .broadcast_add(&b.reshape((1, o, 1, 1)).unwrap())
+                    .unwrap();
+                act.apply(&y).unwrap()
+            };
+            (op, layer)
+        };
+        let (l1, conv1) = dense(hidden, 8 + hidden, Activation::Relu, 10);
+        let (l2, conv2) = dense(hidden, hidden, Activation::Relu, 20);
+        let (l3, conv3) = dense(4, hidden, Activation::Identity, 30);
+        let taps = random(&[4, 1, 3, 3], 40).affine(0.1, 0.1).unwrap();
+        let box_bias = [0.01f32, -0.02, 0.03, 0.0];
+        let op = GuidedCoefficientsOp {
+            box_taps: taps.flatten_all().unwrap().to_vec1().unwrap(),
+            box_bias,
+            layers: [l1, l2, l3],
+        };
+        let bias = Tensor::new(&box_bias, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 4, 1, 1))
+            .unwrap();
+        let boxed = |t: &Tensor| {
+            t.conv2d(&taps, 1, 1, 1, 4)
+                .unwrap()
+                .broadcast_add(&bias)
+                .unwrap()
+        };
+        // Widths below, at and past the vector widths, and a single column.
+        for (h, w) in [(7, 19), (12, 33), (5, 1)] {
+            let src = random(&[2, 3, h, w], 1).affine(0.5, 0.5).unwrap();
+            let out = random(&[2, 4, h, w], 2);
+            let hid = random(&[2, hidden, h, w], 3);
+            let x = Tensor::cat(&[&src, &src.mean_keepdim(1).unwrap()], 1).unwrap();
+            let (mean_x, mean_y) = (boxed(&x), boxed(&out));
+            let cov = (boxed(&(&x * &out).unwrap()) - (&mean_x * &mean_y).unwrap()).unwrap();
+            let var = (boxed(&(&x * &x).unwrap()) - (&mean_x * &mean_x).unwrap()).unwrap();
+            let a = conv3(&conv2(&conv1(
+                &Tensor::cat(&[&cov, &var, &hid], 1).unwrap(),
+            )));
+            let b = (mean_y - (&a * &mean_x).unwrap()).unwrap();
+            let want = Tensor::cat(&[&a, &b], 1).unwrap();
+            let got = src.apply_op3_no_bwd(&out, &hid, &op).unwrap();
+            let d = max_diff(&got, &want);
+            assert!(d < 1e-5, "{h}x{w}: {d}");
         }
     }
 }

@@ -38,12 +38,16 @@ pub(crate) trait Vector: Copy {
     /// `4 * LANES` floats at `p` must be readable.
     #[inline(always)]
     unsafe fn tiles4(p: *const f32) -> [Self; 4] {
-        let n = Self::LANES;
-        let (e0, o0) = Self::split(Self::load(p), Self::load(p.add(n)));
-        let (e1, o1) = Self::split(Self::load(p.add(2 * n)), Self::load(p.add(3 * n)));
-        let (c0, c2) = Self::split(e0, e1);
-        let (c1, c3) = Self::split(o0, o1);
-        [c0, c1, c2, c3]
+        // SAFETY: the four loads read the `4 * LANES` floats at `p`, readable
+        // by the caller's contract.
+        unsafe {
+            let n = Self::LANES;
+            let (e0, o0) = Self::split(Self::load(p), Self::load(p.add(n)));
+            let (e1, o1) = Self::split(Self::load(p.add(2 * n)), Self::load(p.add(3 * n)));
+            let (c0, c2) = Self::split(e0, e1);
+            let (c1, c3) = Self::split(o0, o1);
+            [c0, c1, c2, c3]
+        }
     }
     /// Each lane's element in the tile after its own, in a column from
     /// [`Self::tiles4`]; `next` is the element of the tile after the last.
@@ -58,15 +62,19 @@ pub(crate) trait Vector: Copy {
     /// `4 * LANES` floats at `p` must be writable.
     #[inline(always)]
     unsafe fn store_tiles4([y0, y1, y2, y3]: [Self; 4], p: *mut f32) {
-        let n = Self::LANES;
-        let (s_lo, s_hi) = Self::interleave(y0, y2);
-        let (t_lo, t_hi) = Self::interleave(y1, y3);
-        let (a, b) = Self::interleave(s_lo, t_lo);
-        a.store(p);
-        b.store(p.add(n));
-        let (a, b) = Self::interleave(s_hi, t_hi);
-        a.store(p.add(2 * n));
-        b.store(p.add(3 * n));
+        // SAFETY: the four stores write the `4 * LANES` floats at `p`, writable
+        // by the caller's contract.
+        unsafe {
+            let n = Self::LANES;
+            let (s_lo, s_hi) = Self::interleave(y0, y2);
+            let (t_lo, t_hi) = Self::interleave(y1, y3);
+            let (a, b) = Self::interleave(s_lo, t_lo);
+            a.store(p);
+            b.store(p.add(n));
+            let (a, b) = Self::interleave(s_hi, t_hi);
+            a.store(p.add(2 * n));
+            b.store(p.add(3 * n));
+        }
     }
 }
 
@@ -79,10 +87,12 @@ impl Vector for f32 {
         k
     }
     unsafe fn load(p: *const f32) -> Self {
-        *p
+        // SAFETY: `p` is readable (the caller's contract).
+        unsafe { *p }
     }
     unsafe fn store(self, p: *mut f32) {
-        *p = self
+        // SAFETY: `p` is writable (the caller's contract).
+        unsafe { *p = self }
     }
     fn split(a: Self, b: Self) -> (Self, Self) {
         (a, b)
@@ -115,14 +125,18 @@ pub(crate) mod x86 {
     /// Only reached from AVX2 code.
     #[inline(always)]
     unsafe fn transpose_halves([a, b, c, d]: [__m256; 4]) -> [Avx2; 4] {
-        let (t0, t1) = (_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
-        let (t2, t3) = (_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
-        [
-            Avx2(_mm256_shuffle_ps::<0b01_00_01_00>(t0, t2)),
-            Avx2(_mm256_shuffle_ps::<0b11_10_11_10>(t0, t2)),
-            Avx2(_mm256_shuffle_ps::<0b01_00_01_00>(t1, t3)),
-            Avx2(_mm256_shuffle_ps::<0b11_10_11_10>(t1, t3)),
-        ]
+        // SAFETY: only reached from AVX2 code (the caller's contract), so the
+        // CPU has these instructions.
+        unsafe {
+            let (t0, t1) = (_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+            let (t2, t3) = (_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
+            [
+                Avx2(_mm256_shuffle_ps::<0b01_00_01_00>(t0, t2)),
+                Avx2(_mm256_shuffle_ps::<0b11_10_11_10>(t0, t2)),
+                Avx2(_mm256_shuffle_ps::<0b01_00_01_00>(t1, t3)),
+                Avx2(_mm256_shuffle_ps::<0b11_10_11_10>(t1, t3)),
+            ]
+        }
     }
 
     /// Eight lanes; only ever used by code compiled for AVX2 and FMA.
@@ -143,11 +157,15 @@ pub(crate) mod x86 {
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
-            Self(_mm256_loadu_ps(p))
+            // SAFETY: `LANES` floats at `p` are readable (the caller's contract), and
+            // only AVX2 code uses this type.
+            unsafe { Self(_mm256_loadu_ps(p)) }
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
-            _mm256_storeu_ps(p, self.0)
+            // SAFETY: `LANES` floats at `p` are writable (the caller's contract), and
+            // only AVX2 code uses this type.
+            unsafe { _mm256_storeu_ps(p, self.0) }
         }
         #[inline(always)]
         fn split(a: Self, b: Self) -> (Self, Self) {
@@ -191,10 +209,14 @@ pub(crate) mod x86 {
         /// tiles 0, 2, 4, 6 and lanes 4..8 tiles 1, 3, 5, 7.
         #[inline(always)]
         unsafe fn tiles4(p: *const f32) -> [Self; 4] {
-            // (No closures: they would be compiled without AVX2.)
-            let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
-            let (c, d) = (_mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24)));
-            transpose_halves([a, b, c, d])
+            // SAFETY: the loads read the `4 * LANES` floats at `p`, readable by the
+            // caller's contract; only AVX2 code uses this type.
+            unsafe {
+                // (No closures: they would be compiled without AVX2.)
+                let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+                let (c, d) = (_mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24)));
+                transpose_halves([a, b, c, d])
+            }
         }
         /// Tiles 1, 3, 5, 7 are lanes 4..8; tiles 2, 4, 6 lanes 1..4.
         #[inline(always)]
@@ -209,11 +231,15 @@ pub(crate) mod x86 {
         /// The same transpose undoes itself.
         #[inline(always)]
         unsafe fn store_tiles4(y: [Self; 4], p: *mut f32) {
-            let [a, b, c, d] = transpose_halves([y[0].0, y[1].0, y[2].0, y[3].0]);
-            _mm256_storeu_ps(p, a.0);
-            _mm256_storeu_ps(p.add(8), b.0);
-            _mm256_storeu_ps(p.add(16), c.0);
-            _mm256_storeu_ps(p.add(24), d.0);
+            // SAFETY: the stores write the `4 * LANES` floats at `p`, writable by
+            // the caller's contract; only AVX2 code uses this type.
+            unsafe {
+                let [a, b, c, d] = transpose_halves([y[0].0, y[1].0, y[2].0, y[3].0]);
+                _mm256_storeu_ps(p, a.0);
+                _mm256_storeu_ps(p.add(8), b.0);
+                _mm256_storeu_ps(p.add(16), c.0);
+                _mm256_storeu_ps(p.add(24), d.0);
+            }
         }
         #[inline(always)]
         fn add(self, o: Self) -> Self {
@@ -250,11 +276,15 @@ pub(crate) mod x86 {
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
-            Self(_mm512_loadu_ps(p))
+            // SAFETY: `LANES` floats at `p` are readable (the caller's contract), and
+            // only AVX-512 code uses this type.
+            unsafe { Self(_mm512_loadu_ps(p)) }
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
-            _mm512_storeu_ps(p, self.0)
+            // SAFETY: `LANES` floats at `p` are writable (the caller's contract), and
+            // only AVX-512 code uses this type.
+            unsafe { _mm512_storeu_ps(p, self.0) }
         }
         #[inline(always)]
         fn split(a: Self, b: Self) -> (Self, Self) {
@@ -364,12 +394,12 @@ pub(crate) fn copy<V: Vector>(from: &[f32], to: &mut [std::mem::MaybeUninit<f32>
     }
 }
 
-/// `dispatched!(name => kernel[Generics](arg: Type, ...) [-> Ret])`: `name` calls
+/// `dispatched!([vis] name => kernel[Generics](arg: Type, ...) [-> Ret])`: `name` calls
 /// `kernel::<V, Generics>` compiled for the widest vector unit this CPU has.
 macro_rules! dispatched {
-    ($name:ident => $kernel:ident[$($g:tt)*]($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
+    ($vis:vis $name:ident => $kernel:ident[$($g:tt)*]($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]

@@ -70,56 +70,71 @@ fn product_in<V: Vector>(p: &Product) {
 
 /// Every row of the `NV`-vector column panel at `j`, `ROWS` at a time: the
 /// panel of `b` stays in L1 while the rows pass over it.
+///
+/// # Safety
+/// As for [`matmul`], with the panel's columns inside the matrices.
 #[inline(always)]
 unsafe fn panel<V: Vector, const NV: usize>(p: &Product, j: usize) {
-    let mut i = 0;
-    while i + ROWS <= p.m {
-        micro::<V, ROWS, NV>(p, i, j);
-        i += ROWS;
-    }
-    match p.m - i {
-        1 => micro::<V, 1, NV>(p, i, j),
-        2 => micro::<V, 2, NV>(p, i, j),
-        3 => micro::<V, 3, NV>(p, i, j),
-        4 => micro::<V, 4, NV>(p, i, j),
-        5 => micro::<V, 5, NV>(p, i, j),
-        _ => {}
+    // SAFETY: the caller's contract (`matmul`): the panel's `NV * LANES`
+    // columns from `j` lie inside `b` and `dst`, and every row of `a` and `dst`.
+    unsafe {
+        let mut i = 0;
+        while i + ROWS <= p.m {
+            micro::<V, ROWS, NV>(p, i, j);
+            i += ROWS;
+        }
+        match p.m - i {
+            1 => micro::<V, 1, NV>(p, i, j),
+            2 => micro::<V, 2, NV>(p, i, j),
+            3 => micro::<V, 3, NV>(p, i, j),
+            4 => micro::<V, 4, NV>(p, i, j),
+            5 => micro::<V, 5, NV>(p, i, j),
+            _ => {}
+        }
     }
 }
 
 /// Rows `i..i + R`, columns `j..j + NV * LANES`.
+///
+/// # Safety
+/// As for [`matmul`], with those rows and columns inside the matrices.
 // The index loops address registers of a 2-D array.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
 unsafe fn micro<V: Vector, const R: usize, const NV: usize>(p: &Product, i: usize, j: usize) {
-    let l = V::LANES;
-    let mut acc = [[V::zero(); NV]; R];
-    let dst = p.dst.add(i * p.ldd + j);
-    if p.accumulate {
-        for r in 0..R {
-            for v in 0..NV {
-                acc[r][v] = V::load(dst.add(r * p.ldd + v * l));
+    // SAFETY: the caller's contract (`matmul`): rows `i..i + R` and
+    // columns `j..j + NV * LANES` lie inside `dst`, those rows inside `a` and
+    // those columns of every row inside `b`.
+    unsafe {
+        let l = V::LANES;
+        let mut acc = [[V::zero(); NV]; R];
+        let dst = p.dst.add(i * p.ldd + j);
+        if p.accumulate {
+            for r in 0..R {
+                for v in 0..NV {
+                    acc[r][v] = V::load(dst.add(r * p.ldd + v * l));
+                }
             }
         }
-    }
-    let a = p.a.add(i * p.lda);
-    let mut b = p.b.add(j);
-    for kk in 0..p.k {
-        let mut bv = [V::zero(); NV];
-        for v in 0..NV {
-            bv[v] = V::load(b.add(v * l));
+        let a = p.a.add(i * p.lda);
+        let mut b = p.b.add(j);
+        for kk in 0..p.k {
+            let mut bv = [V::zero(); NV];
+            for v in 0..NV {
+                bv[v] = V::load(b.add(v * l));
+            }
+            for r in 0..R {
+                let ar = *a.add(r * p.lda + kk);
+                for v in 0..NV {
+                    acc[r][v] = bv[v].mul_add(ar, acc[r][v]);
+                }
+            }
+            b = b.add(p.ldb);
         }
         for r in 0..R {
-            let ar = *a.add(r * p.lda + kk);
             for v in 0..NV {
-                acc[r][v] = bv[v].mul_add(ar, acc[r][v]);
+                acc[r][v].store(dst.add(r * p.ldd + v * l));
             }
-        }
-        b = b.add(p.ldb);
-    }
-    for r in 0..R {
-        for v in 0..NV {
-            acc[r][v].store(dst.add(r * p.ldd + v * l));
         }
     }
 }

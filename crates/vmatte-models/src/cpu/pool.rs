@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 
-use super::{contiguous, made_in_pieces};
+use super::buffers::{contiguous, made_in_pieces};
 
 /// `(N, C, H, W)` to `(N, C, ⌈H/2⌉, ⌈W/2⌉)`, each output the mean of the
 /// (up to four) inputs under it.

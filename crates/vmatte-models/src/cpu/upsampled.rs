@@ -27,10 +27,12 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::bilinear::{lerp_columns, taps};
+use super::buffers::{as_uninit, fresh_row, SendPtr};
 use super::matmul::{matmul, Product};
+use super::polyphase::{polyphase_planes, Polyphase};
 use super::winograd::{conv3x3, Tile};
-use super::{as_uninit, fresh_row, lerp_columns, polyphase_planes, taps, Polyphase, SendPtr};
-use crate::ops::Activation;
+use crate::conv_spec::Activation;
 use crate::simd::vectorized;
 
 /// `MIX[p][k]`: how much of `x[i - 1]`, `x[i]` and `x[i + 1]` the
@@ -344,7 +346,7 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     use super::*;
-    use crate::cpu::tests::{max_diff, random};
+    use crate::cpu::test_util::{max_diff, random};
 
     /// Against the upsample (vmatte's resize, itself held to candle's), a
     /// concatenation and candle's convolution: even and odd output sizes

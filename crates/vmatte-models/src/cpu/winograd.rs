@@ -30,10 +30,10 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::buffers::{balanced_blocks, grown, prefetch, SendPtr, BLOCKS_PER_THREAD};
 use super::lanes::{copy, dispatched, fill, Vector};
 use super::matmul::{matmul, Product};
-use super::{balanced_blocks, grown, prefetch, SendPtr, BLOCKS_PER_THREAD};
-use crate::ops::Activation;
+use crate::conv_spec::Activation;
 
 /// Which Winograd algorithm a convolution uses (see the module's doc).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -215,6 +215,22 @@ impl Tiling {
             .collect()
     }
 
+    /// The fewest tiles a block of a layer of `o` outputs and `c` inputs
+    /// has. Every block reads all of the transformed filters, `xi() * o *
+    /// c` floats: a deep layer at low resolution (RVM's decode2 and
+    /// decode3 at 720p: 0.6 and 2 MB of filters, blocks of 8 tiles by the
+    /// cache budget alone) would spend longer streaming them than
+    /// multiplying, so a block has at least as many tiles as make its own
+    /// inputs and products no smaller than the filters. But never fewer
+    /// blocks than `balanced_blocks` asks for: with the encoders
+    /// pre-empting the workers, a few large blocks (decode3's 9 tile rows
+    /// in 5) leave workers idle for longer than streaming the filters
+    /// takes.
+    fn min_tiles(&self, o: usize, c: usize) -> usize {
+        let rounds = BLOCKS_PER_THREAD * rayon::current_num_threads();
+        (o * c).div_ceil(c + o).min(self.th * self.tw / rounds)
+    }
+
     /// The `t()` input rows of tile row `ty` in `plane`: picture rows
     /// `m * ty - 1 ..`; above and below the picture empty (zeros), or with
     /// `replicate` its first or last row.
@@ -257,17 +273,7 @@ pub(crate) fn conv3x3(
     let (mt, xis) = (t.m, t.xi());
     let planes: Vec<&[f32]> = inputs.iter().flat_map(|x| x.chunks(h * w)).collect();
     debug_assert_eq!(planes.len(), c);
-    // Every block reads all of the transformed filters, `xis * o * c`
-    // floats. A deep layer at low resolution (RVM's decode2 and decode3 at
-    // 720p: 0.6 and 2 MB of filters, blocks of 8 tiles by the cache
-    // budget alone) spent longer streaming them than multiplying, so a
-    // block has at least as many tiles as make its own inputs and products
-    // no smaller than the filters. But never fewer blocks than
-    // `balanced_blocks` asks for: end to end, with the encoders pre-empting
-    // the workers, 5 blocks of decode3's 9 tile rows lost more than the
-    // filters cost.
-    let rounds = BLOCKS_PER_THREAD * rayon::current_num_threads();
-    let min_tiles = (o * c).div_ceil(c + o).min(t.th * t.tw / rounds);
+    let min_tiles = t.min_tiles(o, c);
     t.blocks(xis * (c + o), min_tiles).par_iter().for_each(|b| {
         let tiles = b.tiles();
         SCRATCH.with(|scratch| {
@@ -380,10 +386,14 @@ struct F2;
 impl<V: Vector> Transform<V, 2, 4> for F2 {
     #[inline(always)]
     unsafe fn columns(p: *const f32) -> [V; 4] {
-        let n = V::LANES;
-        let (c0, c1) = V::split(V::load(p), V::load(p.add(n)));
-        let (c2, c3) = V::split(V::load(p.add(2)), V::load(p.add(2 + n)));
-        [c0, c1, c2, c3]
+        // SAFETY: `M * LANES + 2` floats at `p` are readable (the trait's
+        // contract): the loads read `p .. p + 2 LANES + 2`.
+        unsafe {
+            let n = V::LANES;
+            let (c0, c1) = V::split(V::load(p), V::load(p.add(n)));
+            let (c2, c3) = V::split(V::load(p.add(2)), V::load(p.add(2 + n)));
+            [c0, c1, c2, c3]
+        }
     }
 
     /// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
@@ -400,9 +410,13 @@ impl<V: Vector> Transform<V, 2, 4> for F2 {
 
     #[inline(always)]
     unsafe fn store([y0, y1]: [V; 2], p: *mut f32) {
-        let (a, b) = V::interleave(y0, y1);
-        a.store(p);
-        b.store(p.add(V::LANES));
+        // SAFETY: `M * LANES` floats at `p` are writable (the trait's
+        // contract): the two stores write `p .. p + 2 LANES`.
+        unsafe {
+            let (a, b) = V::interleave(y0, y1);
+            a.store(p);
+            b.store(p.add(V::LANES));
+        }
     }
 }
 
@@ -416,10 +430,14 @@ impl<V: Vector> Transform<V, 4, 6> for F4 {
     /// order, which [`Self::store`] undoes.
     #[inline(always)]
     unsafe fn columns(p: *const f32) -> [V; 6] {
-        let [c0, c1, c2, c3] = V::tiles4(p);
-        let n = 4 * V::LANES;
-        let (c4, c5) = (c0.next_tile(*p.add(n)), c1.next_tile(*p.add(n + 1)));
-        [c0, c1, c2, c3, c4, c5]
+        // SAFETY: `M * LANES + 2` floats at `p` are readable (the trait's
+        // contract): `tiles4` reads `p .. p + 4 LANES`, and the two floats after.
+        unsafe {
+            let [c0, c1, c2, c3] = V::tiles4(p);
+            let n = 4 * V::LANES;
+            let (c4, c5) = (c0.next_tile(*p.add(n)), c1.next_tile(*p.add(n + 1)));
+            [c0, c1, c2, c3, c4, c5]
+        }
     }
 
     /// `Bᵀ = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -452,7 +470,9 @@ impl<V: Vector> Transform<V, 4, 6> for F4 {
 
     #[inline(always)]
     unsafe fn store(y: [V; 4], p: *mut f32) {
-        V::store_tiles4(y, p)
+        // SAFETY: `M * LANES` floats at `p` are writable (the trait's
+        // contract), the `4 * LANES` that `store_tiles4` writes.
+        unsafe { V::store_tiles4(y, p) }
     }
 }
 

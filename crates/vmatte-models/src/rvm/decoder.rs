@@ -4,6 +4,7 @@
 
 use candle_core::Tensor;
 
+use super::WINOGRAD;
 use crate::ops::{self, Activation, BatchNorm, Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::Result;
@@ -12,13 +13,14 @@ use crate::Result;
 const BN_EPS: f64 = 1e-5;
 
 fn conv3x3_bn_relu(w: &Weights, conv: &str, bn: &str, input: usize, out: usize) -> Result<Conv2d> {
-    Ok(Conv2d::load(
+    Ok(Conv2d::load_winograd(
         &w.pp(conv),
         ConvSpec::new(input, out, 3),
         Some(BatchNorm {
             weights: &w.pp(bn),
             eps: BN_EPS,
         }),
+        WINOGRAD,
     )?
     .then(Activation::Relu))
 }
@@ -35,16 +37,18 @@ impl ConvGru {
     fn load(w: &Weights, channels: usize) -> Result<Self> {
         Ok(Self {
             channels,
-            ih: Conv2d::load(
+            ih: Conv2d::load_winograd(
                 &w.pp("ih.0"),
                 ConvSpec::new(2 * channels, 2 * channels, 3),
                 None,
+                WINOGRAD,
             )?
             .then(Activation::Sigmoid),
-            hh: Conv2d::load(
+            hh: Conv2d::load_winograd(
                 &w.pp("hh.0"),
                 ConvSpec::new(2 * channels, channels, 3),
                 None,
+                WINOGRAD,
             )?
             .then(Activation::Tanh),
         })

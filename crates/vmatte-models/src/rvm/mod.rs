@@ -27,6 +27,12 @@ use mobilenetv3::MobileNetV3LargeEncoder;
 use refiner::DeepGuidedFilterRefiner;
 use resnet::ResNet50Encoder;
 
+/// The Winograd algorithm of RVM's padded 3x3 convolutions on the CPU (the
+/// decoder's and ResNet-50's): RVM's parity tolerance is 1e-3 and its
+/// output 8-bit, and F(4x4, 3x3)'s rounding, a few millionths of the
+/// largest sum, is far inside both.
+const WINOGRAD: Tile = Tile::F4;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Variant {
     MobileNetV3,
@@ -134,9 +140,6 @@ impl MattingNetwork {
     }
 
     pub fn load(w: &Weights) -> Result<Self> {
-        // RVM's parity tolerance is 1e-3 and its output 8-bit: F(4x4, 3x3)'s
-        // rounding, a few millionths of the largest sum, is far inside both.
-        let w = &w.clone().with_winograd(Tile::F4);
         let variant = Variant::detect(w)?;
         let (backbone, features) = match variant {
             Variant::MobileNetV3 => (

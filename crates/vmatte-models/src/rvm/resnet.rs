@@ -3,6 +3,7 @@
 
 use candle_core::Tensor;
 
+use super::WINOGRAD;
 use crate::ops::{self, Activation, BatchNorm, Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::Result;
@@ -10,13 +11,14 @@ use crate::Result;
 const BN_EPS: f64 = 1e-5;
 
 fn conv_bn(w: &Weights, conv: &str, bn: &str, spec: ConvSpec) -> Result<Conv2d> {
-    Conv2d::load(
+    Conv2d::load_winograd(
         &w.pp(conv),
         spec,
         Some(BatchNorm {
             weights: &w.pp(bn),
             eps: BN_EPS,
         }),
+        WINOGRAD,
     )
 }
 

@@ -1,0 +1,72 @@
+//! 1x1 convolutions of stride 1: in blocks of pixels, a task each, one
+//! matrix product per block (gemm's, or with few outputs vmatte's own),
+//! biased and activated while the block is in cache.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::buffers::{balanced_blocks, SendPtr};
+use super::conv::ConvOp;
+use super::gemm::gemm_into;
+use super::matmul::{matmul, Product};
+
+/// Floats of input and output a pointwise block keeps in a core's L2.
+const POINTWISE_L2: usize = 1 << 18;
+
+/// Output channels up to which a 1x1 layer's product is vmatte's own
+/// micro-kernel rather than gemm's, whose kernels are shaped for more rows
+/// (RVM's last layer: 16 to 4 channels at the decoder's full size).
+const FEW_OUTPUTS: usize = 8;
+
+/// A 1x1 convolution of one image in blocks of pixels, a block per task:
+/// each block's outputs are written by gemm (or, with few, by [`matmul`]),
+/// then biased and activated in one pass while they are in cache, and the
+/// tasks need no gemm-internal synchronisation. Writes all `O x plane` outputs at `dst`.
+pub(super) fn conv_pointwise(
+    op: &ConvOp,
+    image: &[f32],
+    c: usize,
+    plane: usize,
+    weight: &[f32],
+    dst: SendPtr,
+) {
+    let o = op.spec.out_channels;
+    let widest = (POINTWISE_L2 / (c + o)).clamp(64, 4096);
+    let (starts, cols_per_block) = balanced_blocks(plane, widest);
+    starts.par_iter().for_each(|&x0| {
+        let cols = cols_per_block.min(plane - x0);
+        // SAFETY: this task owns columns x0..x0+cols of every output plane;
+        // the product writes them without reading them, and they are
+        // borrowed after.
+        unsafe {
+            if o <= FEW_OUTPUTS {
+                matmul(&Product {
+                    m: o,
+                    n: cols,
+                    k: c,
+                    a: weight.as_ptr(),
+                    lda: c,
+                    b: image[x0..].as_ptr(),
+                    ldb: plane,
+                    dst: dst.get().add(x0),
+                    ldd: plane,
+                    accumulate: false,
+                });
+            } else {
+                gemm_into(
+                    (o, cols, c),
+                    dst.get().add(x0),
+                    plane,
+                    weight.as_ptr(),
+                    image[x0..].as_ptr(),
+                    plane,
+                    Parallelism::None,
+                    false,
+                );
+            }
+            let bias = op.bias.as_deref();
+            op.act
+                .apply_biased_rows_in_place(bias, dst.get().add(x0), plane, o, cols);
+        }
+    });
+}
