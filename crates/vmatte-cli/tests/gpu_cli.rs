@@ -362,3 +362,58 @@ fn colour_conversion_beside_the_model_agrees_with_swscale_on_real_footage() {
     let mean = sum as f64 / n as f64;
     assert!(mean < 1.0, "mean alpha difference {mean} steps");
 }
+
+/// A queue worker takes the same job-level rungs as a batch: out of memory
+/// at one frame halves the jobs at once on the device (the job goes back to
+/// the queue), then moves the job to the CPU, and every job is done.
+#[test]
+fn a_worker_takes_the_same_out_of_memory_rungs() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = clips(dir.path(), 2, 6);
+    let out = dir.path().join("out");
+    let queue = format!("sqlite:{}", out.display());
+    let onnx = rvm_onnx();
+    let submitted = vmatte(&[
+        "submit",
+        "--queue",
+        &queue,
+        inputs.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--weights",
+        onnx.to_str().unwrap(),
+        "--seq-chunk",
+        "2",
+    ]);
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let worker = std::process::Command::new(env!("CARGO_BIN_EXE_vmatte"))
+        .args([
+            "worker",
+            "--queue",
+            &queue,
+            "--streams",
+            "2",
+            "--exit-when-idle",
+        ])
+        .env("VMATTE_FAKE_OOM", "always")
+        .env("VMATTE_POLL_MS", "50")
+        .env_remove("VMATTE_MODEL_DIR")
+        .output()
+        .unwrap();
+    assert!(worker.status.success(), "{}", stderr(&worker));
+    let err = stderr(&worker);
+    assert!(err.contains("2 done, 0 failed"), "{err}");
+    assert!(err.contains("redoing it on the CPU"), "{err}");
+    let logs: String = ["clip0", "clip1"]
+        .iter()
+        .map(|n| std::fs::read_to_string(out.join(format!("logs/{n}.jsonl"))).unwrap())
+        .collect();
+    assert!(logs.contains("\"halve_streams\""), "{logs}");
+    assert!(logs.contains("\"cpu\""), "{logs}");
+    for i in 0..2 {
+        assert_eq!(
+            decode_frames(&out.join(format!("clip{i}.alpha.mp4")), 100).len(),
+            6
+        );
+    }
+}

@@ -177,3 +177,35 @@ fn image_folder_input_in_natural_order() {
     assert_eq!(report["frame_rate"], "30000/1001");
     assert!(out_dir.join("seq.alpha.mp4").is_file());
 }
+
+/// Two inputs of one name get outputs of their own, numbered as a batch
+/// numbers them (`clip`, `clip_2`).
+#[test]
+fn inputs_of_one_name_are_numbered_like_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["a", "b"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        make_clip(
+            &dir.path().join(sub).join("clip.mp4"),
+            64,
+            48,
+            2,
+            vmatte_media::Rational::new(25, 1),
+        );
+    }
+    let onnx = rvm_onnx();
+    let out = dir.path().join("out");
+    let run = vmatte(&[
+        "matte",
+        dir.path().join("a/clip.mp4").to_str().unwrap(),
+        dir.path().join("b/clip.mp4").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--weights",
+        onnx.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let names = list_dir(&out);
+    assert!(names.contains(&"clip.alpha.mp4".to_string()), "{names:?}");
+    assert!(names.contains(&"clip_2.alpha.mp4".to_string()), "{names:?}");
+}

@@ -73,6 +73,88 @@ fn import_list_verify_and_detect_damage() {
         "{}",
         stdout(&out)
     );
+    // ... and so must a run, before it mattes anything with it.
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip, 64, 48, 2, vmatte_media::Rational::new(25, 1));
+    let out = vmatte_with_env(
+        &[
+            "matte",
+            clip.to_str().unwrap(),
+            "-o",
+            dir.path().join("o").to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("checksum mismatch") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!dir.path().join("o").join("clip.alpha.mp4").exists());
+}
+
+/// Weights that lack a tensor the model needs, or hold NaN, are refused
+/// when imported and when run, naming the file and the tensor.
+#[test]
+fn incomplete_or_nan_weights_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let env = [("VMATTE_MODEL_DIR", models.as_path())];
+    let out = vmatte_with_env(&["models", "import", rvm_onnx().to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let installed = models.join("rvm-mobilenetv3.safetensors");
+    let (missing, nan) = (
+        dir.path().join("missing.safetensors"),
+        dir.path().join("nan.safetensors"),
+    );
+    let script = r#"
+import sys
+from safetensors.numpy import load_file, save_file
+import numpy as np
+src, missing, nan = sys.argv[1:4]
+t = load_file(src)
+del t["decoder.decode0.conv.0.bias"]
+save_file(t, missing)
+t = load_file(src)
+t["decoder.decode1.conv.0.weight"] = np.full_like(t["decoder.decode1.conv.0.weight"], np.nan)
+save_file(t, nan)
+"#;
+    let made = std::process::Command::new(python())
+        .args(["-c", script])
+        .args([&installed, &missing, &nan])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let other = dir.path().join("other");
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip, 64, 48, 2, vmatte_media::Rational::new(25, 1));
+    for (file, says) in [
+        (&missing, "missing weight 'decoder.decode0.conv.0.bias'"),
+        (&nan, "'decoder.decode1.conv.0.weight' holds NaN"),
+    ] {
+        let out = vmatte(&[
+            "models",
+            "import",
+            file.to_str().unwrap(),
+            "--model-dir",
+            other.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains(says) && err.lines().count() == 1, "{err}");
+        let out = vmatte(&[
+            "matte",
+            clip.to_str().unwrap(),
+            "-o",
+            dir.path().join("o").to_str().unwrap(),
+            "--weights",
+            file.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+    assert!(!other.join("rvm-mobilenetv3.safetensors").exists());
 }
 
 #[test]

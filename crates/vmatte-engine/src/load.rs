@@ -124,7 +124,7 @@ pub fn weights_path(model: &ModelRef, model_dir: Option<&Path>) -> Result<PathBu
     match model {
         ModelRef::Files(path) if path.exists() => Ok(path.clone()),
         ModelRef::Files(path) => Err(LoadError::WeightsMissing(path.clone())),
-        ModelRef::Installed(name) => Ok(ModelStore::locate(model_dir).find(name)?),
+        ModelRef::Installed(name) => Ok(ModelStore::locate(model_dir).find_checked(name)?),
     }
 }
 

@@ -42,6 +42,12 @@ impl Conv2d {
         Self::load_winograd(w, spec, bn, Tile::default())
     }
 
+    /// A layer the architecture gives neither bias nor BatchNorm (RVM's
+    /// LR-ASPP gate, the refiner's box filter): `<w>.weight` only.
+    pub fn load_unbiased(w: &Weights, spec: ConvSpec) -> Result<Self> {
+        Self::load_with(w, spec, None, Tile::default(), false)
+    }
+
     /// [`Self::load`], a padded 3x3 layer running on the CPU with the
     /// Winograd algorithm `tile`: the model's choice, by how much float
     /// rounding its parity allows (see `cpu::winograd`).
@@ -51,14 +57,31 @@ impl Conv2d {
         bn: Option<BatchNorm>,
         tile: Tile,
     ) -> Result<Self> {
+        Self::load_with(w, spec, bn, tile, true)
+    }
+
+    /// Every tensor the layer needs must be there: the bias of a layer that
+    /// has one, and for a layer with BatchNorm either its statistics (a
+    /// checkpoint) or the bias they fold into (vmatte's fused form). A
+    /// missing one is an error, never a layer quietly without it.
+    fn load_with(
+        w: &Weights,
+        spec: ConvSpec,
+        bn: Option<BatchNorm>,
+        tile: Tile,
+        biased: bool,
+    ) -> Result<Self> {
         let mut weight = w.get("weight", &spec.weight_shape())?;
-        let mut bias = if w.contains("bias") {
+        let bn_stats = bn
+            .as_ref()
+            .is_some_and(|b| b.weights.contains("running_mean"));
+        let mut bias = if biased && (!bn_stats || w.contains("bias")) {
             Some(w.get("bias", &[spec.out_channels])?)
         } else {
             None
         };
         if let Some(BatchNorm { weights: bn, eps }) = bn {
-            if bn.contains("running_mean") {
+            if bn_stats {
                 let c = [spec.out_channels];
                 let gamma = bn.get("weight", &c)?;
                 let beta = bn.get("bias", &c)?;

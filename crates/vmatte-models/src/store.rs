@@ -70,6 +70,53 @@ const GVM_DESCRIPTION: &str =
 struct GvmRecord {
     path: PathBuf,
     lora: Option<PathBuf>,
+    /// The weight files as registered, checked cheaply at every load
+    /// (absent in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    files: Vec<FileCheck>,
+}
+
+/// A file's size and a digest of samples of it (its first, middle and last
+/// MiB): enough to notice a file that was replaced, cut or damaged in the
+/// places that matter most, without reading gigabytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct FileCheck {
+    path: PathBuf,
+    bytes: u64,
+    sampled_sha256: String,
+}
+
+impl FileCheck {
+    fn of(path: &Path) -> Result<Self> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes: std::fs::metadata(path).map_err(Error::io(path))?.len(),
+            sampled_sha256: sampled_sha256(path)?,
+        })
+    }
+}
+
+/// sha256 over a file's size and its first, middle and last MiB.
+fn sampled_sha256(path: &Path) -> Result<String> {
+    use std::io::{Seek, SeekFrom};
+    const SAMPLE: u64 = 1 << 20;
+    let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
+    let len = file.metadata().map_err(Error::io(path))?.len();
+    let mut hasher = Sha256::new();
+    hasher.update(len.to_le_bytes());
+    let mut buf = Vec::new();
+    for start in [
+        0,
+        len.saturating_sub(SAMPLE) / 2,
+        len.saturating_sub(SAMPLE),
+    ] {
+        let n = SAMPLE.min(len - start);
+        buf.resize(n as usize, 0);
+        file.seek(SeekFrom::Start(start)).map_err(Error::io(path))?;
+        file.read_exact(&mut buf).map_err(Error::io(path))?;
+        hasher.update(&buf);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 pub fn known_model(name: &str) -> Result<&'static KnownModel> {
@@ -134,6 +181,15 @@ impl ModelStore {
 
     pub fn path_of(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.safetensors"))
+    }
+
+    /// The installed weights of `name`, checked against the checksum
+    /// recorded when they were installed: a damaged file is refused before
+    /// it runs. (A full sha256 of RVM's 15 to 100 MB.)
+    pub fn find_checked(&self, name: &str) -> Result<PathBuf> {
+        let path = self.find(name)?;
+        check_sidecar(&path, name)?;
+        Ok(path)
     }
 
     /// The installed weights of `name`, or an error that says how to get them.
@@ -209,6 +265,21 @@ impl ModelStore {
             reason: format!("unreadable ({e}); run `vmatte models import gvm DIR` again"),
         })?;
         crate::gvm::GvmFolder::open(&rec.path)?;
+        for check in &rec.files {
+            let now = FileCheck::of(&check.path)?;
+            if now != *check {
+                return Err(Error::Weights {
+                    path: check.path.clone(),
+                    reason: format!(
+                        "changed since GVM was registered ({} bytes then, {} now, or damaged); \
+                         re-download it and run `vmatte models import gvm {}` again",
+                        check.bytes,
+                        now.bytes,
+                        rec.path.display()
+                    ),
+                });
+            }
+        }
         Ok(rec.path)
     }
 
@@ -219,9 +290,19 @@ impl ModelStore {
         let dir = dir.canonicalize().map_err(Error::io(dir))?;
         let folder = check_gvm_folder(&dir)?;
         let lora = folder.lora(&crate::gvm::LoraChoice::Auto)?.map(|l| l.path);
+        let mut files = vec![
+            FileCheck::of(&folder.unet_weights)?,
+            FileCheck::of(&folder.vae_weights)?,
+        ];
+        if let Some(l) = &lora {
+            if l.is_file() {
+                files.push(FileCheck::of(l)?);
+            }
+        }
         let record = GvmRecord {
             path: dir.clone(),
             lora: lora.clone(),
+            files,
         };
         std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
         let partial = self.gvm_record().with_extension("json.partial");
@@ -304,18 +385,7 @@ impl ModelStore {
             return Ok(format!("ok, folder {}", dir.display()));
         }
         let path = self.find(name)?;
-        let recorded =
-            std::fs::read_to_string(sidecar(&path)).map_err(Error::io(&sidecar(&path)))?;
-        let actual = sha256_file(&path)?;
-        if recorded.trim() != actual {
-            return Err(Error::Weights {
-                path,
-                reason: format!(
-                    "checksum mismatch (recorded {}, now {actual}); the file is damaged: run `vmatte models install {name}` or import it again",
-                    recorded.trim()
-                ),
-            });
-        }
+        let actual = check_sidecar(&path, name)?;
         let model = MattingNetwork::from_file(&path, &Device::Cpu, DType::F32)?;
         let frame = Tensor::full(0.5f32, (1, 3, 64, 64), &Device::Cpu)?;
         let out = model.forward(&frame, &mut RecurrentState::default(), 0.5)?;
@@ -363,6 +433,29 @@ fn check_gvm_folder(dir: &Path) -> Result<crate::gvm::GvmFolder> {
 
 fn sidecar(path: &Path) -> PathBuf {
     path.with_extension("safetensors.sha256")
+}
+
+/// The file's sha256, if it is the one recorded beside it at install.
+fn check_sidecar(path: &Path, name: &str) -> Result<String> {
+    let recorded = std::fs::read_to_string(sidecar(path)).map_err(|_| Error::Weights {
+        path: path.to_path_buf(),
+        reason: format!(
+            "no checksum recorded beside it ({}); run `vmatte models install {name}` or import \
+             it again",
+            sidecar(path).display()
+        ),
+    })?;
+    let actual = sha256_file(path)?;
+    if recorded.trim() != actual {
+        return Err(Error::Weights {
+            path: path.to_path_buf(),
+            reason: format!(
+                "checksum mismatch (recorded {}, now {actual}); the file is damaged: run `vmatte models install {name}` or import it again",
+                recorded.trim()
+            ),
+        });
+    }
+    Ok(actual)
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {

@@ -164,6 +164,14 @@ impl Weights {
                 ),
             });
         }
+        if !all_finite(t)? {
+            return Err(Error::Weights {
+                path: self.path.to_path_buf(),
+                reason: format!(
+                    "weight '{key}' holds NaN or infinite values; the file is damaged: re-download or re-import it"
+                ),
+            });
+        }
         Ok(t.clone())
     }
 
@@ -171,6 +179,21 @@ impl Weights {
     pub fn finish(&self, t: &Tensor) -> Result<Tensor> {
         Ok(t.to_device(&self.device)?.to_dtype(self.dtype)?)
     }
+}
+
+/// Whether every value of a weight (f32 on the CPU, as read) is finite:
+/// one pass over memory at load, against a model that would otherwise
+/// run and make empty mattes.
+fn all_finite(t: &Tensor) -> Result<bool> {
+    let (storage, layout) = t.storage_and_layout();
+    if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
+        (&*storage, layout.contiguous_offsets())
+    {
+        return Ok(v[a..b].iter().all(|x| x.is_finite()));
+    }
+    drop(storage);
+    let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(values.iter().all(|x| x.is_finite()))
 }
 
 /// A made-up parameter for [`Weights::random`], made on `device` (in f32:

@@ -26,7 +26,7 @@ impl LrAspp {
             }),
         )?
         .then(Activation::Relu);
-        let gate = Conv2d::load(&w.pp("aspp2.1"), ConvSpec::new(input, out, 1), None)?
+        let gate = Conv2d::load_unbiased(&w.pp("aspp2.1"), ConvSpec::new(input, out, 1))?
             .then(Activation::Sigmoid);
         Ok(Self { project, gate })
     }

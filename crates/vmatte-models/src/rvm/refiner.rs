@@ -35,11 +35,8 @@ fn conv_bn_relu(w: &Weights, conv: &str, bn: &str, input: usize, out: usize) -> 
 impl DeepGuidedFilterRefiner {
     pub fn load(w: &Weights, hidden: usize) -> Result<Self> {
         // A learnt 3x3 box filter, one per channel (stored, init 1/9).
-        let box_filter = Conv2d::load(
-            &w.pp("box_filter"),
-            ConvSpec::new(4, 4, 3).depthwise(),
-            None,
-        )?;
+        let box_filter =
+            Conv2d::load_unbiased(&w.pp("box_filter"), ConvSpec::new(4, 4, 3).depthwise())?;
         let conv1 = conv_bn_relu(w, "conv.0", "conv.1", 4 * 2 + hidden, hidden)?;
         let conv2 = conv_bn_relu(w, "conv.3", "conv.4", hidden, hidden)?;
         let conv3 = Conv2d::load(&w.pp("conv.6"), ConvSpec::new(hidden, 4, 1), None)?;
