@@ -12,16 +12,7 @@ use support::*;
 use vmatte_media::Rational;
 
 fn gvm_weights() -> PathBuf {
-    let dir = std::env::var_os("VMATTE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/fixtures"))
-        .join("gvm/weights");
-    assert!(
-        dir.join("unet/config.json").exists(),
-        "GVM fixture weights not found at {}; set VMATTE_FIXTURES to the shared/fixtures folder",
-        dir.display()
-    );
-    dir
+    vmatte_testkit::fixture("gvm/weights")
 }
 
 /// A model folder with the fixture GVM registered in it.

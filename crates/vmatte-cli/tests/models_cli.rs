@@ -25,10 +25,7 @@ fn import_list_verify_and_detect_damage() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 
     // ResNet50 weights import under their own name, from safetensors.
-    let fixtures = repo_root().join("../shared/fixtures/rvm");
-    let fixtures = std::env::var_os("VMATTE_FIXTURES")
-        .map(|f| std::path::PathBuf::from(f).join("rvm"))
-        .unwrap_or(fixtures);
+    let fixtures = vmatte_testkit::fixture("rvm");
     let out = vmatte_with_env(
         &[
             "models",

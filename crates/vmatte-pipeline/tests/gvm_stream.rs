@@ -12,18 +12,7 @@ use vmatte_pipeline::gvm::GvmStream;
 use vmatte_pipeline::GvmOptions;
 
 fn gvm_dir() -> PathBuf {
-    let dir = std::env::var_os("VMATTE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        })
-        .join("gvm");
-    assert!(
-        dir.join("README.md").exists(),
-        "GVM fixtures not found at {}; set VMATTE_FIXTURES to the shared/fixtures folder",
-        dir.display()
-    );
-    dir
+    vmatte_testkit::fixture("gvm")
 }
 
 fn reference(name: &str) -> HashMap<String, Tensor> {

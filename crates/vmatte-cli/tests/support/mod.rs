@@ -8,40 +8,8 @@ use std::process::{Command, Output};
 
 use vmatte_media::{EncoderSettings, PixelLayout, Rational, VideoEncoder};
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn required(var: &str, default: PathBuf) -> PathBuf {
-    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
-    assert!(
-        path.exists(),
-        "{} is missing; run scripts/test.sh, which installs it (or set {var})",
-        path.display()
-    );
-    path
-}
-
-/// The authors' ONNX export, installed by scripts/deps.sh.
-pub fn rvm_onnx() -> PathBuf {
-    required(
-        "VMATTE_RVM_ONNX",
-        repo_root().join(".cache/rvm_mobilenetv3_fp32.onnx"),
-    )
-}
-
-/// The real-person sample clip made by scripts/make-sample-clip.sh.
-pub fn sample_clip() -> PathBuf {
-    required(
-        "VMATTE_SAMPLE_CLIP",
-        repo_root().join(".cache/sample/astronaut.mp4"),
-    )
-}
-
-/// The test virtualenv's Python (ONNX Runtime, numpy, safetensors).
-pub fn python() -> PathBuf {
-    required("VMATTE_PYTHON", repo_root().join(".venv/bin/python"))
-}
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use vmatte_testkit::{python, repo_root, rvm_onnx, sample_clip};
 
 pub fn vmatte(args: &[&str]) -> Output {
     vmatte_with_env(args, &[])
