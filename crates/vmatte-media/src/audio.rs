@@ -18,6 +18,7 @@ use ffmpeg::{ffi, frame, media, Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 
 use crate::error::MediaError;
+use crate::input::open_input;
 use crate::log;
 
 /// Copies or re-encodes every audio stream of a source into an output that
@@ -327,7 +328,7 @@ fn open_source(path: &Path) -> Option<Input> {
     if path.is_dir() {
         return None;
     }
-    crate::decode::open_input(path).ok()
+    open_input(path).ok()
 }
 
 fn add_copy_stream(stream: &Stream, output: &mut Output, path: &Path) -> Result<usize, MediaError> {

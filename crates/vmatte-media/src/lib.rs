@@ -10,7 +10,10 @@ mod color;
 mod decode;
 mod encode;
 mod error;
+mod formats;
+mod frame;
 mod images;
+mod input;
 mod log;
 mod png;
 mod scale;
@@ -22,9 +25,11 @@ use std::sync::Once;
 
 use ffmpeg_next as ffmpeg;
 
-pub use decode::{prefer_nvdec, Frame, FrameSource, SourceWarning, VideoInfo, WarningKind, Yuv420};
-pub use encode::{ColorTags, EncoderSettings, VideoCodec, VideoEncoder};
+pub use color::ColorTags;
+pub use decode::prefer_nvdec;
+pub use encode::{EncoderSettings, VideoCodec, VideoEncoder};
 pub use error::MediaError;
+pub use frame::{Frame, FrameSource, SourceWarning, VideoInfo, WarningKind, Yuv420};
 pub use png::{ImageFormat, ImageSequenceWriter, PngSequenceWriter};
 pub use scale::CoverScaler;
 
