@@ -590,15 +590,20 @@ fn codec_options(s: &EncoderSettings) -> Dictionary<'static> {
 /// `stream` must be a live stream of an output context, before its header
 /// is written.
 unsafe fn set_rotation(stream: *mut ffi::AVStream, clockwise: i32) {
-    let size = 9 * std::mem::size_of::<i32>();
-    let data = ffi::av_stream_new_side_data(
-        stream,
-        ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
-        size,
-    );
-    if !data.is_null() {
-        // libav 5.1 reads this angle clockwise (and reports counterclockwise).
-        ffi::av_display_rotation_set(data as *mut i32, f64::from(clockwise));
+    // SAFETY: `stream` is a live stream of an output context whose header
+    // is not written yet (the caller's contract); the side data, when
+    // allocated, has room for the display matrix's 9 values.
+    unsafe {
+        let size = 9 * std::mem::size_of::<i32>();
+        let data = ffi::av_stream_new_side_data(
+            stream,
+            ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+            size,
+        );
+        if !data.is_null() {
+            // libav 5.1 reads this angle clockwise (and reports counterclockwise).
+            ffi::av_display_rotation_set(data as *mut i32, f64::from(clockwise));
+        }
     }
 }
 

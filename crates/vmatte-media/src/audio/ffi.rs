@@ -28,17 +28,21 @@ impl Layout {
     /// # Safety
     /// `src` must point at a valid layout.
     pub(super) unsafe fn usable(src: *const ffi::AVChannelLayout) -> Option<Self> {
-        let channels = (*src).nb_channels;
-        if channels <= 0 {
-            return None;
+        // SAFETY: `src` points at a valid layout (the caller's contract), and
+        // `layout` is a value we own for libav to fill.
+        unsafe {
+            let channels = (*src).nb_channels;
+            if channels <= 0 {
+                return None;
+            }
+            let mut layout = Layout::unset();
+            if (*src).order == ffi::AVChannelOrder::AV_CHANNEL_ORDER_UNSPEC {
+                ffi::av_channel_layout_default(&mut layout.0, channels);
+            } else if ffi::av_channel_layout_copy(&mut layout.0, src) < 0 {
+                return None;
+            }
+            Some(layout)
         }
-        let mut layout = Layout::unset();
-        if (*src).order == ffi::AVChannelOrder::AV_CHANNEL_ORDER_UNSPEC {
-            ffi::av_channel_layout_default(&mut layout.0, channels);
-        } else if ffi::av_channel_layout_copy(&mut layout.0, src) < 0 {
-            return None;
-        }
-        Some(layout)
     }
 
     pub(super) fn stereo() -> Self {

@@ -54,18 +54,23 @@ impl Target {
         if let Some(rate) = self.fixed_rate {
             return rate;
         }
-        let list = (*codec).supported_samplerates;
-        if list.is_null() {
-            return source;
-        }
-        let mut i = 0;
-        while *list.add(i) != 0 {
-            if *list.add(i) == source {
+        // SAFETY: `codec` points at a registered codec (the caller's
+        // contract), whose `supported_samplerates`, when set, is a static list
+        // ending in 0.
+        unsafe {
+            let list = (*codec).supported_samplerates;
+            if list.is_null() {
                 return source;
             }
-            i += 1;
+            let mut i = 0;
+            while *list.add(i) != 0 {
+                if *list.add(i) == source {
+                    return source;
+                }
+                i += 1;
+            }
+            48_000
         }
-        48_000
     }
 }
 
@@ -332,11 +337,16 @@ fn try_open(
 /// # Safety
 /// `codec` must point at a registered codec.
 unsafe fn first_sample_format(codec: *const ffi::AVCodec) -> ffi::AVSampleFormat {
-    let list = (*codec).sample_fmts;
-    if list.is_null() || *list == ffi::AVSampleFormat::AV_SAMPLE_FMT_NONE {
-        ffi::AVSampleFormat::AV_SAMPLE_FMT_FLTP
-    } else {
-        *list
+    // SAFETY: `codec` points at a registered codec (the caller's
+    // contract), whose `sample_fmts`, when set, is a static list ending in
+    // `AV_SAMPLE_FMT_NONE`.
+    unsafe {
+        let list = (*codec).sample_fmts;
+        if list.is_null() || *list == ffi::AVSampleFormat::AV_SAMPLE_FMT_NONE {
+            ffi::AVSampleFormat::AV_SAMPLE_FMT_FLTP
+        } else {
+            *list
+        }
     }
 }
 
