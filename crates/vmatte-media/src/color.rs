@@ -1,4 +1,5 @@
-//! Which YUV->RGB matrix and range a frame is decoded with.
+//! Which YUV->RGB matrix and range a frame is decoded with, and the colour
+//! tags an output carries from its source.
 //!
 //! swscale alone assumes BT.601 limited range unless told otherwise, which
 //! shifts the colours of every HD video; so the tags of the frame (or, when
@@ -6,6 +7,7 @@
 
 use std::ffi::{c_int, CStr};
 
+use ffmpeg_next as ffmpeg;
 use ffmpeg_next::ffi;
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::util::color::{Range, Space};
@@ -163,5 +165,69 @@ pub(crate) fn bit_depth(format: Pixel) -> u8 {
         } else {
             u8::try_from((*desc).comp[0].depth).unwrap_or(8)
         }
+    }
+}
+
+/// Colour tags carried from the input: the pictures keep their primaries
+/// and transfer, and RGB is turned back into YUV with the input's matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColorTags {
+    pub primaries: ffi::AVColorPrimaries,
+    pub transfer: ffi::AVColorTransferCharacteristic,
+    pub matrix: Space,
+}
+
+impl ColorTags {
+    /// BT.709 throughout, for sources that say nothing.
+    pub fn bt709() -> Self {
+        Self {
+            primaries: ffi::AVColorPrimaries::AVCOL_PRI_BT709,
+            transfer: ffi::AVColorTransferCharacteristic::AVCOL_TRC_BT709,
+            matrix: Space::BT709,
+        }
+    }
+
+    /// A matrix swscale has coefficients for (BT.709 otherwise).
+    pub(crate) fn sws_matrix(self) -> Space {
+        if swscale_knows(self.matrix) {
+            self.matrix
+        } else {
+            Space::BT709
+        }
+    }
+}
+
+impl Default for ColorTags {
+    fn default() -> Self {
+        Self::bt709()
+    }
+}
+
+/// The source's colour tags, with BT.709 standing in for what it leaves
+/// unspecified.
+pub(crate) fn color_tags(decoder: &ffmpeg::decoder::Video, matrix: Space) -> ColorTags {
+    let default = ColorTags::bt709();
+    // SAFETY: reads two fields of an open decoder context.
+    let (primaries, transfer) = unsafe {
+        let ctx = decoder.as_ptr();
+        ((*ctx).color_primaries, (*ctx).color_trc)
+    };
+    ColorTags {
+        primaries: match primaries {
+            ffi::AVColorPrimaries::AVCOL_PRI_UNSPECIFIED
+            | ffi::AVColorPrimaries::AVCOL_PRI_RESERVED
+            | ffi::AVColorPrimaries::AVCOL_PRI_RESERVED0 => default.primaries,
+            p => p,
+        },
+        transfer: match transfer {
+            ffi::AVColorTransferCharacteristic::AVCOL_TRC_UNSPECIFIED
+            | ffi::AVColorTransferCharacteristic::AVCOL_TRC_RESERVED
+            | ffi::AVColorTransferCharacteristic::AVCOL_TRC_RESERVED0 => default.transfer,
+            t => t,
+        },
+        matrix: match matrix {
+            Space::Unspecified | Space::RGB | Space::Reserved => Space::BT709,
+            m => m,
+        },
     }
 }

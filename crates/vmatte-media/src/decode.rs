@@ -1,10 +1,6 @@
 //! Streaming decode of the first video stream of a file.
 
-use std::fmt;
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::ptr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
@@ -14,132 +10,13 @@ use ffmpeg::util::color::{Range, Space};
 use ffmpeg::{ffi, frame, media, Packet};
 use ffmpeg_next as ffmpeg;
 
-use crate::color::{self, Colorimetry};
-use crate::encode::ColorTags;
+use crate::color::{self, color_tags, Colorimetry};
 use crate::error::{self, MediaError};
+use crate::frame::{Frame, FrameSource, SourceWarning, VideoInfo, WarningKind, Yuv420};
+use crate::input::open_input;
 use crate::log;
 use crate::scale::RgbConverter;
-use crate::{libav_url, Rational};
-
-/// What is known about a source before decoding it.
-#[derive(Clone, Debug)]
-pub struct VideoInfo {
-    pub path: PathBuf,
-    pub width: u32,
-    pub height: u32,
-    /// Exact, e.g. 30000/1001.
-    pub frame_rate: Rational,
-    /// Unit of [`Frame::pts`].
-    pub time_base: Rational,
-    /// Declared by the container, else estimated from the duration.
-    pub frame_count: Option<u64>,
-    pub duration_s: Option<f64>,
-    pub container: String,
-    pub codec: String,
-    pub pixel_format: String,
-    /// Matrix used for YUV->RGB, e.g. "bt709", or "bt601 (assumed)" when the
-    /// source does not say.
-    pub color_matrix: String,
-    /// "limited" or "full".
-    pub color_range: String,
-    /// Clockwise degrees a player rotates the picture by (display matrix);
-    /// frames are returned unrotated.
-    pub rotation: i32,
-    /// What outputs are tagged with: the source's primaries and transfer
-    /// (BT.709 when it says nothing) and the matrix it was decoded with.
-    pub color_tags: ColorTags,
-    /// Bits per sample of the source pictures (8, 10, 12 ...).
-    pub bit_depth: u8,
-    /// The libav decoder that runs: the codec's own, or its NVDEC version
-    /// (`h264_cuvid`) when hardware decoding was asked for and works.
-    pub decoder: String,
-}
-
-/// One decoded picture.
-#[derive(Clone)]
-pub struct Frame {
-    pub width: u32,
-    pub height: u32,
-    /// Packed RGB24, row-major, exactly `width * height * 3` bytes; or,
-    /// when `deep`, RGB48 as little-endian `u16` samples (6 bytes a pixel).
-    pub rgb: Vec<u8>,
-    /// Whether `rgb` holds 16-bit samples ([`FrameSource::set_deep`]).
-    pub deep: bool,
-    /// The decoded 8-bit 4:2:0 planes instead of `rgb` (which is then
-    /// empty), when asked for with [`FrameSource::set_yuv`] and the source
-    /// has them: the colour conversion is left to the model's device.
-    pub yuv: Option<Yuv420>,
-    /// Presentation time in [`VideoInfo::time_base`].
-    pub pts: Option<i64>,
-    /// 0-based position in decode output order.
-    pub index: u64,
-}
-
-impl fmt::Debug for Frame {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Frame")
-            .field("width", &self.width)
-            .field("height", &self.height)
-            .field("rgb_len", &self.rgb.len())
-            .field("pts", &self.pts)
-            .field("index", &self.index)
-            .finish()
-    }
-}
-
-/// A stream of frames: a video file or an image sequence.
-pub trait FrameSource: Send {
-    fn info(&self) -> &VideoInfo;
-    /// The next frame, `Ok(None)` at the end. After an error or the end,
-    /// further calls return `Ok(None)`.
-    fn next_frame(&mut self) -> Result<Option<Frame>, MediaError>;
-    /// Deliver 16-bit RGB from now on, so sources deeper than 8 bits
-    /// (10-bit video, 16-bit PNG) keep their gradations.
-    fn set_deep(&mut self, deep: bool);
-    /// Deliver 8-bit 4:2:0 frames as their planes ([`Frame::yuv`]) rather
-    /// than RGB, for a GPU to convert. Sources without such frames ignore it.
-    fn set_yuv(&mut self, _yuv: bool) {}
-    /// What went wrong, but not badly enough to stop, since the last call.
-    fn take_warnings(&mut self) -> Vec<SourceWarning> {
-        Vec::new()
-    }
-}
-
-/// A frame that was delivered, but not as it was stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SourceWarning {
-    /// The frame (0-based, in decode order).
-    pub frame: u64,
-    pub kind: WarningKind,
-    /// What happened, for people: libav's words where it gave any.
-    pub message: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WarningKind {
-    /// The data was damaged and the decoder filled the gap (concealment):
-    /// the picture has blocks guessed from its neighbours.
-    Damaged,
-    /// The picture size changed mid-stream; this frame and those after are
-    /// scaled to the first frame's size.
-    Resized,
-}
-
-/// An 8-bit 4:2:0 picture as decoded, and how to turn it into RGB.
-#[derive(Clone)]
-pub struct Yuv420 {
-    /// `width * height` luma samples.
-    pub y: Vec<u8>,
-    /// `ceil(width / 2) * ceil(height / 2)` samples each.
-    pub u: Vec<u8>,
-    pub v: Vec<u8>,
-    /// Luma weights of red and blue of the matrix (BT.601 0.299/0.114,
-    /// BT.709 0.2126/0.0722, BT.2020 0.2627/0.0593).
-    pub kr: f32,
-    pub kb: f32,
-    /// Full-range (JPEG) samples rather than limited (16-235/240).
-    pub full_range: bool,
-}
+use crate::Rational;
 
 /// Whether videos are decoded by NVDEC (libav's `<codec>_cuvid` decoders)
 /// where the codec has one. Process-wide, as it follows the device the
@@ -601,120 +478,6 @@ fn yuv420_planes(frame: &frame::Video, stream_tags: (Space, Range)) -> Option<Yu
         kb,
         full_range: colour.full_range,
     })
-}
-
-/// Opens a container, telling apart a missing file, a file that is no media
-/// at all, and media that is damaged.
-pub(crate) fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, MediaError> {
-    let url = libav_url(path)?;
-    let mut ctx = ptr::null_mut();
-    // SAFETY: standard open/probe/close sequence; on success ownership of
-    // the context passes to `Input`, which closes it on drop.
-    unsafe {
-        let ret = ffi::avformat_open_input(&mut ctx, url.as_ptr(), ptr::null(), ptr::null_mut());
-        if ret < 0 {
-            return Err(classify_open_error(path, ffmpeg::Error::from(ret)));
-        }
-        let ret = ffi::avformat_find_stream_info(ctx, ptr::null_mut());
-        if ret < 0 {
-            ffi::avformat_close_input(&mut ctx);
-            return Err(MediaError::corrupt(path, ffmpeg::Error::from(ret)));
-        }
-        Ok(ffmpeg::format::context::Input::wrap(ctx))
-    }
-}
-
-fn classify_open_error(path: &Path, err: ffmpeg::Error) -> MediaError {
-    if let ffmpeg::Error::Other { errno } = err {
-        return MediaError::from_io(path, &std::io::Error::from_raw_os_error(errno), false);
-    }
-    match probe(path) {
-        Probe::Empty => MediaError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "the file is empty".into(),
-        },
-        Probe::Media(format) => MediaError::Corrupt {
-            path: path.to_path_buf(),
-            reason: log::take_last_error()
-                .unwrap_or_else(|| format!("{format} data that cannot be parsed: {err}")),
-        },
-        Probe::Unknown => MediaError::Unreadable {
-            path: path.to_path_buf(),
-            reason: err.to_string(),
-        },
-    }
-}
-
-enum Probe {
-    Empty,
-    /// A container libav recognises with confidence, by name.
-    Media(String),
-    Unknown,
-}
-
-/// Looks at the first bytes the way libav's probe does, but only trusts
-/// content matches: a text file named .mp4 must not count as a damaged mp4.
-fn probe(path: &Path) -> Probe {
-    const PROBE_BYTES: usize = 4096;
-    let mut buf = Vec::with_capacity(PROBE_BYTES + ffi::AVPROBE_PADDING_SIZE as usize);
-    let read = File::open(path).and_then(|f| f.take(PROBE_BYTES as u64).read_to_end(&mut buf));
-    match read {
-        Ok(0) => return Probe::Empty,
-        Ok(_) => {}
-        Err(_) => return Probe::Unknown,
-    }
-    let size = buf.len();
-    // libav's probes may read this far past the end.
-    buf.resize(size + ffi::AVPROBE_PADDING_SIZE as usize, 0);
-    let mut score = 0;
-    // SAFETY: the probe data points at our padded buffer for the duration
-    // of the call; the returned format is static.
-    let format = unsafe {
-        let data = ffi::AVProbeData {
-            filename: c"".as_ptr(),
-            buf: buf.as_mut_ptr(),
-            buf_size: size as _,
-            mime_type: ptr::null(),
-        };
-        ffi::av_probe_input_format3(&data, 1, &mut score).as_ref()
-    };
-    match format {
-        Some(format) if score > ffi::AVPROBE_SCORE_EXTENSION => {
-            // SAFETY: static NUL-terminated name.
-            let name = unsafe { std::ffi::CStr::from_ptr(format.name) };
-            Probe::Media(name.to_string_lossy().into_owned())
-        }
-        _ => Probe::Unknown,
-    }
-}
-
-/// The source's colour tags, with BT.709 standing in for what it leaves
-/// unspecified.
-fn color_tags(decoder: &ffmpeg::decoder::Video, matrix: Space) -> ColorTags {
-    let default = ColorTags::bt709();
-    // SAFETY: reads two fields of an open decoder context.
-    let (primaries, transfer) = unsafe {
-        let ctx = decoder.as_ptr();
-        ((*ctx).color_primaries, (*ctx).color_trc)
-    };
-    ColorTags {
-        primaries: match primaries {
-            ffi::AVColorPrimaries::AVCOL_PRI_UNSPECIFIED
-            | ffi::AVColorPrimaries::AVCOL_PRI_RESERVED
-            | ffi::AVColorPrimaries::AVCOL_PRI_RESERVED0 => default.primaries,
-            p => p,
-        },
-        transfer: match transfer {
-            ffi::AVColorTransferCharacteristic::AVCOL_TRC_UNSPECIFIED
-            | ffi::AVColorTransferCharacteristic::AVCOL_TRC_RESERVED
-            | ffi::AVColorTransferCharacteristic::AVCOL_TRC_RESERVED0 => default.transfer,
-            t => t,
-        },
-        matrix: match matrix {
-            Space::Unspecified | Space::RGB | Space::Reserved => Space::BT709,
-            m => m,
-        },
-    }
 }
 
 /// Clockwise rotation from the stream's display matrix, in [0, 360).

@@ -7,11 +7,12 @@ use std::ptr;
 
 use ffmpeg::codec::{self, threading};
 use ffmpeg::format::Pixel;
-use ffmpeg::util::color::{Range, Space};
+use ffmpeg::util::color::Range;
 use ffmpeg::{ffi, frame, Dictionary, Packet};
 use ffmpeg_next as ffmpeg;
 
 use crate::audio::AudioCarrier;
+use crate::color::ColorTags;
 use crate::error::MediaError;
 use crate::scale::{Geometry, Scaler, YuvSide};
 use crate::{libav_url, log, PixelLayout, Rational};
@@ -95,41 +96,6 @@ struct Target {
     /// Gray frames are copied into the luma plane with neutral chroma
     /// instead of going through swscale's range conversion.
     gray_into_luma: bool,
-}
-
-/// Colour tags carried from the input: the pictures keep their primaries
-/// and transfer, and RGB is turned back into YUV with the input's matrix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ColorTags {
-    pub primaries: ffi::AVColorPrimaries,
-    pub transfer: ffi::AVColorTransferCharacteristic,
-    pub matrix: Space,
-}
-
-impl ColorTags {
-    /// BT.709 throughout, for sources that say nothing.
-    pub fn bt709() -> Self {
-        Self {
-            primaries: ffi::AVColorPrimaries::AVCOL_PRI_BT709,
-            transfer: ffi::AVColorTransferCharacteristic::AVCOL_TRC_BT709,
-            matrix: Space::BT709,
-        }
-    }
-
-    /// A matrix swscale has coefficients for (BT.709 otherwise).
-    fn sws_matrix(self) -> Space {
-        if crate::color::swscale_knows(self.matrix) {
-            self.matrix
-        } else {
-            Space::BT709
-        }
-    }
-}
-
-impl Default for ColorTags {
-    fn default() -> Self {
-        Self::bt709()
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -624,15 +590,20 @@ fn codec_options(s: &EncoderSettings) -> Dictionary<'static> {
 /// `stream` must be a live stream of an output context, before its header
 /// is written.
 unsafe fn set_rotation(stream: *mut ffi::AVStream, clockwise: i32) {
-    let size = 9 * std::mem::size_of::<i32>();
-    let data = ffi::av_stream_new_side_data(
-        stream,
-        ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
-        size,
-    );
-    if !data.is_null() {
-        // libav 5.1 reads this angle clockwise (and reports counterclockwise).
-        ffi::av_display_rotation_set(data as *mut i32, f64::from(clockwise));
+    // SAFETY: `stream` is a live stream of an output context whose header
+    // is not written yet (the caller's contract); the side data, when
+    // allocated, has room for the display matrix's 9 values.
+    unsafe {
+        let size = 9 * std::mem::size_of::<i32>();
+        let data = ffi::av_stream_new_side_data(
+            stream,
+            ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+            size,
+        );
+        if !data.is_null() {
+            // libav 5.1 reads this angle clockwise (and reports counterclockwise).
+            ffi::av_display_rotation_set(data as *mut i32, f64::from(clockwise));
+        }
     }
 }
 

@@ -43,7 +43,7 @@ pub enum MediaError {
     #[error(
         "{}: no images ({}) in this folder; pass a folder of numbered images or a video file",
         .path.display(),
-        crate::images::IMAGE_EXTENSIONS.join(", ")
+        crate::formats::IMAGE_EXTENSIONS.join(", ")
     )]
     NoImages { path: PathBuf },
 

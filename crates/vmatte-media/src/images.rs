@@ -9,16 +9,13 @@ use ffmpeg::util::color::{Range, Space};
 use ffmpeg::{frame, Packet};
 use ffmpeg_next as ffmpeg;
 
-use crate::color::{self, Colorimetry};
-use crate::decode::{Frame, FrameSource, VideoInfo};
+use crate::color::{self, ColorTags, Colorimetry};
 use crate::error::{self, MediaError};
+use crate::formats::image_codec;
+use crate::frame::{Frame, FrameSource, VideoInfo};
 use crate::log;
 use crate::scale::RgbConverter;
 use crate::Rational;
-
-/// File extensions (lower case) taken as images.
-pub(crate) const IMAGE_EXTENSIONS: &[&str] =
-    &["png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "exr"];
 
 pub(crate) struct ImageSequence {
     info: VideoInfo,
@@ -70,7 +67,7 @@ impl ImageSequence {
             color_matrix: colour.matrix_name(),
             color_range: colour.range_name().to_owned(),
             rotation: 0,
-            color_tags: crate::ColorTags::bt709(),
+            color_tags: ColorTags::bt709(),
             bit_depth: color::bit_depth(first.format()),
             decoder: codec.name().to_owned(),
         };
@@ -169,19 +166,6 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn image_codec(path: &Path) -> Option<Id> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    Some(match ext.as_str() {
-        "png" => Id::PNG,
-        "jpg" | "jpeg" => Id::MJPEG,
-        "tif" | "tiff" => Id::TIFF,
-        "bmp" => Id::BMP,
-        "webp" => Id::WEBP,
-        "exr" => Id::EXR,
-        _ => return None,
-    })
 }
 
 /// Decodes a whole image file as a single packet. No demuxer: libav's image

@@ -5,12 +5,17 @@
 //! the colour matrix and range of the source are honoured on the way there,
 //! so a matte lines up with what a player shows.
 
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 mod audio;
 mod color;
 mod decode;
 mod encode;
 mod error;
+mod formats;
+mod frame;
 mod images;
+mod input;
 mod log;
 mod png;
 mod scale;
@@ -22,9 +27,11 @@ use std::sync::Once;
 
 use ffmpeg_next as ffmpeg;
 
-pub use decode::{prefer_nvdec, Frame, FrameSource, SourceWarning, VideoInfo, WarningKind, Yuv420};
-pub use encode::{ColorTags, EncoderSettings, VideoCodec, VideoEncoder};
+pub use color::ColorTags;
+pub use decode::prefer_nvdec;
+pub use encode::{EncoderSettings, VideoCodec, VideoEncoder};
 pub use error::MediaError;
+pub use frame::{Frame, FrameSource, SourceWarning, VideoInfo, WarningKind, Yuv420};
 pub use png::{ImageFormat, ImageSequenceWriter, PngSequenceWriter};
 pub use scale::CoverScaler;
 

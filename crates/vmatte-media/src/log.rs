@@ -89,22 +89,28 @@ pub(crate) fn take_last_error() -> Option<String> {
 }
 
 unsafe extern "C" fn callback(avcl: *mut c_void, level: c_int, fmt: *const c_char, vl: VaList) {
-    if level > ffi::av_log_get_level() {
+    // SAFETY: reads libav's global log level.
+    if level > unsafe { ffi::av_log_get_level() } {
         return;
     }
     let mut buf = [0 as c_char; 1024];
     // No "[h264 @ 0x55d0...]" prefix: the error names the file instead.
     let mut print_prefix: c_int = 0;
-    ffi::av_log_format_line2(
-        avcl,
-        level,
-        fmt,
-        vl,
-        buf.as_mut_ptr(),
-        buf.len() as c_int,
-        &mut print_prefix,
-    );
-    let text = CStr::from_ptr(buf.as_ptr()).to_string_lossy();
+    // SAFETY: `avcl`, `fmt` and `vl` are what av_log passed this callback;
+    // the line is written into `buf`, at most its length, NUL-terminated.
+    unsafe {
+        ffi::av_log_format_line2(
+            avcl,
+            level,
+            fmt,
+            vl,
+            buf.as_mut_ptr(),
+            buf.len() as c_int,
+            &mut print_prefix,
+        )
+    };
+    // SAFETY: av_log_format_line2 left a NUL-terminated string in `buf`.
+    let text = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
     // libav sometimes builds one line from several calls; only a newline
     // ends it. try_with: libav may log while this thread is being torn down.
     let _ = PARTIAL.try_with(|partial| {

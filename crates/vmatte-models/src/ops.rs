@@ -262,9 +262,8 @@ const PATCH_BLOCK_ELEMS: usize = 1 << 21;
 
 /// A k x k convolution as matrix products over shifted copies of the input,
 /// a block of output rows at a time. candle's CPU kernel gathers its patches
-/// element by element, which made the decoder's 3x3 convolutions most of
-/// RVM's run time; copying whole shifted rows and handing gemm one product
-/// per block is several times faster.
+/// element by element, slow for the decoder's 3x3 convolutions; this copies
+/// whole shifted rows and hands gemm one product per block.
 fn im2col_conv2d(x: &Tensor, weight: &Tensor, s: &ConvSpec) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let (k, p, d, st) = (s.kernel, s.padding, s.dilation, s.stride);

@@ -2,10 +2,8 @@
 //! ConvGRU's gating, squeeze-and-excitation's global average and channel
 //! scale), spread over rayon's workers in cache-sized pieces.
 //!
-//! candle runs these on the calling thread, one pass each. Between the
-//! parallel convolutions that left the other core idle for about a tenth
-//! of RVM's time, which end to end is a tenth of a core the encoders
-//! could not always fill.
+//! candle runs these on the calling thread, one pass each, which leaves
+//! the other cores idle between the parallel convolutions.
 
 use std::mem::MaybeUninit;
 

@@ -22,8 +22,8 @@
 //! big), a block per task. Tiles lie along the vector lanes, so
 //! every transform is plain vector arithmetic, and the transforms read the
 //! input planes where they lie: only a vector of tiles that overhangs the
-//! picture's edge has its columns copied, padded, to the stack. (A
-//! padded copy of each block's rows cost as much as the input transform.)
+//! picture's edge has its columns copied, padded, to the stack, rather
+//! than a padded copy made of each block's rows, a pass of its own.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -140,8 +140,8 @@ struct Tiling {
     /// zeros and are never written out).
     tw: usize,
     /// Tiles per vector: rounding to this CPU's vectors rather than to
-    /// AVX-512's wastes no AVX2 work on tile rows of 8 or 120 tiles (RVM
-    /// at 720p: its bottleneck ConvGRU, 8 tiles a row, was padded to 16).
+    /// AVX-512's wastes no AVX2 work on tile rows of 8 or 120 tiles (RVM's
+    /// bottleneck ConvGRU at 720p has 8 a row, which 16 lanes would double).
     lanes: usize,
 }
 

@@ -197,9 +197,8 @@ impl MattingNetwork {
         // On the CPU the whole pass runs on one of the kernels' worker
         // threads, so each kernel starts on the thread that ran the glue
         // before it and the workers pass work between themselves. Called
-        // from outside the pool, every kernel (~150 a frame) woke the pool
-        // and slept until it finished: six times the context switches and
-        // 2-3% of the frame rate.
+        // from outside the pool, every kernel (~150 a frame) would wake the
+        // pool and sleep until it finished.
         if src.device().is_cpu() {
             return rayon::scope(|_| self.forward_in_place(src, state, downsample_ratio));
         }
