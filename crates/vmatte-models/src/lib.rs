@@ -1,7 +1,6 @@
 //! Native matting models for vmatte on candle, and the loaders for the
 //! weight formats users have.
 
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 mod conv_spec;
 mod cpu;
