@@ -5,7 +5,6 @@
 //! the colour matrix and range of the source are honoured on the way there,
 //! so a matte lines up with what a player shows.
 
-
 mod audio;
 mod color;
 mod decode;

@@ -1,7 +1,6 @@
 //! Native matting models for vmatte on candle, and the loaders for the
 //! weight formats users have.
 
-
 mod conv_spec;
 mod cpu;
 pub mod error;
