@@ -10,10 +10,10 @@ use anyhow::Result;
 use vmatte_engine::load::{load, LoadAt};
 use vmatte_engine::outcome::{one_line, rate, seconds};
 use vmatte_engine::telemetry::{self, Hub};
-use vmatte_pipeline::{matte_source, Chunks, PipelineError};
+use vmatte_pipeline::{matte_source, Chunks, Network, PipelineError, RunOptions};
 
 use crate::cli::MatteArgs;
-use crate::config;
+use crate::config::{self, MatteConfig};
 use crate::progress::{Mode, Reporter};
 use crate::signals::Interrupt;
 
@@ -72,22 +72,73 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
             break;
         }
         let stem = unique_stem(input, &mut stems);
+        let one = One {
+            net: &net,
+            config: &config,
+            run: &run,
+            out: &args.output,
+            mode,
+            json: args.json,
+        };
+        match one.matte(input, &stem, &gpu_text, hub.as_ref())? {
+            Ended::Done => {}
+            Ended::Failed => failed += 1,
+            Ended::Interrupted => break,
+        }
+    }
+    if let Some(code) = interrupt.exit_code() {
+        return Ok(code);
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// How one input ended.
+enum Ended {
+    Done,
+    Failed,
+    Interrupted,
+}
+
+/// What every input of a run shares.
+struct One<'a> {
+    net: &'a Network,
+    config: &'a MatteConfig,
+    run: &'a RunOptions,
+    out: &'a Path,
+    mode: Mode,
+    json: bool,
+}
+
+impl One<'_> {
+    /// Mattes `input` as `stem` and says how it went: a line for people (or
+    /// a JSON object), GPU figures, lowered settings and warnings.
+    fn matte(
+        &self,
+        input: &Path,
+        stem: &str,
+        gpu_text: &Mutex<Option<Arc<Mutex<String>>>>,
+        hub: Option<&Hub>,
+    ) -> Result<Ended> {
         let name = display_name(input);
-        let mut reporter = Reporter::new(&name, mode);
+        let mut reporter = Reporter::new(&name, self.mode);
         *gpu_text.lock().unwrap_or_else(|p| p.into_inner()) = Some(reporter.gpu_slot());
         let since = vmatte_gpu::telemetry::now_ms();
-        let result = vmatte_media::open_source(input, config.spec.fps)
+        let result = vmatte_media::open_source(input, self.config.spec.fps)
             .map_err(PipelineError::from)
             .and_then(|source| {
                 matte_source(
-                    &net,
+                    self.net,
                     source,
-                    (&args.output, &stem),
-                    &config.spec.settings,
-                    &run,
+                    (self.out, stem),
+                    &self.config.spec.settings,
+                    self.run,
                     &mut |p| {
                         // Lowered settings are never silent, and said at once.
-                        if !args.json {
+                        if !self.json {
                             for step in &p.steps {
                                 reporter.note(&format!("{name}: {step}"));
                             }
@@ -98,16 +149,14 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
             })
             .and_then(|(report, staged)| staged.publish().map(|_| report));
         *gpu_text.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        if let Some(hub) = &hub {
+        if let (Some(hub), false) = (hub, self.json) {
             let recent: Vec<_> = hub
                 .series()
                 .into_iter()
                 .filter(|s| s.t_ms >= since)
                 .collect();
             for g in vmatte_gpu::GpuSummary::of(&recent) {
-                if !args.json {
-                    eprintln!("{}", g.line());
-                }
+                eprintln!("{}", g.line());
             }
         }
         match result {
@@ -124,7 +173,9 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-                if !args.json {
+                if self.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
                     for w in &report.warnings {
                         eprintln!(
                             "vmatte: warning: {name}: frame {}: {}",
@@ -133,33 +184,23 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
                         );
                     }
                 }
-                if args.json {
-                    println!("{}", serde_json::to_string(&report)?);
-                }
+                Ok(Ended::Done)
             }
             Err(PipelineError::Cancelled) => {
                 reporter.finish(&format!("{name}: interrupted; nothing was written"));
-                break;
+                Ok(Ended::Interrupted)
             }
             Err(e) => {
-                failed += 1;
                 reporter.finish("");
                 eprintln!("vmatte: {}", one_line(&e.to_string()));
-                if args.json {
+                if self.json {
                     let line = serde_json::json!({ "input": input, "error": e.to_string() });
                     println!("{line}");
                 }
+                Ok(Ended::Failed)
             }
         }
     }
-    if let Some(code) = interrupt.exit_code() {
-        return Ok(code);
-    }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 fn display_name(path: &Path) -> String {

@@ -25,7 +25,9 @@ use vmatte_gpu::{FakeOom, Step};
 use vmatte_jobs::outputs::{link_as, measure, verify, Outputs};
 use vmatte_jobs::queue::{JobQueue, WorkerInfo};
 use vmatte_jobs::{Claim, CopyRow, JobRow, JobState};
-use vmatte_pipeline::{OutOfMemory, PipelineError, Placement, Precision, RunOptions};
+use vmatte_pipeline::{
+    MatteReport, OutOfMemory, PipelineError, Placement, Precision, RunOptions, Staged,
+};
 
 use crate::joblog::{Attempt, JobLog};
 use crate::lanes::{Lane, LanePlan};
@@ -109,6 +111,18 @@ pub struct Engine<'a> {
     tickets: Mutex<VecDeque<Ticket>>,
     outcomes: Mutex<Vec<(usize, Outcome)>>,
     fatal: Mutex<Option<String>>,
+}
+
+/// What the attempts at a job came to.
+enum Ran {
+    /// The run ended (done, failed or interrupted) on this device.
+    Finished {
+        result: Box<vmatte_pipeline::Result<(MatteReport, Staged)>>,
+        device: vmatte_gpu::DeviceSpec,
+    },
+    /// Out of memory with several videos at once: fewer now, and the job
+    /// goes back to the feed.
+    Requeue,
 }
 
 /// How an attempt ended for its stream.
@@ -431,7 +445,7 @@ impl<'a> Engine<'a> {
                 return self.failed(queue, &row, owner, why);
             }
         };
-        let mut options = RunOptions {
+        let options = RunOptions {
             chunks: lane
                 .chunks
                 .clone()
@@ -444,25 +458,91 @@ impl<'a> Engine<'a> {
             strict: self.config.strict || spec.run.strict,
             cancel: Some(self.stop.clone()),
         };
-        let mut device = lane.device;
         log.start(
             &row,
             owner,
             &Attempt {
                 settings: &spec.settings,
                 options: &options,
-                device,
+                device: lane.device,
             },
         );
         self.leases.hold(row.id, owner);
-        let mut view = self.observer.started(label, &row);
-        let telemetry = JobTelemetry::start(self.hub, device, &log);
+        let telemetry = JobTelemetry::start(self.hub, lane.device, &log);
+        let ran = self.attempts(lane, &row, &spec, (&outdir, &mut log), options, label);
+        let gpu = telemetry.finish(&mut log);
+        let lost = self.leases.release(row.id);
+        let (result, device) = match ran {
+            Ran::Requeue => return End::Requeue,
+            Ran::Finished { result, device } => (result, device),
+        };
+        let log_path = log.path.clone();
+        let decorate = |mut o: Outcome| {
+            o.log = Some(log_path.clone());
+            o.device = Some(device.to_string());
+            o.gpu = gpu.clone();
+            o
+        };
+        if lost {
+            let msg =
+                "lost the job's lease to another process (this one stalled); its result is theirs";
+            log.event("warning", json!({ "message": msg }));
+            return End::Settled(decorate(
+                Outcome::of_row(&row.input_path, &row, Status::Lost).with_note(msg),
+            ));
+        }
+        let end = match *result {
+            Ok((report, staged)) => {
+                let note =
+                    (device != lane.device).then_some("on the CPU after running out of GPU memory");
+                self.record(queue, &row, owner, (&report, staged, note), &mut log)
+            }
+            Err(PipelineError::Cancelled) => {
+                log.event("end", json!({ "status": "interrupted" }));
+                End::Settled(match self.persist(queue, |q| q.release(row.id, owner)) {
+                    Ok(row) => Outcome::of_row(&row.input_path, &row, Status::Interrupted)
+                        .with_note("stopped; queued again"),
+                    Err(e) => Outcome::of_row(&row.input_path, &row, Status::Interrupted)
+                        .with_note(format!("stopped; not queued again ({e})")),
+                })
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                log.failed(&reason);
+                self.failed(queue, &row, owner, reason)
+            }
+        };
+        match end {
+            End::Settled(o) => End::Settled(decorate(o)),
+            End::Fatal(o, why) => End::Fatal(decorate(o), why),
+            End::Requeue => End::Requeue,
+        }
+    }
+
+    /// Runs the job until it ends one way or another, down the job-level
+    /// rungs of the out-of-memory ladder: a GPU that cannot take even one
+    /// frame halves the videos at once on it (the job goes back to the
+    /// feed), and with one video at once the job is redone on the CPU.
+    fn attempts(
+        &self,
+        lane: &Lane,
+        row: &JobRow,
+        spec: &JobSpec,
+        (outdir, log): (&Path, &mut JobLog),
+        mut options: RunOptions,
+        label: &str,
+    ) -> Ran {
+        let mut device = lane.device;
+        let mut view = self.observer.started(label, row);
         let load_from = (self.config.model_dir.as_ref(), self.config.hwdec);
         let mut model = lane.model(&spec.settings, options.precision, load_from);
-        let result = loop {
+        loop {
             let net = match &model {
                 Ok(net) => net.clone(),
-                Err(reason) => break Err(PipelineError::Input(reason.clone())),
+                Err(reason) => {
+                    let result = Box::new(Err(PipelineError::Input(reason.clone())));
+                    return Ran::Finished { result, device };
+                }
             };
             let attempt = Attempt {
                 settings: &spec.settings,
@@ -473,7 +553,7 @@ impl<'a> Engine<'a> {
                 log.matte(
                     &net,
                     (&row.input_path, spec.fps),
-                    (&outdir, &row.safe_name),
+                    (outdir, &row.safe_name),
                     &attempt,
                     &mut |p| {
                         for step in &p.steps {
@@ -490,65 +570,37 @@ impl<'a> Engine<'a> {
                 {
                     let step = lane.step_down();
                     log.event("oom", json!({ "reason": message, "next": step }));
-                    if let Step::HalveStreams { .. } = step {
-                        drop(view);
-                        telemetry.finish(&mut log);
-                        self.leases.release(row.id);
-                        self.observer.note(&format!("{}: {step}", row.safe_name));
-                        return End::Requeue;
-                    }
                     self.observer.note(&format!("{}: {step}", row.safe_name));
+                    if let Step::HalveStreams { .. } = step {
+                        return Ran::Requeue;
+                    }
                     device = vmatte_gpu::DeviceSpec::Cpu;
                     options.fake_oom = None;
                     options.precision = Precision::F32;
                     options.chunks = spec.run.chunks.clone();
                     model = self.cpu.model(&spec.settings, Precision::F32, load_from);
                 }
-                other => break other,
+                result => {
+                    return Ran::Finished {
+                        result: Box::new(result),
+                        device,
+                    }
+                }
             }
-        };
-        drop(view);
-        let gpu = telemetry.finish(&mut log);
-        let lost = self.leases.release(row.id);
-        let log_path = log.path.clone();
-        let decorate = |mut o: Outcome| {
-            o.log = Some(log_path.clone());
-            o.device = Some(device.to_string());
-            o.gpu = gpu.clone();
-            o
-        };
-        if lost {
-            let msg =
-                "lost the job's lease to another process (this one stalled); its result is theirs";
-            log.event("warning", json!({ "message": msg }));
-            return End::Settled(decorate(
-                Outcome::of_row(&row.input_path, &row, Status::Lost).with_note(msg),
-            ));
         }
-        let (report, staged) = match result {
-            Ok(done) => done,
-            Err(PipelineError::Cancelled) => {
-                log.event("end", json!({ "status": "interrupted" }));
-                let o = match self.persist(queue, |q| q.release(row.id, owner)) {
-                    Ok(row) => Outcome::of_row(&row.input_path, &row, Status::Interrupted)
-                        .with_note("stopped; queued again"),
-                    Err(e) => Outcome::of_row(&row.input_path, &row, Status::Interrupted)
-                        .with_note(format!("stopped; not queued again ({e})")),
-                };
-                return End::Settled(decorate(o));
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                log.failed(&reason);
-                return match self.failed(queue, &row, owner, reason) {
-                    End::Settled(o) => End::Settled(decorate(o)),
-                    End::Fatal(o, why) => End::Fatal(decorate(o), why),
-                    End::Requeue => End::Requeue,
-                };
-            }
-        };
-        // Recorded first, published after: a file under a final name always
-        // belongs to a job recorded done.
+    }
+
+    /// Records a finished run: the result in the store first, the outputs
+    /// under their final names after (so a file under a final name always
+    /// belongs to a job recorded done), then the copies' links.
+    fn record(
+        &self,
+        queue: &mut Box<dyn JobQueue>,
+        row: &JobRow,
+        owner: &str,
+        (report, staged, note): (&MatteReport, Staged, Option<&str>),
+        log: &mut JobLog,
+    ) -> End {
         let mut outputs = Outputs::default();
         for o in staged.outputs() {
             outputs
@@ -567,15 +619,14 @@ impl<'a> Engine<'a> {
             }
             Err(vmatte_jobs::Error::LeaseLost { .. }) => {
                 let msg = "another process took the job over (this one stalled past its lease)";
-                return End::Settled(decorate(
-                    Outcome::of_row(&row.input_path, &row, Status::Lost).with_note(msg),
-                ));
+                let o = Outcome::of_row(&row.input_path, row, Status::Lost).with_note(msg);
+                return End::Settled(o);
             }
             Err(e) => {
                 let why = format!("cannot record the result in the job store ({e})");
                 log.failed(&why);
-                let o = Outcome::of_row(&row.input_path, &row, Status::Failed).with_error(&why);
-                return End::Fatal(decorate(o), why);
+                let o = Outcome::of_row(&row.input_path, row, Status::Failed).with_error(&why);
+                return End::Fatal(o, why);
             }
         };
         let mut o = Outcome::of_row(&row.input_path, &done, Status::Done);
@@ -584,10 +635,10 @@ impl<'a> Engine<'a> {
             log.failed(&why);
             o.status = Status::Failed;
             o.error = Some(why);
-            return End::Settled(decorate(o));
+            return End::Settled(o);
         }
         crash_point("published");
-        log.done(&report);
+        log.done(report);
         o.ladder = report.ladder.iter().map(ToString::to_string).collect();
         o.warnings = report
             .warnings
@@ -597,11 +648,9 @@ impl<'a> Engine<'a> {
                 message: w.message.clone(),
             })
             .collect();
-        if device != lane.device {
-            o.note = Some("on the CPU after running out of GPU memory".into());
-        }
+        o.note = note.map(str::to_string);
         self.link_copies(queue.as_mut(), &done);
-        End::Settled(decorate(o))
+        End::Settled(o)
     }
 
     /// A write to a shared queue, tried again over a fresh connection for

@@ -58,6 +58,18 @@ struct PendingCopy {
     job: i64,
 }
 
+/// What enqueueing a batch's inputs made of them.
+struct Enqueued {
+    /// Inputs that failed before they became jobs (unreadable).
+    early: Vec<(usize, Outcome)>,
+    /// The jobs to run, in input order.
+    tickets: Vec<Ticket>,
+    copies: Vec<PendingCopy>,
+    /// Tickets run only for copies (their job's own input is not part of
+    /// this run): their outcomes are the copies'.
+    hidden: BTreeSet<usize>,
+}
+
 pub fn run(args: BatchArgs) -> Result<ExitCode> {
     let started_ms = vmatte_jobs::now_ms();
     let outdir = &args.output;
@@ -74,71 +86,13 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     let fake_oom = FakeOom::from_env().map_err(anyhow::Error::msg)?;
     let interrupt = Interrupt::install()?;
     let mut store = JobStore::open(outdir)?;
-    let (spec_json, settings_id) = config.spec.stored();
+    let enqueued = enqueue(&mut store, &found.inputs, outdir, &config)?;
 
-    // Enqueue everything first, in sorted order, so names are allocated the
-    // same way on every run and by every process.
-    let total = found.inputs.len();
-    let mut early = Vec::new();
-    let mut tickets = Vec::new();
-    let mut copies = Vec::new();
-    for (n, input) in found.inputs.iter().enumerate() {
-        let content = match vmatte_jobs::content_id(input) {
-            Ok(c) => c,
-            Err(e) => {
-                let o = Outcome::new(input, Status::Failed).with_error(unreadable(input, &e));
-                early.push((n, o));
-                continue;
-            }
-        };
-        let submitted = JobQueue::submit(
-            &mut store,
-            &NewJob {
-                input,
-                outdir,
-                content_id: &content,
-                settings_id: &settings_id,
-                settings_json: &spec_json,
-                max_attempts: 1,
-                retry_failed: false,
-            },
-        )?;
-        match submitted.copy {
-            Some(copy) => copies.push(PendingCopy {
-                n,
-                input: input.clone(),
-                copy,
-                job: submitted.job.id,
-            }),
-            None => tickets.push(Ticket {
-                n,
-                total,
-                job: submitted.job.id,
-                input: input.clone(),
-            }),
-        }
-    }
-    // A copy whose job no input of this run names still needs that job
-    // done: it runs, reported through the copy.
-    let ticketed: BTreeSet<i64> = tickets.iter().map(|t| t.job).collect();
-    let mut hidden = BTreeSet::new();
-    for c in &copies {
-        if !ticketed.contains(&c.job) && hidden.iter().all(|&(_, j)| j != c.job) {
-            let n = total + hidden.len();
-            hidden.insert((n, c.job));
-            let input = store
-                .job(c.job)?
-                .map_or_else(|| c.input.clone(), |j| j.input_path);
-            tickets.push(Ticket {
-                n,
-                total,
-                job: c.job,
-                input,
-            });
-        }
-    }
-
-    let screen = Arc::new(Screen::new(Mode::detect(args.json), Some(total), false));
+    let screen = Arc::new(Screen::new(
+        Mode::detect(args.json),
+        Some(found.inputs.len()),
+        false,
+    ));
     for w in &found.warnings {
         screen.note(&format!("warning: {w}"));
     }
@@ -182,28 +136,17 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         hub.as_ref(),
         interrupt.flag(),
     )
-    .run(Feed::Tickets(tickets));
+    .run(Feed::Tickets(enqueued.tickets));
 
-    let mut outcomes: Vec<(usize, Outcome)> = early;
+    let mut outcomes: Vec<(usize, Outcome)> = enqueued.early;
     outcomes.extend(
         report
             .outcomes
             .into_iter()
-            .filter(|(n, _)| hidden.iter().all(|(h, _)| h != n)),
+            .filter(|(n, _)| !enqueued.hidden.contains(n)),
     );
-    for c in &copies {
-        // As it is now: the engine linked it if its job finished.
-        let copy = store
-            .copies(Some(c.job))
-            .ok()
-            .and_then(|all| all.into_iter().find(|x| x.id == c.copy.id))
-            .unwrap_or_else(|| c.copy.clone());
-        let o = match store.job(c.job) {
-            Ok(Some(job)) => settle_copy(&mut store, &c.input, (&job, &copy), started_ms),
-            Ok(None) => Outcome::new(&c.input, Status::Failed)
-                .with_error(format!("the job store lost job {}", c.job)),
-            Err(e) => Outcome::new(&c.input, Status::Failed).with_error(e.to_string()),
-        };
+    for c in &enqueued.copies {
+        let o = settle(&mut store, c, started_ms);
         screen.settled(&o);
         outcomes.push((c.n, o));
     }
@@ -211,22 +154,10 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(_, o)| o).collect();
     screen.finish();
 
-    // The summary must reach the user even when the disk is full, so a
-    // manifest that cannot be written is a warning, not the end.
     let mut warnings = found.warnings.clone();
-    let manifest = store
-        .jobs()
-        .and_then(|jobs| Ok((jobs, store.copies(None)?)))
-        .map_err(|e| e.to_string())
-        .and_then(|(jobs, copies)| {
-            vmatte_jobs::write_manifest(outdir, &jobs, &copies).map_err(|e| e.to_string())
-        });
-    if let Err(e) = manifest {
-        warnings.push(format!(
-            "{}: cannot write manifest.csv ({e}); `vmatte status {}` shows the same table",
-            outdir.display(),
-            outdir.display()
-        ));
+    if let Err(e) = manifest(&store, outdir) {
+        // The summary must reach the user even when the disk is full.
+        warnings.push(e);
     }
     let gpu_summary = hub
         .as_ref()
@@ -270,6 +201,117 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// Makes every input a job (or a copy of the job covering its content), in
+/// sorted order, so names are allocated the same way on every run and by
+/// every process.
+fn enqueue(
+    store: &mut JobStore,
+    inputs: &[PathBuf],
+    outdir: &Path,
+    config: &MatteConfig,
+) -> Result<Enqueued> {
+    let (spec_json, settings_id) = config.spec.stored();
+    let total = inputs.len();
+    let mut e = Enqueued {
+        early: Vec::new(),
+        tickets: Vec::new(),
+        copies: Vec::new(),
+        hidden: BTreeSet::new(),
+    };
+    for (n, input) in inputs.iter().enumerate() {
+        let content = match vmatte_jobs::content_id(input) {
+            Ok(c) => c,
+            Err(err) => {
+                let o = Outcome::new(input, Status::Failed).with_error(unreadable(input, &err));
+                e.early.push((n, o));
+                continue;
+            }
+        };
+        let submitted = JobQueue::submit(
+            store,
+            &NewJob {
+                input,
+                outdir,
+                content_id: &content,
+                settings_id: &settings_id,
+                settings_json: &spec_json,
+                max_attempts: 1,
+                retry_failed: false,
+            },
+        )?;
+        let job = submitted.job.id;
+        let input = input.clone();
+        match submitted.copy {
+            Some(copy) => e.copies.push(PendingCopy {
+                n,
+                input,
+                copy,
+                job,
+            }),
+            None => e.tickets.push(Ticket {
+                n,
+                total,
+                job,
+                input,
+            }),
+        }
+    }
+    // A copy whose job no input of this run names still needs that job
+    // done: it runs, reported through the copy.
+    let mut ticketed: BTreeSet<i64> = e.tickets.iter().map(|t| t.job).collect();
+    for c in &e.copies {
+        if ticketed.insert(c.job) {
+            let n = total + e.hidden.len();
+            e.hidden.insert(n);
+            let input = store
+                .job(c.job)?
+                .map_or_else(|| c.input.clone(), |j| j.input_path);
+            e.tickets.push(Ticket {
+                n,
+                total,
+                job: c.job,
+                input,
+            });
+        }
+    }
+    Ok(e)
+}
+
+/// A copy's outcome once the run is over: linked if its job is done (the
+/// engine links copies as their jobs finish; this links those whose job
+/// was done before).
+fn settle(store: &mut JobStore, c: &PendingCopy, started_ms: i64) -> Outcome {
+    let copy = store
+        .copies(Some(c.job))
+        .ok()
+        .and_then(|all| all.into_iter().find(|x| x.id == c.copy.id))
+        .unwrap_or_else(|| c.copy.clone());
+    match store.job(c.job) {
+        Ok(Some(job)) => settle_copy(store, &c.input, (&job, &copy), started_ms),
+        Ok(None) => Outcome::new(&c.input, Status::Failed)
+            .with_error(format!("the job store lost job {}", c.job)),
+        Err(e) => Outcome::new(&c.input, Status::Failed).with_error(e.to_string()),
+    }
+}
+
+/// Writes manifest.csv from the store; the reason, in one line, if not.
+fn manifest(store: &JobStore, outdir: &Path) -> Result<(), String> {
+    let written = store
+        .jobs()
+        .and_then(|jobs| Ok((jobs, store.copies(None)?)))
+        .map_err(|e| e.to_string())
+        .and_then(|(jobs, copies)| {
+            vmatte_jobs::write_manifest(outdir, &jobs, &copies).map_err(|e| e.to_string())
+        });
+    written.map_err(|e| {
+        format!(
+            "{}: cannot write manifest.csv ({e}); `vmatte status {}` shows the same table",
+            outdir.display(),
+            outdir.display()
+        )
     })
 }
 

@@ -63,24 +63,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
         |_| {},
         |info| eprintln!("vmatte: info: {info}"),
     );
-    // Jobs bring their own settings; the plan sizes a typical one (RVM at
-    // the authors' ratio, 1080p) and the ladder fits the rest.
-    let lanes: Vec<LanePlan> = args
-        .devices
-        .iter()
-        .map(|&device| {
-            let given = args.streams.map(|n| n as usize);
-            let plan = telemetry::plan(
-                device,
-                hub.as_ref(),
-                args.vram_limit,
-                (DownsampleRatio::Auto, Precision::F16),
-                (None, given),
-                |line| eprintln!("vmatte: {line}"),
-            );
-            LanePlan::of(device, plan, given)
-        })
-        .collect();
+    let lanes = plan_lanes(&args, hub.as_ref());
     eprintln!(
         "vmatte worker {id}: taking jobs from {} on {} ({} at a time)",
         url.redacted(),
@@ -152,4 +135,26 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
         anyhow::bail!("{fatal}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One lane per device: the streams given, or planned from the card's free
+/// memory. Jobs bring their own settings; the plan sizes a typical one (RVM
+/// at the authors' ratio, 1080p, f16) and the out-of-memory ladder fits the
+/// rest.
+fn plan_lanes(args: &WorkerArgs, hub: Option<&Hub>) -> Vec<LanePlan> {
+    args.devices
+        .iter()
+        .map(|&device| {
+            let given = args.streams.map(|n| n as usize);
+            let plan = telemetry::plan(
+                device,
+                hub,
+                args.vram_limit,
+                (DownsampleRatio::Auto, Precision::F16),
+                (None, given),
+                |line| eprintln!("vmatte: {line}"),
+            );
+            LanePlan::of(device, plan, given)
+        })
+        .collect()
 }
