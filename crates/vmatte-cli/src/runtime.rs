@@ -4,8 +4,7 @@
 /// runs them on a pool of its own whose workers spin for a while after each
 /// op, at the very moments vmatte's kernels and gemm start on rayon's
 /// workers; on a machine whose cores rayon already fills, the spinning
-/// worker takes a core from them (RVM model-only on two cores: 6.4 against
-/// 7.5 fps at 1080p, medians of six alternating runs; GVM within noise).
+/// worker takes a core from them (docs/benchmarks.md has the measurement).
 /// A CANDLE_NUM_THREADS of the user's own is kept. Called before any
 /// thread starts, as setting the environment requires.
 pub fn leave_cores_to_rayon() {
@@ -17,8 +16,8 @@ pub fn leave_cores_to_rayon() {
 /// Keeps freed frame-sized buffers in the process instead of handing them
 /// back to the kernel. Every frame allocates and frees the same few dozen
 /// multi-megabyte tensors; glibc serves blocks that large with mmap and
-/// unmaps them on free, so each frame paid again for zeroed pages (a sixth
-/// of CPU inference time in `perf`). The working set of one frame is what
+/// unmaps them on free, so each frame paid again for zeroed pages. The
+/// working set of one frame is what
 /// stays, so peak memory is unchanged and still flat over a video.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
