@@ -386,19 +386,7 @@ fn identical_inputs_each_get_their_own_outputs() {
     // submit: the second name is a copy, linked once its job is done.
     let q = dir.path().join("q");
     let queue = format!("sqlite:{}", q.display());
-    let onnx = rvm_onnx();
-    let submitted = vmatte(&[
-        "submit",
-        "--queue",
-        &queue,
-        inputs.to_str().unwrap(),
-        "-o",
-        q.to_str().unwrap(),
-        "--weights",
-        onnx.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let submitted = submit_sqlite(&inputs, &q, &["--json"]);
     let s = report_of(&submitted);
     assert_eq!(
         (s["queued"].clone(), s["copies"].clone()),

@@ -372,20 +372,7 @@ fn a_worker_takes_the_same_out_of_memory_rungs() {
     let inputs = clips(dir.path(), 2, 6);
     let out = dir.path().join("out");
     let queue = format!("sqlite:{}", out.display());
-    let onnx = rvm_onnx();
-    let submitted = vmatte(&[
-        "submit",
-        "--queue",
-        &queue,
-        inputs.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--weights",
-        onnx.to_str().unwrap(),
-        "--seq-chunk",
-        "2",
-    ]);
-    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    submit_sqlite(&inputs, &out, &["--seq-chunk", "2"]);
     let worker = std::process::Command::new(env!("CARGO_BIN_EXE_vmatte"))
         .args([
             "worker",

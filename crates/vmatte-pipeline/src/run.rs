@@ -317,6 +317,21 @@ pub fn matte_source(
     Ok((report, staged))
 }
 
+/// Tells a GVM ladder step as it is taken, and keeps it for the report.
+fn tell(
+    step: &Step,
+    told: &mut Vec<Step>,
+    (frames_done, frames_total): (u64, Option<u64>),
+    on_progress: &mut dyn FnMut(Progress),
+) {
+    told.push(step.clone());
+    on_progress(Progress {
+        frames_done,
+        frames_total,
+        steps: vec![step.clone()],
+    })
+}
+
 /// A stage thread's panic as the job's error: what it said.
 fn panicked(stage: &str, payload: Box<dyn std::any::Any + Send>) -> PipelineError {
     let what = payload
@@ -638,24 +653,13 @@ impl Infer<'_> {
                     // storage, not on the GPU keeping its chunk alive.
                     waiting.push_back((*meta, frame.to_device(&Device::Cpu)?.copy()?));
                     let out = stream.push(&frame, &mut |step| {
-                        told.push(step.clone());
-                        on_progress(Progress {
-                            frames_done: done,
-                            frames_total,
-                            steps: vec![step.clone()],
-                        })
+                        tell(step, &mut told, (done, frames_total), on_progress)
                     })?;
                     self.emit(out, &mut waiting, &tx, &mut done, on_progress)?;
                 }
             }
-            let out = stream.finish(&mut |step| {
-                told.push(step.clone());
-                on_progress(Progress {
-                    frames_done: done,
-                    frames_total,
-                    steps: vec![step.clone()],
-                })
-            })?;
+            let out = stream
+                .finish(&mut |step| tell(step, &mut told, (done, frames_total), on_progress))?;
             self.emit(out, &mut waiting, &tx, &mut done, on_progress)
         })();
         stream.take_ladder();

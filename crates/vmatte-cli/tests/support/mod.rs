@@ -39,6 +39,27 @@ pub fn matte(input: &Path, out_dir: &Path, extra: &[&str]) -> Output {
     vmatte(&args)
 }
 
+/// `vmatte submit --queue sqlite:OUT INPUT -o OUT --weights <the ONNX
+/// export> EXTRA...`: the queue of one output folder; checked for success.
+pub fn submit_sqlite(input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let queue = format!("sqlite:{}", out.display());
+    let onnx = rvm_onnx();
+    let mut args = vec![
+        "submit",
+        "--queue",
+        &queue,
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--weights",
+        onnx.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let done = vmatte(&args);
+    assert!(done.status.success(), "submit failed: {}", stderr(&done));
+    done
+}
+
 /// The first `limit` frames of a video or image folder, decoded in process.
 pub fn decode_frames(path: &Path, limit: usize) -> Vec<vmatte_media::Frame> {
     let mut src = vmatte_media::open_source(path, None).unwrap_or_else(|e| panic!("{e}"));
