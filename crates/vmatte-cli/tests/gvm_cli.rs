@@ -233,10 +233,28 @@ fn image_sequence_only_max_frames_and_lora_switches() {
     let without = dir.path().join("without");
     let chosen = dir.path().join("chosen");
     let unet = gvm_weights().join("unet");
+    // --lora FILE takes that file, not whichever adapter its folder holds
+    // first (here a file that is no adapter at all).
+    let picked_dir = dir.path().join("adapters");
+    std::fs::create_dir(&picked_dir).unwrap();
+    std::fs::copy(
+        unet.join("adapter_config.json"),
+        picked_dir.join("adapter_config.json"),
+    )
+    .unwrap();
+    std::fs::copy(
+        unet.join("pytorch_lora_weights.pt"),
+        picked_dir.join("mine.pt"),
+    )
+    .unwrap();
+    std::fs::write(picked_dir.join("pytorch_lora_weights.pt"), b"not this one").unwrap();
+    let picked = dir.path().join("picked");
+    let file = picked_dir.join("mine.pt");
     for (o, extra) in [
         (&with, vec![]),
         (&without, vec!["--no-lora"]),
         (&chosen, vec!["--lora", unet.to_str().unwrap()]),
+        (&picked, vec!["--lora", file.to_str().unwrap()]),
     ] {
         let mut e = vec!["--max-frames", "4", "--frames-per-batch", "4"];
         e.extend(extra);
@@ -245,6 +263,7 @@ fn image_sequence_only_max_frames_and_lora_switches() {
     }
     assert_ne!(alphas(&with), alphas(&without));
     assert_eq!(alphas(&with), alphas(&chosen));
+    assert_eq!(alphas(&with), alphas(&picked));
 
     // --weights DIR runs a GVM folder without registering it.
     let direct = dir.path().join("direct");

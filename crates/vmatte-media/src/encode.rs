@@ -50,7 +50,7 @@ impl VideoCodec {
         let deep = layout.is_deep();
         if layout.has_alpha() && matches!(self, Self::H264 | Self::H265) {
             return Err(format!(
-                "{self:?} has no alpha channel; use --format prores, webm, mov, png or tiff for rgba"
+                "{self:?} has no alpha channel; use prores, webm, mov, png or tiff for rgba"
             ));
         }
         // A matte goes into the luma untouched, full range: limited range
@@ -190,7 +190,7 @@ impl VideoEncoder {
         let invalid = |problem: String| MediaError::Invalid {
             path: path.to_path_buf(),
             problem,
-            hint: "choose another --format or output kind".into(),
+            hint: "choose another format or output kind".into(),
         };
 
         let name = settings.codec.encoder_name();

@@ -27,7 +27,7 @@ impl Geometry {
     pub fn new(source: (usize, usize), size: usize, max_size: usize) -> Result<Self> {
         if max_size <= size {
             return Err(Error::Invalid(format!(
-                "--max-resolution {max_size} must be larger than --size {size}"
+                "the largest side allowed, {max_size} px, must be larger than the shorter side's size, {size} px"
             )));
         }
         let (h, w) = source;
@@ -50,7 +50,7 @@ impl Geometry {
         };
         if resized.0 == 0 || resized.1 == 0 {
             return Err(Error::Invalid(format!(
-                "{w}x{h} frames shrink to nothing at --size {size}; use a larger --size"
+                "{w}x{h} frames shrink to nothing at size {size} px; use a larger size"
             )));
         }
         let up32 = |v: usize| v.div_ceil(32) * 32;

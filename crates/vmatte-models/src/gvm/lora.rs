@@ -57,7 +57,7 @@ impl Lora {
         if !config.is_file() {
             return Err(Error::Weights {
                 path: file,
-                reason: "LoRA weights without adapter_config.json beside them; copy the adapter's config too, or pass --no-lora".into(),
+                reason: "LoRA weights without adapter_config.json beside them; copy the adapter's config too, or run without the LoRA".into(),
             });
         }
         Self::read(&config, &file).map(Some)
@@ -74,7 +74,7 @@ impl Lora {
         if cfg.use_dora || !cfg.rank_pattern.is_empty() || !cfg.alpha_pattern.is_empty() {
             return Err(bad(
                 config_path,
-                "DoRA and per-module rank/alpha patterns are not supported; merge the adapter with peft first, or pass --no-lora".into(),
+                "DoRA and per-module rank/alpha patterns are not supported; merge the adapter with peft first, or run without the LoRA".into(),
             ));
         }
         if cfg.r == 0 {
