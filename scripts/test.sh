@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
 # Runs the whole test suite: installs what the tests need (scripts/deps.sh),
-# then cargo fmt --check, clippy with warnings denied, and cargo test.
+# then cargo fmt --check, clippy with warnings denied, the module-cycle
+# check (scripts/module-cycles.py) and cargo test.
 # The tests read VMATTE_RVM_ONNX, VMATTE_PYTHON, VMATTE_SAMPLE_CLIP and
 # VMATTE_FIXTURES (the shared fixtures folder beside the repo root).
 set -euo pipefail
@@ -21,6 +22,9 @@ cargo fmt --all --check
 
 vmatte_log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+vmatte_log "use cycles between modules"
+python3 scripts/module-cycles.py
 
 vmatte_log "cargo test"
 cargo test --workspace --locked

@@ -127,27 +127,33 @@ impl One<'_> {
         let mut reporter = Reporter::new(&name, self.mode);
         *gpu_text.lock().unwrap_or_else(|p| p.into_inner()) = Some(reporter.gpu_slot());
         let since = vmatte_gpu::telemetry::now_ms();
-        let result = vmatte_media::open_source(input, self.config.spec.fps)
-            .map_err(PipelineError::from)
-            .and_then(|source| {
-                matte_source(
-                    self.net,
-                    source,
-                    (self.out, stem),
-                    &self.config.spec.settings,
-                    self.run,
-                    &mut |p| {
-                        // Lowered settings are never silent, and said at once.
-                        if !self.json {
-                            for step in &p.steps {
-                                reporter.note(&format!("{name}: {step}"));
+        // A bug met by one input fails that input with one line; the
+        // others go on.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            vmatte_media::open_source(input, self.config.spec.fps)
+                .map_err(PipelineError::from)
+                .and_then(|source| {
+                    matte_source(
+                        self.net,
+                        source,
+                        (self.out, stem),
+                        &self.config.spec.settings,
+                        self.run,
+                        &mut |p| {
+                            // Lowered settings are never silent, and said at once.
+                            if !self.json {
+                                for step in &p.steps {
+                                    reporter.note(&format!("{name}: {step}"));
+                                }
                             }
-                        }
-                        reporter.update(p)
-                    },
-                )
-            })
-            .and_then(|(report, staged)| staged.publish().map(|_| report));
+                            reporter.update(p)
+                        },
+                    )
+                })
+                .and_then(|(report, staged)| staged.publish().map(|_| report))
+        }));
+        let result = caught
+            .unwrap_or_else(|p| Err(PipelineError::Internal(vmatte_pipeline::panic_text(&*p))));
         *gpu_text.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if let (Some(hub), false) = (hub, self.json) {
             let recent: Vec<_> = hub

@@ -296,3 +296,41 @@ fn globs_lists_and_files_without_extensions() {
     let names: Vec<_> = statuses(&report).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["camera-dump", "one.mp4", "three.mov", "two.mp4"]);
 }
+
+#[test]
+fn one_file_named_twice_is_matted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    std::fs::create_dir(&a).unwrap();
+    make_clip(&a.join("one.mp4"), 96, 64, 2, Rational::new(25, 1));
+    // `a/../a/one.mp4`: another spelling, one file (`.` would be folded
+    // by the path type itself).
+    let twice = a.join("..").join("a").join("one.mp4");
+    let out_dir = dir.path().join("out");
+    let (out, report) = batch(&[&a.join("one.mp4"), &twice], &out_dir, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let jobs = report["jobs"].as_array().unwrap();
+    let mut seen: Vec<_> = jobs
+        .iter()
+        .map(|j| j["status"].as_str().unwrap().to_string())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["done", "skipped"], "{report}");
+    let skipped = jobs.iter().find(|j| j["status"] == "skipped").unwrap();
+    assert!(
+        skipped["note"]
+            .as_str()
+            .unwrap()
+            .contains("the same file as"),
+        "{skipped}"
+    );
+    // One set of outputs, under one name.
+    let alphas = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(".alpha.mp4")
+        })
+        .count();
+    assert_eq!(alphas, 1);
+}

@@ -146,6 +146,19 @@ fn common_calls_end_in_a_result_or_one_line() {
         "nonesuch",
     );
     one_line_error(&["matte", clip, "-o", &d("o7"), "--device", "tpu"], "tpu");
+    // Six bytes, not six hex digits: a colour parser that slices bytes
+    // would split the euro sign.
+    one_line_error(
+        &[
+            "matte",
+            clip,
+            "-o",
+            &d("o9"),
+            "--background",
+            "#a\u{20ac}bc",
+        ],
+        "neither a colour",
+    );
     one_line_error(
         &["matte", clip, "-o", &d("o8"), "--weights", &missing],
         "missing.mp4",

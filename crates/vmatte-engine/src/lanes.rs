@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use vmatte_gpu::{ladder, DeviceSpec, Step};
 use vmatte_pipeline::{Chunks, GvmOptions, MatteSettings, Network, Precision};
@@ -51,7 +51,10 @@ struct ModelKey {
     lora: Option<String>,
 }
 
-type Loaded = Arc<OnceLock<Result<Arc<Network>, String>>>;
+/// A model once loaded. Only a success is kept: a load that failed (out
+/// of memory while other jobs held the device, weights being installed)
+/// is tried again by the next job that asks.
+type Loaded = Arc<Mutex<Option<Arc<Network>>>>;
 
 pub struct Lane {
     pub device: DeviceSpec,
@@ -74,8 +77,8 @@ impl Lane {
         self.streams.load(Ordering::Relaxed)
     }
 
-    /// The model `settings` names at `precision`, loaded on first use; a
-    /// load failure fails each job that asks with the same reason.
+    /// The model `settings` names at `precision`, loaded on first use and
+    /// shared; a load that fails fails the job that asked, with its reason.
     pub fn model(
         &self,
         settings: &MatteSettings,
@@ -88,21 +91,30 @@ impl Lane {
             lora: settings.gvm.as_ref().map(|g| g.lora.clone()),
         };
         let slot = lock(&self.models).entry(key.clone()).or_default().clone();
-        // Loading happens outside the map's lock: other models stay
-        // available while this one loads.
-        slot.get_or_init(|| {
-            let at = LoadAt {
-                model_dir: model_dir.map(PathBuf::as_path),
-                device: self.device,
-                precision,
-                hwdec,
-            };
-            let gvm: Option<&GvmOptions> = settings.gvm.as_ref();
-            load(&key.model, gvm, &at)
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        })
-        .clone()
+        // Loading holds this model's slot only: other models stay available
+        // while this one loads, and two jobs never load one model twice.
+        let mut loaded = lock(&slot);
+        if let Some(net) = loaded.as_ref() {
+            return Ok(net.clone());
+        }
+        let at = LoadAt {
+            model_dir: model_dir.map(PathBuf::as_path),
+            device: self.device,
+            precision,
+            hwdec,
+        };
+        let gvm: Option<&GvmOptions> = settings.gvm.as_ref();
+        let net = std::panic::catch_unwind(|| load(&key.model, gvm, &at))
+            .map_err(|p| {
+                format!(
+                    "internal error while loading the model: {}; please report it",
+                    vmatte_pipeline::panic_text(&*p)
+                )
+            })?
+            .map(Arc::new)
+            .map_err(|e| e.to_string())?;
+        *loaded = Some(net.clone());
+        Ok(net)
     }
 
     /// The ladder's next step for a job of this lane that ran out of memory

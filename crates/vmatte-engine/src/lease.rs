@@ -14,25 +14,49 @@ use crate::sync::{lock, Connect};
 
 #[derive(Default)]
 pub struct Leases {
-    /// Job id to the owner holding it.
-    held: Mutex<BTreeMap<i64, String>>,
+    /// What is held, under one lock so a renewal's verdict can only land
+    /// on the holding it was made for.
+    state: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    /// Job id to the owner holding it, and which holding that is.
+    owners: BTreeMap<i64, (String, u64)>,
     /// Held jobs whose lease another owner has taken.
-    lost: Mutex<BTreeSet<i64>>,
+    lost: BTreeSet<i64>,
+    /// Numbers the holdings, so a verdict on one never lands on a later one.
+    next: u64,
 }
 
 impl Leases {
+    /// Starts renewing `job` for `owner`: a fresh holding, never lost yet.
     pub fn hold(&self, job: i64, owner: &str) {
-        lock(&self.held).insert(job, owner.to_string());
+        let mut held = lock(&self.state);
+        held.next += 1;
+        let holding = held.next;
+        held.owners.insert(job, (owner.to_string(), holding));
+        held.lost.remove(&job);
     }
 
     /// Stops renewing `job`; whether it was lost meanwhile.
     pub fn release(&self, job: i64) -> bool {
-        lock(&self.held).remove(&job);
-        lock(&self.lost).remove(&job)
+        let mut held = lock(&self.state);
+        held.owners.remove(&job);
+        held.lost.remove(&job)
     }
 
-    pub fn held(&self) -> BTreeMap<i64, String> {
-        lock(&self.held).clone()
+    fn held(&self) -> BTreeMap<i64, (String, u64)> {
+        lock(&self.state).owners.clone()
+    }
+
+    /// A renewal of `job` was refused: lost, if that holding is still the
+    /// one (not released, or taken up again, meanwhile).
+    fn refused(&self, job: i64, holding: u64) {
+        let mut held = lock(&self.state);
+        if held.owners.get(&job).is_some_and(|(_, h)| *h == holding) {
+            held.lost.insert(job);
+        }
     }
 
     /// Renews every held lease (and the worker's presence) every sixth of
@@ -77,12 +101,10 @@ impl Leases {
                     trouble = Some(e.to_string());
                 }
             }
-            for (job, owner) in self.held() {
+            for (job, (owner, holding)) in self.held() {
                 match queue.heartbeat(job, &owner, lease) {
                     Ok(true) => {}
-                    Ok(false) => {
-                        lock(&self.lost).insert(job);
-                    }
+                    Ok(false) => self.refused(job, holding),
                     Err(e) => trouble = Some(format!("job {job}: cannot renew its lease: {e}")),
                 }
             }

@@ -101,9 +101,17 @@ pub struct Engine<'a> {
     connect: &'a Connect<'a>,
     observer: &'a dyn Observer,
     hub: Option<&'a Hub>,
-    /// Set by an interrupt: no new jobs, and running ones stop at their
-    /// next chunk (their partial outputs deleted, the jobs queued again).
-    stop: Arc<AtomicBool>,
+    /// Set by an interrupt (the front end's flag).
+    interrupt: Arc<AtomicBool>,
+    /// Set when the run stops, by an interrupt or because its store cannot
+    /// be used: no new jobs, and running ones stop at their next chunk
+    /// (their partial outputs deleted, the jobs queued again). Apart from
+    /// `interrupt`, so that a stop of the run's own is not taken for a
+    /// first Ctrl-C (which would make the user's first Ctrl-C a second).
+    halt: Arc<AtomicBool>,
+    /// Jobs running in this run, so that one job is never run twice at
+    /// once by two of its streams.
+    in_flight: Mutex<std::collections::BTreeSet<i64>>,
     lanes: Vec<Lane>,
     /// The bottom of the out-of-memory ladder, loaded on first use.
     cpu: Lane,
@@ -141,14 +149,16 @@ impl<'a> Engine<'a> {
         connect: &'a Connect<'a>,
         observer: &'a dyn Observer,
         hub: Option<&'a Hub>,
-        stop: Arc<AtomicBool>,
+        interrupt: Arc<AtomicBool>,
     ) -> Self {
         Self {
             config,
             connect,
             observer,
             hub,
-            stop,
+            interrupt,
+            halt: Arc::default(),
+            in_flight: Mutex::default(),
             lanes: config.lanes.iter().map(Lane::new).collect(),
             cpu: Lane::new(&LanePlan {
                 device: vmatte_gpu::DeviceSpec::Cpu,
@@ -186,6 +196,15 @@ impl<'a> Engine<'a> {
                     self.observer,
                 )
             });
+            // An interrupt halts the run (the pipeline watches `halt`).
+            let watcher = scope.spawn(|| {
+                while !keeper_done.load(Ordering::Relaxed) {
+                    if self.interrupt.load(Ordering::Relaxed) {
+                        self.halt.store(true, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
             let mut streams = Vec::new();
             for lane in &self.lanes {
                 for slot in 0..lane.streams() {
@@ -214,6 +233,7 @@ impl<'a> Engine<'a> {
             }
             keeper_done.store(true, Ordering::Relaxed);
             let _ = keeper.join();
+            let _ = watcher.join();
         });
         let mut outcomes = self
             .outcomes
@@ -236,13 +256,13 @@ impl<'a> Engine<'a> {
     }
 
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.halt.load(Ordering::Relaxed) || self.interrupt.load(Ordering::Relaxed)
     }
 
     /// Stops the run because its store cannot be used.
     fn stop_with(&self, why: String) {
         lock(&self.fatal).get_or_insert(why);
-        self.stop.store(true, Ordering::Relaxed);
+        self.halt.store(true, Ordering::Relaxed);
     }
 
     fn settle(&self, n: usize, outcome: Outcome) {
@@ -269,13 +289,24 @@ impl<'a> Engine<'a> {
                     let Some(ticket) = lock(&self.tickets).pop_front() else {
                         return;
                     };
+                    // One job, two tickets (one file given twice): the
+                    // streams share one owner, so the store would hand it
+                    // to both.
+                    if !lock(&self.in_flight).insert(ticket.job) {
+                        let o = Outcome::new(&ticket.input, Status::Skipped)
+                            .with_note("the same job as another input of this run");
+                        self.settle(ticket.n, o);
+                        continue;
+                    }
                     match self.take(queue.as_mut(), &ticket, &owner) {
                         Ok(Ok(row)) => (ticket.n, Some(ticket), row),
                         Ok(Err(outcome)) => {
+                            lock(&self.in_flight).remove(&ticket.job);
                             self.settle(ticket.n, outcome);
                             continue;
                         }
                         Err(why) => {
+                            lock(&self.in_flight).remove(&ticket.job);
                             lock(&self.tickets).push_front(ticket);
                             return self.stop_with(why);
                         }
@@ -300,19 +331,23 @@ impl<'a> Engine<'a> {
             let input = ticket
                 .as_ref()
                 .map_or_else(|| row.input_path.clone(), |t| t.input.clone());
-            match self.run_job(&mut queue, lane, &owner, row.clone(), &label) {
+            let end = self.run_job(&mut queue, lane, &owner, row.clone(), &label);
+            lock(&self.in_flight).remove(&row.id);
+            match end {
                 End::Settled(mut o) => {
                     o.input = input;
                     self.settle(n, o);
                 }
-                End::Requeue => match ticket {
-                    Some(t) => lock(&self.tickets).push_front(t),
-                    None => {
-                        if let Err(e) = queue.release(row.id, &owner) {
-                            self.observer.note(&format!("warning: {e}"));
-                        }
+                End::Requeue => {
+                    // Back to the queue for the streams that remain; a
+                    // ticket is claimed again from the front of the feed.
+                    if let Err(e) = self.persist(&mut queue, |q| q.release(row.id, &owner)) {
+                        self.observer.note(&format!("warning: {e}"));
                     }
-                },
+                    if let Some(t) = ticket {
+                        lock(&self.tickets).push_front(t);
+                    }
+                }
                 End::Fatal(mut o, why) => {
                     o.input = input;
                     self.settle(n, o);
@@ -366,7 +401,7 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
-            sleep_unless(&self.stop, pause);
+            sleep_unless(&self.halt, pause);
         }
         None
     }
@@ -456,7 +491,7 @@ impl<'a> Engine<'a> {
             fake_oom: self.config.fake_oom,
             fake_panic: self.config.fake_panic.clone(),
             strict: self.config.strict || spec.run.strict,
-            cancel: Some(self.stop.clone()),
+            cancel: Some(self.halt.clone()),
         };
         log.start(
             &row,
@@ -538,7 +573,12 @@ impl<'a> Engine<'a> {
         let mut model = lane.model(&spec.settings, options.precision, load_from);
         loop {
             let net = match &model {
-                Ok(net) => net.clone(),
+                Ok(net) => Ok(net.clone()),
+                // A model too big for what the device has left takes the
+                // ladder like a frame too big.
+                Err(reason) if vmatte_gpu::is_out_of_memory(reason) => {
+                    Err(PipelineError::oom(OutOfMemory::Device(reason.clone())))
+                }
                 Err(reason) => {
                     let result = Box::new(Err(PipelineError::Input(reason.clone())));
                     return Ran::Finished { result, device };
@@ -549,21 +589,23 @@ impl<'a> Engine<'a> {
                 options: &options,
                 device,
             };
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                log.matte(
-                    &net,
-                    (&row.input_path, spec.fps),
-                    (outdir, &row.safe_name),
-                    &attempt,
-                    &mut |p| {
-                        for step in &p.steps {
-                            self.observer.note(&format!("{}: {step}", row.safe_name));
-                        }
-                        view.progress(p)
-                    },
-                )
-            }))
-            .unwrap_or_else(|p| Err(PipelineError::Internal(panic_text(&*p))));
+            let ran = net.and_then(|net| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    log.matte(
+                        &net,
+                        (&row.input_path, spec.fps),
+                        (outdir, &row.safe_name),
+                        &attempt,
+                        &mut |p| {
+                            for step in &p.steps {
+                                self.observer.note(&format!("{}: {step}", row.safe_name));
+                            }
+                            view.progress(p)
+                        },
+                    )
+                }))
+                .unwrap_or_else(|p| Err(PipelineError::Internal(vmatte_pipeline::panic_text(&*p))))
+            });
             match ran {
                 Err(PipelineError::OutOfMemory { cause, message })
                     if !device.is_cpu() || cause == OutOfMemory::Injected =>
@@ -610,18 +652,26 @@ impl<'a> Engine<'a> {
                 outputs.bytes.insert(o.kind().to_string(), n);
             }
         }
-        let done = match self.persist(queue, |q| {
+        let recorded = self.persist(queue, |q| {
             q.complete(row.id, owner, report.frames, report.seconds, &outputs)
-        }) {
+        });
+        let done = match recorded {
             Ok(done) => {
                 crash_point("recorded");
                 done
             }
-            Err(vmatte_jobs::Error::LeaseLost { .. }) => {
-                let msg = "another process took the job over (this one stalled past its lease)";
-                let o = Outcome::of_row(&row.input_path, row, Status::Lost).with_note(msg);
-                return End::Settled(o);
-            }
+            // A write retried after its reply was lost may find its own
+            // first try committed: the job done with these very outputs.
+            // Then they are ours to publish (the same job's outputs in any
+            // case: publishing them can only complete what is recorded).
+            Err(vmatte_jobs::Error::LeaseLost { .. }) => match queue.job(row.id) {
+                Ok(Some(j)) if j.state == JobState::Done && j.outputs() == outputs => j,
+                _ => {
+                    let msg = "another process took the job over (this one stalled past its lease)";
+                    let o = Outcome::of_row(&row.input_path, row, Status::Lost).with_note(msg);
+                    return End::Settled(o);
+                }
+            },
             Err(e) => {
                 let why = format!("cannot record the result in the job store ({e})");
                 log.failed(&why);
@@ -631,7 +681,8 @@ impl<'a> Engine<'a> {
         };
         let mut o = Outcome::of_row(&row.input_path, &done, Status::Done);
         if let Err(e) = staged.publish() {
-            let why = format!("{e}; the next run makes it again");
+            let why =
+                format!("{e}; running the batch or submitting the input again makes it again");
             log.failed(&why);
             o.status = Status::Failed;
             o.error = Some(why);
@@ -788,15 +839,6 @@ fn crash_point(point: &str) {
     if at.as_deref() == Some(point) {
         std::process::abort();
     }
-}
-
-/// What a panic said, for the job's error.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Sleeps `d`, waking early when `stop` is set.

@@ -87,6 +87,16 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A file-system error at `path`; a full disk is told as such.
+    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+        let path = path.to_path_buf();
+        if source.kind() == io::ErrorKind::StorageFull {
+            Self::Full { path }
+        } else {
+            Self::Io { path, source }
+        }
+    }
+
     /// Sorts SQLite's error codes into the few cases a user can act on.
     pub(crate) fn sqlite(path: &Path, source: rusqlite::Error) -> Self {
         let path = path.to_path_buf();

@@ -85,3 +85,62 @@ fn a_second_name_for_known_content_is_a_copy_with_its_own_name() {
     assert_eq!(redone.state, JobState::Queued);
     assert!(redone.outputs.is_empty());
 }
+
+#[test]
+fn retrying_through_a_copy_retries_its_failed_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.mp4"), dir.path().join("b.mp4"));
+    fs::write(&a, b"video").unwrap();
+    fs::write(&b, b"video").unwrap();
+    let out = dir.path().join("out");
+    let mut store = JobStore::open(&out).unwrap();
+    let first = JobQueue::submit(&mut store, &new_job(&a, &out)).unwrap();
+    let Claim::Claimed(row) = store
+        .claim(first.job.id, "me", Duration::from_secs(60), false)
+        .unwrap()
+    else {
+        panic!("claimable");
+    };
+    assert_eq!(
+        store.fail(row.id, "me", "broken").unwrap().state,
+        JobState::Failed
+    );
+    // Without --retry-failed the copy finds the failure as it is ...
+    let copy = JobQueue::submit(&mut store, &new_job(&b, &out)).unwrap();
+    assert_eq!(
+        (copy.submitted, copy.job.state),
+        (Submitted::Copy, JobState::Failed)
+    );
+    // ... with it, the job is queued again, and the input stays a copy.
+    let retry = NewJob {
+        retry_failed: true,
+        ..new_job(&b, &out)
+    };
+    let again = JobQueue::submit(&mut store, &retry).unwrap();
+    assert_eq!(
+        (again.submitted, again.job.state, again.job.id),
+        (Submitted::Copy, JobState::Queued, first.job.id)
+    );
+}
+
+#[test]
+fn the_store_records_its_folder_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let here = std::env::current_dir().unwrap();
+    let relative = pathdiff(dir.path(), &here).join("out");
+    assert!(relative.is_relative());
+    let store = JobStore::open(&relative).unwrap();
+    assert!(store.outdir().is_absolute(), "{}", store.outdir().display());
+    assert_eq!(
+        store.outdir(),
+        fs::canonicalize(dir.path().join("out")).unwrap()
+    );
+}
+
+/// `to` as a path relative to `from` (both absolute).
+fn pathdiff(to: &Path, from: &Path) -> std::path::PathBuf {
+    let ups = from.components().count() - 1;
+    let mut p: std::path::PathBuf = (0..ups).map(|_| "..").collect();
+    p.extend(to.components().skip(1));
+    p
+}

@@ -36,7 +36,7 @@ pub fn prefer_nvdec(on: bool) {
 /// The NVDEC decoder for `codec_name`, opened, if asked for and possible.
 fn nvdec(
     stream: &ffmpeg::format::stream::Stream,
-    time_base: ffmpeg::Rational,
+    (time_base, log_id): (ffmpeg::Rational, usize),
     codec_name: &str,
 ) -> Option<ffmpeg::decoder::Video> {
     if !PREFER_NVDEC.load(Ordering::Relaxed) {
@@ -45,8 +45,12 @@ fn nvdec(
     let hw = ffmpeg::decoder::find_by_name(&format!("{codec_name}_cuvid"))?;
     let opened = codec::Context::from_parameters(stream.parameters())
         .and_then(|mut context| {
-            // SAFETY: as for the software decoder below.
-            unsafe { (*context.as_mut_ptr()).pkt_timebase = time_base.into() };
+            // SAFETY: as for the software decoder below (the tag, too, so
+            // that damage NVDEC logs is told as this video's).
+            unsafe {
+                (*context.as_mut_ptr()).pkt_timebase = time_base.into();
+                (*context.as_mut_ptr()).opaque = log_id as *mut std::ffi::c_void;
+            }
             context.decoder().open_as(hw)
         })
         .and_then(|d| d.video());
@@ -88,7 +92,13 @@ pub(crate) struct VideoDecoder {
     log_id: usize,
     /// The frame of the last damage warning.
     warnings_damage_at: Option<u64>,
+    /// Damage warnings given so far (at most [`MAX_DAMAGE_WARNINGS`]).
+    damage_warnings: usize,
 }
+
+/// Damage warnings listed per video: a badly broken file says where its
+/// first damage is and that there is more, not one line per frame.
+const MAX_DAMAGE_WARNINGS: usize = 32;
 
 /// Frames a decoder's threads run ahead: damage they log shows in a frame
 /// up to this many later.
@@ -131,7 +141,7 @@ impl VideoDecoder {
             }
             context.decoder().video()
         };
-        let decoder = match nvdec(&stream, time_base, &codec_name) {
+        let decoder = match nvdec(&stream, (time_base, log_id), &codec_name) {
             Some(d) => d,
             None => software().map_err(|e| match e {
                 ffmpeg::Error::DecoderNotFound => MediaError::UnsupportedCodec {
@@ -209,6 +219,7 @@ impl VideoDecoder {
             last_size: (width, height),
             log_id,
             warnings_damage_at: None,
+            damage_warnings: 0,
         })
     }
 
@@ -323,23 +334,33 @@ impl VideoDecoder {
         // is first seen.
         let logged = log::take_decoder_errors(self.log_id);
         let flagged = errors != 0 || flags & ffi::AV_FRAME_FLAG_CORRUPT != 0;
-        // A flag a few frames after a logged error is the same damage.
+        // Errors or a flag a few frames after a warning are the same
+        // damage (its threads log several lines for one broken packet).
         let same_damage = self
             .warnings_damage_at
             .is_some_and(|at| frame <= at + DAMAGE_SPAN);
-        if !logged.is_empty() || (flagged && !same_damage) {
+        if (!logged.is_empty() || flagged) && !same_damage {
             self.warnings_damage_at = Some(frame);
+            self.damage_warnings += 1;
             let message = match logged.first() {
-                Some(first) => {
-                    format!("damaged data near this frame, concealed by the decoder ({first})")
-                }
-                None => "damaged data, concealed by the decoder".into(),
+                _ if self.damage_warnings > MAX_DAMAGE_WARNINGS => None,
+                _ if self.damage_warnings == MAX_DAMAGE_WARNINGS => Some(
+                    "damaged data near this frame, concealed by the decoder; further damage \
+                     in this video is not listed"
+                        .to_string(),
+                ),
+                Some(first) => Some(format!(
+                    "damaged data near this frame, concealed by the decoder ({first})"
+                )),
+                None => Some("damaged data, concealed by the decoder".into()),
             };
-            self.warnings.push(SourceWarning {
-                frame,
-                kind: WarningKind::Damaged,
-                message,
-            });
+            if let Some(message) = message {
+                self.warnings.push(SourceWarning {
+                    frame,
+                    kind: WarningKind::Damaged,
+                    message,
+                });
+            }
         }
         let size = (self.decoded.width(), self.decoded.height());
         if size != self.last_size {

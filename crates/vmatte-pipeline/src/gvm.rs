@@ -288,11 +288,18 @@ impl<'a> GvmStream<'a> {
     /// the decode chunk first when the decoder (or the encoder, which runs
     /// in decode-chunk pieces) ran out. A rung that would change nothing is
     /// skipped: once the settled keys are one frame, each decode slice is
-    /// already one frame whatever the chunk.
+    /// already one frame whatever the chunk, and so is each encode piece
+    /// once one key waits.
     fn step_down(&mut self, cause: OutOfMemory, on_step: &mut dyn FnMut(&Step)) -> Result<()> {
         let frame = self.keys.front().map_or(0, |k| k.index);
+        // The encoder's pieces are the waiting keys in decode-chunk slices:
+        // with one key waiting, a smaller chunk changes nothing there.
+        let waiting = self.keys.iter().filter(|k| k.latent.is_none()).count();
         let chunk_matters = self.opts.decode_chunk > 1
-            && (self.opts.frames_per_batch > 1 || self.phase == Phase::Encode);
+            && match self.phase {
+                Phase::Encode => waiting > 1,
+                _ => self.opts.frames_per_batch > 1,
+            };
         let decode_first = self.phase != Phase::Denoise && chunk_matters;
         let o = &mut self.opts;
         let (setting, from, to) = if decode_first {

@@ -334,11 +334,7 @@ fn tell(
 
 /// A stage thread's panic as the job's error: what it said.
 fn panicked(stage: &str, payload: Box<dyn std::any::Any + Send>) -> PipelineError {
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into());
+    let what = crate::panic_text(&*payload);
     PipelineError::Internal(format!("the {stage} stage panicked: {what}"))
 }
 

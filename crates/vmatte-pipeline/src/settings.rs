@@ -301,7 +301,8 @@ impl FromStr for Rgb {
             format!("'{s}' is not a colour; use #RRGGBB, R,G,B (e.g. 120,255,155) or a name (white, black, green, blue, ...)")
         };
         if let Some(hex) = s.strip_prefix('#') {
-            if hex.len() != 6 {
+            // ASCII first: slicing by bytes must not split a character.
+            if hex.len() != 6 || !hex.is_ascii() {
                 return Err(bad());
             }
             let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad());

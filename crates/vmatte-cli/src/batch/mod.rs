@@ -251,12 +251,20 @@ fn enqueue(
                 copy,
                 job,
             }),
-            None => e.tickets.push(Ticket {
-                n,
-                total,
-                job,
-                input,
-            }),
+            None => match e.tickets.iter().find(|t| t.job == job) {
+                // One file named twice (`a.mp4` and `./a.mp4`): one job.
+                Some(first) => {
+                    let note = format!("the same file as {}", first.input.display());
+                    e.early
+                        .push((n, Outcome::new(&input, Status::Skipped).with_note(note)));
+                }
+                None => e.tickets.push(Ticket {
+                    n,
+                    total,
+                    job,
+                    input,
+                }),
+            },
         }
     }
     // A copy whose job no input of this run names still needs that job

@@ -160,6 +160,9 @@ pub trait JobQueue: Send {
     /// Every job, oldest first.
     fn jobs(&mut self) -> Result<Vec<JobRow>>;
 
+    /// One job, if there is one of that id.
+    fn job(&mut self, job_id: i64) -> Result<Option<JobRow>>;
+
     /// Queued (including waiting out a backoff) or running jobs.
     fn unfinished(&mut self) -> Result<u64>;
 

@@ -217,6 +217,17 @@ impl JobQueue for PgQueue {
             if let Some(row) = existing {
                 let (id, seen_at, state): (i64, String, String) =
                     (row.get(0), row.get(1), row.get(2));
+                // A failed job is retried whichever of its inputs asks,
+                // a copy's included.
+                let retry = state == "failed" && job.retry_failed;
+                if retry {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'queued', attempts = 0, max_attempts = $2, \
+                         not_before = now(), finished = NULL WHERE id = $1",
+                        &[&id, &max_attempts],
+                    )
+                    .map_err(db)?;
+                }
                 if seen_at != input_text {
                     if Path::new(&seen_at).exists() {
                         let names = taken(tx)?;
@@ -236,16 +247,12 @@ impl JobQueue for PgQueue {
                     )
                     .map_err(db)?;
                 }
-                if state == "failed" && job.retry_failed {
-                    tx.execute(
-                        "UPDATE jobs SET state = 'queued', attempts = 0, max_attempts = $2, \
-                         not_before = now(), finished = NULL WHERE id = $1",
-                        &[&id, &max_attempts],
-                    )
-                    .map_err(db)?;
-                    return Ok((id, Submitted::Requeued, None));
-                }
-                return Ok((id, Submitted::Known, None));
+                let submitted = if retry {
+                    Submitted::Requeued
+                } else {
+                    Submitted::Known
+                };
+                return Ok((id, submitted, None));
             }
             let name = NameAllocator::new(taken(tx)?).allocate(&input);
             let row = tx
@@ -500,6 +507,14 @@ impl JobQueue for PgQueue {
             .map_err(|e| pg_error(&shown, e))?;
             Ok(())
         })
+    }
+
+    fn job(&mut self, job_id: i64) -> Result<Option<JobRow>> {
+        match self.row(job_id) {
+            Ok(row) => Ok(Some(row)),
+            Err(Error::NoSuchJob { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn jobs(&mut self) -> Result<Vec<JobRow>> {

@@ -48,9 +48,17 @@ impl JobQueue for JobStore {
             job.settings_id,
             job.settings_json,
         )?;
+        // A failed job is retried whichever of its inputs asks, a copy's
+        // included (which stays a copy).
         let (row, submitted) = match submitted {
-            Submitted::Known if row.state == JobState::Failed && job.retry_failed => {
-                (self.requeue_failed(row.id)?, Submitted::Requeued)
+            Submitted::Known | Submitted::Copy
+                if row.state == JobState::Failed && job.retry_failed =>
+            {
+                let again = self.requeue_failed(row.id)?;
+                match submitted {
+                    Submitted::Copy => (again, Submitted::Copy),
+                    _ => (again, Submitted::Requeued),
+                }
             }
             other => (row, other),
         };
@@ -118,6 +126,10 @@ impl JobQueue for JobStore {
     fn release(&mut self, job_id: i64, owner: &str) -> Result<JobRow> {
         let row = JobStore::release(self, job_id, owner)?;
         Ok(self.with_outdir(row))
+    }
+
+    fn job(&mut self, job_id: i64) -> Result<Option<JobRow>> {
+        Ok(JobStore::job(self, job_id)?.map(|r| self.with_outdir(r)))
     }
 
     fn jobs(&mut self) -> Result<Vec<JobRow>> {

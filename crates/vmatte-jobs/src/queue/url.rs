@@ -161,11 +161,11 @@ pub fn redact(url: &str) -> String {
 }
 
 /// `user:PASSWORD@host` -> `user:***@host`: from the first `:` after the
-/// scheme to the last `@` before the query, so a password holding `@` or
-/// `/` is hidden whole.
+/// scheme to the last `@`, so a password holding `@`, `/` or `?` is hidden
+/// whole (an `@` in the query may hide more than the password: the safe
+/// side).
 fn mask_userinfo(text: &str) -> String {
-    let before_query = text.find('?').unwrap_or(text.len());
-    let Some(at) = text[..before_query].rfind('@') else {
+    let Some(at) = text.rfind('@') else {
         return text.to_string();
     };
     // A scheme is `word:` followed by a slash; `user:PW@host` has none.
@@ -291,6 +291,7 @@ mod tests {
             "vmatte:S3cret@127.0.0.1:5432",
             "postgres://vmatte:S3c@ret@db/q",
             "postgres://vmatte:S3c/ret@db/q",
+            "postgres://vmatte:S3c?ret@db/q",
             "host=127.0.0.1 password=S3cret dbname=postgres",
             "host=127.0.0.1 password = 'S3 cret' dbname=postgres",
             "host=h PASSWORD=S3cret",

@@ -77,10 +77,7 @@ impl JobStore {
     pub fn open(outdir: &Path) -> Result<Self> {
         let path = store_path(outdir);
         let dir = path.parent().expect("store path has a folder");
-        fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         if !path.exists() {
             create(&path)?;
         }
@@ -145,11 +142,10 @@ impl JobStore {
                 })
             }
         }
-        Ok(Self {
-            conn,
-            path,
-            outdir: outdir.to_path_buf(),
-        })
+        // Absolute, so that the outputs it records name the same files
+        // from any working folder (the folder exists: the store is in it).
+        let outdir = fs::canonicalize(outdir).unwrap_or_else(|_| outdir.to_path_buf());
+        Ok(Self { conn, path, outdir })
     }
 
     pub fn path(&self) -> &Path {
@@ -527,14 +523,8 @@ fn create(path: &Path) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             // A file system without hard links: move it instead, unless
             // another process has made the store meanwhile.
-            Err(_) if !path.exists() => fs::rename(&fresh, path).map_err(|source| Error::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
-            Err(source) => Err(Error::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Err(_) if !path.exists() => fs::rename(&fresh, path).map_err(|e| Error::io(path, e)),
+            Err(e) => Err(Error::io(path, e)),
         }
     })();
     for leftover in ["", "-wal", "-shm"] {
