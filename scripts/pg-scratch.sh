@@ -64,9 +64,21 @@ start)
   echo "postgres://vmatte:$password@127.0.0.1:$port/postgres"
   ;;
 restart)
+  down=${3:-1}
+  if [[ ! $down =~ ^[0-9]+$ ]]; then
+    echo "pg-scratch: restart takes whole SECONDS to stay down, not '$down'" >&2
+    exit 2
+  fi
+  if [[ ! -f "$dir/cluster" ]]; then
+    echo "pg-scratch: no server was started under $dir (no $dir/cluster)" >&2
+    exit 1
+  fi
   cluster=$(cat "$dir/cluster")
-  as_pg "$bindir/pg_ctl" -D "$cluster/data" -m immediate -w stop >/dev/null
-  sleep "${3:-1}"
+  # Already down (a restart cut short): nothing to crash, only to start.
+  if [[ -f "$cluster/data/postmaster.pid" ]]; then
+    as_pg "$bindir/pg_ctl" -D "$cluster/data" -m immediate -w stop >/dev/null
+  fi
+  sleep "$down"
   as_pg "$bindir/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 60 start >/dev/null
   ;;
 stop)

@@ -112,6 +112,111 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// A web page and an HTTP API over the job engine: upload videos (or
+    /// name them on the server), follow them live, download the mattes.
+    Serve(ServeArgs),
+    /// Matte every video that appears in a folder (recursively), once its
+    /// size has stopped changing, until stopped.
+    Watch(WatchArgs),
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Open the address it prints in a browser. The API is described at /api/openapi.json; /healthz, /readyz and /metrics are for monitoring.
+Jobs submitted here are jobs of the store: `vmatte status OUTDIR` (or --queue URL) shows them.
+Listening beyond this machine (not 127.0.0.1 / ::1) needs a token: --token-file or VMATTE_TOKEN."
+)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// Output folder: uploads land in OUTDIR/uploads, outputs and logs in
+    /// OUTDIR, and (without --queue) the job store is OUTDIR's.
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub output: PathBuf,
+    /// A shared queue instead of OUTDIR's store: postgres://USER@HOST/DB.
+    #[arg(long, value_name = "URL")]
+    pub queue: Option<String>,
+    /// Where its jobs run.
+    #[command(flatten)]
+    pub lanes: LaneArgs,
+    /// Run no jobs here: `vmatte worker`s on the queue run them.
+    #[arg(long)]
+    pub no_workers: bool,
+    /// A folder whose files jobs may name by path (repeatable); without
+    /// one, jobs come by upload only.
+    #[arg(long, value_name = "DIR")]
+    pub allow_root: Vec<PathBuf>,
+    /// A file holding the token every request must carry.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The largest upload taken, e.g. 20GiB or 500MiB.
+    #[arg(long, default_value = "20GiB", value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_upload: u64,
+    /// A file holding the secret that signs webhook calls [default: a
+    /// secret made once in OUTDIR/.vmatte-serve/webhook-secret].
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Attempts before a failing job is parked as failed (--queue).
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+    /// Also matte every video that appears in this folder (see `vmatte watch`).
+    #[arg(long, value_name = "DIR")]
+    pub watch: Option<PathBuf>,
+    /// The options jobs get unless a request sets its own.
+    #[command(flatten)]
+    pub options: MatteOptions,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "OUTDIR is laid out as `vmatte batch` lays it out (names, logs, manifest.csv, .vmatte/jobs.db); `vmatte status OUTDIR` shows the jobs. Ctrl-C stops; running jobs go back to the store and the next `vmatte watch` or `vmatte batch` finishes them."
+)]
+pub struct WatchArgs {
+    /// The folder to watch (searched recursively).
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// Output folder, also home of the job store.
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub output: PathBuf,
+    /// Where its jobs run.
+    #[command(flatten)]
+    pub lanes: LaneArgs,
+    #[command(flatten)]
+    pub options: MatteOptions,
+    /// Print one JSON line per finished job on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A size: bytes, or with KiB/MiB/GiB/TiB (or KB/MB/GB/TB, also binary).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size such as 20GiB or 500MiB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "'{other}' is not a size unit; use KiB, MiB, GiB or TiB"
+            ))
+        }
+    };
+    let bytes = value * scale as f64;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!(
+            "'{s}' is not a size this can hold; give at least 1 byte"
+        ));
+    }
+    Ok(bytes as u64)
 }
 
 #[derive(Args)]
@@ -207,25 +312,9 @@ pub struct WorkerArgs {
     /// postgres://USER:PASSWORD@HOST/DB[?sslmode=require] (or sqlite:OUTDIR).
     #[arg(long, env = "VMATTE_QUEUE", value_name = "URL", hide_env_values = true)]
     pub queue: String,
-    /// Devices to run on, comma-separated: cpu, cuda:0, cuda:1, ...
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "cpu",
-        value_name = "DEVICES"
-    )]
-    pub devices: Vec<DeviceSpec>,
-    /// Jobs run at once per device, sharing the device's copy of the model
-    /// [default: 1 on the CPU; on a GPU, as many as fit in its free memory,
-    /// up to 4].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub streams: Option<u32>,
-    /// GPU memory this worker may plan for: an amount (10GiB, 512MiB) or a
-    /// share of the card (0.8, 80%) [default: the card's free memory].
-    /// Running out anyway halves the chunk, then the jobs at once, then
-    /// moves the job to the CPU.
-    #[arg(long, value_name = "SIZE", value_parser = parse_vram_limit)]
-    pub vram_limit: Option<vmatte_gpu::VramLimit>,
+    /// Where its jobs run.
+    #[command(flatten)]
+    pub lanes: LaneArgs,
     /// Damaged frames the decoder concealed fail the job (by default they
     /// are warnings in its log).
     #[arg(long)]
@@ -245,6 +334,31 @@ pub struct WorkerArgs {
     /// Print one JSON line per finished job on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where a process that takes jobs from a store runs them (`worker`,
+/// `serve`, `watch`).
+#[derive(Args, Clone)]
+pub struct LaneArgs {
+    /// Devices to run on, comma-separated: cpu, cuda:0, cuda:1, ...
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cpu",
+        value_name = "DEVICES"
+    )]
+    pub devices: Vec<DeviceSpec>,
+    /// Jobs run at once per device, sharing the device's copy of the model
+    /// [default: 1 on the CPU; on a GPU, as many as fit in its free memory,
+    /// up to 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub streams: Option<u32>,
+    /// GPU memory this process may plan for: an amount (10GiB, 512MiB) or a
+    /// share of the card (0.8, 80%) [default: the card's free memory].
+    /// Running out anyway halves the chunk, then the jobs at once, then
+    /// moves the job to the CPU.
+    #[arg(long, value_name = "SIZE", value_parser = parse_vram_limit)]
+    pub vram_limit: Option<vmatte_gpu::VramLimit>,
 }
 
 #[derive(Args, Clone)]

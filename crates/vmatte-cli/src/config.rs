@@ -4,13 +4,13 @@
 //! submitter would run it) and how this process loads models. Nothing
 //! below the CLI sees clap's types.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use vmatte_engine::load::{load, HwDecode, LoadAt, ModelRef};
 use vmatte_engine::spec::JobSpec;
 use vmatte_gpu::DeviceSpec;
-use vmatte_models::store::GVM;
+use vmatte_models::store::{DEFAULT_MODEL, GVM};
 use vmatte_pipeline::{
     Chunks, DownsampleRatio, GvmOptions, MatteSettings, Network, OutputFormat, Placement,
     Precision, RunOptions,
@@ -61,13 +61,11 @@ pub fn resolve(o: &MatteOptions) -> Result<MatteConfig> {
         .model
         .clone()
         .or_else(|| p.model.clone())
-        .unwrap_or_else(|| "rvm-mobilenetv3".into());
+        .unwrap_or_else(|| DEFAULT_MODEL.into());
     let mut settings = MatteSettings::new(&name);
     let gvm = match &m.weights {
         Some(w) => {
-            let path = std::fs::canonicalize(w).with_context(|| {
-                format!("{}: weights file not found; check the path", w.display())
-            })?;
+            let path = weights_path(w)?;
             if name == GVM && !path.is_dir() {
                 bail!(
                     "{}: GVM loads a diffusers folder (unet/, vae/), not a file; give the folder",
@@ -153,13 +151,15 @@ pub fn resolve(o: &MatteOptions) -> Result<MatteConfig> {
 /// without making jobs (`bench`).
 pub fn model_ref(m: &ModelArgs) -> Result<ModelRef> {
     Ok(match &m.weights {
-        Some(w) => {
-            ModelRef::Files(std::fs::canonicalize(w).with_context(|| {
-                format!("{}: weights file not found; check the path", w.display())
-            })?)
-        }
-        None => ModelRef::Installed(m.model.clone().unwrap_or_else(|| "rvm-mobilenetv3".into())),
+        Some(w) => ModelRef::Files(weights_path(w)?),
+        None => ModelRef::Installed(m.model.clone().unwrap_or_else(|| DEFAULT_MODEL.into())),
     })
+}
+
+/// `--weights`, made absolute (jobs name it from any folder).
+fn weights_path(w: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(w)
+        .with_context(|| format!("{}: weights file not found; check the path", w.display()))
 }
 
 /// Loads `model` on `--device` at `precision`.

@@ -13,7 +13,9 @@ mod progress;
 mod queue;
 mod report;
 mod runtime;
+mod serve;
 mod signals;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -73,6 +75,8 @@ fn main() -> ExitCode {
             json,
         } => gpu::monitor(std::time::Duration::from_millis(interval_ms), count, json),
         Command::Report { outdir, output } => report::run(&outdir, output.as_deref()),
+        Command::Serve(args) => serve::run(args),
+        Command::Watch(args) => watch::run(args),
     };
     match result {
         Ok(code) => code,

@@ -22,7 +22,7 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
     let interrupt = Interrupt::install()?;
     let mut run = config.run_options();
     run.fake_oom = vmatte_gpu::FakeOom::from_env().map_err(anyhow::Error::msg)?;
-    run.cancel = Some(interrupt.flag());
+    run.cancel = vec![interrupt.flag()];
     let net = load(
         &config.model(),
         config.spec.settings.gvm.as_ref(),

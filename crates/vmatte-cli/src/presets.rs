@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use vmatte_models::store::DEFAULT_MODEL;
 use vmatte_pipeline::{
     Background, Chunks, DownsampleRatio, MatteSettings, OutputFormat, OutputKind,
 };
@@ -324,7 +325,7 @@ pub fn chunks(p: &Preset) -> Chunks {
 /// The values a preset gives a video of this size, for `vmatte presets`.
 pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, String> {
     // The same defaults and per-size rules a run applies.
-    let mut settings = MatteSettings::new(p.model.as_deref().unwrap_or("rvm-mobilenetv3"));
+    let mut settings = MatteSettings::new(p.model.as_deref().unwrap_or(DEFAULT_MODEL));
     settings.downsample_ratio = p.downsample_ratio.unwrap_or(settings.downsample_ratio);
     let chunks = chunks(p);
     if let Some(g) = &p.gvm {

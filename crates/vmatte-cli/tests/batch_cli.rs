@@ -163,8 +163,7 @@ fn bad_inputs_fail_with_reasons_and_the_batch_goes_on() {
     assert_eq!(report["failed"], 3);
     assert_eq!(report["skipped"], 7);
 
-    let status = vmatte(&["status", out_dir.to_str().unwrap(), "--json"]);
-    let rows: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    let rows = status_rows(&out_dir);
     assert_eq!(rows.as_array().unwrap().len(), 9);
     let retried = rows
         .as_array()
@@ -258,8 +257,7 @@ fn two_processes_share_one_outdir_without_duplicating_work() {
         "a job ran twice: {da:?} / {db:?}"
     );
     // Whatever one process skipped as busy, the other finished.
-    let status = vmatte(&["status", out_dir.to_str().unwrap(), "--json"]);
-    let rows: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    let rows = status_rows(&out_dir);
     assert!(
         rows.as_array()
             .unwrap()
@@ -325,12 +323,9 @@ fn one_file_named_twice_is_matted_once() {
         "{skipped}"
     );
     // One set of outputs, under one name.
-    let alphas = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .filter(|e| {
-            let name = e.as_ref().unwrap().file_name();
-            name.to_string_lossy().ends_with(".alpha.mp4")
-        })
+    let alphas = list_dir(&out_dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".alpha.mp4"))
         .count();
-    assert_eq!(alphas, 1);
+    assert_eq!(alphas, 1, "{:?}", list_dir(&out_dir));
 }

@@ -69,8 +69,9 @@ fn run_on_terminal(args: &[&str]) -> (Vec<String>, String) {
             }
         }
     }
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
     let last = parser.screen().contents();
+    assert!(status.success(), "vmatte {args:?}: {status}\n{last}");
     (screens, last)
 }
 
@@ -104,11 +105,15 @@ fn a_batch_on_a_terminal_draws_clean_bars_and_leaves_clean_lines() {
     for screen in &screens {
         assert!(!screen.contains("0/0 frames"), "an empty bar:\n{screen}");
         for word in screen.split_whitespace() {
-            if let Some((_, decimals)) = word.split_once('.') {
-                let digits = decimals.trim_end_matches(['s', ')', '/']);
-                if word.ends_with("fps") || screen.contains(&format!("{word} fps")) {
-                    assert!(digits.len() <= 1, "rate '{word}' on:\n{screen}");
-                }
+            // A rate: the number before " fps", or one with "fps" glued on.
+            let number = match word.strip_suffix("fps") {
+                Some(number) => number,
+                None if screen.contains(&format!("{word} fps")) => word,
+                None => continue,
+            };
+            if let Some((_, decimals)) = number.split_once('.') {
+                let digits = decimals.trim_end_matches(|c: char| !c.is_ascii_digit());
+                assert!(digits.len() <= 1, "rate '{word}' on:\n{screen}");
             }
         }
         let overall = screen.lines().filter(|l| l.starts_with("batch ")).count();

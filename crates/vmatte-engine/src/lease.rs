@@ -2,12 +2,13 @@
 //! from one connection of its own, so a long video never loses its job,
 //! and a job another process took over (this one stalled) is noticed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vmatte_jobs::queue::WorkerInfo;
+use vmatte_jobs::Progress;
 
 use crate::observer::Observer;
 use crate::sync::{lock, Connect};
@@ -21,41 +22,90 @@ pub struct Leases {
 
 #[derive(Default)]
 struct Held {
-    /// Job id to the owner holding it, and which holding that is.
-    owners: BTreeMap<i64, (String, u64)>,
-    /// Held jobs whose lease another owner has taken.
-    lost: BTreeSet<i64>,
+    /// By job id.
+    jobs: BTreeMap<i64, Holding>,
     /// Numbers the holdings, so a verdict on one never lands on a later one.
     next: u64,
 }
 
+struct Holding {
+    owner: String,
+    number: u64,
+    /// The job's lease was refused: another owner took it, or the job was
+    /// cancelled or deleted. Also the running job's stop flag, so that it
+    /// stops at its next chunk instead of making what nobody will keep.
+    lost: Arc<AtomicBool>,
+    /// How far the job is (set by its stream), reported with the renewals.
+    progress: Arc<Mutex<Option<Progress>>>,
+    /// What was last reported, so an unchanged figure is not written again.
+    reported: Option<Progress>,
+}
+
+/// A holding as its stream sees it: the flag set if the job is lost, and
+/// where its progress goes.
+pub struct Handle {
+    pub lost: Arc<AtomicBool>,
+    pub progress: Arc<Mutex<Option<Progress>>>,
+}
+
 impl Leases {
     /// Starts renewing `job` for `owner`: a fresh holding, never lost yet.
-    pub fn hold(&self, job: i64, owner: &str) {
+    pub fn hold(&self, job: i64, owner: &str) -> Handle {
         let mut held = lock(&self.state);
         held.next += 1;
-        let holding = held.next;
-        held.owners.insert(job, (owner.to_string(), holding));
-        held.lost.remove(&job);
+        let handle = Handle {
+            lost: Arc::new(AtomicBool::new(false)),
+            progress: Arc::default(),
+        };
+        let holding = Holding {
+            owner: owner.to_string(),
+            number: held.next,
+            lost: handle.lost.clone(),
+            progress: handle.progress.clone(),
+            reported: None,
+        };
+        held.jobs.insert(job, holding);
+        handle
     }
 
     /// Stops renewing `job`; whether it was lost meanwhile.
     pub fn release(&self, job: i64) -> bool {
-        let mut held = lock(&self.state);
-        held.owners.remove(&job);
-        held.lost.remove(&job)
+        lock(&self.state)
+            .jobs
+            .remove(&job)
+            .is_some_and(|h| h.lost.load(Ordering::Relaxed))
     }
 
-    fn held(&self) -> BTreeMap<i64, (String, u64)> {
-        lock(&self.state).owners.clone()
+    /// Each held job with its owner, holding number, and its progress when
+    /// it changed since it was last reported.
+    fn held(&self) -> Vec<(i64, String, u64, Option<Progress>)> {
+        let held = lock(&self.state);
+        held.jobs
+            .iter()
+            .map(|(job, h)| {
+                let now = *lock(&h.progress);
+                let changed = now.filter(|p| Some(*p) != h.reported);
+                (*job, h.owner.clone(), h.number, changed)
+            })
+            .collect()
+    }
+
+    /// `progress` of that holding is in the store.
+    fn reported(&self, job: i64, holding: u64, progress: Progress) {
+        if let Some(h) = lock(&self.state).jobs.get_mut(&job) {
+            if h.number == holding {
+                h.reported = Some(progress);
+            }
+        }
     }
 
     /// A renewal of `job` was refused: lost, if that holding is still the
     /// one (not released, or taken up again, meanwhile).
     fn refused(&self, job: i64, holding: u64) {
-        let mut held = lock(&self.state);
-        if held.owners.get(&job).is_some_and(|(_, h)| *h == holding) {
-            held.lost.insert(job);
+        if let Some(h) = lock(&self.state).jobs.get_mut(&job) {
+            if h.number == holding {
+                h.lost.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -101,11 +151,18 @@ impl Leases {
                     trouble = Some(e.to_string());
                 }
             }
-            for (job, (owner, holding)) in self.held() {
+            for (job, owner, holding, progress) in self.held() {
                 match queue.heartbeat(job, &owner, lease) {
                     Ok(true) => {}
                     Ok(false) => self.refused(job, holding),
                     Err(e) => trouble = Some(format!("job {job}: cannot renew its lease: {e}")),
+                }
+                // Progress is for people watching: a failed report is
+                // tried again with the next renewal, never a reason to stop.
+                if let Some(p) = progress {
+                    if let Ok(true) = queue.report(job, &owner, p) {
+                        self.reported(job, holding, p);
+                    }
                 }
             }
             match trouble {

@@ -28,4 +28,4 @@ pub mod telemetry;
 
 pub use lanes::LanePlan;
 pub use pool::{ensure_linked, settle_copy, Engine, EngineConfig, Feed, Report, Ticket};
-pub use sync::Connect;
+pub use sync::{lock, sleep_unless, Connect};

@@ -36,7 +36,7 @@ use crate::load::HwDecode;
 use crate::observer::Observer;
 use crate::outcome::{Outcome, Status};
 use crate::spec::JobSpec;
-use crate::sync::{lock, Connect};
+use crate::sync::{into_inner, lock, sleep_unless, Connect};
 use crate::telemetry::{Hub, JobTelemetry};
 
 /// How a run executes its jobs.
@@ -101,17 +101,15 @@ pub struct Engine<'a> {
     connect: &'a Connect<'a>,
     observer: &'a dyn Observer,
     hub: Option<&'a Hub>,
-    /// Set by an interrupt (the front end's flag).
+    /// Set by an interrupt (the front end's flag, which this run only
+    /// reads).
     interrupt: Arc<AtomicBool>,
-    /// Set when the run stops, by an interrupt or because its store cannot
-    /// be used: no new jobs, and running ones stop at their next chunk
-    /// (their partial outputs deleted, the jobs queued again). Apart from
+    /// Set when the run's store cannot be used. Either flag stops the run:
+    /// no new jobs, and running ones stop at their next chunk (their
+    /// partial outputs deleted, the jobs queued again). Apart from
     /// `interrupt`, so that a stop of the run's own is not taken for a
     /// first Ctrl-C (which would make the user's first Ctrl-C a second).
     halt: Arc<AtomicBool>,
-    /// Jobs running in this run, so that one job is never run twice at
-    /// once by two of its streams.
-    in_flight: Mutex<std::collections::BTreeSet<i64>>,
     lanes: Vec<Lane>,
     /// The bottom of the out-of-memory ladder, loaded on first use.
     cpu: Lane,
@@ -158,7 +156,6 @@ impl<'a> Engine<'a> {
             hub,
             interrupt,
             halt: Arc::default(),
-            in_flight: Mutex::default(),
             lanes: config.lanes.iter().map(Lane::new).collect(),
             cpu: Lane::new(&LanePlan {
                 device: vmatte_gpu::DeviceSpec::Cpu,
@@ -177,7 +174,11 @@ impl<'a> Engine<'a> {
     pub fn run(self, feed: Feed) -> Report {
         let queue_mode = match feed {
             Feed::Tickets(t) => {
-                *lock(&self.tickets) = t.into();
+                let (tickets, twins) = one_per_job(t);
+                *lock(&self.tickets) = tickets;
+                for (n, o) in twins {
+                    self.settle(n, o);
+                }
                 None
             }
             Feed::Queue {
@@ -195,15 +196,6 @@ impl<'a> Engine<'a> {
                     &keeper_done,
                     self.observer,
                 )
-            });
-            // An interrupt halts the run (the pipeline watches `halt`).
-            let watcher = scope.spawn(|| {
-                while !keeper_done.load(Ordering::Relaxed) {
-                    if self.interrupt.load(Ordering::Relaxed) {
-                        self.halt.store(true, Ordering::Relaxed);
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
             });
             let mut streams = Vec::new();
             for lane in &self.lanes {
@@ -233,15 +225,11 @@ impl<'a> Engine<'a> {
             }
             keeper_done.store(true, Ordering::Relaxed);
             let _ = keeper.join();
-            let _ = watcher.join();
         });
-        let mut outcomes = self
-            .outcomes
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        let fatal = self.fatal.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut outcomes = into_inner(self.outcomes);
+        let fatal = into_inner(self.fatal);
         // Tickets never reached (the run stopped) are said so.
-        for t in self.tickets.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        for t in into_inner(self.tickets) {
             let why = if fatal.is_some() {
                 "not started: the run stopped"
             } else {
@@ -289,24 +277,13 @@ impl<'a> Engine<'a> {
                     let Some(ticket) = lock(&self.tickets).pop_front() else {
                         return;
                     };
-                    // One job, two tickets (one file given twice): the
-                    // streams share one owner, so the store would hand it
-                    // to both.
-                    if !lock(&self.in_flight).insert(ticket.job) {
-                        let o = Outcome::new(&ticket.input, Status::Skipped)
-                            .with_note("the same job as another input of this run");
-                        self.settle(ticket.n, o);
-                        continue;
-                    }
                     match self.take(queue.as_mut(), &ticket, &owner) {
                         Ok(Ok(row)) => (ticket.n, Some(ticket), row),
                         Ok(Err(outcome)) => {
-                            lock(&self.in_flight).remove(&ticket.job);
                             self.settle(ticket.n, outcome);
                             continue;
                         }
                         Err(why) => {
-                            lock(&self.in_flight).remove(&ticket.job);
                             lock(&self.tickets).push_front(ticket);
                             return self.stop_with(why);
                         }
@@ -318,7 +295,6 @@ impl<'a> Engine<'a> {
                             ended += 1;
                             (ended, None, row)
                         }
-                        None if self.stopped() => return,
                         None => return,
                     }
                 }
@@ -331,9 +307,7 @@ impl<'a> Engine<'a> {
             let input = ticket
                 .as_ref()
                 .map_or_else(|| row.input_path.clone(), |t| t.input.clone());
-            let end = self.run_job(&mut queue, lane, &owner, row.clone(), &label);
-            lock(&self.in_flight).remove(&row.id);
-            match end {
+            match self.run_job(&mut queue, lane, &owner, row.clone(), &label) {
                 End::Settled(mut o) => {
                     o.input = input;
                     self.settle(n, o);
@@ -401,7 +375,7 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
-            sleep_unless(&self.halt, pause);
+            sleep_unless(|| self.stopped(), pause);
         }
         None
     }
@@ -480,6 +454,7 @@ impl<'a> Engine<'a> {
                 return self.failed(queue, &row, owner, why);
             }
         };
+        let held = self.leases.hold(row.id, owner);
         let options = RunOptions {
             chunks: lane
                 .chunks
@@ -491,7 +466,7 @@ impl<'a> Engine<'a> {
             fake_oom: self.config.fake_oom,
             fake_panic: self.config.fake_panic.clone(),
             strict: self.config.strict || spec.run.strict,
-            cancel: Some(self.halt.clone()),
+            cancel: vec![self.halt.clone(), self.interrupt.clone(), held.lost.clone()],
         };
         log.start(
             &row,
@@ -502,9 +477,15 @@ impl<'a> Engine<'a> {
                 device: lane.device,
             },
         );
-        self.leases.hold(row.id, owner);
         let telemetry = JobTelemetry::start(self.hub, lane.device, &log);
-        let ran = self.attempts(lane, &row, &spec, (&outdir, &mut log), options, label);
+        let ran = self.attempts(
+            lane,
+            &row,
+            &spec,
+            (&outdir, &mut log, &held.progress),
+            options,
+            label,
+        );
         let gpu = telemetry.finish(&mut log);
         let lost = self.leases.release(row.id);
         let (result, device) = match ran {
@@ -519,8 +500,13 @@ impl<'a> Engine<'a> {
             o
         };
         if lost {
-            let msg =
-                "lost the job's lease to another process (this one stalled); its result is theirs";
+            let msg = match queue.job(row.id) {
+                Ok(Some(j)) if j.state == JobState::Failed && j.lease_owner.is_none() => {
+                    "cancelled while it ran; what it had made is deleted"
+                }
+                Ok(None) => "deleted while it ran; what it had made is deleted",
+                _ => "lost the job's lease to another process (this one stalled); its result is theirs",
+            };
             log.event("warning", json!({ "message": msg }));
             return End::Settled(decorate(
                 Outcome::of_row(&row.input_path, &row, Status::Lost).with_note(msg),
@@ -563,7 +549,7 @@ impl<'a> Engine<'a> {
         lane: &Lane,
         row: &JobRow,
         spec: &JobSpec,
-        (outdir, log): (&Path, &mut JobLog),
+        (outdir, log, progress): (&Path, &mut JobLog, &Mutex<Option<vmatte_jobs::Progress>>),
         mut options: RunOptions,
         label: &str,
     ) -> Ran {
@@ -600,6 +586,10 @@ impl<'a> Engine<'a> {
                             for step in &p.steps {
                                 self.observer.note(&format!("{}: {step}", row.safe_name));
                             }
+                            *lock(progress) = Some(vmatte_jobs::Progress {
+                                frames_done: p.frames_done,
+                                frames_total: p.frames_total,
+                            });
                             view.progress(p)
                         },
                     )
@@ -664,7 +654,7 @@ impl<'a> Engine<'a> {
             // first try committed: the job done with these very outputs.
             // Then they are ours to publish (the same job's outputs in any
             // case: publishing them can only complete what is recorded).
-            Err(vmatte_jobs::Error::LeaseLost { .. }) => match queue.job(row.id) {
+            Err(e) if e.job_gone() => match queue.job(row.id) {
                 Ok(Some(j)) if j.state == JobState::Done && j.outputs() == outputs => j,
                 _ => {
                     let msg = "another process took the job over (this one stalled past its lease)";
@@ -745,7 +735,7 @@ impl<'a> Engine<'a> {
             Ok(failed) => End::Settled(
                 Outcome::of_row(&row.input_path, &failed, Status::Failed).with_error(reason),
             ),
-            Err(vmatte_jobs::Error::LeaseLost { .. }) => {
+            Err(e) if e.job_gone() => {
                 End::Settled(Outcome::of_row(&row.input_path, row, Status::Lost).with_error(reason))
             }
             Err(store) => {
@@ -829,6 +819,31 @@ pub fn settle_copy(
     }
 }
 
+/// One ticket per job. A file given twice (`a.mp4` and `a/../a.mp4`) is
+/// one job; since a batch's streams share one owner, the store would hand
+/// it to two streams at once. The first ticket runs it; the others end
+/// here, naming that first input.
+fn one_per_job(tickets: Vec<Ticket>) -> (VecDeque<Ticket>, Vec<(usize, Outcome)>) {
+    let mut first: std::collections::HashMap<i64, PathBuf> = std::collections::HashMap::new();
+    let mut keep = VecDeque::new();
+    let mut twins = Vec::new();
+    for t in tickets {
+        match first.get(&t.job) {
+            Some(input) => {
+                let note = format!("the same file as {}", Path::display(input));
+                let mut o = Outcome::new(&t.input, Status::Skipped).with_note(note);
+                o.job = Some(t.job);
+                twins.push((t.n, o));
+            }
+            None => {
+                first.insert(t.job, t.input.clone());
+                keep.push_back(t);
+            }
+        }
+    }
+    (keep, twins)
+}
+
 /// `VMATTE_CRASH_AT=POINT` ends the process at once (no destructors, as
 /// `kill -9` would) when a job reaches POINT: `claimed`, `recorded` (its
 /// result is in the store, its outputs not yet under their names),
@@ -838,16 +853,5 @@ fn crash_point(point: &str) {
     let at = AT.get_or_init(|| std::env::var("VMATTE_CRASH_AT").ok());
     if at.as_deref() == Some(point) {
         std::process::abort();
-    }
-}
-
-/// Sleeps `d`, waking early when `stop` is set.
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let step = Duration::from_millis(20);
-    let mut left = d;
-    while !left.is_zero() && !stop.load(Ordering::Relaxed) {
-        let now = left.min(step);
-        std::thread::sleep(now);
-        left -= now;
     }
 }

@@ -87,6 +87,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The job is no longer this holder's: another took its lease, or it
+    /// was cancelled, or deleted.
+    pub fn job_gone(&self) -> bool {
+        matches!(self, Self::LeaseLost { .. } | Self::NoSuchJob { .. })
+    }
+
     /// A file-system error at `path`; a full disk is told as such.
     pub(crate) fn io(path: &Path, source: io::Error) -> Self {
         let path = path.to_path_buf();

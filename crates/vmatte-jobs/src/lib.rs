@@ -27,6 +27,6 @@ pub use names::{ensure_output_is_not_input, names_on_disk, safe_stem, NameAlloca
 pub use outputs::Outputs;
 pub use owner::{holder_is_dead, hostname, owner_host_pid, owner_id, owner_id_named};
 pub use store::{
-    store_path, Claim, CopyRow, JobRow, JobState, JobStore, BUSY_TIMEOUT, SCHEMA_VERSION,
+    store_path, Claim, CopyRow, JobRow, JobState, JobStore, Progress, BUSY_TIMEOUT, SCHEMA_VERSION,
 };
 pub use time::{now_ms, rfc3339_ms};

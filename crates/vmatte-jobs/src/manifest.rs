@@ -2,9 +2,10 @@
 //! spreadsheets (the job store is the source of truth).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::store::{CopyRow, JobRow, JobState};
@@ -72,33 +73,60 @@ pub fn write_manifest(outdir: &Path, jobs: &[JobRow], copies: &[CopyRow]) -> io:
     fs::rename(&partial, &path).map_err(with_path(&path))
 }
 
-fn records(job: &JobRow) -> Vec<Vec<String>> {
-    let row = |kind: &str, output: &str| {
-        vec![
-            job.input_path.to_string_lossy().into_owned(),
-            job.safe_name.clone(),
-            job.state.as_str().to_string(),
-            kind.to_string(),
-            output.to_string(),
-            job.frames.map(|f| f.to_string()).unwrap_or_default(),
-            job.seconds.map(|s| format!("{s:.3}")).unwrap_or_default(),
-            job.error.clone().unwrap_or_default(),
-        ]
-    };
-    if job.outputs.is_empty() {
-        return vec![row("", "")];
+/// What one input's rows say.
+struct Entry<'a> {
+    input: &'a Path,
+    name: &'a str,
+    state: JobState,
+    frames: Option<u64>,
+    seconds: Option<f64>,
+    error: String,
+    outputs: &'a BTreeMap<String, PathBuf>,
+}
+
+impl Entry<'_> {
+    /// One row per output, or one with empty `kind` and `output`.
+    fn rows(&self) -> Vec<Vec<String>> {
+        let row = |kind: &str, output: &str| {
+            vec![
+                self.input.to_string_lossy().into_owned(),
+                self.name.to_string(),
+                self.state.as_str().to_string(),
+                kind.to_string(),
+                output.to_string(),
+                self.frames.map(|f| f.to_string()).unwrap_or_default(),
+                self.seconds.map(|s| format!("{s:.3}")).unwrap_or_default(),
+                self.error.clone(),
+            ]
+        };
+        if self.outputs.is_empty() {
+            return vec![row("", "")];
+        }
+        self.outputs
+            .iter()
+            .map(|(kind, path)| row(kind, &path.to_string_lossy()))
+            .collect()
     }
-    job.outputs
-        .iter()
-        .map(|(kind, path)| row(kind, &path.to_string_lossy()))
-        .collect()
+}
+
+fn records(job: &JobRow) -> Vec<Vec<String>> {
+    Entry {
+        input: &job.input_path,
+        name: &job.safe_name,
+        state: job.state,
+        frames: job.frames,
+        seconds: job.seconds,
+        error: job.error.clone().unwrap_or_default(),
+        outputs: &job.outputs,
+    }
+    .rows()
 }
 
 /// A copy's rows: its own outputs once linked, else the job's state (a
-/// copy of a failed job failed with it).
+/// copy of a failed job failed with it). Its seconds are the job's, not
+/// its own: left empty.
 fn copy_records(copy: &CopyRow, job: &JobRow) -> Vec<Vec<String>> {
     let linked = copy.linked_ms.is_some();
-    let state = if linked { JobState::Done } else { job.state };
     let error = match job.state {
         JobState::Failed if !linked => format!(
             "same content as {}, which failed: {}",
@@ -107,25 +135,16 @@ fn copy_records(copy: &CopyRow, job: &JobRow) -> Vec<Vec<String>> {
         ),
         _ => String::new(),
     };
-    let row = |kind: &str, output: &str| {
-        vec![
-            copy.input_path.to_string_lossy().into_owned(),
-            copy.safe_name.clone(),
-            state.as_str().to_string(),
-            kind.to_string(),
-            output.to_string(),
-            job.frames.map(|f| f.to_string()).unwrap_or_default(),
-            String::new(),
-            error.clone(),
-        ]
-    };
-    if copy.outputs.is_empty() {
-        return vec![row("", "")];
+    Entry {
+        input: &copy.input_path,
+        name: &copy.safe_name,
+        state: if linked { JobState::Done } else { job.state },
+        frames: job.frames,
+        seconds: None,
+        error,
+        outputs: &copy.outputs,
     }
-    copy.outputs
-        .iter()
-        .map(|(kind, path)| row(kind, &path.to_string_lossy()))
-        .collect()
+    .rows()
 }
 
 fn write_record<S: AsRef<str>>(out: &mut impl Write, fields: &[S]) -> io::Result<()> {

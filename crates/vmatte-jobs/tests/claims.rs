@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
 
-use vmatte_jobs::{Claim, Error, JobState, JobStore};
+use vmatte_jobs::{Claim, Error, JobState, JobStore, Progress};
 
 const LONG: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(50);
@@ -165,4 +165,32 @@ fn status_json_has_readable_times_and_inline_settings() {
     let created = job["created"].as_str().unwrap();
     assert!(created.ends_with('Z') && created.len() == 24, "{created}");
     assert!(job["started"].is_null());
+}
+
+#[test]
+fn progress_is_its_holders_to_report_and_starts_afresh_with_each_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, id) = store_with_job(dir.path());
+    let at = |done, total| Progress {
+        frames_done: done,
+        frames_total: total,
+    };
+    assert!(matches!(
+        store.claim(id, "me", SHORT, false).unwrap(),
+        Claim::Claimed(_)
+    ));
+    assert!(store.report(id, "me", at(12, Some(300))).unwrap());
+    assert!(!store.report(id, "someone else", at(99, None)).unwrap());
+    assert_eq!(
+        store.job(id).unwrap().unwrap().progress,
+        Some(at(12, Some(300)))
+    );
+    // Its lease runs out; the next holder's attempt starts with no report.
+    sleep(SHORT * 2);
+    let mut other = JobStore::open(dir.path()).unwrap();
+    let Claim::Claimed(row) = other.claim(id, "other", LONG, false).unwrap() else {
+        panic!("an expired lease is taken over");
+    };
+    assert_eq!(row.progress, None);
+    assert!(!store.report(id, "me", at(13, Some(300))).unwrap());
 }

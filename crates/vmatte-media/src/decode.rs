@@ -36,23 +36,15 @@ pub fn prefer_nvdec(on: bool) {
 /// The NVDEC decoder for `codec_name`, opened, if asked for and possible.
 fn nvdec(
     stream: &ffmpeg::format::stream::Stream,
-    (time_base, log_id): (ffmpeg::Rational, usize),
+    log_id: usize,
     codec_name: &str,
 ) -> Option<ffmpeg::decoder::Video> {
     if !PREFER_NVDEC.load(Ordering::Relaxed) {
         return None;
     }
     let hw = ffmpeg::decoder::find_by_name(&format!("{codec_name}_cuvid"))?;
-    let opened = codec::Context::from_parameters(stream.parameters())
-        .and_then(|mut context| {
-            // SAFETY: as for the software decoder below (the tag, too, so
-            // that damage NVDEC logs is told as this video's).
-            unsafe {
-                (*context.as_mut_ptr()).pkt_timebase = time_base.into();
-                (*context.as_mut_ptr()).opaque = log_id as *mut std::ffi::c_void;
-            }
-            context.decoder().open_as(hw)
-        })
+    let opened = tagged_context(stream, log_id)
+        .and_then(|context| context.decoder().open_as(hw))
         .and_then(|d| d.video());
     match opened {
         Ok(d) => Some(d),
@@ -65,6 +57,24 @@ fn nvdec(
             None
         }
     }
+}
+
+/// A decoding context for `stream`, as ffmpeg sets one up, tagged with
+/// this decoder's `log_id` so that damage it logs is told as this video's.
+fn tagged_context(
+    stream: &ffmpeg::format::stream::Stream,
+    log_id: usize,
+) -> Result<codec::Context, ffmpeg::Error> {
+    let mut context = codec::Context::from_parameters(stream.parameters())?;
+    // SAFETY: plain field writes on a context we own; libav expects the
+    // packet time base to be set before opening (as ffmpeg does), and
+    // leaves `opaque` to its user (libav copies it to the contexts of its
+    // decoding threads).
+    unsafe {
+        (*context.as_mut_ptr()).pkt_timebase = stream.time_base().into();
+        (*context.as_mut_ptr()).opaque = log_id as *mut std::ffi::c_void;
+    }
+    Ok(context)
 }
 
 pub(crate) struct VideoDecoder {
@@ -88,7 +98,7 @@ pub(crate) struct VideoDecoder {
     /// The picture size last seen, to say once where it changes.
     last_size: (u32, u32),
     /// This decoder's tag on its codec contexts, under which the log keeps
-    /// its error lines (see `log::take_decoder_errors`).
+    /// its error lines (see `log::take_decoder_error`).
     log_id: usize,
     /// The frame of the last damage warning.
     warnings_damage_at: Option<u64>,
@@ -124,24 +134,16 @@ impl VideoDecoder {
         static NEXT_LOG_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         let log_id = NEXT_LOG_ID.fetch_add(1, Ordering::Relaxed);
         let software = || {
-            let mut context = codec::Context::from_parameters(stream.parameters())?;
+            let mut context = tagged_context(&stream, log_id)?;
             // Frame threads use every core; count 0 lets libav pick the number.
             context.set_threading(threading::Config {
                 kind: threading::Type::Frame,
                 count: 0,
                 ..Default::default()
             });
-            // SAFETY: plain field writes on a context we own; libav expects
-            // the packet time base to be set before opening (as ffmpeg does),
-            // and leaves `opaque` to its user (libav copies it to the
-            // contexts of its decoding threads).
-            unsafe {
-                (*context.as_mut_ptr()).pkt_timebase = time_base.into();
-                (*context.as_mut_ptr()).opaque = log_id as *mut std::ffi::c_void;
-            }
             context.decoder().video()
         };
-        let decoder = match nvdec(&stream, (time_base, log_id), &codec_name) {
+        let decoder = match nvdec(&stream, log_id, &codec_name) {
             Some(d) => d,
             None => software().map_err(|e| match e {
                 ffmpeg::Error::DecoderNotFound => MediaError::UnsupportedCodec {
@@ -332,27 +334,30 @@ impl VideoDecoder {
         // frames before its picture comes out, and may flag the picture
         // after handing it over; a warning goes with the frame where either
         // is first seen.
-        let logged = log::take_decoder_errors(self.log_id);
+        let logged = log::take_decoder_error(self.log_id);
         let flagged = errors != 0 || flags & ffi::AV_FRAME_FLAG_CORRUPT != 0;
         // Errors or a flag a few frames after a warning are the same
         // damage (its threads log several lines for one broken packet).
         let same_damage = self
             .warnings_damage_at
             .is_some_and(|at| frame <= at + DAMAGE_SPAN);
-        if (!logged.is_empty() || flagged) && !same_damage {
+        if (logged.is_some() || flagged) && !same_damage {
             self.warnings_damage_at = Some(frame);
             self.damage_warnings += 1;
-            let message = match logged.first() {
-                _ if self.damage_warnings > MAX_DAMAGE_WARNINGS => None,
-                _ if self.damage_warnings == MAX_DAMAGE_WARNINGS => Some(
-                    "damaged data near this frame, concealed by the decoder; further damage \
-                     in this video is not listed"
+            let message = if self.damage_warnings > MAX_DAMAGE_WARNINGS {
+                None
+            } else if self.damage_warnings == MAX_DAMAGE_WARNINGS {
+                Some(
+                    "damaged data near this frame, concealed by the decoder; further damage in \
+                     this video is not listed"
                         .to_string(),
-                ),
-                Some(first) => Some(format!(
+                )
+            } else if let Some(first) = logged {
+                Some(format!(
                     "damaged data near this frame, concealed by the decoder ({first})"
-                )),
-                None => Some("damaged data, concealed by the decoder".into()),
+                ))
+            } else {
+                Some("damaged data, concealed by the decoder".into())
             };
             if let Some(message) = message {
                 self.warnings.push(SourceWarning {
@@ -525,6 +530,6 @@ fn rotation(stream: &ffmpeg::format::stream::Stream) -> i32 {
 impl Drop for VideoDecoder {
     /// What libav logged about the last frames, never asked for, goes too.
     fn drop(&mut self) {
-        log::take_decoder_errors(self.log_id);
+        log::take_decoder_error(self.log_id);
     }
 }

@@ -30,20 +30,15 @@ thread_local! {
     static LAST_ERROR: Cell<Option<String>> = const { Cell::new(None) };
 }
 
-/// Error lines decoders logged, by the id vmatte gave each decoder (its
-/// context's `opaque`, which libav copies to the contexts of its own
-/// decoding threads, where frame threading logs).
-static DECODER_ERRORS: Mutex<BTreeMap<usize, Vec<String>>> = Mutex::new(BTreeMap::new());
-/// Kept per decoder until taken: a burst of damage says enough in a few.
-const DECODER_ERRORS_KEPT: usize = 8;
+/// The first error line each decoder logged since it was last asked, by
+/// the id vmatte gave each decoder (its context's `opaque`, which libav
+/// copies to the contexts of its own decoding threads, where frame
+/// threading logs). A burst of damage is told by its first line.
+static DECODER_ERRORS: Mutex<BTreeMap<usize, String>> = Mutex::new(BTreeMap::new());
 
-/// Takes what decoder `id` logged since the last call.
-pub(crate) fn take_decoder_errors(id: usize) -> Vec<String> {
-    DECODER_ERRORS
-        .lock()
-        .ok()
-        .and_then(|mut e| e.remove(&id))
-        .unwrap_or_default()
+/// Takes the first line decoder `id` logged since the last call.
+pub(crate) fn take_decoder_error(id: usize) -> Option<String> {
+    DECODER_ERRORS.lock().ok().and_then(|mut e| e.remove(&id))
 }
 
 /// The decoder id a codec context carries, if it is a codec context that
@@ -124,10 +119,7 @@ unsafe extern "C" fn callback(avcl: *mut c_void, level: c_int, fmt: *const c_cha
                 // requires to start with an AVClass pointer.
                 if let Some(id) = unsafe { decoder_id(avcl) } {
                     if let Ok(mut errors) = DECODER_ERRORS.lock() {
-                        let lines = errors.entry(id).or_default();
-                        if lines.len() < DECODER_ERRORS_KEPT {
-                            lines.push(line.clone());
-                        }
+                        errors.entry(id).or_insert_with(|| line.clone());
                     }
                 }
                 let _ = LAST_ERROR.try_with(|last| last.set(Some(line)));

@@ -58,6 +58,9 @@ pub const KNOWN_MODELS: [KnownModel; 2] = [
     },
 ];
 
+/// The model a run uses when none is named: RVM with MobileNetV3.
+pub const DEFAULT_MODEL: &str = "rvm-mobilenetv3";
+
 /// GVM's name in the store. It is registered, not copied: the diffusers
 /// folder (about 6.5 GB) stays where the user downloaded it, and the store
 /// keeps its path in `gvm.json`.
@@ -88,16 +91,18 @@ struct FileCheck {
 
 impl FileCheck {
     fn of(path: &Path) -> Result<Self> {
+        let (bytes, sampled_sha256) = sampled_sha256(path)?;
         Ok(Self {
             path: path.to_path_buf(),
-            bytes: std::fs::metadata(path).map_err(Error::io(path))?.len(),
-            sampled_sha256: sampled_sha256(path)?,
+            bytes,
+            sampled_sha256,
         })
     }
 }
 
-/// sha256 over a file's size and its first, middle and last MiB.
-fn sampled_sha256(path: &Path) -> Result<String> {
+/// A file's size, and sha256 over its size and its first, middle and last
+/// MiB.
+fn sampled_sha256(path: &Path) -> Result<(u64, String)> {
     use std::io::{Seek, SeekFrom};
     const SAMPLE: u64 = 1 << 20;
     let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
@@ -116,7 +121,7 @@ fn sampled_sha256(path: &Path) -> Result<String> {
         file.read_exact(&mut buf).map_err(Error::io(path))?;
         hasher.update(&buf);
     }
-    Ok(format!("{:x}", hasher.finalize()))
+    Ok((len, format!("{:x}", hasher.finalize())))
 }
 
 pub fn known_model(name: &str) -> Result<&'static KnownModel> {
@@ -295,9 +300,7 @@ impl ModelStore {
             FileCheck::of(&folder.vae_weights)?,
         ];
         if let Some(l) = &lora {
-            if l.is_file() {
-                files.push(FileCheck::of(l)?);
-            }
+            files.push(FileCheck::of(l)?);
         }
         let record = GvmRecord {
             path: dir.clone(),

@@ -3,8 +3,6 @@
 //! 1e-4 absolute for outputs and activations, 1e-4 relative for the VAE
 //! moments (they reach ±33).
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -12,7 +10,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use vmatte_models::gvm::{layers::sinusoidal_embedding, Gvm, LoraChoice, TIMESTEP};
 
 fn gvm_dir() -> PathBuf {
-    common::fixtures_dir().join("gvm")
+    vmatte_testkit::fixture("gvm")
 }
 
 fn reference(name: &str) -> HashMap<String, Tensor> {

@@ -58,7 +58,6 @@ pub struct GvmStream<'a> {
     last_plain: Option<Tensor>,
     next_index: u64,
     fake_oom: Option<FakeOom>,
-    ladder: Vec<Step>,
     /// Where the window being run is, for the ladder to lower what that
     /// phase needs.
     phase: Phase,
@@ -94,7 +93,6 @@ impl<'a> GvmStream<'a> {
             last_plain: None,
             next_index: 0,
             fake_oom,
-            ladder: Vec::new(),
             phase: Phase::Encode,
         })
     }
@@ -106,10 +104,6 @@ impl<'a> GvmStream<'a> {
     /// The settings in force now (the ladder may have lowered them).
     pub fn options(&self) -> &GvmOptions {
         &self.opts
-    }
-
-    pub fn take_ladder(&mut self) -> Vec<Step> {
-        std::mem::take(&mut self.ladder)
     }
 
     /// Adds the next frame, `[1, 3, H, W]` in [0, 1]; returns the alphas now
@@ -300,9 +294,11 @@ impl<'a> GvmStream<'a> {
                 Phase::Encode => waiting > 1,
                 _ => self.opts.frames_per_batch > 1,
             };
-        let decode_first = self.phase != Phase::Denoise && chunk_matters;
+        // The decode chunk first where the VAE ran out; in the UNet, only
+        // once the windows are one frame.
+        let chunk_first = self.phase != Phase::Denoise || self.opts.frames_per_batch <= 1;
         let o = &mut self.opts;
-        let (setting, from, to) = if decode_first {
+        let (setting, from, to) = if chunk_matters && chunk_first {
             let from = o.decode_chunk;
             o.decode_chunk = from / 2;
             ("decode chunk", from.to_string(), o.decode_chunk.to_string())
@@ -323,10 +319,6 @@ impl<'a> GvmStream<'a> {
                 from.to_string(),
                 o.frames_per_batch.to_string(),
             )
-        } else if chunk_matters {
-            let from = o.decode_chunk;
-            o.decode_chunk = from / 2;
-            ("decode chunk", from.to_string(), o.decode_chunk.to_string())
         } else if o.size > 64 {
             let old = self.geometry;
             o.size = (o.size * 3 / 4 / 8 * 8).max(64);
@@ -359,7 +351,6 @@ impl<'a> GvmStream<'a> {
             frame,
         };
         on_step(&step);
-        self.ladder.push(step);
         Ok(())
     }
 }

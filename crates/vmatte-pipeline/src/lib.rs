@@ -76,14 +76,6 @@ impl PipelineError {
             cause,
         }
     }
-
-    /// The out-of-memory cause, if this is one.
-    pub fn out_of_memory(&self) -> Option<&OutOfMemory> {
-        match self {
-            Self::OutOfMemory { cause, .. } => Some(cause),
-            _ => None,
-        }
-    }
 }
 
 impl From<vmatte_models::Error> for PipelineError {

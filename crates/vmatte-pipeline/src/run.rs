@@ -642,12 +642,14 @@ impl Infer<'_> {
         let result = (|| -> Result<()> {
             for chunk in rx {
                 let (frames, src) = self.take(chunk, noted)?;
+                // A frame waits for its alpha up to a window span (times the
+                // interpolation step): on the host, not on the GPU keeping
+                // its chunk alive there. One transfer per chunk; the waiting
+                // frames are views of it.
+                let host = src.to_device(&Device::Cpu)?;
                 for (t, meta) in frames.iter().enumerate() {
                     let frame = src.narrow(0, t, 1)?;
-                    // A frame waits for its alpha up to a window span (times
-                    // the interpolation step): on the host, in its own
-                    // storage, not on the GPU keeping its chunk alive.
-                    waiting.push_back((*meta, frame.to_device(&Device::Cpu)?.copy()?));
+                    waiting.push_back((*meta, host.narrow(0, t, 1)?));
                     let out = stream.push(&frame, &mut |step| {
                         tell(step, &mut told, (done, frames_total), on_progress)
                     })?;
@@ -658,7 +660,6 @@ impl Infer<'_> {
                 .finish(&mut |step| tell(step, &mut told, (done, frames_total), on_progress))?;
             self.emit(out, &mut waiting, &tx, &mut done, on_progress)
         })();
-        stream.take_ladder();
         noted.ladder.extend(told);
         let path = self.info.path.display().to_string();
         result.map_err(|e| match e {
@@ -673,12 +674,10 @@ impl Infer<'_> {
                 }
             }
             // The ladder's own last word names the frame; the file too.
-            PipelineError::OutOfMemory { cause, message } if !message.contains(&path) => {
-                PipelineError::OutOfMemory {
-                    message: format!("{path}: {message}"),
-                    cause,
-                }
-            }
+            PipelineError::OutOfMemory { cause, message } => PipelineError::OutOfMemory {
+                message: format!("{path}: {message}"),
+                cause,
+            },
             e => e,
         })?;
         self.end(done, &tx)

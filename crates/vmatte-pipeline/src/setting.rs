@@ -22,12 +22,10 @@ pub enum Setting {
     Format,
     FramesPerBatch,
     InterpFrames,
-    Lora,
     MaxFrames,
     MaxResolution,
     OverlapFrames,
     RetryFailed,
-    SeqChunk,
     Size,
 }
 
@@ -71,12 +69,10 @@ impl Setting {
             Self::Format => "format",
             Self::FramesPerBatch => "frames_per_batch",
             Self::InterpFrames => "interp_frames",
-            Self::Lora => "lora",
             Self::MaxFrames => "max_frames",
             Self::MaxResolution => "max_resolution",
             Self::OverlapFrames => "overlap_frames",
             Self::RetryFailed => "retry_failed",
-            Self::SeqChunk => "seq_chunk",
             Self::Size => "size",
         }
     }

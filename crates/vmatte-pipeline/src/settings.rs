@@ -563,17 +563,17 @@ pub struct RunOptions {
     /// being reported as warnings.
     #[serde(default, skip_serializing_if = "is_default")]
     pub strict: bool,
-    /// Set from another thread (an interrupt) to stop the run at the next
-    /// chunk, leaving nothing behind.
+    /// Flags set from other threads (an interrupt, a run that stops): the
+    /// run stops at the next chunk once any is set, leaving nothing behind.
     #[serde(skip)]
-    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub cancel: Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RunOptions {
     pub(crate) fn cancelled(&self) -> bool {
         self.cancel
-            .as_ref()
-            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .iter()
+            .any(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 

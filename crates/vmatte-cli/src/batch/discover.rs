@@ -35,6 +35,11 @@ pub struct Found {
     pub warnings: Vec<String>,
 }
 
+/// Whether `path`'s name is a video's (what a watched folder takes).
+pub fn named_like_video(path: &Path) -> bool {
+    VIDEO_EXTENSIONS.contains(&extension(path).as_str())
+}
+
 fn extension(path: &Path) -> String {
     path.extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())

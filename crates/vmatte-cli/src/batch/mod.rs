@@ -42,6 +42,14 @@ pub(crate) fn lease() -> Duration {
     env_ms("VMATTE_JOB_LEASE_MS").unwrap_or(Duration::from_secs(60))
 }
 
+/// `VMATTE_FAKE_PANIC=FILE_NAME`: the input of that name panics (tests of
+/// a bug failing only its own job).
+pub(crate) fn fake_panic() -> Option<String> {
+    std::env::var("VMATTE_FAKE_PANIC")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 /// A duration in milliseconds from the environment, if set and a number.
 pub(crate) fn env_ms(name: &str) -> Option<Duration> {
     std::env::var(name)
@@ -119,9 +127,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         preprocess: config.preprocess,
         postprocess: config.postprocess,
         fake_oom,
-        fake_panic: std::env::var("VMATTE_FAKE_PANIC")
-            .ok()
-            .filter(|v| !v.is_empty()),
+        fake_panic: fake_panic(),
         strict: config.spec.run.strict,
         lease: lease(),
         backoff: Duration::ZERO,
@@ -155,7 +161,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     screen.finish();
 
     let mut warnings = found.warnings.clone();
-    if let Err(e) = manifest(&store, outdir) {
+    if let Err(e) = manifest(&mut store, outdir) {
         // The summary must reach the user even when the disk is full.
         warnings.push(e);
     }
@@ -251,20 +257,12 @@ fn enqueue(
                 copy,
                 job,
             }),
-            None => match e.tickets.iter().find(|t| t.job == job) {
-                // One file named twice (`a.mp4` and `./a.mp4`): one job.
-                Some(first) => {
-                    let note = format!("the same file as {}", first.input.display());
-                    e.early
-                        .push((n, Outcome::new(&input, Status::Skipped).with_note(note)));
-                }
-                None => e.tickets.push(Ticket {
-                    n,
-                    total,
-                    job,
-                    input,
-                }),
-            },
+            None => e.tickets.push(Ticket {
+                n,
+                total,
+                job,
+                input,
+            }),
         }
     }
     // A copy whose job no input of this run names still needs that job
@@ -305,8 +303,9 @@ fn settle(store: &mut JobStore, c: &PendingCopy, started_ms: i64) -> Outcome {
     }
 }
 
-/// Writes manifest.csv from the store; the reason, in one line, if not.
-fn manifest(store: &JobStore, outdir: &Path) -> Result<(), String> {
+/// Writes manifest.csv from the store (a batch's, a watched folder's);
+/// the reason, in one line, if not.
+pub(crate) fn manifest(store: &mut dyn JobQueue, outdir: &Path) -> Result<(), String> {
     let written = store
         .jobs()
         .and_then(|jobs| Ok((jobs, store.copies(None)?)))

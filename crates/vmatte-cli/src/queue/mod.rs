@@ -150,13 +150,7 @@ pub fn status(given: &str, json_out: bool) -> Result<ExitCode> {
     let workers = queue.workers()?;
     let attempts = queue.attempts()?;
     let throughput = queue.throughput(THROUGHPUT_WINDOW)?;
-    let mut counts: BTreeMap<&str, usize> = ["queued", "running", "done", "failed"]
-        .into_iter()
-        .map(|s| (s, 0))
-        .collect();
-    for j in &jobs {
-        *counts.entry(j.state.as_str()).or_default() += 1;
-    }
+    let counts = JobState::counts(&jobs);
     if json_out {
         let mut by_job: BTreeMap<i64, Vec<&queue::Attempt>> = BTreeMap::new();
         for a in &attempts {
@@ -231,9 +225,16 @@ pub fn print_jobs(jobs: &[JobRow], copies: &[CopyRow]) {
             j.id,
             j.state.as_str(),
             j.attempts,
-            j.frames
-                .map(|f| f.to_string())
-                .unwrap_or_else(|| "-".into()),
+            // A running job's own progress, not an earlier run's count.
+            match (j.state, j.progress, j.frames) {
+                (JobState::Running, Some(p), _) => match p.frames_total {
+                    Some(t) => format!("{}/{t}", p.frames_done),
+                    None => p.frames_done.to_string(),
+                },
+                (JobState::Running, None, _) => "-".into(),
+                (_, _, Some(f)) => f.to_string(),
+                _ => "-".into(),
+            },
             j.seconds
                 .map(vmatte_engine::outcome::seconds)
                 .unwrap_or_else(|| "-".into()),

@@ -8,12 +8,14 @@
 //! signal ends it at once (the jobs' leases then run out and another worker
 //! takes them).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use vmatte_engine::load::open_device;
+use vmatte_engine::load::HwDecode;
 use vmatte_engine::outcome::{Outcome, Status};
 use vmatte_engine::telemetry::{self, Hub};
 use vmatte_engine::{Engine, EngineConfig, Feed, LanePlan};
@@ -21,8 +23,8 @@ use vmatte_gpu::FakeOom;
 use vmatte_jobs::queue::{self, QueueUrl, WorkerInfo};
 use vmatte_pipeline::{DownsampleRatio, Placement, Precision};
 
-use crate::batch::{env_ms, lease};
-use crate::cli::WorkerArgs;
+use crate::batch::{env_ms, fake_panic, lease};
+use crate::cli::{LaneArgs, ModelArgs, WorkerArgs};
 use crate::progress::{Mode, Screen};
 use crate::signals::Interrupt;
 
@@ -39,14 +41,12 @@ fn poll() -> Duration {
 
 pub fn run(args: WorkerArgs) -> Result<ExitCode> {
     let url = QueueUrl::parse(&args.queue)?;
-    for device in &args.devices {
-        open_device(*device)?;
-    }
+    open_devices(&args.lanes)?;
     let id = match &args.name {
         Some(name) => vmatte_jobs::owner_id_named(name),
         None => vmatte_jobs::owner_id(),
     };
-    let devices: Vec<String> = args.devices.iter().map(ToString::to_string).collect();
+    let devices: Vec<String> = args.lanes.devices.iter().map(ToString::to_string).collect();
     let info = WorkerInfo {
         id: id.clone(),
         host: vmatte_jobs::hostname(),
@@ -59,11 +59,11 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
     let fake_oom = FakeOom::from_env().map_err(anyhow::Error::msg)?;
     let screen = Arc::new(Screen::new(Mode::detect(args.json), None, args.json));
     let hub = Hub::start(
-        &args.devices,
+        &args.lanes.devices,
         |_| {},
         |info| eprintln!("vmatte: info: {info}"),
     );
-    let lanes = plan_lanes(&args, hub.as_ref());
+    let lanes = plan_lanes(&args.lanes, hub.as_ref());
     eprintln!(
         "vmatte worker {id}: taking jobs from {} on {} ({} at a time)",
         url.redacted(),
@@ -74,24 +74,21 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let config = EngineConfig {
-        owner: id.clone(),
-        per_stream_owners: true,
-        lanes,
+    let loading = Loading {
         model_dir: args.model_dir.clone(),
         hwdec: args.hwdec,
         preprocess: Placement::Auto,
         postprocess: Placement::Auto,
-        fake_oom,
-        fake_panic: std::env::var("VMATTE_FAKE_PANIC")
-            .ok()
-            .filter(|v| !v.is_empty()),
-        strict: args.strict,
-        lease: lease(),
-        backoff: backoff(),
-        retry_failed: false,
-        worker: Some(info),
     };
+    let config = queue_engine(
+        id.clone(),
+        lanes,
+        loading,
+        args.strict,
+        lease(),
+        Some(info),
+        fake_oom,
+    );
     let connect = || queue::open(&url);
     let report = Engine::new(
         &config,
@@ -137,11 +134,71 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How a process that takes jobs from a queue loads models and decodes.
+pub(crate) struct Loading {
+    pub model_dir: Option<PathBuf>,
+    pub hwdec: HwDecode,
+    pub preprocess: Placement,
+    pub postprocess: Placement,
+}
+
+impl Loading {
+    pub(crate) fn of(model: &ModelArgs) -> Self {
+        Self {
+            model_dir: model.model_dir.clone(),
+            hwdec: model.hwdec,
+            preprocess: model.preprocess,
+            postprocess: model.postprocess,
+        }
+    }
+}
+
+/// The engine of a process that takes whatever jobs its queue hands out
+/// (`worker`, `serve`, `watch`): each stream holds its leases under its
+/// own name (streams sharing one could take over each other's expired
+/// leases), a failed job waits out its backoff, and faults are injected
+/// from the environment (tests).
+pub(crate) fn queue_engine(
+    owner: String,
+    lanes: Vec<LanePlan>,
+    loading: Loading,
+    strict: bool,
+    lease: Duration,
+    worker: Option<WorkerInfo>,
+    fake_oom: Option<FakeOom>,
+) -> EngineConfig {
+    EngineConfig {
+        owner,
+        per_stream_owners: true,
+        lanes,
+        model_dir: loading.model_dir,
+        hwdec: loading.hwdec,
+        preprocess: loading.preprocess,
+        postprocess: loading.postprocess,
+        fake_oom,
+        fake_panic: fake_panic(),
+        strict,
+        lease,
+        backoff: backoff(),
+        retry_failed: false,
+        worker,
+    }
+}
+
+/// Opens each device once, so a missing one stops the process before it
+/// takes a job.
+pub(crate) fn open_devices(args: &LaneArgs) -> Result<()> {
+    for device in &args.devices {
+        open_device(*device)?;
+    }
+    Ok(())
+}
+
 /// One lane per device: the streams given, or planned from the card's free
 /// memory. Jobs bring their own settings; the plan sizes a typical one (RVM
 /// at the authors' ratio, 1080p, f16) and the out-of-memory ladder fits the
 /// rest.
-fn plan_lanes(args: &WorkerArgs, hub: Option<&Hub>) -> Vec<LanePlan> {
+pub(crate) fn plan_lanes(args: &LaneArgs, hub: Option<&Hub>) -> Vec<LanePlan> {
     args.devices
         .iter()
         .map(|&device| {

@@ -3,8 +3,13 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod serve;
+
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use vmatte_media::{EncoderSettings, PixelLayout, Rational, VideoEncoder};
 
@@ -94,14 +99,119 @@ pub fn batch(inputs: &[&Path], out_dir: &Path, extra: &[&str]) -> (Output, serde
         .arg("--json")
         .output()
         .expect("vmatte runs");
-    let report = serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| {
-        panic!(
-            "batch --json printed no JSON ({e}): {}{}",
-            stdout(&out),
-            stderr(&out)
-        )
-    });
+    let report = json_of(&out);
     (out, report)
+}
+
+/// The one JSON value a `--json` run printed on stdout.
+pub fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_str(stdout(out).trim())
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}{}", stdout(out), stderr(out)))
+}
+
+/// `vmatte status OUT --json`, which must succeed: the job store's rows.
+pub fn status_rows(out: &Path) -> serde_json::Value {
+    let status = vmatte(&["status", out.to_str().unwrap(), "--json"]);
+    assert!(
+        status.status.success(),
+        "vmatte status {}: {}",
+        out.display(),
+        stderr(&status)
+    );
+    json_of(&status)
+}
+
+/// Fails the test on any sign of a panic in `out` (of `what`): Rust's
+/// message, or exit status 101.
+pub fn assert_no_panic(out: &Output, what: &str) {
+    let err = stderr(out);
+    assert!(
+        !err.contains("panicked")
+            && !err.contains("internal error")
+            && out.status.code() != Some(101),
+        "{what} panicked: {err}"
+    );
+}
+
+/// Runs `vmatte ARGS`, failing the test on any sign of a panic.
+pub fn no_panic(args: &[&str]) -> Output {
+    let out = vmatte(args);
+    assert_no_panic(&out, &format!("vmatte {args:?}"));
+    out
+}
+
+/// Fails the test unless `out` (of `what`) is a failure, without a panic,
+/// with exactly one line on stderr that names each of `mentions`; that
+/// line.
+pub fn fails_in_one_line(out: &Output, what: &str, mentions: &[&str]) -> String {
+    assert_no_panic(out, what);
+    let err = stderr(out);
+    assert!(!out.status.success(), "{what} should fail: {err}");
+    assert_eq!(err.lines().count(), 1, "{what}: not one line: {err}");
+    for m in mentions {
+        assert!(err.contains(m), "{what}: does not name {m:?}: {err}");
+    }
+    err
+}
+
+/// Runs `vmatte ARGS`, which must fail with exactly one line on stderr
+/// that names `mentions`.
+pub fn one_line_error(args: &[&str], mentions: &str) {
+    fails_in_one_line(&vmatte(args), &format!("vmatte {args:?}"), &[mentions]);
+}
+
+/// Runs `cmd` with its stdout and stderr captured, failing the test if it
+/// is still running after `limit`.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vmatte runs");
+    wait_within(child, limit)
+}
+
+/// Waits for `child` (its stdout and stderr piped) at most `limit`; past
+/// that, kills it and fails the test (a hang), showing what it printed.
+pub fn wait_within(mut child: Child, limit: Duration) -> Output {
+    // Both pipes are read while waiting: a child blocked on a full pipe
+    // would otherwise look like a hang.
+    let out_pipe = drain(child.stdout.take());
+    let err_pipe = drain(child.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (out, err) = (out_pipe.join().unwrap(), err_pipe.join().unwrap());
+            panic!(
+                "still running after {limit:?} (a hang): {}{}",
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_pipe.join().unwrap(),
+        stderr: err_pipe.join().unwrap(),
+    }
+}
+
+/// Everything a child writes to `pipe`, read on a thread of its own.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            // What was read before an error is still worth showing.
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 /// The report entry of the input whose path ends with `file`.
@@ -116,13 +226,13 @@ pub fn job<'a>(report: &'a serde_json::Value, file: &str) -> &'a serde_json::Val
 
 /// Waits until a running batch has started writing an output.
 pub fn wait_for_partial(out_dir: &Path) {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     while !list_dir(out_dir).iter().any(|n| n.ends_with(".partial")) {
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
+            started.elapsed() < Duration::from_secs(120),
             "the batch never started writing"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

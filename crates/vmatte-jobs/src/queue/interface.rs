@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::outputs::Outputs;
 pub use crate::store::Submitted;
-use crate::store::{Claim, CopyRow, JobRow};
+use crate::store::{Claim, CopyRow, JobRow, Progress};
 
 /// A job to enqueue.
 #[derive(Clone, Debug)]
@@ -130,6 +130,10 @@ pub trait JobQueue: Send {
     /// Renews `owner`'s lease; `false` means the job is no longer its own.
     fn heartbeat(&mut self, job_id: i64, owner: &str, lease: Duration) -> Result<bool>;
 
+    /// Records how far `owner`'s running job is; `false` means the job is
+    /// no longer its own.
+    fn report(&mut self, job_id: i64, owner: &str, progress: Progress) -> Result<bool>;
+
     /// Marks the job done with what it produced; only its lease holder may.
     fn complete(
         &mut self,
@@ -156,6 +160,20 @@ pub trait JobQueue: Send {
     /// Gives the job back without spending an attempt (the worker was asked
     /// to stop).
     fn release(&mut self, job_id: i64, owner: &str) -> Result<JobRow>;
+
+    /// Stops a queued or running job for good: failed with `reason`, its
+    /// lease ended (a worker running it sees its lease refused and stops).
+    /// A done or failed job is left as it is. `None`: no such job.
+    fn cancel(&mut self, job_id: i64, reason: &str) -> Result<Option<JobRow>>;
+
+    /// Queues a failed job again with a fresh set of attempts; a job in
+    /// another state is left as it is. `None`: no such job.
+    fn retry(&mut self, job_id: i64) -> Result<Option<JobRow>>;
+
+    /// Forgets a job that is not running, with its copies; the row as it
+    /// was. Its files are the caller's to remove. `None`: no such job.
+    /// A running job is left as it is (cancel it first).
+    fn delete(&mut self, job_id: i64) -> Result<Option<JobRow>>;
 
     /// Every job, oldest first.
     fn jobs(&mut self) -> Result<Vec<JobRow>>;

@@ -22,7 +22,7 @@ pub use self::interface::{
     WorkerRow,
 };
 pub use self::postgres::PgQueue;
-pub use self::url::{redact, PgUrl, QueueUrl, TlsMode};
+pub use self::url::{percent_decode, redact, PgUrl, QueueUrl, TlsMode};
 use crate::error::Result;
 use crate::store::JobStore;
 

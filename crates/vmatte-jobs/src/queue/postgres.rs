@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use postgres::{Client, NoTls, Row, Transaction};
+use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
 use super::interface::{
     backoff_after, Attempt, JobQueue, NewJob, Submission, Submitted, Throughput, WorkerInfo,
@@ -17,7 +17,7 @@ use super::url::{PgUrl, TlsMode};
 use crate::error::{Error, Result};
 use crate::names::{names_on_disk, NameAllocator};
 use crate::outputs::{bytes_json, paths_json, Outputs};
-use crate::store::{Claim, CopyFor, CopyRow, JobRow, JobState};
+use crate::store::{Claim, CopyFor, CopyRow, JobRow, JobState, Progress};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -36,7 +36,7 @@ macro_rules! ms {
 const JOB_COLUMNS: &str = concat!(
     "id, outdir, content_id, settings_id, input_path, safe_name, settings_json, state, \
      attempts, max_attempts, error, lease_owner, frames, seconds, outputs_json, \
-     output_bytes_json, ",
+     output_bytes_json, frames_done, frames_total, ",
     ms!("lease_expires"),
     " AS lease_expires_ms, ",
     ms!("created"),
@@ -230,14 +230,13 @@ impl JobQueue for PgQueue {
                 }
                 if seen_at != input_text {
                     if Path::new(&seen_at).exists() {
-                        let names = taken(tx)?;
                         let copy = pg_copy_for(
                             tx,
                             &shown,
                             id,
                             (&input, &input_text),
                             &outdir_text,
-                            names,
+                            taken,
                         )?;
                         return Ok((id, Submitted::Copy, Some(copy)));
                     }
@@ -338,7 +337,8 @@ impl JobQueue for PgQueue {
                         "UPDATE jobs SET state = 'running', lease_owner = $3, lease_expires = ",
                         after_ms!(2),
                         ", attempts = attempts + 1, started = now(), finished = NULL, \
-                         error = NULL WHERE id = $1 RETURNING attempts"
+                         error = NULL, frames_done = NULL, frames_total = NULL \
+                         WHERE id = $1 RETURNING attempts"
                     ),
                     &[&job_id, &lease_ms, &owner],
                 )
@@ -372,11 +372,7 @@ impl JobQueue for PgQueue {
     }
 
     fn copies(&mut self, job_id: Option<i64>) -> Result<Vec<CopyRow>> {
-        let sql = format!(
-            "SELECT {COPY_COLUMNS} FROM copies WHERE $1::bigint IS NULL OR job_id = $1 ORDER BY id"
-        );
-        let rows = self.client.query(&sql, &[&job_id]).map_err(self.db())?;
-        Ok(rows.iter().map(copy_row).collect())
+        select_copies(&mut self.client, job_id).map_err(self.db())
     }
 
     fn copy_linked(&mut self, copy_id: i64, outputs: &Outputs) -> Result<CopyRow> {
@@ -403,7 +399,8 @@ impl JobQueue for PgQueue {
                     concat!(
                         "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires = ",
                         after_ms!(2),
-                        ", attempts = attempts + 1, started = now(), finished = NULL \
+                        ", attempts = attempts + 1, started = now(), finished = NULL, \
+                         frames_done = NULL, frames_total = NULL \
                          WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
                          AND not_before <= now() ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
                          RETURNING id, attempts"
@@ -434,6 +431,19 @@ impl JobQueue for PgQueue {
                     " WHERE id = $1 AND state = 'running' AND lease_owner = $2"
                 ),
                 &[&job_id, &owner, &lease_ms],
+            )
+            .map_err(self.db())?;
+        Ok(n == 1)
+    }
+
+    fn report(&mut self, job_id: i64, owner: &str, progress: Progress) -> Result<bool> {
+        let (done, total) = progress.columns();
+        let n = self
+            .client
+            .execute(
+                "UPDATE jobs SET frames_done = $3, frames_total = $4 \
+                 WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+                &[&job_id, &owner, &done, &total],
             )
             .map_err(self.db())?;
         Ok(n == 1)
@@ -507,6 +517,50 @@ impl JobQueue for PgQueue {
             .map_err(|e| pg_error(&shown, e))?;
             Ok(())
         })
+    }
+
+    fn cancel(&mut self, job_id: i64, reason: &str) -> Result<Option<JobRow>> {
+        let shown = self.shown.clone();
+        let db = |e| pg_error(&shown, e);
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE job_attempts SET finished = now(), outcome = 'failed', error = $2 \
+                 WHERE job_id = $1 AND finished IS NULL \
+                 AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'running')",
+                &[&job_id, &reason],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_expires = NULL, \
+                 finished = now(), error = $2 WHERE id = $1 AND state IN ('queued', 'running')",
+                &[&job_id, &reason],
+            )
+            .map_err(db)?;
+            Ok(())
+        })?;
+        self.job(job_id)
+    }
+
+    fn retry(&mut self, job_id: i64) -> Result<Option<JobRow>> {
+        self.client
+            .execute(
+                "UPDATE jobs SET state = 'queued', attempts = 0, not_before = now(), \
+                 finished = NULL, error = NULL WHERE id = $1 AND state = 'failed'",
+                &[&job_id],
+            )
+            .map_err(self.db())?;
+        self.job(job_id)
+    }
+
+    fn delete(&mut self, job_id: i64) -> Result<Option<JobRow>> {
+        let sql = format!(
+            "DELETE FROM jobs WHERE id = $1 AND state <> 'running' RETURNING {JOB_COLUMNS}"
+        );
+        let deleted = self.client.query_opt(&sql, &[&job_id]).map_err(self.db())?;
+        match deleted {
+            Some(row) => Ok(Some(job_row(&row)?)),
+            None => self.job(job_id),
+        }
     }
 
     fn job(&mut self, job_id: i64) -> Result<Option<JobRow>> {
@@ -689,7 +743,7 @@ fn job_row(row: &Row) -> Result<JobRow> {
         "done" => JobState::Done,
         _ => JobState::Failed,
     };
-    let outputs = crate::store::paths_map(row.get("outputs_json"));
+    let outputs = crate::store::json_map(row.get("outputs_json"));
     let count = |v: i32| u32::try_from(v).unwrap_or(0);
     Ok(JobRow {
         id: row.get("id"),
@@ -708,8 +762,9 @@ fn job_row(row: &Row) -> Result<JobRow> {
         finished_ms: row.get("finished_ms"),
         frames: row.get::<_, Option<i64>>("frames").map(|f| f.max(0) as u64),
         seconds: row.get("seconds"),
+        progress: Progress::of(row.get("frames_done"), row.get("frames_total")),
         outputs,
-        output_bytes: crate::store::bytes_map(row.get("output_bytes_json")),
+        output_bytes: crate::store::json_map(row.get("output_bytes_json")),
         outdir: Some(PathBuf::from(row.get::<_, String>("outdir"))),
         max_attempts: Some(count(row.get("max_attempts"))),
         not_before_ms: row.get("not_before_ms"),
@@ -730,8 +785,8 @@ fn copy_row(row: &Row) -> CopyRow {
         job_id: row.get("job_id"),
         input_path: PathBuf::from(row.get::<_, String>("input_path")),
         safe_name: row.get("safe_name"),
-        outputs: crate::store::paths_map(row.get("outputs_json")),
-        output_bytes: crate::store::bytes_map(row.get("output_bytes_json")),
+        outputs: crate::store::json_map(row.get("outputs_json")),
+        output_bytes: crate::store::json_map(row.get("output_bytes_json")),
         created_ms: row.get("created_ms"),
         linked_ms: row.get("linked_ms"),
     }
@@ -744,16 +799,10 @@ fn pg_copy_for(
     job_id: i64,
     (input, input_text): (&Path, &str),
     outdir_text: &str,
-    taken: Vec<String>,
+    taken: impl FnOnce(&mut Transaction<'_>) -> Result<Vec<String>>,
 ) -> Result<CopyRow> {
     let db = |e| pg_error(shown, e);
-    let sql = format!("SELECT {COPY_COLUMNS} FROM copies WHERE job_id = $1 ORDER BY id");
-    let copies: Vec<CopyRow> = tx
-        .query(&sql, &[&job_id])
-        .map_err(db)?
-        .iter()
-        .map(copy_row)
-        .collect();
+    let copies = select_copies(tx, Some(job_id)).map_err(db)?;
     match CopyFor::pick(&copies, input_text) {
         CopyFor::Known(c) => return Ok(c),
         CopyFor::Moved(c) => {
@@ -766,7 +815,7 @@ fn pg_copy_for(
         }
         CopyFor::New => {}
     }
-    let name = NameAllocator::new(taken).allocate(input);
+    let name = NameAllocator::new(taken(tx)?).allocate(input);
     let sql = format!(
         "INSERT INTO copies (job_id, outdir, input_path, safe_name) VALUES ($1, $2, $3, $4) \
          RETURNING {COPY_COLUMNS}"
@@ -775,6 +824,21 @@ fn pg_copy_for(
         .query_one(&sql, &[&job_id, &outdir_text, &input_text, &name])
         .map_err(db)?;
     Ok(copy_row(&row))
+}
+
+/// The copies of `job_id`, or of every job, oldest first.
+fn select_copies(
+    client: &mut impl GenericClient,
+    job_id: Option<i64>,
+) -> Result<Vec<CopyRow>, postgres::Error> {
+    let sql = format!(
+        "SELECT {COPY_COLUMNS} FROM copies WHERE $1::bigint IS NULL OR job_id = $1 ORDER BY id"
+    );
+    Ok(client
+        .query(&sql, &[&job_id])?
+        .iter()
+        .map(copy_row)
+        .collect())
 }
 
 fn tls_connector(url: &PgUrl, shown: &str) -> Result<postgres_native_tls::MakeTlsConnector> {

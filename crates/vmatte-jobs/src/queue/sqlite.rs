@@ -14,7 +14,7 @@ use super::interface::{
 use crate::error::{Error, Result};
 use crate::outputs::Outputs;
 use crate::owner::owner_host_pid;
-use crate::store::{Claim, CopyRow, JobRow, JobState, JobStore};
+use crate::store::{Claim, CopyRow, JobRow, JobState, JobStore, Progress};
 use crate::time::now_ms;
 
 impl JobStore {
@@ -23,9 +23,9 @@ impl JobStore {
         row
     }
 
+    /// Whether `outdir` is this store's folder (recorded absolute).
     fn same_folder(&self, outdir: &Path) -> bool {
-        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        canon(outdir) == canon(self.outdir())
+        std::fs::canonicalize(outdir).unwrap_or_else(|_| outdir.to_path_buf()) == self.outdir()
     }
 }
 
@@ -50,17 +50,14 @@ impl JobQueue for JobStore {
         )?;
         // A failed job is retried whichever of its inputs asks, a copy's
         // included (which stays a copy).
-        let (row, submitted) = match submitted {
-            Submitted::Known | Submitted::Copy
-                if row.state == JobState::Failed && job.retry_failed =>
-            {
-                let again = self.requeue_failed(row.id)?;
-                match submitted {
-                    Submitted::Copy => (again, Submitted::Copy),
-                    _ => (again, Submitted::Requeued),
-                }
+        let (row, submitted) = if row.state == JobState::Failed && job.retry_failed {
+            let again = self.requeue_failed(row.id)?;
+            match submitted {
+                Submitted::Copy => (again, Submitted::Copy),
+                _ => (again, Submitted::Requeued),
             }
-            other => (row, other),
+        } else {
+            (row, submitted)
         };
         Ok(Submission {
             job: self.with_outdir(row),
@@ -106,6 +103,10 @@ impl JobQueue for JobStore {
         JobStore::heartbeat(self, job_id, owner, lease)
     }
 
+    fn report(&mut self, job_id: i64, owner: &str, progress: Progress) -> Result<bool> {
+        JobStore::report(self, job_id, owner, progress)
+    }
+
     fn complete(
         &mut self,
         job_id: i64,
@@ -126,6 +127,22 @@ impl JobQueue for JobStore {
     fn release(&mut self, job_id: i64, owner: &str) -> Result<JobRow> {
         let row = JobStore::release(self, job_id, owner)?;
         Ok(self.with_outdir(row))
+    }
+
+    fn cancel(&mut self, job_id: i64, reason: &str) -> Result<Option<JobRow>> {
+        Ok(JobStore::cancel(self, job_id, reason)?.map(|r| self.with_outdir(r)))
+    }
+
+    fn retry(&mut self, job_id: i64) -> Result<Option<JobRow>> {
+        if JobStore::job(self, job_id)?.is_none() {
+            return Ok(None);
+        }
+        let row = self.requeue_failed(job_id)?;
+        Ok(Some(self.with_outdir(row)))
+    }
+
+    fn delete(&mut self, job_id: i64) -> Result<Option<JobRow>> {
+        Ok(JobStore::delete(self, job_id)?.map(|r| self.with_outdir(r)))
     }
 
     fn job(&mut self, job_id: i64) -> Result<Option<JobRow>> {

@@ -106,7 +106,10 @@ impl PgUrl {
                         }
                     }
                 }
-                "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(value))),
+                "sslrootcert" => {
+                    let path = percent_decode(value.as_bytes());
+                    root_cert = Some(PathBuf::from(String::from_utf8_lossy(&path).into_owned()))
+                }
                 _ => kept.push(pair),
             }
         }
@@ -234,8 +237,8 @@ fn mask_password_settings(text: &str) -> String {
     out
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
+/// `%XX` decoded; a `%` not followed by two hex digits is kept as it is.
+pub fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -254,7 +257,7 @@ fn percent_decode(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]

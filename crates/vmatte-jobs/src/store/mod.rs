@@ -20,8 +20,8 @@ use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 
-pub(crate) use row::{bytes_map, opt_time, paths_map, time, CopyFor};
-pub use row::{Claim, CopyRow, JobRow, JobState, Submitted};
+pub(crate) use row::{json_map, opt_time, time, CopyFor};
+pub use row::{Claim, CopyRow, JobRow, JobState, Progress, Submitted};
 pub use schema::SCHEMA_VERSION;
 
 use crate::error::{Error, Result};
@@ -311,6 +311,20 @@ impl JobStore {
         })
     }
 
+    /// Records how far `owner`'s running job is; `false` when it is no
+    /// longer theirs.
+    pub fn report(&mut self, job_id: i64, owner: &str, progress: Progress) -> Result<bool> {
+        let (done, total) = progress.columns();
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE jobs SET frames_done = ?3, frames_total = ?4 \
+                 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+                params![job_id, owner, done, total],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
     /// Marks the job done, with what it produced; only its lease holder may.
     pub fn complete(
         &mut self,
@@ -349,14 +363,7 @@ impl JobStore {
 
     /// The copies of `job_id`, or of every job, oldest first.
     pub fn copies(&self, job_id: Option<i64>) -> Result<Vec<CopyRow>> {
-        let db = |e| Error::sqlite(&self.path, e);
-        let sql = format!(
-            "SELECT {} FROM copies WHERE ?1 IS NULL OR job_id = ?1 ORDER BY id",
-            CopyRow::COLUMNS
-        );
-        let mut stmt = self.conn.prepare(&sql).map_err(db)?;
-        let rows = stmt.query_map([job_id], CopyRow::from_row).map_err(db)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db)
+        select_copies(&self.conn, job_id).map_err(|e| Error::sqlite(&self.path, e))
     }
 
     /// Records the outputs a copy was given.
@@ -370,10 +377,7 @@ impl JobStore {
             )?;
             Ok(())
         })?;
-        let sql = format!("SELECT {} FROM copies WHERE id = ?1", CopyRow::COLUMNS);
-        self.conn
-            .query_row(&sql, [copy_id], CopyRow::from_row)
-            .map_err(|e| Error::sqlite(&self.path, e))
+        select_copy(&self.conn, copy_id).map_err(|e| Error::sqlite(&self.path, e))
     }
 
     /// Marks the job failed with `error`; only its lease holder may.
@@ -393,7 +397,7 @@ impl JobStore {
     pub fn requeue_failed(&mut self, job_id: i64) -> Result<JobRow> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE jobs SET state = 'queued', finished_ms = NULL \
+                "UPDATE jobs SET state = 'queued', finished_ms = NULL, error = NULL \
                  WHERE id = ?1 AND state = 'failed'",
                 params![job_id],
             )?;
@@ -412,6 +416,34 @@ impl JobStore {
                 params![job_id, owner],
             )
         })
+    }
+
+    /// Fails a queued or running job with `reason` and ends its lease; a
+    /// job in another state is left as it is.
+    pub fn cancel(&mut self, job_id: i64, reason: &str) -> Result<Option<JobRow>> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_expires_ms = NULL, \
+                 finished_ms = ?2, error = ?3 WHERE id = ?1 AND state IN ('queued', 'running')",
+                params![job_id, now_ms(), reason],
+            )?;
+            Ok(())
+        })?;
+        self.job(job_id)
+    }
+
+    /// Forgets a job that is not running (and its copies): the row as it
+    /// was deleted (read in the same transaction), or as it is when it runs.
+    pub fn delete(&mut self, job_id: i64) -> Result<Option<JobRow>> {
+        let row = self.write(|tx| {
+            let row = select_row(tx, job_id)?;
+            if row.as_ref().is_some_and(|r| r.state != JobState::Running) {
+                tx.execute("DELETE FROM copies WHERE job_id = ?1", params![job_id])?;
+                tx.execute("DELETE FROM jobs WHERE id = ?1", params![job_id])?;
+            }
+            Ok(row)
+        })?;
+        Ok(row)
     }
 
     pub fn job(&self, job_id: i64) -> Result<Option<JobRow>> {
@@ -569,8 +601,8 @@ fn claim_in(
         _ => {
             tx.execute(
                 "UPDATE jobs SET state = 'running', lease_owner = ?2, lease_expires_ms = ?3, \
-                 attempts = attempts + 1, started_ms = ?4, finished_ms = NULL, error = NULL \
-                 WHERE id = ?1",
+                 attempts = attempts + 1, started_ms = ?4, finished_ms = NULL, error = NULL, \
+                 frames_done = NULL, frames_total = NULL WHERE id = ?1",
                 params![job_id, owner, deadline(lease), now],
             )?;
         }
@@ -591,14 +623,7 @@ fn copy_for(
     input_text: &str,
     taken: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<Vec<String>>,
 ) -> TxResult<CopyRow> {
-    let select = format!(
-        "SELECT {} FROM copies WHERE job_id = ?1 ORDER BY id",
-        CopyRow::COLUMNS
-    );
-    let copies: Vec<CopyRow> = tx
-        .prepare(&select)?
-        .query_map([job_id], CopyRow::from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let copies = select_copies(tx, Some(job_id))?;
     match CopyFor::pick(&copies, input_text) {
         CopyFor::Known(c) => return Ok(c),
         CopyFor::Moved(c) => {
@@ -615,9 +640,23 @@ fn copy_for(
         "INSERT INTO copies (job_id, input_path, safe_name, created_ms) VALUES (?1, ?2, ?3, ?4)",
         params![job_id, input_text, name, now_ms()],
     )?;
-    let id = tx.last_insert_rowid();
+    Ok(select_copy(tx, tx.last_insert_rowid())?)
+}
+
+/// The copies of `job_id`, or of every job, oldest first.
+fn select_copies(conn: &Connection, job_id: Option<i64>) -> rusqlite::Result<Vec<CopyRow>> {
+    let sql = format!(
+        "SELECT {} FROM copies WHERE ?1 IS NULL OR job_id = ?1 ORDER BY id",
+        CopyRow::COLUMNS
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([job_id], CopyRow::from_row)?;
+    rows.collect()
+}
+
+fn select_copy(conn: &Connection, copy_id: i64) -> rusqlite::Result<CopyRow> {
     let sql = format!("SELECT {} FROM copies WHERE id = ?1", CopyRow::COLUMNS);
-    Ok(tx.query_row(&sql, [id], CopyRow::from_row)?)
+    conn.query_row(&sql, [copy_id], CopyRow::from_row)
 }
 
 fn select_row(conn: &Connection, job_id: i64) -> rusqlite::Result<Option<JobRow>> {

@@ -10,6 +10,29 @@ use serde::{Serialize, Serializer};
 use crate::outputs::Outputs;
 use crate::time::rfc3339_ms;
 
+/// How far a running job is, in frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    pub frames_done: u64,
+    pub frames_total: Option<u64>,
+}
+
+impl Progress {
+    /// From the store's columns (none until the first report).
+    pub(crate) fn of(done: Option<i64>, total: Option<i64>) -> Option<Self> {
+        done.map(|d| Self {
+            frames_done: d.max(0) as u64,
+            frames_total: total.map(|t| t.max(0) as u64),
+        })
+    }
+
+    /// As the store's columns.
+    pub(crate) fn columns(self) -> (i64, Option<i64>) {
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        (int(self.frames_done), self.frames_total.map(int))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
@@ -20,6 +43,9 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state, in a job's order.
+    pub const ALL: [Self; 4] = [Self::Queued, Self::Running, Self::Done, Self::Failed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -29,10 +55,20 @@ impl JobState {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
-        [Self::Queued, Self::Running, Self::Done, Self::Failed]
-            .into_iter()
-            .find(|state| state.as_str() == s)
+    /// The state named `s` (as [`Self::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
+    /// How many of `jobs` are in each state, every state named (0 when
+    /// none is).
+    pub fn counts(jobs: &[JobRow]) -> BTreeMap<&'static str, u64> {
+        let mut counts: BTreeMap<&'static str, u64> =
+            Self::ALL.into_iter().map(|s| (s.as_str(), 0)).collect();
+        for j in jobs {
+            *counts.entry(j.state.as_str()).or_default() += 1;
+        }
+        counts
     }
 }
 
@@ -69,6 +105,11 @@ pub struct JobRow {
     #[serde(rename = "finished", serialize_with = "opt_time")]
     pub finished_ms: Option<i64>,
     pub frames: Option<u64>,
+    /// A running job's progress as its holder last reported it (with its
+    /// lease renewals), so that processes other than the one running it
+    /// can show it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
     pub seconds: Option<f64>,
     /// Output kind (`alpha`, `composite`, ...) to path.
     pub outputs: BTreeMap<String, PathBuf>,
@@ -104,7 +145,8 @@ impl JobRow {
 
     pub(crate) const COLUMNS: &'static str = "id, content_id, settings_id, input_path, safe_name, \
         settings_json, state, attempts, error, lease_owner, lease_expires_ms, created_ms, \
-        started_ms, finished_ms, frames, seconds, outputs_json, output_bytes_json";
+        started_ms, finished_ms, frames, seconds, outputs_json, output_bytes_json, frames_done, \
+        frames_total";
 
     pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
         let state: String = row.get("state")?;
@@ -141,8 +183,9 @@ impl JobRow {
                 .get::<_, Option<i64>>("frames")?
                 .map(|f| f.max(0) as u64),
             seconds: row.get("seconds")?,
+            progress: Progress::of(row.get("frames_done")?, row.get("frames_total")?),
             outputs,
-            output_bytes: bytes_map(row.get("output_bytes_json")?),
+            output_bytes: json_map(row.get("output_bytes_json")?),
             outdir: None,
             max_attempts: None,
             not_before_ms: None,
@@ -186,8 +229,8 @@ impl CopyRow {
             job_id: row.get("job_id")?,
             input_path: PathBuf::from(row.get::<_, String>("input_path")?),
             safe_name: row.get("safe_name")?,
-            outputs: paths_map(row.get("outputs_json")?),
-            output_bytes: bytes_map(row.get("output_bytes_json")?),
+            outputs: json_map(row.get("outputs_json")?),
+            output_bytes: json_map(row.get("output_bytes_json")?),
             created_ms: row.get("created_ms")?,
             linked_ms: row.get("linked_ms")?,
         })
@@ -231,14 +274,12 @@ impl CopyFor {
     }
 }
 
-/// `outputs_json` as read back; text that does not parse reads as none, so
-/// the outputs are checked and remade rather than the store refused.
-pub(crate) fn paths_map(json: Option<String>) -> BTreeMap<String, PathBuf> {
-    json.and_then(|j| serde_json::from_str(&j).ok())
-        .unwrap_or_default()
-}
-
-pub(crate) fn bytes_map(json: Option<String>) -> BTreeMap<String, u64> {
+/// `outputs_json` or `output_bytes_json` as read back; text that does not
+/// parse reads as none, so the outputs are checked and remade rather than
+/// the store refused.
+pub(crate) fn json_map<T: serde::de::DeserializeOwned>(
+    json: Option<String>,
+) -> BTreeMap<String, T> {
     json.and_then(|j| serde_json::from_str(&j).ok())
         .unwrap_or_default()
 }

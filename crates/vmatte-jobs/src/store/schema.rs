@@ -44,6 +44,9 @@ const MIGRATIONS: &[&str] = &[
         linked_ms         INTEGER,
         UNIQUE (job_id, input_path)
     );",
+    // v3: a running job's progress, reported with its lease renewals.
+    "ALTER TABLE jobs ADD COLUMN frames_done INTEGER;
+    ALTER TABLE jobs ADD COLUMN frames_total INTEGER;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -46,7 +46,6 @@ impl Lora {
     /// The adapter in `dir` (`adapter_config.json` and one of
     /// [`ADAPTER_FILES`]), or `None` when there is none.
     pub fn find(dir: &Path) -> Result<Option<Self>> {
-        let config = dir.join("adapter_config.json");
         let Some(file) = ADAPTER_FILES
             .iter()
             .map(|f| dir.join(f))
@@ -54,13 +53,23 @@ impl Lora {
         else {
             return Ok(None);
         };
+        Self::open(&file).map(Some)
+    }
+
+    /// The adapter whose weights are `file`, its `adapter_config.json`
+    /// beside it.
+    pub fn open(file: &Path) -> Result<Self> {
+        let config = file
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("adapter_config.json");
         if !config.is_file() {
             return Err(Error::Weights {
-                path: file,
+                path: file.to_path_buf(),
                 reason: "LoRA weights without adapter_config.json beside them; copy the adapter's config too, or run without the LoRA".into(),
             });
         }
-        Self::read(&config, &file).map(Some)
+        Self::read(&config, file)
     }
 
     pub fn read(config_path: &Path, file: &Path) -> Result<Self> {

@@ -119,19 +119,7 @@ impl GvmFolder {
             LoraChoice::Auto => Lora::find(&self.unet_dir()),
             // A file is that adapter file, with the config beside it; a
             // folder is searched as the UNet's is.
-            LoraChoice::From(file) if file.is_file() => {
-                let dir = file.parent().unwrap_or(Path::new("."));
-                let config = dir.join("adapter_config.json");
-                if !config.is_file() {
-                    return Err(Error::Weights {
-                        path: file.clone(),
-                        reason: "LoRA weights without adapter_config.json beside them; copy the \
-                                 adapter's config too, or run without the LoRA"
-                            .into(),
-                    });
-                }
-                Lora::read(&config, file).map(Some)
-            }
+            LoraChoice::From(file) if file.is_file() => Lora::open(file).map(Some),
             LoraChoice::From(dir) => Lora::find(dir)?.map(Some).ok_or_else(|| Error::Weights {
                 path: dir.clone(),
                 reason: format!(
