@@ -33,6 +33,10 @@ pub enum Command {
     /// List, install, import and verify model weights.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Finish a matte made elsewhere (Resolve's Magic Mask, After Effects, a
+    /// rotoscoper, another model): the edge controls, foreground colour and
+    /// outputs of `matte`, for VIDEO and its MATTE.
+    Finish(FinishCmdArgs),
     /// Matte many videos into one folder, resumably: rerun the same command
     /// to finish what was interrupted; done videos are skipped.
     Batch(BatchArgs),
@@ -442,14 +446,25 @@ pub struct MatteOptions {
     /// a GPU [default: 2 on the CPU; on a GPU planned from its free memory, else 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub seq_chunk: Option<u32>,
+    #[command(flatten)]
+    pub output: OutputOptions,
+    #[command(flatten)]
+    pub gvm: GvmArgs,
+}
+
+/// What a run writes and how its mattes are finished; shared by every
+/// command that makes outputs (`matte`, `batch`, `submit`, `serve`,
+/// `watch`, `finish`).
+#[derive(Args, Clone)]
+pub struct OutputOptions {
     /// What to write, comma-separated [default: composite,alpha]: composite (over
     /// --background), alpha (the matte, gray), foreground (straight colour), rgba
     /// (colour + matte as alpha; needs prores, webm, mov, png or tiff).
     #[arg(long, value_delimiter = ',', value_name = "KINDS")]
     pub outputs: Option<Vec<OutputKind>>,
     /// mp4 (H.264/H.265), prores (ProRes 4444 .mov, real alpha), webm (VP9 with
-    /// alpha), mov (QuickTime Animation, lossless), png or tiff (a numbered image
-    /// folder per kind) [default: mp4].
+    /// alpha), mov (QuickTime Animation, lossless), png, tiff or exr (a numbered
+    /// image folder per kind; exr: OpenEXR, half or float) [default: mp4].
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<OutputFormat>,
     /// Composite background: a colour (#RRGGBB, R,G,B or a name such as white,
@@ -466,7 +481,8 @@ pub struct MatteOptions {
     #[arg(long, value_name = "CODEC")]
     pub codec: Option<Mp4Codec>,
     /// Bits per sample: 8 or 16 for png/tiff [default: 16 for sources deeper than
-    /// 8 bits], 10 or 12 (4444 XQ) for prores [default: 10].
+    /// 8 bits], 10 or 12 (4444 XQ) for prores [default: 10], 16 (half) or 32
+    /// (float) for exr [default: 16].
     #[arg(long, value_name = "BITS")]
     pub depth: Option<u8>,
     /// rgba outputs carry colour premultiplied by alpha (straight otherwise).
@@ -475,6 +491,14 @@ pub struct MatteOptions {
     /// Write 1 - alpha in alpha and rgba outputs.
     #[arg(long)]
     pub invert_alpha: bool,
+    /// Compression of --format exr: zip, piz (both lossless) or none [default: zip].
+    #[arg(long, value_name = "zip|piz|none")]
+    pub exr_compression: Option<vmatte_pipeline::ExrCompression>,
+    /// --format exr in linear light: colour converted from the source's transfer
+    /// function (sRGB, BT.709/BT.2020, PQ with 1.0 = 100 cd/m², HLG), its
+    /// primaries in the header's chromaticities.
+    #[arg(long)]
+    pub linear: bool,
     /// Leave the input's audio out (by default every audio stream is copied, or
     /// re-encoded to AAC/Opus where the container needs it).
     #[arg(long)]
@@ -493,7 +517,68 @@ pub struct MatteOptions {
     #[arg(long)]
     pub image_seq_only: bool,
     #[command(flatten)]
-    pub gvm: GvmArgs,
+    pub finish: FinishArgs,
+}
+
+#[derive(Args)]
+pub struct FinishCmdArgs {
+    /// The video (or folder of numbered images) the matte belongs to.
+    #[arg(value_name = "VIDEO")]
+    pub video: PathBuf,
+    /// Its matte: a video or a folder of numbered images, gray (white is the
+    /// subject), of the same size and length as VIDEO.
+    #[arg(long, value_name = "MATTE")]
+    pub matte: PathBuf,
+    /// Output folder: <stem>.<kind>.mp4 (or <stem>.<kind>/000000.png ...).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Start from a named preset's output and finishing settings.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Config file with your presets [default: ~/.config/vmatte/config.toml].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: OutputOptions,
+    /// Print the report as one JSON object on stdout (and nothing else).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Edge controls and the foreground colour (all off by default).
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "Finishing (edges and colour)")]
+pub struct FinishArgs {
+    /// Foreground colour of composite, foreground and rgba outputs: model
+    /// (RVM's prediction), estimate (solved from the frame and the matte,
+    /// removing the old background from soft edges), source (the frame's
+    /// own colour), or auto (model for RVM, estimate for GVM and `finish`).
+    #[arg(long, value_name = "auto|model|estimate|source")]
+    pub foreground: Option<vmatte_pipeline::ForegroundMode>,
+    /// Choke: move the matte's edge in by PX pixels (fractions allowed).
+    #[arg(long, value_name = "PX", conflicts_with = "matte_grow")]
+    pub matte_shrink: Option<f32>,
+    /// Spread: move the matte's edge out by PX pixels (fractions allowed).
+    #[arg(long, value_name = "PX")]
+    pub matte_grow: Option<f32>,
+    /// Soften the matte's edge by PX pixels (a Gaussian of sigma PX/2).
+    #[arg(long, value_name = "PX")]
+    pub matte_feather: Option<f32>,
+    /// Clip the matte's black and white points: at or below LO is 0, at or
+    /// above HI is 1, e.g. 0.05,0.95.
+    #[arg(long, value_name = "LO,HI")]
+    pub matte_levels: Option<vmatte_pipeline::Levels>,
+    /// Remove islands and fill holes in the matte smaller than AREA pixels.
+    #[arg(long, value_name = "AREA")]
+    pub despeckle: Option<u32>,
+    /// Suppress green or blue screen spill on the foreground colour; auto
+    /// tells the screen from the background.
+    #[arg(long, value_name = "green|blue|auto")]
+    pub despill: Option<vmatte_pipeline::DespillMode>,
+    /// Steady the matte over N frames where the picture does not move
+    /// (moving edges are left sharp), 2 to 64.
+    #[arg(long, value_name = "N")]
+    pub temporal_smooth: Option<u32>,
 }
 
 /// GVM's settings (`--model gvm`); unset ones come from `--preset`

@@ -12,12 +12,12 @@ use vmatte_engine::spec::JobSpec;
 use vmatte_gpu::DeviceSpec;
 use vmatte_models::store::{DEFAULT_MODEL, GVM};
 use vmatte_pipeline::{
-    Chunks, DownsampleRatio, GvmOptions, MatteSettings, Network, OutputFormat, Placement,
+    Chunks, DownsampleRatio, Finish, GvmOptions, MatteSettings, Network, OutputFormat, Placement,
     Precision, RunOptions,
 };
 
-use crate::cli::{GvmArgs, MatteOptions, ModelArgs};
-use crate::presets;
+use crate::cli::{FinishArgs, GvmArgs, MatteOptions, ModelArgs, OutputOptions};
+use crate::presets::{self, Preset};
 
 /// What a command's matte options resolve to.
 pub struct MatteConfig {
@@ -91,29 +91,7 @@ pub fn resolve(o: &MatteOptions) -> Result<MatteConfig> {
         .downsample_ratio
         .or(p.downsample_ratio)
         .unwrap_or(DownsampleRatio::Auto);
-    if let Some(outputs) = o.outputs.clone().or(p.outputs.clone()) {
-        settings.outputs = dedup(&outputs);
-    }
-    settings.format = o.format.or(p.format).unwrap_or(settings.format);
-    settings.background = o
-        .background
-        .clone()
-        .or(p.background.clone())
-        .unwrap_or(settings.background);
-    settings.crf = o.crf.or(p.crf).unwrap_or(settings.crf);
-    settings.bitrate = o.bitrate;
-    settings.codec = o.codec.unwrap_or_default();
-    settings.depth = o.depth;
-    settings.premultiplied = o.premultiplied;
-    settings.invert_alpha = o.invert_alpha;
-    settings.no_audio = o.no_audio;
-    settings.max_frames = o.max_frames.or(p.max_frames);
-    if o.image_seq_only {
-        if o.format.is_some_and(|f| f != OutputFormat::Png) {
-            bail!("--image-seq-only writes PNG sequences; leave out --format");
-        }
-        settings.format = OutputFormat::Png;
-    }
+    apply_output(&o.output, &p, &mut settings)?;
     if gvm {
         settings.gvm = Some(gvm_options(&o.gvm, p.gvm.clone().unwrap_or_default()));
     } else if o.gvm.is_set() {
@@ -131,11 +109,11 @@ pub fn resolve(o: &MatteOptions) -> Result<MatteConfig> {
     Ok(MatteConfig {
         spec: JobSpec {
             settings,
-            fps: o.fps,
+            fps: o.output.fps,
             run: RunOptions {
                 chunks,
                 precision: m.dtype,
-                strict: o.strict,
+                strict: o.output.strict,
                 ..RunOptions::default()
             },
         },
@@ -144,6 +122,64 @@ pub fn resolve(o: &MatteOptions) -> Result<MatteConfig> {
         hwdec: m.hwdec,
         preprocess: m.preprocess,
         postprocess: m.postprocess,
+    })
+}
+
+/// The output and finishing options onto `settings`: each flag, else the
+/// preset's, else the default.
+pub fn apply_output(o: &OutputOptions, p: &Preset, settings: &mut MatteSettings) -> Result<()> {
+    if let Some(outputs) = o.outputs.clone().or(p.outputs.clone()) {
+        settings.outputs = dedup(&outputs);
+    }
+    settings.format = o.format.or(p.format).unwrap_or(settings.format);
+    settings.background = o
+        .background
+        .clone()
+        .or(p.background.clone())
+        .unwrap_or(settings.background.clone());
+    settings.crf = o.crf.or(p.crf).unwrap_or(settings.crf);
+    settings.bitrate = o.bitrate;
+    settings.codec = o.codec.unwrap_or_default();
+    settings.depth = o.depth;
+    settings.premultiplied = o.premultiplied;
+    settings.invert_alpha = o.invert_alpha;
+    settings.exr_compression = o.exr_compression.unwrap_or_default();
+    settings.linear = o.linear;
+    settings.no_audio = o.no_audio;
+    settings.max_frames = o.max_frames.or(p.max_frames);
+    if o.image_seq_only {
+        if o.format.is_some_and(|f| f != OutputFormat::Png) {
+            bail!("--image-seq-only writes PNG sequences; leave out --format");
+        }
+        settings.format = OutputFormat::Png;
+    }
+    settings.finish = finish(&o.finish, p.finish.clone().unwrap_or_default())?;
+    Ok(())
+}
+
+/// The finishing flags over the preset's finishing.
+fn finish(a: &FinishArgs, base: Finish) -> Result<Finish> {
+    let negative = |v: Option<f32>, flag: &str| match v {
+        Some(v) if v < 0.0 || !v.is_finite() => {
+            bail!("{flag} {v}: give a size in pixels of 0 or more")
+        }
+        _ => Ok(v),
+    };
+    let shrink = negative(a.matte_shrink, "--matte-shrink")?;
+    let grow = negative(a.matte_grow, "--matte-grow")?;
+    let feather = negative(a.matte_feather, "--matte-feather")?;
+    Ok(Finish {
+        foreground: a.foreground.unwrap_or(base.foreground),
+        shrink: match (shrink, grow) {
+            (Some(s), _) => s,
+            (None, Some(g)) => -g,
+            (None, None) => base.shrink,
+        },
+        feather: feather.unwrap_or(base.feather),
+        levels: a.matte_levels.or(base.levels),
+        despeckle: a.despeckle.unwrap_or(base.despeckle),
+        despill: a.despill.or(base.despill),
+        temporal_smooth: a.temporal_smooth.unwrap_or(base.temporal_smooth),
     })
 }
 

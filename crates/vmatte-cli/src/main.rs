@@ -5,6 +5,7 @@ mod bench;
 mod bench_gvm;
 mod cli;
 mod config;
+mod finish;
 mod gpu;
 mod matte;
 mod models;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Matte(args) => matte::run(args),
+        Command::Finish(args) => finish::run(args),
         Command::Models(cmd) => models::run(cmd),
         Command::Batch(args) => batch::run(args),
         Command::Status {

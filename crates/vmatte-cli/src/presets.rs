@@ -13,6 +13,15 @@
 //! background = "#000000"
 //! crf = 16
 //!
+//! [presets.greenscreen]                   # finishing: any of its settings
+//! foreground = "estimate"                 # auto, model, estimate, source
+//! despill = "green"                       # green, blue, auto
+//! matte_shrink = 0.5                      # or matte_grow; pixels
+//! matte_feather = 1.0
+//! matte_levels = [0.02, 0.98]
+//! despeckle = 50
+//! temporal_smooth = 4
+//!
 //! [presets.hair]                          # GVM: any of its settings
 //! model = "gvm"
 //! frames_per_batch = 12
@@ -27,7 +36,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use vmatte_models::store::DEFAULT_MODEL;
 use vmatte_pipeline::{
-    Background, Chunks, DownsampleRatio, MatteSettings, OutputFormat, OutputKind,
+    Background, Chunks, DespillMode, DownsampleRatio, Finish, ForegroundMode, Levels,
+    MatteSettings, OutputFormat, OutputKind,
 };
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -46,6 +56,8 @@ pub struct Preset {
     /// GVM's window settings, for GVM presets.
     pub gvm: Option<vmatte_pipeline::GvmOptions>,
     pub max_frames: Option<u64>,
+    /// Edge controls and the foreground colour.
+    pub finish: Option<Finish>,
     /// Where it was defined: "built-in" or the config file.
     pub source: String,
 }
@@ -89,6 +101,20 @@ pub fn builtin() -> Vec<Preset> {
             "ResNet50: sharper mattes, about 6x the work",
         ),
         with_model("fast", "rvm-mobilenetv3", "MobileNetV3, the fast model"),
+        Preset {
+            finish: Some(Finish {
+                foreground: ForegroundMode::Estimate,
+                despill: Some(DespillMode::Auto),
+                shrink: 0.5,
+                ..Finish::default()
+            }),
+            ..with_model(
+                "keying",
+                "rvm-resnet50",
+                "green/blue screen: ResNet50, colour estimated from the frame, spill \
+                 suppressed (screen told from the background), edges choked 0.5 px",
+            )
+        },
         gvm(
             "lowmem",
             "GVM for small GPUs: 4-frame windows, decode chunk 4, size 512, max 720",
@@ -283,6 +309,10 @@ fn parse_preset(name: &str, t: &toml::Table) -> Result<Preset> {
                 )
             }
             "max_frames" => p.max_frames = Some(whole(v, key, 1, u32::MAX as i64)? as u64),
+            "foreground" | "despill" | "matte_shrink" | "matte_grow" | "matte_feather"
+            | "matte_levels" | "despeckle" | "temporal_smooth" => {
+                finish_key(p.finish.get_or_insert_with(Default::default), key, v)?
+            }
             "lora" => p.gvm.get_or_insert_with(Default::default).lora = text()?,
             gvm_key @ ("frames_per_batch" | "overlap_frames" | "interp_frames"
             | "denoise_steps" | "decode_chunk" | "size" | "max_resolution"
@@ -306,8 +336,49 @@ fn parse_preset(name: &str, t: &toml::Table) -> Result<Preset> {
     if let Some(g) = &p.gvm {
         g.validate().map_err(anyhow::Error::msg)?;
     }
+    if let Some(f) = &p.finish {
+        let colour = p.outputs.as_deref().is_none_or(OutputKind::any_colour);
+        f.validate(colour).map_err(anyhow::Error::msg)?;
+    }
     p.source = "config".into();
     Ok(p)
+}
+
+/// One finishing setting of a config preset.
+fn finish_key(f: &mut Finish, key: &str, v: &toml::Value) -> Result<()> {
+    let text = || {
+        v.as_str()
+            .with_context(|| format!("'{key}' must be a string"))
+    };
+    let pixels = || {
+        v.as_float()
+            .or_else(|| v.as_integer().map(|n| n as f64))
+            .filter(|x| *x >= 0.0)
+            .map(|x| x as f32)
+            .with_context(|| format!("'{key}' must be a number of pixels, 0 or more"))
+    };
+    match key {
+        "foreground" => f.foreground = text()?.parse().map_err(anyhow::Error::msg)?,
+        "despill" => f.despill = Some(text()?.parse().map_err(anyhow::Error::msg)?),
+        "matte_shrink" => f.shrink = pixels()?,
+        "matte_grow" => f.shrink = -pixels()?,
+        "matte_feather" => f.feather = pixels()?,
+        "despeckle" => f.despeckle = whole(v, key, 0, u32::MAX as i64)? as u32,
+        "temporal_smooth" => f.temporal_smooth = whole(v, key, 0, 64)? as u32,
+        _ => {
+            let pair: Option<Vec<f32>> = v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_float().or_else(|| x.as_integer().map(|n| n as f64)))
+                    .map(|x| x as f32)
+                    .collect()
+            });
+            f.levels = match pair.as_deref() {
+                Some([lo, hi]) => Some(Levels { lo: *lo, hi: *hi }),
+                _ => bail!("'matte_levels' must be two numbers, e.g. [0.05, 0.95]"),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The preset's chunk sizes, or where it gives none, the CPU's default
@@ -334,7 +405,8 @@ pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, S
             g.size,
             g.max_resolution,
         );
-        return BTreeMap::from([
+        let mut values = finishing(p);
+        values.extend([
             ("model", settings.model.clone()),
             (
                 "model_sees",
@@ -352,8 +424,10 @@ pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, S
                 p.max_frames.map_or("all".into(), |m| m.to_string()),
             ),
         ]);
+        return values;
     }
-    BTreeMap::from([
+    let mut values = finishing(p);
+    values.extend([
         ("model", settings.model.clone()),
         (
             "downsample_ratio",
@@ -365,7 +439,41 @@ pub fn resolved(p: &Preset, height: u32, width: u32) -> BTreeMap<&'static str, S
             "seq_chunk",
             chunks.for_video(height, width, true).to_string(),
         ),
-    ])
+    ]);
+    values
+}
+
+/// A preset's finishing settings that differ from the defaults, by name.
+fn finishing(p: &Preset) -> BTreeMap<&'static str, String> {
+    let mut out = BTreeMap::new();
+    let Some(f) = &p.finish else {
+        return out;
+    };
+    let off = Finish::default();
+    if f.foreground != off.foreground {
+        out.insert("foreground", f.foreground.to_string());
+    }
+    if f.shrink > 0.0 {
+        out.insert("matte_shrink", format!("{} px", f.shrink));
+    } else if f.shrink < 0.0 {
+        out.insert("matte_grow", format!("{} px", -f.shrink));
+    }
+    if f.feather > 0.0 {
+        out.insert("matte_feather", format!("{} px", f.feather));
+    }
+    if let Some(l) = f.levels {
+        out.insert("matte_levels", l.to_string());
+    }
+    if f.despeckle > 0 {
+        out.insert("despeckle", format!("{} px", f.despeckle));
+    }
+    if let Some(d) = f.despill {
+        out.insert("despill", d.to_string());
+    }
+    if f.temporal_smooth > 0 {
+        out.insert("temporal_smooth", format!("{} frames", f.temporal_smooth));
+    }
+    out
 }
 
 /// One line for people from [`resolved`]'s values, whatever the model:

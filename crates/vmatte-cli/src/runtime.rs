@@ -46,6 +46,11 @@ pub fn one_line_panics() {
             return;
         }
         let what = vmatte_pipeline::panic_text(info.payload());
+        // `vmatte presets | head`: the reader went away. Not a bug: end
+        // quietly, as a shell tool killed by SIGPIPE does (128 + 13).
+        if what.starts_with("failed printing to stdout") && what.contains("Broken pipe") {
+            std::process::exit(141);
+        }
         let at = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))

@@ -265,7 +265,7 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
         vmatte_jobs::owner_id(),
         plan_lanes(&args.lanes, hub.as_ref()),
         Loading::of(&args.options.model),
-        args.options.strict,
+        args.options.output.strict,
         lease(),
         None,
         FakeOom::from_env().map_err(anyhow::Error::msg)?,

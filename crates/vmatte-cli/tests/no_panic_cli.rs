@@ -169,3 +169,30 @@ fn common_calls_end_in_a_result_or_one_line() {
     let out = no_panic(&["worker", "--queue", &queue, "--exit-when-idle"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // `vmatte presets | head -1`: the pipe closes before everything is
+    // written. Rust's print then fails with EPIPE, which is no bug.
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmatte"))
+        .arg("presets")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("internal error"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // 141 is 128 + SIGPIPE, what `head`'s shell shows for a killed writer.
+    assert!(status.success() || status.code() == Some(141), "{status:?}");
+}

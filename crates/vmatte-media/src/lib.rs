@@ -15,6 +15,7 @@ mod frame;
 mod images;
 mod input;
 mod log;
+mod openexr;
 mod png;
 mod scale;
 
@@ -30,6 +31,7 @@ pub use decode::prefer_nvdec;
 pub use encode::{EncoderSettings, VideoCodec, VideoEncoder};
 pub use error::MediaError;
 pub use frame::{Frame, FrameSource, SourceWarning, VideoInfo, WarningKind, Yuv420};
+pub use openexr::{ExrCompression, ExrOptions, ExrSequenceWriter};
 pub use png::{ImageFormat, ImageSequenceWriter, PngSequenceWriter};
 pub use scale::CoverScaler;
 

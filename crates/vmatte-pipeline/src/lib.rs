@@ -4,6 +4,7 @@
 pub mod background;
 pub mod device_post;
 pub mod device_pre;
+pub mod finish;
 pub mod frames;
 pub mod gvm;
 pub mod output;
@@ -11,12 +12,15 @@ pub mod run;
 pub mod setting;
 pub mod settings;
 
+pub use finish::{DespillMode, Finish, ForegroundMode, Levels};
 pub use output::{Staged, StagedOutput};
-pub use run::{matte_source, FrameWarning, MatteReport, Model, Network, Progress, SettingsView};
+pub use run::{
+    finish_source, matte_source, FrameWarning, MatteReport, Model, Network, Progress, SettingsView,
+};
 pub use setting::{show_settings_as, Setting, SettingStyle};
 pub use settings::{
-    Background, Chunks, DownsampleRatio, GvmOptions, MatteSettings, Mp4Codec, OutputFormat,
-    OutputKind, Placement, Precision, Rgb, RunOptions,
+    Background, Chunks, DownsampleRatio, ExrCompression, GvmOptions, MatteSettings, Mp4Codec,
+    OutputFormat, OutputKind, Placement, Precision, Rgb, RunOptions,
 };
 
 /// A failed run, as one line for the user: the file, the cause, the fix.

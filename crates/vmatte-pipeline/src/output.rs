@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use vmatte_media::{
-    EncoderSettings, ImageFormat, ImageSequenceWriter, PixelLayout, VideoCodec, VideoEncoder,
-    VideoInfo,
+    EncoderSettings, ExrOptions, ExrSequenceWriter, ImageFormat, ImageSequenceWriter, PixelLayout,
+    VideoCodec, VideoEncoder, VideoInfo,
 };
 
 use crate::frames::{rotate, Depth};
@@ -18,11 +18,15 @@ use crate::{PipelineError, Result};
 enum Sink {
     Video(Box<VideoEncoder>),
     Images(ImageSequenceWriter),
+    Exr(ExrSequenceWriter),
 }
 
 pub struct OutputWriter {
     kind: OutputKind,
     depth: Depth,
+    /// The sink multiplies colour by alpha itself (EXR does it in linear
+    /// light), so it is handed straight colour.
+    premultiplies: bool,
     sink: Option<Sink>,
     partial: PathBuf,
     path: PathBuf,
@@ -45,7 +49,9 @@ pub fn output_path(dir: &Path, stem: &str, kind: OutputKind, format: OutputForma
         OutputFormat::Mp4 => dir.join(format!("{stem}.{kind}.mp4")),
         OutputFormat::Prores | OutputFormat::Mov => dir.join(format!("{stem}.{kind}.mov")),
         OutputFormat::Webm => dir.join(format!("{stem}.{kind}.webm")),
-        OutputFormat::Png | OutputFormat::Tiff => dir.join(format!("{stem}.{kind}")),
+        OutputFormat::Png | OutputFormat::Tiff | OutputFormat::Exr => {
+            dir.join(format!("{stem}.{kind}"))
+        }
     }
 }
 
@@ -59,7 +65,8 @@ pub fn deep_output(settings: &MatteSettings, kind: OutputKind, source_bits: u8) 
             Some(d) => d > 8,
             None => source_bits > 8,
         },
-        OutputFormat::Prores => true,
+        // EXR takes 16-bit samples and makes half or float of them.
+        OutputFormat::Prores | OutputFormat::Exr => true,
         // VP9's alpha plane is 8-bit only.
         OutputFormat::Webm if kind == OutputKind::Rgba => false,
         OutputFormat::Mp4 | OutputFormat::Webm => source_bits > 8,
@@ -147,18 +154,41 @@ impl OutputWriter {
             } else {
                 (info.width, info.height)
             };
-            let image_format = match format {
-                OutputFormat::Tiff => ImageFormat::Tiff,
-                _ => ImageFormat::Png,
+            let writer = match format {
+                OutputFormat::Exr => Sink::Exr(ExrSequenceWriter::create(
+                    &partial,
+                    (w, h),
+                    layout,
+                    ExrOptions {
+                        float: settings.depth == Some(32),
+                        compression: settings.exr_compression.media(),
+                        linear: settings.linear,
+                        premultiply: settings.premultiplied && kind == OutputKind::Rgba,
+                    },
+                    info.color_tags,
+                )?),
+                OutputFormat::Tiff => Sink::Images(ImageSequenceWriter::create_as(
+                    &partial,
+                    w,
+                    h,
+                    layout,
+                    ImageFormat::Tiff,
+                )?),
+                _ => Sink::Images(ImageSequenceWriter::create_as(
+                    &partial,
+                    w,
+                    h,
+                    layout,
+                    ImageFormat::Png,
+                )?),
             };
-            let writer = ImageSequenceWriter::create_as(&partial, w, h, layout, image_format)?;
             let rotate = (info.rotation.rem_euclid(360) != 0).then(|| Turn {
                 clockwise: info.rotation,
                 size: (info.width as usize, info.height as usize),
                 bytes_per_pixel: layout.bytes_per_pixel(),
                 scratch: Vec::new(),
             });
-            (Sink::Images(writer), rotate)
+            (writer, rotate)
         } else {
             let mut enc = EncoderSettings::new(
                 info.width,
@@ -197,6 +227,7 @@ impl OutputWriter {
         Ok(Self {
             kind,
             depth,
+            premultiplies: format == OutputFormat::Exr,
             sink: Some(sink),
             partial,
             path,
@@ -208,23 +239,33 @@ impl OutputWriter {
         self.kind
     }
 
+    /// Whether `write` takes straight colour for rgba whatever the
+    /// settings say (the sink premultiplies).
+    pub fn premultiplies(&self) -> bool {
+        self.premultiplies
+    }
+
     /// The sample depth `write` expects.
     pub fn depth(&self) -> Depth {
         self.depth
     }
 
     pub fn write(&mut self, index: u64, pts: Option<i64>, data: &[u8]) -> Result<()> {
+        // Only sequences turn their pixels (videos carry a rotation tag).
+        let data = match self.rotate.as_mut() {
+            Some(t) => {
+                rotate(data, t.size, t.bytes_per_pixel, t.clockwise, &mut t.scratch);
+                &t.scratch[..]
+            }
+            None => data,
+        };
         match self.sink.as_mut().expect("writer used after finish") {
             Sink::Video(v) => v.write(data, pts)?,
             Sink::Images(p) => {
-                let data = match self.rotate.as_mut() {
-                    Some(t) => {
-                        rotate(data, t.size, t.bytes_per_pixel, t.clockwise, &mut t.scratch);
-                        &t.scratch[..]
-                    }
-                    None => data,
-                };
                 p.write(index, data)?;
+            }
+            Sink::Exr(e) => {
+                e.write(index, data)?;
             }
         }
         Ok(())

@@ -1,9 +1,11 @@
 //! One video through the model as three overlapped stages:
 //!
 //! ```text
-//! decode + planar f32 + upload ──(chunks)──► infer ──(mattes)──► download + composite + encode
-//!            thread                     caller's thread                  thread
+//! decode + planar f32 + upload ──(chunks)──► infer ──(mattes)──► download + finish + composite + encode
+//!            thread                     caller's thread                       thread
 //! ```
+//! `finish` runs the same stages with a matte read from a file in place of
+//! the model's ([`finish_source`]).
 //! The copies to and from the device happen on the neighbouring threads, so
 //! the inference thread only queues work: on a GPU the next chunk is already
 //! there when the model is free. Queues hold at most `QUEUE_CHUNKS` chunks
@@ -25,11 +27,12 @@ use vmatte_models::rvm::{MattingNetwork, RecurrentState};
 use crate::background::Backgrounds;
 use crate::device_post::DevicePost;
 use crate::device_pre::yuv420_to_rgb;
-use crate::frames::{push_planar, FramePixels};
+use crate::finish::Finisher;
+use crate::frames::{push_gray, push_planar, FramePixels};
 use crate::gvm::GvmStream;
 use crate::output::{OutputWriter, Staged};
 use crate::setting::Setting;
-use crate::settings::{MatteSettings, OutputKind, RunOptions};
+use crate::settings::{MatteSettings, OutputKind, Placement, RunOptions};
 use crate::{OutOfMemory, PipelineError, Result};
 
 /// Chunks in flight between two stages: enough that a stage never waits on
@@ -59,6 +62,9 @@ struct MatteChunk {
     frames: Vec<FrameMeta>,
     fgr: Vec<Tensor>,
     pha: Vec<Tensor>,
+    /// The source pictures `[T, 3, H, W]`, when finishing needs them and
+    /// `fgr` is not already the source (RVM predicts its own).
+    src: Option<Tensor>,
     /// Outputs already made into 8-bit pixels on the device, `[T, H, W, C]`.
     pixels: Vec<(OutputKind, Vec<Tensor>)>,
 }
@@ -172,6 +178,33 @@ pub struct Network {
     pub device: Device,
 }
 
+/// Where a run's mattes come from: a network, or a file given to `finish`.
+enum Matter<'a> {
+    Net(&'a Network),
+    Given(Box<dyn FrameSource>),
+}
+
+/// Finishes `source` with the matte read from `matte` (a video or an image
+/// folder of the same size and length, gray), into `out_dir` as
+/// [`matte_source`] does: the same outputs, no model.
+pub fn finish_source(
+    source: Box<dyn FrameSource>,
+    matte: Box<dyn FrameSource>,
+    out: (&Path, &str),
+    settings: &MatteSettings,
+    run: &RunOptions,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<(MatteReport, Staged)> {
+    run_source(
+        Matter::Given(matte),
+        source,
+        out,
+        settings,
+        run,
+        on_progress,
+    )
+}
+
 /// Mattes `source` into `out_dir` as `<stem>.<kind>...`, the outputs
 /// complete but still under partial names ([`Staged::publish`] gives them
 /// their final ones). The model's recurrent state starts from zeros: every
@@ -179,12 +212,27 @@ pub struct Network {
 pub fn matte_source(
     net: &Network,
     source: Box<dyn FrameSource>,
+    out: (&Path, &str),
+    settings: &MatteSettings,
+    run: &RunOptions,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<(MatteReport, Staged)> {
+    run_source(Matter::Net(net), source, out, settings, run, on_progress)
+}
+
+fn run_source(
+    matter: Matter<'_>,
+    source: Box<dyn FrameSource>,
     (out_dir, stem): (&Path, &str),
     settings: &MatteSettings,
     run: &RunOptions,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<(MatteReport, Staged)> {
-    let (model, device) = (&net.model, &net.device);
+    let cpu = Device::Cpu;
+    let (model, device, mut given) = match matter {
+        Matter::Net(net) => (Some(&net.model), &net.device, None),
+        Matter::Given(matte) => (None, &cpu, Some(matte)),
+    };
     let started = Instant::now();
     settings.validate().map_err(PipelineError::Input)?;
     let mut source = source;
@@ -192,23 +240,41 @@ pub fn matte_source(
     // Deeper sources reach the model (and deep outputs) undiminished.
     source.set_deep(info.bit_depth > 8);
     source.set_yuv(info.bit_depth <= 8 && run.preprocess.on_device(true));
+    if let Some(matte) = given.as_mut() {
+        check_matte(&info, matte.as_mut(), settings.max_frames)?;
+    }
     let gvm_opts = settings.gvm.clone().unwrap_or_default();
     let mut gvm = match model {
-        Model::Gvm(g) => Some(GvmStream::new(
+        Some(Model::Gvm(g)) => Some(GvmStream::new(
             g,
             &gvm_opts,
             (info.height as usize, info.width as usize),
             run.fake_oom,
         )?),
-        Model::Rvm(_) => None,
+        _ => None,
     };
-    let ratio = match &gvm {
-        Some(s) => s.geometry().resized.0 as f64 / f64::from(info.height),
-        None => settings.downsample_ratio.resolve(info.height, info.width),
+    let ratio = match (&gvm, model) {
+        (Some(s), _) => s.geometry().resized.0 as f64 / f64::from(info.height),
+        (None, Some(_)) => settings.downsample_ratio.resolve(info.height, info.width),
+        (None, None) => 1.0,
     };
-    if gvm.is_none() {
+    if gvm.is_none() && model.is_some() {
         check_size(&info, ratio)?;
     }
+    // Only RVM predicts a foreground colour; GVM's and a given matte's
+    // "foreground" is the source picture.
+    let predicted = matches!(model, Some(Model::Rvm(_)));
+    let colour = settings
+        .finish
+        .foreground
+        .resolve(predicted)
+        .map_err(|e| PipelineError::Input(format!("{}: {e}", info.path.display())))?;
+    let finisher = Finisher::plan(
+        &settings.finish,
+        colour,
+        predicted,
+        OutputKind::any_colour(&settings.outputs),
+    );
     std::fs::create_dir_all(out_dir).map_err(|e| {
         PipelineError::Output(format!(
             "{}: cannot create the output folder ({e}); choose a writable -o folder",
@@ -221,7 +287,13 @@ pub fn matte_source(
         .map(|kind| OutputWriter::create(out_dir, stem, *kind, settings, &info))
         .collect::<Result<Vec<_>>>()?;
 
-    let post = DevicePost::plan(&writers, settings, run.postprocess, device)?;
+    // Finishing works on the host's float planes, so nothing is made into
+    // pixels on the device then.
+    let placement = match finisher {
+        Some(_) => Placement::Cpu,
+        None => run.postprocess,
+    };
+    let post = DevicePost::plan(&writers, settings, placement, device)?;
     let chunk = match &gvm {
         Some(_) => gvm_opts.frames_per_batch,
         None => run
@@ -253,7 +325,10 @@ pub fn matte_source(
         ratio,
         fake_oom: run.fake_oom,
         frames_total,
+        keep_src: finisher.is_some() && predicted,
+        limit: settings.max_frames,
     };
+    let size = (info.width as usize, info.height as usize);
     let mut ladder = Vec::new();
     let mut warnings = Vec::new();
     let limit = settings.max_frames;
@@ -266,15 +341,27 @@ pub fn matte_source(
             }
             decode_stage(source, chunk, limit, device, input_tx)
         });
-        let encoder =
-            scope.spawn(move || encode_stage(matte_rx, writers, backgrounds, look, device_kinds));
+        let encoder = scope.spawn(move || {
+            let finishing = finisher.map(|f| (f, size));
+            encode_stage(
+                matte_rx,
+                writers,
+                backgrounds,
+                look,
+                device_kinds,
+                finishing,
+            )
+        });
         let mut noted = Noted {
             ladder: &mut ladder,
             warnings: &mut warnings,
         };
-        let inferred = match gvm.as_mut() {
-            Some(stream) => infer.run_gvm(stream, input_rx, matte_tx, &mut noted, on_progress),
-            None => infer.run(input_rx, matte_tx, &mut noted, on_progress),
+        let inferred = match (gvm.as_mut(), given.as_mut()) {
+            (Some(stream), _) => infer.run_gvm(stream, input_rx, matte_tx, &mut noted, on_progress),
+            (None, Some(matte)) => {
+                infer.run_given(matte.as_mut(), input_rx, matte_tx, &mut noted, on_progress)
+            }
+            (None, None) => infer.run(input_rx, matte_tx, &mut noted, on_progress),
         };
         let encoded = encoder
             .join()
@@ -345,6 +432,40 @@ fn device_name(device: &Device) -> String {
         candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
         candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
+}
+
+/// A given matte must be the video's size, and its length where both are
+/// known (and all frames are wanted); its frames are read as RGB, 16-bit
+/// when it is deeper than 8 bits.
+fn check_matte(
+    info: &VideoInfo,
+    matte: &mut dyn FrameSource,
+    max_frames: Option<u64>,
+) -> Result<()> {
+    let m = matte.info().clone();
+    matte.set_deep(m.bit_depth > 8);
+    matte.set_yuv(false);
+    if (m.width, m.height) != (info.width, info.height) {
+        return Err(PipelineError::Input(format!(
+            "{}: the matte is {}x{} but {} is {}x{}; give a matte of the video's size",
+            m.path.display(),
+            m.width,
+            m.height,
+            info.path.display(),
+            info.width,
+            info.height
+        )));
+    }
+    if let (Some(a), Some(b), None) = (m.frame_count, info.frame_count, max_frames) {
+        if a != b {
+            return Err(PipelineError::Input(format!(
+                "{}: the matte has {a} frames but {} has {b}; give a matte as long as the video",
+                m.path.display(),
+                info.path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The backbone halves the downsampled frame four times; below a few pixels
@@ -474,13 +595,19 @@ struct Noted<'a> {
 
 /// The inference stage's fixed inputs.
 struct Infer<'a> {
-    model: &'a Model,
+    /// None when the matte is given.
+    model: Option<&'a Model>,
     run: &'a RunOptions,
     post: Option<&'a DevicePost>,
     info: &'a VideoInfo,
     ratio: f64,
     fake_oom: Option<FakeOom>,
     frames_total: Option<u64>,
+    /// Send the source pictures along with RVM's mattes (finishing needs
+    /// them).
+    keep_src: bool,
+    /// `max_frames`: the run stops there, whatever follows.
+    limit: Option<u64>,
 }
 
 impl Infer<'_> {
@@ -561,6 +688,7 @@ impl Infer<'_> {
                 pha,
                 pixels,
                 frames,
+                src: self.keep_src.then_some(src),
             };
             tx.send(ToEncoder::Matte(out))
                 .map_err(|_| PipelineError::StageClosed)?;
@@ -713,6 +841,7 @@ impl Infer<'_> {
             fgr: vec![fgr],
             pha: vec![pha],
             pixels,
+            src: None,
         }))
         .map_err(|_| PipelineError::StageClosed)?;
         on_progress(Progress {
@@ -721,6 +850,65 @@ impl Infer<'_> {
             steps: Vec::new(),
         });
         Ok(())
+    }
+
+    /// A given matte: each chunk of source frames meets the same frames of
+    /// the matte (as gray), and both go on as they are; the source is the
+    /// foreground colour.
+    fn run_given(
+        &self,
+        matte: &mut dyn FrameSource,
+        rx: Receiver<Result<InputChunk>>,
+        tx: SyncSender<ToEncoder>,
+        noted: &mut Noted<'_>,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        let (h, w) = (self.info.height as usize, self.info.width as usize);
+        let mut done = 0u64;
+        for chunk in rx {
+            let (frames, src) = self.take(chunk, noted)?;
+            let mut planes = Vec::with_capacity(frames.len() * h * w);
+            for _ in &frames {
+                match matte.next_frame()? {
+                    Some(frame) => push_gray(&frame, &mut planes),
+                    None => {
+                        return Err(PipelineError::Input(format!(
+                            "{}: the matte ends after {} frames but {} goes on; give a matte \
+                             as long as the video",
+                            matte.info().path.display(),
+                            done + (planes.len() / (h * w)) as u64,
+                            self.info.path.display()
+                        )))
+                    }
+                }
+            }
+            let pha = Tensor::from_vec(planes, (frames.len(), 1, h, w), &Device::Cpu)?;
+            done += frames.len() as u64;
+            tx.send(ToEncoder::Matte(MatteChunk {
+                frames,
+                fgr: vec![src],
+                pha: vec![pha],
+                pixels: Vec::new(),
+                src: None,
+            }))
+            .map_err(|_| PipelineError::StageClosed)?;
+            on_progress(Progress {
+                frames_done: done,
+                frames_total: self.frames_total,
+                steps: Vec::new(),
+            });
+        }
+        // A matte longer than the video is as wrong as a shorter one, unless
+        // only the first frames were asked for.
+        if self.limit != Some(done) && matte.next_frame()?.is_some() {
+            return Err(PipelineError::Input(format!(
+                "{}: the matte goes on after the {done} frames of {}; give a matte as long \
+                 as the video",
+                matte.info().path.display(),
+                self.info.path.display()
+            )));
+        }
+        self.end(done, &tx)
     }
 
     fn forward(
@@ -733,7 +921,10 @@ impl Infer<'_> {
                 return Err(PipelineError::oom(OutOfMemory::Injected));
             }
         }
-        let model = self.model.rvm().expect("RVM chunks run an RVM model");
+        let model = self
+            .model
+            .and_then(Model::rvm)
+            .expect("RVM chunks run an RVM model");
         Ok(model.forward(src, state, self.ratio)?)
     }
 }
@@ -827,6 +1018,7 @@ fn encode_stage(
     mut backgrounds: Option<Backgrounds>,
     look: Look,
     device_kinds: Vec<OutputKind>,
+    mut finishing: Option<(Finisher, (usize, usize))>,
 ) -> Result<Staged> {
     // The float outputs cross to the host only when some output needs them.
     let need_floats = writers.iter().any(|w| !device_kinds.contains(&w.kind()));
@@ -858,6 +1050,15 @@ fn encode_stage(
                 )
             }
         };
+        // The pictures, for finishing, where they are not `fgr` already.
+        let src = match (&chunk.src, &finishing) {
+            (Some(src), Some(_)) => Some(to_host(std::slice::from_ref(src))?),
+            _ => None,
+        };
+        let src: Option<Vec<&[f32]>> = src.as_ref().map(|v| {
+            v.chunks(pha.first().map_or(1, |p| p.len().max(1)))
+                .collect()
+        });
         let mut ready = Vec::with_capacity(chunk.pixels.len());
         for (kind, pieces) in &chunk.pixels {
             let mut bytes = Vec::new();
@@ -874,6 +1075,16 @@ fn encode_stage(
                 fgr: [fgr[3 * i], fgr[3 * i + 1], fgr[3 * i + 2]],
                 pha: pha[i],
             });
+            let frame = match (frame, finishing.as_mut()) {
+                (Some(given), Some((finisher, size))) => {
+                    let picture = match &src {
+                        Some(s) => [s[3 * i], s[3 * i + 1], s[3 * i + 2]],
+                        None => given.fgr,
+                    };
+                    Some(finisher.frame(picture, given.fgr, given.pha, *size))
+                }
+                (frame, _) => frame,
+            };
             // One background picture per frame, so a background video
             // stays in step with the clip.
             let backdrop = match backgrounds.as_mut() {
@@ -897,7 +1108,8 @@ fn encode_stage(
                     OutputKind::Alpha => frame.alpha(depth, look.invert_alpha, &mut pixels),
                     OutputKind::Foreground => frame.foreground(depth, &mut pixels),
                     OutputKind::Rgba => {
-                        frame.rgba(depth, look.premultiplied, look.invert_alpha, &mut pixels)
+                        let premultiplied = look.premultiplied && !writer.premultiplies();
+                        frame.rgba(depth, premultiplied, look.invert_alpha, &mut pixels)
                     }
                 }
                 writer.write(meta.index, meta.pts, &pixels)?;

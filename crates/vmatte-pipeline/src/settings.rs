@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::finish::Finish;
 use crate::setting::Setting;
 
 /// One product of a run; each becomes its own file or image folder.
@@ -25,6 +26,11 @@ pub enum OutputKind {
 
 impl OutputKind {
     pub const ALL: [OutputKind; 4] = [Self::Composite, Self::Alpha, Self::Foreground, Self::Rgba];
+
+    /// Whether any of `kinds` shows colour (all but the matte do).
+    pub fn any_colour(kinds: &[OutputKind]) -> bool {
+        kinds.iter().any(|k| *k != Self::Alpha)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -70,16 +76,19 @@ pub enum OutputFormat {
     Png,
     /// A folder of numbered TIFFs per kind (8 or 16-bit).
     Tiff,
+    /// A folder of numbered OpenEXR images per kind (half or float).
+    Exr,
 }
 
 impl OutputFormat {
-    pub const ALL: [OutputFormat; 6] = [
+    pub const ALL: [OutputFormat; 7] = [
         Self::Mp4,
         Self::Prores,
         Self::Webm,
         Self::Mov,
         Self::Png,
         Self::Tiff,
+        Self::Exr,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,12 +99,13 @@ impl OutputFormat {
             Self::Mov => "mov",
             Self::Png => "png",
             Self::Tiff => "tiff",
+            Self::Exr => "exr",
         }
     }
 
     /// Whether each kind becomes a folder of images rather than a file.
     pub fn is_sequence(self) -> bool {
-        matches!(self, Self::Png | Self::Tiff)
+        matches!(self, Self::Png | Self::Tiff | Self::Exr)
     }
 }
 
@@ -107,7 +117,7 @@ impl FromStr for OutputFormat {
             .into_iter()
             .find(|f| f.name() == s)
             .ok_or_else(|| {
-                format!("unknown format '{s}'; choose mp4, prores, webm, mov, png or tiff")
+                format!("unknown format '{s}'; choose mp4, prores, webm, mov, png, tiff or exr")
             })
     }
 }
@@ -129,6 +139,41 @@ impl FromStr for Mp4Codec {
             "h264" | "avc" => Ok(Self::H264),
             "h265" | "hevc" => Ok(Self::H265),
             _ => Err(format!("unknown codec '{s}'; choose h264 or h265")),
+        }
+    }
+}
+
+/// How `--format exr` compresses its images (all lossless).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExrCompression {
+    #[default]
+    Zip,
+    Piz,
+    None,
+}
+
+impl FromStr for ExrCompression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "zip" => Ok(Self::Zip),
+            "piz" => Ok(Self::Piz),
+            "none" => Ok(Self::None),
+            _ => Err(format!(
+                "unknown EXR compression '{s}'; use zip, piz or none"
+            )),
+        }
+    }
+}
+
+impl ExrCompression {
+    pub fn media(self) -> vmatte_media::ExrCompression {
+        match self {
+            Self::Zip => vmatte_media::ExrCompression::Zip,
+            Self::Piz => vmatte_media::ExrCompression::Piz,
+            Self::None => vmatte_media::ExrCompression::None,
         }
     }
 }
@@ -374,6 +419,15 @@ pub struct MatteSettings {
     /// GVM's settings, when the model is GVM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gvm: Option<GvmOptions>,
+    /// `--format exr`'s compression.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub exr_compression: ExrCompression,
+    /// EXR colour in linear light (from the source's transfer function).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub linear: bool,
+    /// Edge controls and the foreground colour's source.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub finish: Finish,
 }
 
 /// The precision the model computes in.
@@ -701,6 +755,9 @@ impl MatteSettings {
             no_audio: false,
             max_frames: None,
             gvm: None,
+            exr_compression: ExrCompression::Zip,
+            linear: false,
+            finish: Finish::default(),
         }
     }
 }
@@ -714,6 +771,8 @@ impl MatteSettings {
         if self.max_frames == Some(0) {
             return Err(format!("{} must be at least 1", Setting::MaxFrames));
         }
+        self.finish
+            .validate(OutputKind::any_colour(&self.outputs))?;
         let f = self.format;
         if self.outputs.contains(&OutputKind::Rgba) && f == OutputFormat::Mp4 {
             return Err(format!(
@@ -736,8 +795,27 @@ impl MatteSettings {
                 f.name()
             ));
         }
+        if f != OutputFormat::Exr && (self.linear || self.exr_compression != ExrCompression::Zip) {
+            let setting = if self.linear {
+                Setting::Linear
+            } else {
+                Setting::ExrCompression
+            };
+            return Err(format!(
+                "{setting} applies to {}, not {}",
+                Setting::Format.with("exr"),
+                f.name()
+            ));
+        }
         match (f, self.depth) {
             (_, None) | (OutputFormat::Png | OutputFormat::Tiff, Some(8 | 16)) => {}
+            (OutputFormat::Exr, Some(16 | 32)) => {}
+            (OutputFormat::Exr, Some(d)) => {
+                return Err(format!(
+                    "{} is not offered for exr; use 16 (half) or 32 (float)",
+                    Setting::Depth.with(d)
+                ))
+            }
             (OutputFormat::Prores, Some(10 | 12)) => {}
             (OutputFormat::Png | OutputFormat::Tiff, Some(d)) => {
                 return Err(format!(
@@ -754,7 +832,7 @@ impl MatteSettings {
             }
             (_, Some(_)) => {
                 return Err(format!(
-                    "{} applies to png, tiff and prores; {} follows the source (10-bit \
+                    "{} applies to png, tiff, exr and prores; {} follows the source (10-bit \
                      sources give 10-bit video)",
                     Setting::Depth,
                     f.name()
