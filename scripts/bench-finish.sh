@@ -8,9 +8,10 @@
 #   1. accuracy: per-channel mean absolute error against the true colour in
 #      0.05 < alpha < 0.95 on the three synthetic cases of
 #      scripts/foreground_accuracy.py (both from the same 16-bit inputs);
-#   2. speed on one 1920x1080 frame: pymatting's seconds (after numba's
-#      compile) against vmatte's (`finish` with estimate minus `finish`
-#      with the source colour, over 10 frames);
+#   2. speed on a 1920x1080 frame of the hair case: pymatting's seconds
+#      (after numba's compile) against vmatte's (`finish --json`'s
+#      finish_seconds: the time its encoder thread spent estimating, over
+#      10 frames);
 #   3. its share of a 1080p RVM run: `vmatte matte` on the sample clip
 #      scaled to 1080p (MobileNetV3, ratio 0.25, 30 frames) with and
 #      without --foreground estimate, alternating, ROUNDS times (default 2).
@@ -32,8 +33,9 @@ echo "| --- | --- | --- | --- |"
 "$py" scripts/foreground_accuracy.py "$vmatte" "$work/finish-accuracy" | "$py" -c '
 import json, sys
 for name, r in json.load(sys.stdin).items():
+    px, ours, theirs, source = (r[k] for k in ("pixels", "vmatte", "pymatting", "source"))
     f = lambda v: ", ".join(f"{x:.4f}" for x in v)
-    print(f"| {name} ({r[\"pixels\"]} px) | {f(r[\"vmatte\"])} | {f(r[\"pymatting\"])} | {f(r[\"source\"])} |")
+    print(f"| {name} ({px} px) | {f(ours)} | {f(theirs)} | {f(source)} |")
 '
 echo
 echo "| 1920x1080 frame | pymatting s | vmatte s | pymatting / vmatte |"
@@ -41,7 +43,8 @@ echo "| --- | --- | --- | --- |"
 "$py" scripts/foreground_accuracy.py "$vmatte" "$work/finish-speed" --bench 10 | "$py" -c '
 import json, sys
 r = json.load(sys.stdin)
-print(f"| estimate_foreground_ml vs --foreground estimate | {r[\"pymatting_s\"]:.3f} | {r[\"vmatte_s\"]:.3f} | {r[\"ratio\"]:.1f} |")
+theirs, ours, ratio = (r[k] for k in ("pymatting_s", "vmatte_s", "ratio"))
+print(f"| estimate_foreground_ml vs --foreground estimate | {theirs:.3f} | {ours:.3f} | {ratio:.1f} |")
 '
 echo
 clip=$(bench_clip 1920 1080)

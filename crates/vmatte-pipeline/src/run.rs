@@ -106,6 +106,10 @@ pub struct MatteReport {
     /// GVM's frame geometry and the settings it ended with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gvm: Option<GvmReport>,
+    /// Seconds the encoder's thread spent finishing mattes (edge controls,
+    /// colour estimation, despill), when any was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_seconds: Option<f64>,
 }
 
 /// A run's settings and options side by side, with the device it ran on.
@@ -332,7 +336,8 @@ fn run_source(
     let mut ladder = Vec::new();
     let mut warnings = Vec::new();
     let limit = settings.max_frames;
-    let (frames, staged) = std::thread::scope(|scope| {
+    let finishing = finisher.is_some();
+    let (frames, (staged, finish_seconds)) = std::thread::scope(|scope| {
         let fake_panic = run.fake_panic.as_deref();
         let decoder = scope.spawn(move || {
             if fake_panic.is_some_and(|name| source.info().path.file_name() == Some(name.as_ref()))
@@ -400,6 +405,7 @@ fn run_source(
             geometry: s.geometry(),
             used: s.options().clone(),
         }),
+        finish_seconds: finishing.then_some(finish_seconds),
     };
     Ok((report, staged))
 }
@@ -1019,14 +1025,15 @@ fn encode_stage(
     look: Look,
     device_kinds: Vec<OutputKind>,
     mut finishing: Option<(Finisher, (usize, usize))>,
-) -> Result<Staged> {
+) -> Result<(Staged, f64)> {
+    let mut finishing_time = std::time::Duration::ZERO;
     // The float outputs cross to the host only when some output needs them.
     let need_floats = writers.iter().any(|w| !device_kinds.contains(&w.kind()));
     let mut pixels = Vec::new();
     for message in rx {
         let chunk = match message {
             ToEncoder::Matte(chunk) => chunk,
-            ToEncoder::End => return finish_together(writers),
+            ToEncoder::End => return Ok((finish_together(writers)?, finishing_time.as_secs_f64())),
         };
         // The planes are read where the model left them when they are CPU
         // f32 with contiguous planes (RVM's outputs are views of one
@@ -1081,7 +1088,10 @@ fn encode_stage(
                         Some(s) => [s[3 * i], s[3 * i + 1], s[3 * i + 2]],
                         None => given.fgr,
                     };
-                    Some(finisher.frame(picture, given.fgr, given.pha, *size))
+                    let started = Instant::now();
+                    let finished = finisher.frame(picture, given.fgr, given.pha, *size);
+                    finishing_time += started.elapsed();
+                    Some(finished)
                 }
                 (frame, _) => frame,
             };
