@@ -7,7 +7,8 @@
 # pymatting's estimate_foreground_ml, in the same run:
 #   1. accuracy: per-channel mean absolute error against the true colour in
 #      0.05 < alpha < 0.95 on the three synthetic cases of
-#      scripts/foreground_accuracy.py (both from the same 16-bit inputs);
+#      scripts/foreground_accuracy.py (both from the same 16-bit inputs), at
+#      the test's 320x240 and at 1920x1080;
 #   2. speed on a 1920x1080 frame of the hair case: pymatting's seconds
 #      (after numba's compile) against vmatte's (`finish --json`'s
 #      finish_seconds: the time its encoder thread spent estimating, over
@@ -30,13 +31,16 @@ echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo
 echo "| case | vmatte MAE (R, G, B) | pymatting MAE (R, G, B) | source colour MAE (R, G, B) |"
 echo "| --- | --- | --- | --- |"
-"$py" scripts/foreground_accuracy.py "$vmatte" "$work/finish-accuracy" | "$py" -c '
+for size in 320x240 1920x1080; do
+    "$py" scripts/foreground_accuracy.py "$vmatte" "$work/finish-accuracy-$size" --size "$size" |
+        "$py" -c '
 import json, sys
 for name, r in json.load(sys.stdin).items():
     px, ours, theirs, source = (r[k] for k in ("pixels", "vmatte", "pymatting", "source"))
     f = lambda v: ", ".join(f"{x:.4f}" for x in v)
-    print(f"| {name} ({px} px) | {f(ours)} | {f(theirs)} | {f(source)} |")
-'
+    print(f"| {name}, {sys.argv[1]} ({px} px) | {f(ours)} | {f(theirs)} | {f(source)} |")
+' "$size"
+done
 echo
 echo "| 1920x1080 frame | pymatting s | vmatte s | pymatting / vmatte |"
 echo "| --- | --- | --- | --- |"

@@ -8,7 +8,9 @@ alpha a over a different background B, I = a F + (1 - a) B, written as
 (same quantised inputs) each estimate F; the per-channel mean absolute error
 against the true F in 0.05 < a < 0.95 is printed as one JSON object.
 
-    foreground_accuracy.py VMATTE OUTDIR            accuracy on the cases
+    foreground_accuracy.py VMATTE OUTDIR [--size WxH]
+                                                    accuracy on the cases
+                                                    (320x240 unless told)
     foreground_accuracy.py VMATTE OUTDIR --bench N  1080p: seconds per frame
                                                     of both, N frames each
     foreground_accuracy.py VMATTE OUTDIR --picture PNG
@@ -133,11 +135,11 @@ def mae(estimate, truth, alpha):
     return [float(np.abs(estimate[..., c] - truth[..., c])[region].mean()) for c in range(3)]
 
 
-def accuracy(vmatte, outdir):
+def accuracy(vmatte, outdir, size=(320, 240)):
     from pymatting import estimate_foreground_ml
 
     rng = np.random.default_rng(7)
-    h, w = 240, 320
+    w, h = size
     results = {}
     for name, make in CASES.items():
         fg, bg, alpha = make(rng, h, w)
@@ -187,6 +189,9 @@ def main():
         print(json.dumps(picture(vmatte, outdir, Path(sys.argv[4]))))
     elif len(sys.argv) > 4 and sys.argv[3] == "--bench":
         print(json.dumps(bench(vmatte, outdir, int(sys.argv[4]))))
+    elif len(sys.argv) > 4 and sys.argv[3] == "--size":
+        w, h = (int(v) for v in sys.argv[4].split("x"))
+        print(json.dumps(accuracy(vmatte, outdir, (w, h))))
     else:
         print(json.dumps(accuracy(vmatte, outdir)))
 

@@ -84,12 +84,15 @@ const GRADIENT_WEIGHT: f32 = 1.0;
 const LEVEL_SWEEPS: (usize, usize) = (2, 10);
 const LEVEL_BUDGET: usize = 1 << 15;
 /// Sweeps on the frame-sized level: as many as fit in [`FINAL_BUDGET`]
-/// pixel-sweeps, within this range (1080p gets 3, 720p 6, 640×480 and less
-/// 16). pymatting does 2; each one more carries colour further from where
-/// alpha pins it down, into thin strands and wide blurred edges, and on
-/// small frames they cost little.
-const FINAL_SWEEPS: (usize, usize) = (3, 16);
-const FINAL_BUDGET: usize = 6 << 20;
+/// pixel-sweeps, within this range (1080p and up get 2, as pymatting does,
+/// 720p 4, 640×480 13, smaller 16). Each one more carries colour further
+/// from where alpha pins it down, into thin strands and wide blurred edges,
+/// and on small frames they cost little; at 1080p a third sweep cost 10 ms
+/// a frame, which took `--foreground estimate` from about 16% of a 1080p
+/// RVM run on 2 cores to about 25% (docs/benchmarks.md), while 2 stay more
+/// accurate than pymatting's on the benchmark's 1080p cases.
+const FINAL_SWEEPS: (usize, usize) = (2, 16);
+const FINAL_BUDGET: usize = 4 << 20;
 /// Levels with fewer pixels run on one thread: a spawn costs more than
 /// the work saves.
 const PARALLEL_PIXELS: usize = 1 << 15;
