@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use vmatte_engine::outcome::{one_line, rate, seconds};
+use vmatte_engine::outcome::one_line;
 use vmatte_pipeline::{finish_source, MatteSettings, PipelineError, RunOptions};
 
 use crate::cli::FinishCmdArgs;
@@ -63,18 +63,7 @@ pub fn run(args: FinishCmdArgs) -> Result<ExitCode> {
     }
     match result {
         Ok(report) => {
-            reporter.finish(&format!(
-                "{name}: {} frames in {} ({} fps) -> {}",
-                report.frames,
-                seconds(report.seconds),
-                rate(report.fps),
-                report
-                    .outputs
-                    .values()
-                    .map(|p| one_line(&p.display().to_string()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            reporter.finish(&crate::matte::done_line(&name, &report));
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             }

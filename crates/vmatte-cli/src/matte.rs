@@ -10,7 +10,7 @@ use anyhow::Result;
 use vmatte_engine::load::{load, LoadAt};
 use vmatte_engine::outcome::{one_line, rate, seconds};
 use vmatte_engine::telemetry::{self, Hub};
-use vmatte_pipeline::{matte_source, Chunks, Network, PipelineError, RunOptions};
+use vmatte_pipeline::{matte_source, Chunks, MatteReport, Network, PipelineError, RunOptions};
 
 use crate::cli::MatteArgs;
 use crate::config::{self, MatteConfig};
@@ -167,18 +167,7 @@ impl One<'_> {
         }
         match result {
             Ok(report) => {
-                reporter.finish(&format!(
-                    "{name}: {} frames in {} ({} fps) -> {}",
-                    report.frames,
-                    seconds(report.seconds),
-                    rate(report.fps),
-                    report
-                        .outputs
-                        .values()
-                        .map(|p| one_line(&p.display().to_string()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                reporter.finish(&done_line(&name, &report));
                 if self.json {
                     println!("{}", serde_json::to_string(&report)?);
                 } else {
@@ -207,6 +196,22 @@ impl One<'_> {
             }
         }
     }
+}
+
+/// What a finished input says: `NAME: N frames in T (R fps) -> OUTPUTS`.
+pub fn done_line(name: &str, report: &MatteReport) -> String {
+    format!(
+        "{name}: {} frames in {} ({} fps) -> {}",
+        report.frames,
+        seconds(report.seconds),
+        rate(report.fps),
+        report
+            .outputs
+            .values()
+            .map(|p| one_line(&p.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 fn display_name(path: &Path) -> String {
