@@ -459,7 +459,7 @@ pub struct MatteOptions {
 pub struct OutputOptions {
     /// What to write, comma-separated [default: composite,alpha]: composite (over
     /// --background), alpha (the matte, gray), foreground (straight colour), rgba
-    /// (colour + matte as alpha; needs prores, webm, mov, png or tiff).
+    /// (colour + matte as alpha; needs prores, webm, mov, png, tiff or exr).
     #[arg(long, value_delimiter = ',', value_name = "KINDS")]
     pub outputs: Option<Vec<OutputKind>>,
     /// mp4 (H.264/H.265), prores (ProRes 4444 .mov, real alpha), webm (VP9 with
@@ -555,14 +555,19 @@ pub struct FinishArgs {
     /// own colour), or auto (model for RVM, estimate for GVM and `finish`).
     #[arg(long, value_name = "auto|model|estimate|source")]
     pub foreground: Option<vmatte_pipeline::ForegroundMode>,
-    /// Choke: move the matte's edge in by PX pixels (fractions allowed).
-    #[arg(long, value_name = "PX", conflicts_with = "matte_grow")]
+    /// Choke: move the matte's edge in by PX pixels (fractions allowed), up to 64.
+    #[arg(
+        long,
+        value_name = "PX",
+        conflicts_with = "matte_grow",
+        allow_negative_numbers = true
+    )]
     pub matte_shrink: Option<f32>,
-    /// Spread: move the matte's edge out by PX pixels (fractions allowed).
-    #[arg(long, value_name = "PX")]
+    /// Spread: move the matte's edge out by PX pixels (fractions allowed), up to 64.
+    #[arg(long, value_name = "PX", allow_negative_numbers = true)]
     pub matte_grow: Option<f32>,
-    /// Soften the matte's edge by PX pixels (a Gaussian of sigma PX/2).
-    #[arg(long, value_name = "PX")]
+    /// Soften the matte's edge by PX pixels (a Gaussian of sigma PX/2), up to 64.
+    #[arg(long, value_name = "PX", allow_negative_numbers = true)]
     pub matte_feather: Option<f32>,
     /// Clip the matte's black and white points: at or below LO is 0, at or
     /// above HI is 1, e.g. 0.05,0.95.
@@ -576,7 +581,8 @@ pub struct FinishArgs {
     #[arg(long, value_name = "green|blue|auto")]
     pub despill: Option<vmatte_pipeline::DespillMode>,
     /// Steady the matte over N frames where the picture does not move
-    /// (moving edges are left sharp), 2 to 64.
+    /// (moving edges are left sharp), 2 to 64; keeps N 16-bit frames of
+    /// matte (at 1080p, 4 MB each).
     #[arg(long, value_name = "N")]
     pub temporal_smooth: Option<u32>,
 }

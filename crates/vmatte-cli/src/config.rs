@@ -12,8 +12,8 @@ use vmatte_engine::spec::JobSpec;
 use vmatte_gpu::DeviceSpec;
 use vmatte_models::store::{DEFAULT_MODEL, GVM};
 use vmatte_pipeline::{
-    Chunks, DownsampleRatio, Finish, GvmOptions, MatteSettings, Network, OutputFormat, Placement,
-    Precision, RunOptions,
+    Chunks, DownsampleRatio, Finish, ForegroundMode, GvmOptions, MatteSettings, Network,
+    OutputFormat, Placement, Precision, RunOptions, Setting,
 };
 
 use crate::cli::{FinishArgs, GvmArgs, MatteOptions, ModelArgs, OutputOptions};
@@ -94,6 +94,11 @@ pub fn resolve(o: &MatteOptions) -> Result<MatteConfig> {
     apply_output(&o.output, &p, &mut settings)?;
     if gvm {
         settings.gvm = Some(gvm_options(&o.gvm, p.gvm.clone().unwrap_or_default()));
+        // GVM predicts alpha only, so `auto` estimates its colour: said in
+        // the settings, so a GVM job made before that is not taken for one.
+        if settings.finish.foreground == ForegroundMode::Auto {
+            settings.finish.foreground = ForegroundMode::Estimate;
+        }
     } else if o.gvm.is_set() {
         bail!(
             "--frames-per-batch, --overlap-frames, --interp-frames, --denoise-steps, \
@@ -159,15 +164,15 @@ pub fn apply_output(o: &OutputOptions, p: &Preset, settings: &mut MatteSettings)
 
 /// The finishing flags over the preset's finishing.
 fn finish(a: &FinishArgs, base: Finish) -> Result<Finish> {
-    let negative = |v: Option<f32>, flag: &str| match v {
+    let negative = |v: Option<f32>, setting: Setting| match v {
         Some(v) if v < 0.0 || !v.is_finite() => {
-            bail!("{flag} {v}: give a size in pixels of 0 or more")
+            bail!("{} is not a size; give pixels, 0 or more", setting.with(v))
         }
         _ => Ok(v),
     };
-    let shrink = negative(a.matte_shrink, "--matte-shrink")?;
-    let grow = negative(a.matte_grow, "--matte-grow")?;
-    let feather = negative(a.matte_feather, "--matte-feather")?;
+    let shrink = negative(a.matte_shrink, Setting::MatteShrink)?;
+    let grow = negative(a.matte_grow, Setting::MatteGrow)?;
+    let feather = negative(a.matte_feather, Setting::MatteFeather)?;
     Ok(Finish {
         foreground: a.foreground.unwrap_or(base.foreground),
         shrink: match (shrink, grow) {

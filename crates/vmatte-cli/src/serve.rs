@@ -165,8 +165,11 @@ fn overlay(to: &mut MatteOptions, from: &MatteOptions, key: &str) -> bool {
         "ensemble" => g.ensemble = fg.ensemble,
         "no_lora" => g.no_lora = fg.no_lora,
         "foreground" => f.foreground = ff.foreground,
-        "matte_shrink" => f.matte_shrink = ff.matte_shrink,
-        "matte_grow" => f.matte_grow = ff.matte_grow,
+        // One edge move: a request's grow replaces the server's shrink.
+        "matte_shrink" | "matte_grow" => {
+            f.matte_shrink = ff.matte_shrink;
+            f.matte_grow = ff.matte_grow;
+        }
         "matte_feather" => f.matte_feather = ff.matte_feather,
         "matte_levels" => f.matte_levels = ff.matte_levels,
         "despeckle" => f.despeckle = ff.despeckle,

@@ -359,3 +359,61 @@ fn exr_outputs_read_back_with_openexr() {
     ]);
     fails_in_one_line(&bad, "--linear on mp4", &["--linear", "--format exr"]);
 }
+
+#[test]
+fn a_matte_written_upright_for_a_rotated_video_is_turned_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    support::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=128x72:r=25",
+        "-frames:v",
+        "5",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        &p("plain.mp4"),
+    ]);
+    support::ffmpeg(&[
+        "-i",
+        &p("plain.mp4"),
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        &p("phone.mp4"),
+    ]);
+    let phone = dir.path().join("phone.mp4");
+    // The clip as its own matte: its alpha folder is written upright
+    // (72x128), as vmatte writes every image sequence of a rotated video.
+    let first = dir.path().join("first");
+    let run = finish(
+        &phone,
+        &phone,
+        &first,
+        &["--outputs", "alpha", "--format", "png"],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let upright = first.join("phone.alpha");
+    // That folder, given back as the matte of the same video, pairs with
+    // it: the same frames come out again.
+    let second = dir.path().join("second");
+    let run = finish(
+        &phone,
+        &upright,
+        &second,
+        &["--outputs", "alpha", "--format", "png"],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let a = support::decode_frames(&upright, 5);
+    let b = support::decode_frames(&second.join("phone.alpha"), 5);
+    assert_eq!(a.len(), 5);
+    assert_eq!((a[0].width, a[0].height), (72, 128));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((x.width, x.height), (y.width, y.height));
+        assert!(x.rgb == y.rgb, "frame {} differs", x.index);
+    }
+}

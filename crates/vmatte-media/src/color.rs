@@ -178,6 +178,15 @@ pub struct ColorTags {
 }
 
 impl ColorTags {
+    /// sRGB: BT.709's primaries with sRGB's transfer, what image files
+    /// (PNG, TIFF, JPEG) are encoded with unless they say otherwise.
+    pub fn srgb() -> Self {
+        Self {
+            transfer: ffi::AVColorTransferCharacteristic::AVCOL_TRC_IEC61966_2_1,
+            ..Self::bt709()
+        }
+    }
+
     /// BT.709 throughout, for sources that say nothing.
     pub fn bt709() -> Self {
         Self {

@@ -35,6 +35,9 @@ pub struct ExrOptions {
     pub linear: bool,
     /// Colour multiplied by alpha (rgba only).
     pub premultiply: bool,
+    /// The A channel holds 1 - alpha (a holdout): colour is still
+    /// multiplied by the coverage, alpha.
+    pub invert_alpha: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -117,10 +120,11 @@ impl ExrSequenceWriter {
             }
         }
         if n == 4 && self.options.premultiply {
+            let inverted = self.options.invert_alpha;
             let (rgb, a) = self.planes.split_at_mut(3);
             for plane in rgb {
                 for (c, a) in plane.iter_mut().zip(&a[0]) {
-                    *c *= a;
+                    *c *= if inverted { 1.0 - a } else { *a };
                 }
             }
         }

@@ -46,29 +46,19 @@ pub fn push_planar(frame: &Frame, planar: &mut Vec<f32>) {
     unsafe { planar.set_len(planar.len() + 3 * pixels) };
 }
 
-/// Appends a matte frame (packed RGB, 8 or 16-bit) to `plane` as one f32
-/// plane in [0, 1]: its luma (BT.709 weights), which is the gray value
-/// itself for the gray mattes other tools write.
-pub fn push_gray(frame: &Frame, plane: &mut Vec<f32>) {
+/// Appends a matte frame (packed RGB, 16-bit little-endian when `deep`)
+/// to `plane` as one f32 plane in [0, 1]: its luma (BT.709 weights), which
+/// is the gray value itself for the gray mattes other tools write.
+pub fn push_gray(rgb: &[u8], deep: bool, plane: &mut Vec<f32>) {
     const W: [f32; 3] = [0.2126, 0.7152, 0.0722];
     let luma = |r: f32, g: f32, b: f32| (W[0] * r + W[1] * g + W[2] * b).clamp(0.0, 1.0);
-    if frame.deep {
+    if deep {
         let s =
             |p: &[u8], k: usize| f32::from(u16::from_le_bytes([p[2 * k], p[2 * k + 1]])) / 65535.0;
-        plane.extend(
-            frame
-                .rgb
-                .chunks_exact(6)
-                .map(|p| luma(s(p, 0), s(p, 1), s(p, 2))),
-        );
+        plane.extend(rgb.chunks_exact(6).map(|p| luma(s(p, 0), s(p, 1), s(p, 2))));
     } else {
         let s = |v: u8| UNIT8[usize::from(v)];
-        plane.extend(
-            frame
-                .rgb
-                .chunks_exact(3)
-                .map(|p| luma(s(p[0]), s(p[1]), s(p[2]))),
-        );
+        plane.extend(rgb.chunks_exact(3).map(|p| luma(s(p[0]), s(p[1]), s(p[2]))));
     }
 }
 

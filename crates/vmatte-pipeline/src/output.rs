@@ -164,8 +164,15 @@ impl OutputWriter {
                         compression: settings.exr_compression.media(),
                         linear: settings.linear,
                         premultiply: settings.premultiplied && kind == OutputKind::Rgba,
+                        invert_alpha: settings.invert_alpha,
                     },
-                    info.color_tags,
+                    // An image folder's pictures are sRGB (its tags say
+                    // BT.709 for the video outputs made from it).
+                    if info.path.is_dir() {
+                        vmatte_media::ColorTags::srgb()
+                    } else {
+                        info.color_tags
+                    },
                 )?),
                 OutputFormat::Tiff => Sink::Images(ImageSequenceWriter::create_as(
                     &partial,

@@ -28,7 +28,7 @@ use crate::background::Backgrounds;
 use crate::device_post::DevicePost;
 use crate::device_pre::yuv420_to_rgb;
 use crate::finish::Finisher;
-use crate::frames::{push_gray, push_planar, FramePixels};
+use crate::frames::{push_gray, push_planar, rotate, FramePixels};
 use crate::gvm::GvmStream;
 use crate::output::{OutputWriter, Staged};
 use crate::setting::Setting;
@@ -244,8 +244,9 @@ fn run_source(
     // Deeper sources reach the model (and deep outputs) undiminished.
     source.set_deep(info.bit_depth > 8);
     source.set_yuv(info.bit_depth <= 8 && run.preprocess.on_device(true));
+    let mut matte_turn = 0;
     if let Some(matte) = given.as_mut() {
-        check_matte(&info, matte.as_mut(), settings.max_frames)?;
+        matte_turn = check_matte(&info, matte.as_mut(), settings.max_frames)?;
     }
     let gvm_opts = settings.gvm.clone().unwrap_or_default();
     let mut gvm = match model {
@@ -272,6 +273,10 @@ fn run_source(
         .finish
         .foreground
         .resolve(predicted)
+        .map_err(|e| PipelineError::Input(format!("{}: {e}", info.path.display())))?;
+    settings
+        .finish
+        .fits((info.width as usize, info.height as usize))
         .map_err(|e| PipelineError::Input(format!("{}: {e}", info.path.display())))?;
     let finisher = Finisher::plan(
         &settings.finish,
@@ -329,8 +334,9 @@ fn run_source(
         ratio,
         fake_oom: run.fake_oom,
         frames_total,
-        keep_src: finisher.is_some() && predicted,
+        keep_src: predicted && finisher.as_ref().is_some_and(Finisher::reads_picture),
         limit: settings.max_frames,
+        matte_turn,
     };
     let size = (info.width as usize, info.height as usize);
     let mut ladder = Vec::new();
@@ -440,21 +446,32 @@ fn device_name(device: &Device) -> String {
     }
 }
 
-/// A given matte must be the video's size, and its length where both are
-/// known (and all frames are wanted); its frames are read as RGB, 16-bit
-/// when it is deeper than 8 bits.
+/// A given matte must show the video's picture size (as players turn
+/// both), and be as long where both are image folders (whose lengths are
+/// exact; a video's may be estimated, so its end is checked as it comes).
+/// Its frames are read as RGB, 16-bit when it is deeper than 8 bits.
+/// Returns the clockwise turn that brings its frames to the video's stored
+/// orientation: a matte written upright by vmatte for a phone video is
+/// turned back.
 fn check_matte(
     info: &VideoInfo,
     matte: &mut dyn FrameSource,
     max_frames: Option<u64>,
-) -> Result<()> {
+) -> Result<i32> {
     let m = matte.info().clone();
     matte.set_deep(m.bit_depth > 8);
     matte.set_yuv(false);
-    if (m.width, m.height) != (info.width, info.height) {
+    let turn = (m.rotation - info.rotation).rem_euclid(360);
+    let turned = if turn % 180 == 90 {
+        (m.height, m.width)
+    } else {
+        (m.width, m.height)
+    };
+    if turned != (info.width, info.height) {
         return Err(PipelineError::Input(format!(
-            "{}: the matte is {}x{} but {} is {}x{}; give a matte of the video's size",
+            "{}: the matte ({}) is {}x{} but {} is {}x{}; give a matte of the video's size",
             m.path.display(),
+            Setting::Matte,
             m.width,
             m.height,
             info.path.display(),
@@ -462,7 +479,8 @@ fn check_matte(
             info.height
         )));
     }
-    if let (Some(a), Some(b), None) = (m.frame_count, info.frame_count, max_frames) {
+    let exact = m.path.is_dir() && info.path.is_dir();
+    if let (Some(a), Some(b), None, true) = (m.frame_count, info.frame_count, max_frames, exact) {
         if a != b {
             return Err(PipelineError::Input(format!(
                 "{}: the matte has {a} frames but {} has {b}; give a matte as long as the video",
@@ -471,7 +489,7 @@ fn check_matte(
             )));
         }
     }
-    Ok(())
+    Ok(turn)
 }
 
 /// The backbone halves the downsampled frame four times; below a few pixels
@@ -614,6 +632,8 @@ struct Infer<'a> {
     keep_src: bool,
     /// `max_frames`: the run stops there, whatever follows.
     limit: Option<u64>,
+    /// Clockwise degrees a given matte's frames are turned by first.
+    matte_turn: i32,
 }
 
 impl Infer<'_> {
@@ -870,13 +890,20 @@ impl Infer<'_> {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<u64> {
         let (h, w) = (self.info.height as usize, self.info.width as usize);
+        let size = (matte.info().width as usize, matte.info().height as usize);
+        let mut turned = Vec::new();
         let mut done = 0u64;
         for chunk in rx {
             let (frames, src) = self.take(chunk, noted)?;
             let mut planes = Vec::with_capacity(frames.len() * h * w);
             for _ in &frames {
                 match matte.next_frame()? {
-                    Some(frame) => push_gray(&frame, &mut planes),
+                    Some(frame) if self.matte_turn != 0 => {
+                        let bpp = if frame.deep { 6 } else { 3 };
+                        rotate(&frame.rgb, size, bpp, self.matte_turn, &mut turned);
+                        push_gray(&turned, frame.deep, &mut planes)
+                    }
+                    Some(frame) => push_gray(&frame.rgb, frame.deep, &mut planes),
                     None => {
                         return Err(PipelineError::Input(format!(
                             "{}: the matte ends after {} frames but {} goes on; give a matte \

@@ -777,7 +777,7 @@ impl MatteSettings {
         if self.outputs.contains(&OutputKind::Rgba) && f == OutputFormat::Mp4 {
             return Err(format!(
                 "rgba needs an alpha channel, which mp4 lacks; use {} prores, webm, mov, \
-                     png or tiff",
+                     png, tiff or exr",
                 Setting::Format
             ));
         }
@@ -802,9 +802,10 @@ impl MatteSettings {
                 Setting::ExrCompression
             };
             return Err(format!(
-                "{setting} applies to {}, not {}",
+                "{setting} applies to {}, not {}; add {} or leave out {setting}",
                 Setting::Format.with("exr"),
-                f.name()
+                f.name(),
+                Setting::Format.with("exr")
             ));
         }
         match (f, self.depth) {

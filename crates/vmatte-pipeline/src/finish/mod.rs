@@ -7,9 +7,12 @@
 //! picture, alpha' ─► colour (model | estimate | source) ─► despill ─► foreground'
 //! ```
 //! It runs on the encoder's thread, a frame at a time and in order (the
-//! temporal window needs the frames in order). [`Finish::default`] changes
-//! nothing, and then [`Finisher::plan`] gives no finisher at all: the
-//! outputs are byte for byte what they were without finishing.
+//! temporal window needs the frames in order). [`Finish::default`] shapes
+//! nothing, and where the colour is the one the matte came with (RVM's own,
+//! or the picture's under `--foreground source`) [`Finisher::plan`] gives no
+//! finisher at all: the outputs are byte for byte what they were without
+//! finishing. (`auto` estimates for GVM and given mattes: the CLI writes
+//! that into GVM jobs' settings, so their identity says so.)
 
 pub mod despill;
 pub mod edges;
@@ -106,7 +109,8 @@ pub enum Colour {
 pub enum DespillMode {
     Green,
     Blue,
-    /// Judged from the background of the first frames that show enough of it.
+    /// Judged from the first frame's background (none when it shows too
+    /// little of it, or no screen).
     Auto,
 }
 
@@ -250,6 +254,29 @@ impl Finish {
     }
 }
 
+/// The most memory `--temporal-smooth` may keep: its window holds N 16-bit
+/// planes of the frame (and a few more of state).
+pub const MAX_TEMPORAL_BYTES: usize = 1 << 30;
+
+impl Finish {
+    /// Refuses what a frame of `(width, height)` would make too costly: a
+    /// temporal window past [`MAX_TEMPORAL_BYTES`].
+    pub fn fits(&self, (width, height): (usize, usize)) -> Result<(), String> {
+        let n = self.temporal_smooth as usize;
+        let bytes = n * width * height * 2;
+        if bytes > MAX_TEMPORAL_BYTES {
+            let most = (MAX_TEMPORAL_BYTES / (width * height * 2).max(1)).max(2);
+            return Err(format!(
+                "{} would keep {} MiB of matte at {width}x{height}; use at most {}",
+                Setting::TemporalSmooth.with(n),
+                bytes >> 20,
+                Setting::TemporalSmooth.with(most)
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A video's finishing: the settings, what it keeps between frames, and
 /// the frame it made last (the outputs borrow it).
 pub struct Finisher {
@@ -267,8 +294,8 @@ pub struct Finisher {
 enum SpillState {
     Off,
     On(Spill),
-    /// `auto`, not decided yet: each frame is looked at until one shows
-    /// enough background to tell.
+    /// `auto`, not decided yet: the first frame decides, once (a screen
+    /// found later would make the clip change colour mid-way).
     Undecided,
 }
 
@@ -307,6 +334,14 @@ impl Finisher {
             pha: Vec::new(),
             fg: Default::default(),
         })
+    }
+
+    /// Whether it reads the source picture (where a model's colour is not
+    /// the picture, it is then sent along).
+    pub fn reads_picture(&self) -> bool {
+        (self.colour_out && self.colour != Colour::Model)
+            || self.smoother.is_some()
+            || matches!(self.spill, SpillState::Undecided)
     }
 
     /// Finishes one frame: `picture` is the source frame, `model_fg` the
@@ -360,9 +395,10 @@ impl Finisher {
                 }
             }
             if let SpillState::Undecided = self.spill {
-                if let Some(s) = despill::detect(picture, alpha) {
-                    self.spill = SpillState::On(s);
-                }
+                self.spill = match despill::detect(picture, alpha) {
+                    Some(s) => SpillState::On(s),
+                    None => SpillState::Off,
+                };
             }
             if let SpillState::On(s) = self.spill {
                 despill::despill([&mut *r, &mut *g, &mut *b], s);
