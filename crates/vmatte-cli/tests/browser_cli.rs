@@ -226,6 +226,11 @@ fn a_clip_through_the_page_from_drop_to_download() {
     let clip = std::fs::canonicalize(support::sample_clip()).unwrap();
     let field = s.find("#files");
     s.keys(&field, clip.to_str().unwrap());
+    // The edge colour, estimated: the page's select, as a person picks it.
+    s.run(
+        "const f = document.querySelector('#foreground'); f.value = 'estimate'; \
+         f.dispatchEvent(new Event('change')); return true;",
+    );
     s.click(&s.find("#submit"));
     s.wait(
         "a running job with frames counted",
@@ -236,6 +241,13 @@ fn a_clip_through_the_page_from_drop_to_download() {
         "the job to show done",
         Duration::from_secs(120),
         "return [...document.querySelectorAll('#jobs .badge')].some(b => b.textContent === 'done')",
+    );
+
+    // The job is the one the page asked for.
+    let rows = support::status_rows(&out);
+    assert_eq!(
+        rows[0]["settings"]["settings"]["finish"]["foreground"], "estimate",
+        "{rows}"
     );
 
     // Open it with the keyboard, and play the three players together.

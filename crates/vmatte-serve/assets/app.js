@@ -204,6 +204,7 @@ function options() {
   const o = {};
   const preset = $("#preset").value; if (preset) o.preset = preset;
   const format = $("#format").value; if (format) o.format = format;
+  const foreground = $("#foreground").value; if (foreground) o.foreground = foreground;
   const bg = $("#background").value.trim(); if (bg) o.background = bg;
   const outs = [...document.querySelectorAll("input[name=outputs]:checked")].map((i) => i.value);
   if (outs.length) o.outputs = outs.join(",");
