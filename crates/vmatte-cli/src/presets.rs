@@ -366,10 +366,11 @@ fn finish_key(f: &mut Finish, key: &str, v: &toml::Value) -> Result<()> {
         "despeckle" => f.despeckle = whole(v, key, 0, u32::MAX as i64)? as u32,
         "temporal_smooth" => f.temporal_smooth = whole(v, key, 0, 64)? as u32,
         _ => {
-            let pair: Option<Vec<f32>> = v.as_array().map(|a| {
+            // Every item a number: a stray string is an error, not dropped.
+            let pair: Option<Vec<f32>> = v.as_array().and_then(|a| {
                 a.iter()
-                    .filter_map(|x| x.as_float().or_else(|| x.as_integer().map(|n| n as f64)))
-                    .map(|x| x as f32)
+                    .map(|x| x.as_float().or_else(|| x.as_integer().map(|n| n as f64)))
+                    .map(|x| x.map(|x| x as f32))
                     .collect()
             });
             f.levels = match pair.as_deref() {

@@ -417,3 +417,41 @@ fn a_matte_written_upright_for_a_rotated_video_is_turned_back() {
         assert!(x.rgb == y.rgb, "frame {} differs", x.index);
     }
 }
+
+#[test]
+fn config_presets_take_finishing_and_refuse_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[presets.screen]\nforeground = \"estimate\"\ndespill = \"green\"\nmatte_grow = 1.5\n\
+         matte_levels = [0.02, 0.98]\ntemporal_smooth = 4\n",
+    )
+    .unwrap();
+    let run = vmatte(&["presets", "--config", config.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = support::stdout(&run);
+    let screen: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("screen"))
+        .take(2)
+        .collect();
+    for shown in [
+        "despill green",
+        "matte grow 1.5 px",
+        "matte levels 0.02,0.98",
+        "temporal smooth 4 frames",
+    ] {
+        assert!(screen.contains(shown), "{shown}: {screen}");
+    }
+    for (bad, mentions) in [
+        ("matte_levels = [0.1, \"x\", 0.9]", "matte_levels"),
+        ("matte_levels = [0.9, 0.1]", "0.9,0.1"),
+        ("matte_shrink = -2", "matte_shrink"),
+        ("despill = \"red\"", "despill"),
+    ] {
+        std::fs::write(&config, format!("[presets.bad]\n{bad}\n")).unwrap();
+        let run = vmatte(&["presets", "--config", config.to_str().unwrap()]);
+        fails_in_one_line(&run, bad, &[mentions]);
+    }
+}

@@ -915,6 +915,14 @@ impl Infer<'_> {
                     }
                 }
             }
+            // The matte's own damage counts as the video's: a warning, or
+            // with `strict` the end of the run; its message names the matte.
+            let path = matte.info().path.display().to_string();
+            let damage = matte.take_warnings().into_iter().map(|mut w| {
+                w.message = format!("in the matte {path}: {}", w.message);
+                w
+            });
+            self.note(damage.collect(), noted)?;
             let pha = Tensor::from_vec(planes, (frames.len(), 1, h, w), &Device::Cpu)?;
             done += frames.len() as u64;
             tx.send(ToEncoder::Matte(MatteChunk {
