@@ -31,19 +31,15 @@ pub fn run(args: FinishCmdArgs) -> Result<ExitCode> {
         cancel: vec![interrupt.flag()],
         ..RunOptions::default()
     };
-    let stem = args
-        .video
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty() && s != "." && s != "..")
-        .unwrap_or_else(|| "input".into());
+    let stem = crate::matte::unique_stem(&args.video, &mut Default::default());
     let name = one_line(&args.video.display().to_string());
     let mut reporter = Reporter::new(&name, Mode::detect(args.json));
     let fps = args.options.fps;
     // A bug fails this run with one line, never a panic's trace.
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let video = vmatte_media::open_source(&args.video, fps)?;
-        let matte = vmatte_media::open_source(&args.matte, fps.or(video_rate(&*video)))?;
+        // An image-folder matte takes its video's rate when none is given.
+        let matte = vmatte_media::open_source(&args.matte, fps.or(Some(video.info().frame_rate)))?;
         let (report, staged) = finish_source(
             video,
             matte,
@@ -75,9 +71,4 @@ pub fn run(args: FinishCmdArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-/// An image-folder matte takes its video's frame rate when none is given.
-fn video_rate(video: &dyn vmatte_media::FrameSource) -> Option<vmatte_media::Rational> {
-    Some(video.info().frame_rate)
 }

@@ -226,7 +226,7 @@ fn display_name(path: &Path) -> String {
 /// The input's file stem (a folder's name), made unique within this run so
 /// two `clip.mp4` from different folders do not overwrite each other:
 /// `clip`, `clip_2`, ... as `vmatte batch` numbers them.
-fn unique_stem(input: &Path, used: &mut HashSet<String>) -> String {
+pub fn unique_stem(input: &Path, used: &mut HashSet<String>) -> String {
     let base = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

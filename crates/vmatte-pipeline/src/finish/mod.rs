@@ -373,44 +373,55 @@ impl Finisher {
         if f.feather > 0.0 {
             edges::feather(alpha, size, f.feather);
         }
-        if self.colour_out {
-            let [r, g, b] = &mut self.fg;
-            for plane in [&mut *r, &mut *g, &mut *b] {
-                plane.resize(alpha.len(), 0.0);
-            }
-            match self.colour {
-                Colour::Model | Colour::Source => {
-                    let from = if self.colour == Colour::Model {
-                        model_fg
-                    } else {
-                        picture
-                    };
-                    for (to, from) in [&mut *r, &mut *g, &mut *b].into_iter().zip(from) {
-                        to.copy_from_slice(from);
-                    }
+        if !self.colour_out {
+            return FramePixels {
+                fgr: model_fg,
+                pha: &self.pha,
+            };
+        }
+        if let SpillState::Undecided = self.spill {
+            self.spill = match despill::detect(picture, alpha) {
+                Some(s) => SpillState::On(s),
+                None => SpillState::Off,
+            };
+        }
+        let given = match self.colour {
+            Colour::Model => Some(model_fg),
+            Colour::Source => Some(picture),
+            Colour::Estimate => None,
+        };
+        let spill = match self.spill {
+            SpillState::On(s) => Some(s),
+            _ => None,
+        };
+        // A colour used as it came is borrowed: only a colour this frame
+        // changes (estimated, or despilled) is written into `fg`.
+        if let (Some(from), None) = (given, spill) {
+            return FramePixels {
+                fgr: from,
+                pha: &self.pha,
+            };
+        }
+        let [r, g, b] = &mut self.fg;
+        for plane in [&mut *r, &mut *g, &mut *b] {
+            plane.resize(alpha.len(), 0.0);
+        }
+        match given {
+            Some(from) => {
+                for (to, from) in [&mut *r, &mut *g, &mut *b].into_iter().zip(from) {
+                    to.copy_from_slice(from);
                 }
-                Colour::Estimate => {
-                    self.estimator
-                        .estimate(picture, alpha, size, [&mut *r, &mut *g, &mut *b])
-                }
             }
-            if let SpillState::Undecided = self.spill {
-                self.spill = match despill::detect(picture, alpha) {
-                    Some(s) => SpillState::On(s),
-                    None => SpillState::Off,
-                };
-            }
-            if let SpillState::On(s) = self.spill {
-                despill::despill([&mut *r, &mut *g, &mut *b], s);
-            }
+            None => self
+                .estimator
+                .estimate(picture, alpha, size, [&mut *r, &mut *g, &mut *b]),
+        }
+        if let Some(s) = spill {
+            despill::despill([&mut *r, &mut *g, &mut *b], s);
         }
         let [r, g, b] = &self.fg;
         FramePixels {
-            fgr: if self.colour_out {
-                [&r[..], &g[..], &b[..]]
-            } else {
-                model_fg
-            },
+            fgr: [&r[..], &g[..], &b[..]],
             pha: &self.pha,
         }
     }
