@@ -108,26 +108,28 @@ def read16(path):
     return tifffile.imread(path).astype(np.float64) / 65535.0
 
 
-def run_vmatte(vmatte, work, image, alpha, frames=1):
+# What the accuracy and speed runs ask `vmatte finish` for.
+ESTIMATE_16 = ("--foreground", "estimate", "--outputs", "foreground", "--format", "tiff",
+               "--depth", "16")
+
+
+def run_vmatte(vmatte, work, image, alpha, frames=1, options=ESTIMATE_16):
     """Writes `frames` copies of (image, alpha) as sequences and finishes
-    them; returns the first frame's estimate and vmatte's report."""
+    them with `options` (which name one output); returns the path of the
+    first frame written and vmatte's report."""
     src, mat, out = work / "image", work / "matte", work / "out"
     for d in (src, mat):
         d.mkdir(parents=True, exist_ok=True)
     for i in range(frames):
         write16(src / f"{i:06d}.tif", image)
         write16(mat / f"{i:06d}.tif", alpha)
-    cmd = [
-        str(vmatte), "finish", str(src), "--matte", str(mat), "-o", str(out),
-        "--foreground", "estimate", "--outputs", "foreground",
-        "--format", "tiff", "--depth", "16", "--fps", "25", "--json",
-    ]
+    cmd = [str(vmatte), "finish", str(src), "--matte", str(mat), "-o", str(out),
+           *options, "--fps", "25", "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"vmatte finish failed: {done.stderr.strip()}")
-    report = json.loads(done.stdout)
-    written = sorted((out / "image.foreground").glob("*.tif*"))
-    return read16(written[0]), report
+    kind = options[options.index("--outputs") + 1]
+    return sorted((out / f"image.{kind}").iterdir())[0], json.loads(done.stdout)
 
 
 def mae(estimate, truth, alpha):
@@ -146,7 +148,7 @@ def accuracy(vmatte, outdir, size=(320, 240)):
         image = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
         # Both estimate from the same 16-bit quantised inputs.
         image_q, alpha_q = to16(image) / 65535.0, to16(alpha) / 65535.0
-        ours, _ = run_vmatte(vmatte, outdir / name, image_q, alpha_q)
+        ours = read16(run_vmatte(vmatte, outdir / name, image_q, alpha_q)[0])
         theirs = estimate_foreground_ml(image_q, alpha_q)
         results[name] = {
             "vmatte": mae(ours, fg, alpha_q),
@@ -180,6 +182,40 @@ def bench(vmatte, outdir, frames):
         "vmatte_s": ours,
         "ratio": theirs / ours,
     }
+
+
+def picture(vmatte, outdir, png):
+    """Blond hair-like strands shot on green, composited over magenta with
+    --foreground source, with estimate, and from the true colour, cropped
+    to the strands, side by side and labelled."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(7)
+    h, w = 240, 320
+    _, _, alpha = case_hair(rng, h, w)
+    # Blond strands shot against a green screen: the colour a composite
+    # over anything else must not carry along.
+    fg = np.clip(smooth_noise(rng, h, w, 24) * 0.15 + np.array([0.78, 0.62, 0.36]), 0, 1)
+    bg = np.clip(smooth_noise(rng, h, w, 8) * 0.2 + np.array([0.1, 0.7, 0.2]), 0, 1)
+    image = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
+    panels = []
+    for mode in ("source", "estimate"):
+        options = ("--foreground", mode, "--outputs", "composite", "--background", "#ff00ff",
+                   "--format", "png")
+        first, _ = run_vmatte(vmatte, outdir / "pic" / mode, image, alpha, options=options)
+        panels.append((f"--foreground {mode}", Image.open(first).convert("RGB")))
+    magenta = np.array([1.0, 0.0, 1.0])
+    truth = alpha[..., None] * fg + (1 - alpha[..., None]) * magenta
+    panels.append(("the truth", Image.fromarray(np.round(truth * 255).astype(np.uint8))))
+    sheet = Image.new("RGB", (3 * 480 + 24, 360 + 28), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, frame) in enumerate(panels):
+        x = i * (480 + 12)
+        # The strands' tips, where the old background bled in most, at 3x.
+        sheet.paste(frame.crop((40, 10, 200, 130)).resize((480, 360), Image.NEAREST), (x, 28))
+        draw.text((x + 4, 8), label, fill=(0, 0, 0))
+    sheet.save(png)
+    return {"picture": str(png)}
 
 
 def main():
