@@ -3,7 +3,8 @@
 #
 # Runs the whole test suite: installs what the tests need (scripts/deps.sh),
 # then cargo fmt --check, clippy with warnings denied, the module-cycle
-# check (scripts/module-cycles.py) and cargo test.
+# check (scripts/module-cycles.py), cargo test, and the Python wheel's
+# suite (scripts/test-wheel.sh).
 # The tests read VMATTE_RVM_ONNX, VMATTE_PYTHON, VMATTE_SAMPLE_CLIP and
 # VMATTE_FIXTURES (the shared fixtures folder beside the repo root).
 set -euo pipefail
@@ -28,5 +29,8 @@ python3 scripts/module-cycles.py
 
 vmatte_log "cargo test"
 cargo test --workspace --locked
+
+vmatte_log "the Python wheel: built, installed fresh, pytest"
+scripts/test-wheel.sh
 
 vmatte_log "all tests passed"

@@ -46,10 +46,21 @@ impl MatteConfig {
     }
 }
 
+/// Options that were refused: the message says which and why. Kept as its
+/// own type so that a program embedding the CLI can tell a bad option from
+/// a failed run ([`crate::embed::FailureKind::Options`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadOptions(pub String);
+
 /// Each option from the command line, else from `--preset`, else its
 /// default; combinations that cannot be written are refused here, in one
 /// line, before any video is opened.
 pub fn resolve(o: &MatteOptions) -> Result<MatteConfig> {
+    resolve_options(o).map_err(|e| BadOptions(format!("{e:#}")).into())
+}
+
+fn resolve_options(o: &MatteOptions) -> Result<MatteConfig> {
     let preset = o
         .preset
         .as_deref()

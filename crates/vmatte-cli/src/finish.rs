@@ -19,12 +19,14 @@ pub fn run(args: FinishCmdArgs) -> Result<ExitCode> {
         .preset
         .as_deref()
         .map(|name| presets::find(name, args.config.as_deref()))
-        .transpose()?
+        .transpose()
+        .map_err(|e| config::BadOptions(format!("{e:#}")))?
         .unwrap_or_default();
     // The model named here only labels the report: none runs.
     let mut settings = MatteSettings::new("given matte");
-    config::apply_output(&args.options, &preset, &mut settings)?;
-    settings.validate().map_err(anyhow::Error::msg)?;
+    config::apply_output(&args.options, &preset, &mut settings)
+        .and_then(|()| settings.validate().map_err(anyhow::Error::msg))
+        .map_err(|e| config::BadOptions(format!("{e:#}")))?;
     let interrupt = Interrupt::install()?;
     let run = RunOptions {
         strict: args.options.strict,
@@ -61,13 +63,17 @@ pub fn run(args: FinishCmdArgs) -> Result<ExitCode> {
         Ok(report) => {
             reporter.finish(&crate::matte::done_line(&name, &report));
             if args.json {
-                println!("{}", serde_json::to_string(&report)?);
+                crate::host::json_line(&report)?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             reporter.finish("");
             eprintln!("vmatte: {}", one_line(&e.to_string()));
+            if args.json {
+                let line = serde_json::json!({ "input": args.video, "error": e.to_string() });
+                crate::host::json_line(&line)?;
+            }
             Ok(ExitCode::FAILURE)
         }
     }

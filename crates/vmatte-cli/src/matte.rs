@@ -169,7 +169,7 @@ impl One<'_> {
             Ok(report) => {
                 reporter.finish(&done_line(&name, &report));
                 if self.json {
-                    println!("{}", serde_json::to_string(&report)?);
+                    crate::host::json_line(&report)?;
                 } else {
                     for w in &report.warnings {
                         eprintln!(
@@ -190,7 +190,7 @@ impl One<'_> {
                 eprintln!("vmatte: {}", one_line(&e.to_string()));
                 if self.json {
                     let line = serde_json::json!({ "input": input, "error": e.to_string() });
-                    println!("{line}");
+                    crate::host::json_line(&line)?;
                 }
                 Ok(Ended::Failed)
             }

@@ -13,7 +13,7 @@ pub fn run(cmd: ModelsCommand) -> Result<ExitCode> {
             let store = ModelStore::locate(model_dir.as_deref());
             let rows = store.list();
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                crate::host::json_document(&rows)?;
                 return Ok(ExitCode::SUCCESS);
             }
             println!("models in {}", store.dir().display());

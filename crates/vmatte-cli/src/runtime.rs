@@ -35,14 +35,16 @@ pub fn keep_freed_memory() {
     }
 }
 
-/// A panic is a bug, said in one line. On the main thread it ends the
-/// process (status 101); on any other thread the job it happened in fails
-/// with the panic's message (the engine and the pipeline catch it), so
-/// nothing is printed here and the progress display stays whole.
+/// A panic is a bug, said in one line. On the thread that runs the command
+/// line (the calling one: the binary's main thread, or the Python
+/// interpreter's for the package's `vmatte` script) it ends the process
+/// (status 101); on any other thread the job it happened in fails with the
+/// panic's message (the engine and the pipeline catch it), so nothing is
+/// printed here and the progress display stays whole.
 pub fn one_line_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let thread = std::thread::current();
-        if thread.name() != Some("main") {
+    let cli_thread = std::thread::current().id();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != cli_thread {
             return;
         }
         let what = vmatte_pipeline::panic_text(info.payload());

@@ -16,7 +16,16 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
+    /// The process's SIGINT and SIGTERM handlers, or, for a command run by
+    /// a program that embeds the CLI, that program's stop flag (its own
+    /// handlers stay).
     pub fn install() -> Result<Self> {
+        if let Some(flag) = crate::host::cancel_flag() {
+            return Ok(Self {
+                flag,
+                which: Arc::default(),
+            });
+        }
         let flag = Arc::new(AtomicBool::new(false));
         let which = Arc::new(AtomicUsize::new(0));
         for (signal, code) in [(SIGINT, 130), (SIGTERM, 143)] {

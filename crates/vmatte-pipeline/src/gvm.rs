@@ -16,6 +16,7 @@
 //! again; every step is a [`Step::Lower`].
 
 use std::collections::VecDeque;
+use std::ops::Deref;
 
 use candle_core::Tensor;
 use vmatte_gpu::{FakeOom, Step};
@@ -43,8 +44,10 @@ struct Pending {
     alpha: Option<Tensor>,
 }
 
-pub struct GvmStream<'a> {
-    model: &'a Gvm,
+/// The model is borrowed (`&Gvm`, the pipeline's) or shared (`Arc<Gvm>`,
+/// a stream that outlives any one borrow, as the Python package's).
+pub struct GvmStream<G: Deref<Target = Gvm> + Clone> {
+    model: G,
     opts: GvmOptions,
     geometry: Geometry,
     keys: VecDeque<Key>,
@@ -74,9 +77,9 @@ enum Phase {
     Decode,
 }
 
-impl<'a> GvmStream<'a> {
+impl<G: Deref<Target = Gvm> + Clone> GvmStream<G> {
     pub fn new(
-        model: &'a Gvm,
+        model: G,
         opts: &GvmOptions,
         source: (usize, usize),
         fake_oom: Option<FakeOom>,
@@ -195,7 +198,7 @@ impl<'a> GvmStream<'a> {
     }
 
     fn try_window(&mut self, n: usize, is_last: bool) -> Result<()> {
-        let model = self.model;
+        let model = self.model.clone();
         self.phase = Phase::Encode;
         let missing: Vec<usize> = (0..n).filter(|&i| self.keys[i].latent.is_none()).collect();
         // The VAE encodes each frame on its own: chunks of the decode

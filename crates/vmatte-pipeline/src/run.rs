@@ -251,7 +251,7 @@ fn run_source(
     let gvm_opts = settings.gvm.clone().unwrap_or_default();
     let mut gvm = match model {
         Some(Model::Gvm(g)) => Some(GvmStream::new(
-            g,
+            &**g,
             &gvm_opts,
             (info.height as usize, info.width as usize),
             run.fake_oom,
@@ -781,7 +781,7 @@ impl Infer<'_> {
     /// span). GVM predicts alpha only: the foreground is the source colour.
     fn run_gvm(
         &self,
-        stream: &mut GvmStream,
+        stream: &mut GvmStream<&Gvm>,
         rx: Receiver<Result<InputChunk>>,
         tx: SyncSender<ToEncoder>,
         noted: &mut Noted<'_>,

@@ -194,7 +194,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             "warnings": warnings,
             "error": report.fatal,
         });
-        println!("{report}");
+        crate::host::json_line(&report)?;
     }
     if let Some(code) = interrupt.exit_code() {
         return Ok(code);
@@ -449,7 +449,7 @@ pub fn status(outdir: &Path, json_out: bool) -> Result<ExitCode> {
                 Ok(row)
             })
             .collect::<serde_json::Result<_>>()?;
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::host::json_document(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
     crate::queue::print_jobs(&jobs, &copies);

@@ -1,0 +1,436 @@
+//! `vmatte.Matter`: frames in, alpha and foreground out, the model's state
+//! kept between calls.
+//!
+//! ```text
+//! numpy (T, H, W, 3) u8|f32 ──(one copy, GIL held)──► [T, 3, H, W] f32 in [0, 1]
+//!   ─► RVM in chunks of `seq_chunk`, the recurrent state carried   (GIL released)
+//!   ─► or GVM's window stream: alphas as their windows settle
+//!   ─► bytearrays (one copy each) ─► numpy (T, H, W) and (T, H, W, 3) f32
+//! ```
+//! Invariant: between calls the state belongs to the last frame given, at
+//! the size of the frames so far; a call that fails or is interrupted
+//! leaves it as it was before the call.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyDict, PyTuple};
+use vmatte_engine::load::{load, HwDecode, LoadAt, ModelRef};
+use vmatte_gpu::DeviceSpec;
+use vmatte_models::gvm::Gvm;
+use vmatte_models::rvm::{MattingNetwork, RecurrentState};
+use vmatte_pipeline::gvm::GvmStream;
+use vmatte_pipeline::{DownsampleRatio, GvmOptions, Model, Precision};
+
+use crate::error;
+
+enum Engine {
+    Rvm {
+        net: Box<MattingNetwork>,
+        state: RecurrentState,
+        ratio: DownsampleRatio,
+        seq_chunk: usize,
+    },
+    Gvm {
+        model: Arc<Gvm>,
+        opts: GvmOptions,
+        /// Made at the first frame, whose size it needs.
+        stream: Option<Box<GvmStream<Arc<Gvm>>>>,
+    },
+}
+
+#[pyclass(module = "vmatte._native")]
+pub struct Matter {
+    engine: Engine,
+    device: Device,
+    /// (H, W) of the frames since the last reset.
+    size: Option<(usize, usize)>,
+}
+
+/// Frames as the model takes them, and how many.
+struct Frames {
+    planar: Vec<f32>,
+    t: usize,
+    h: usize,
+    w: usize,
+}
+
+fn bad(py: Python<'_>, message: String) -> PyErr {
+    error(py, "OptionError", message)
+}
+
+fn run_error(py: Python<'_>, e: impl std::fmt::Display) -> PyErr {
+    error(py, "RunError", e.to_string())
+}
+
+#[pymethods]
+impl Matter {
+    // The Python class's keywords, one for one.
+    #[allow(clippy::too_many_arguments)]
+    #[new]
+    #[pyo3(signature = (model, device, downsample_ratio, dtype, model_dir, seq_chunk, gvm))]
+    fn new(
+        py: Python<'_>,
+        model: &str,
+        device: &str,
+        downsample_ratio: &str,
+        dtype: &str,
+        model_dir: Option<std::path::PathBuf>,
+        seq_chunk: Option<usize>,
+        gvm: &Bound<'_, PyDict>,
+    ) -> PyResult<Self> {
+        let spec = DeviceSpec::from_str(device).map_err(|e| bad(py, e))?;
+        let precision = Precision::from_str(dtype).map_err(|e| bad(py, e))?;
+        let ratio = DownsampleRatio::from_str(downsample_ratio)
+            .map_err(|e| bad(py, format!("downsample_ratio: {e}")))?;
+        if seq_chunk == Some(0) {
+            return Err(bad(py, "seq_chunk must be at least 1".into()));
+        }
+        let model_ref = if model.contains(std::path::MAIN_SEPARATOR) {
+            ModelRef::Files(std::path::PathBuf::from(model))
+        } else {
+            ModelRef::Installed(model.to_string())
+        };
+        let mut opts = GvmOptions::default();
+        for (key, value) in gvm.iter() {
+            let key: String = key.extract()?;
+            let slot = match key.as_str() {
+                "frames_per_batch" => &mut opts.frames_per_batch,
+                "overlap_frames" => &mut opts.overlap_frames,
+                "interp_frames" => &mut opts.interp_frames,
+                "denoise_steps" => &mut opts.denoise_steps,
+                "decode_chunk" => &mut opts.decode_chunk,
+                "size" => &mut opts.size,
+                "max_resolution" => &mut opts.max_resolution,
+                "ensemble" => &mut opts.ensemble,
+                "lora" => {
+                    opts.lora = value.extract()?;
+                    continue;
+                }
+                _ => return Err(bad(py, format!("'{key}' is not a GVM option"))),
+            };
+            *slot = value
+                .extract()
+                .map_err(|_| bad(py, format!("{key} must be a whole number, not {value}")))?;
+        }
+        let is_gvm = model_ref.is_gvm();
+        if is_gvm {
+            opts.validate().map_err(|e| bad(py, e))?;
+        } else if !gvm.is_empty() {
+            return Err(bad(
+                py,
+                format!("{model} is not GVM: its window options do not apply"),
+            ));
+        }
+        let at = LoadAt {
+            model_dir: model_dir.as_deref(),
+            device: spec,
+            precision,
+            hwdec: HwDecode::Cpu,
+        };
+        let net = py
+            .detach(|| load(&model_ref, is_gvm.then_some(&opts), &at))
+            .map_err(|e| error(py, "ModelError", e.to_string()))?;
+        let default_chunk = if net.device.is_cpu() { 2 } else { 4 };
+        let engine = match net.model {
+            Model::Rvm(net) => Engine::Rvm {
+                net,
+                state: RecurrentState::default(),
+                ratio,
+                seq_chunk: seq_chunk.unwrap_or(default_chunk),
+            },
+            Model::Gvm(model) => Engine::Gvm {
+                model: Arc::from(model),
+                opts,
+                stream: None,
+            },
+        };
+        Ok(Self {
+            engine,
+            device: net.device,
+            size: None,
+        })
+    }
+
+    /// Mattes the next frames (a C-contiguous numpy array `(T, H, W, 3)`,
+    /// uint8 or float32 in [0, 1]): `(alpha, fgr, n, H, W)`, alpha `n*H*W`
+    /// and fgr `n*H*W*3` float32 in bytearrays (`fgr` None for GVM, whose
+    /// `n` frames are those whose windows settled).
+    fn step<'py>(
+        &mut self,
+        py: Python<'py>,
+        frames: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let input = read_frames(py, frames)?;
+        let (t, h, w) = (input.t, input.h, input.w);
+        if let Some(size) = self.size {
+            if size != (h, w) {
+                return Err(error(
+                    py,
+                    "FrameError",
+                    format!(
+                        "frames changed size from {}x{} to {w}x{h}; call reset() at a cut \
+                         before frames of another size",
+                        size.1, size.0
+                    ),
+                ));
+            }
+        }
+        let src = Tensor::from_vec(input.planar, (t, 3, h, w), &Device::Cpu)
+            .and_then(|x| x.to_device(&self.device))
+            .map_err(|e| run_error(py, e))?;
+        let device = &self.device;
+        let (pha, fgr) = match &mut self.engine {
+            Engine::Rvm {
+                net,
+                state,
+                ratio,
+                seq_chunk,
+            } => {
+                let r = ratio.resolve(h as u32, w as u32);
+                let mut next = state.clone();
+                let (mut phas, mut fgrs) = (Vec::new(), Vec::new());
+                let mut start = 0;
+                while start < t {
+                    let len = (t - start).min(*seq_chunk);
+                    let net: &MattingNetwork = net;
+                    let part = src.narrow(0, start, len).map_err(|e| run_error(py, e))?;
+                    let m = py
+                        .detach(|| net.forward(&part, &mut next, r))
+                        .map_err(|e| run_error(py, e))?;
+                    phas.push(m.pha);
+                    fgrs.push(m.fgr);
+                    start += len;
+                    // Ctrl-C between chunks: the state stays as it was.
+                    py.check_signals()?;
+                }
+                *state = next;
+                (phas, Some(fgrs))
+            }
+            Engine::Gvm {
+                model,
+                opts,
+                stream,
+            } => {
+                let mut s = match stream.take() {
+                    Some(s) => s,
+                    None => Box::new(
+                        GvmStream::new(model.clone(), opts, (h, w), None)
+                            .map_err(|e| bad(py, e.to_string()))?,
+                    ),
+                };
+                let mut out = Vec::new();
+                for i in 0..t {
+                    let frame = src.narrow(0, i, 1).map_err(|e| run_error(py, e))?;
+                    match py.detach(|| s.push(&frame, &mut |_| {})) {
+                        Ok(settled) => out.extend(settled),
+                        // A failed window leaves the stream unusable: the
+                        // next call starts a new video.
+                        Err(e) => return Err(run_error(py, e)),
+                    }
+                }
+                *stream = Some(s);
+                let _ = device;
+                (out, None)
+            }
+        };
+        self.size = Some((h, w));
+        outputs(py, &pha, fgr.as_deref(), h, w)
+    }
+
+    /// The video ended: GVM's last alphas (its open window run), as
+    /// [`Self::step`] returns them; nothing for RVM. The state is reset.
+    fn flush<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let size = self.size.take();
+        let pha = match &mut self.engine {
+            Engine::Gvm { stream, .. } => match stream.take() {
+                Some(mut s) => py
+                    .detach(|| s.finish(&mut |_| {}))
+                    .map_err(|e| run_error(py, e))?,
+                None => Vec::new(),
+            },
+            Engine::Rvm { state, .. } => {
+                state.reset();
+                Vec::new()
+            }
+        };
+        let (h, w) = size.unwrap_or((0, 0));
+        outputs(py, &pha, None, h, w)
+    }
+
+    /// Forgets the past frames (a cut, another video).
+    fn reset(&mut self) {
+        self.size = None;
+        match &mut self.engine {
+            Engine::Rvm { state, .. } => state.reset(),
+            Engine::Gvm { stream, .. } => *stream = None,
+        }
+    }
+
+    /// "rvm" or "gvm".
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match self.engine {
+            Engine::Rvm { .. } => "rvm",
+            Engine::Gvm { .. } => "gvm",
+        }
+    }
+}
+
+/// Reads a numpy array through its `__array_interface__`: C-contiguous
+/// `(T, H, W, 3)`, `|u1` or `<f4`. The one copy of the input: straight into
+/// the model's planar layout.
+fn read_frames(py: Python<'_>, frames: &Bound<'_, PyAny>) -> PyResult<Frames> {
+    let iface = frames.getattr("__array_interface__")?;
+    let shape: Vec<usize> = iface.get_item("shape")?.extract()?;
+    let typestr: String = iface.get_item("typestr")?.extract()?;
+    let strides = iface.get_item("strides")?;
+    let (ptr, _readonly): (usize, bool) = iface.get_item("data")?.extract()?;
+    let [t, h, w, 3] = shape[..] else {
+        return Err(error(
+            py,
+            "FrameError",
+            format!("frames must be (T, H, W, 3), not {shape:?}"),
+        ));
+    };
+    if !strides.is_none() {
+        return Err(error(
+            py,
+            "FrameError",
+            "frames must be C-contiguous".into(),
+        ));
+    }
+    let hw = h * w;
+    let mut planar = vec![0f32; t * 3 * hw];
+    if t * hw == 0 {
+        return Ok(Frames { planar, t, h, w });
+    }
+    match typestr.as_str() {
+        "|u1" => {
+            // SAFETY: the array is alive (`frames` holds it) and
+            // C-contiguous (no strides) with T*H*W*3 one-byte elements at
+            // `ptr`; the GIL is held while the slice lives, so no Python
+            // code can free or reshape it.
+            let data = unsafe { std::slice::from_raw_parts(ptr as *const u8, t * hw * 3) };
+            to_planar(data, &mut planar, hw, |v| f32::from(v) / 255.0);
+        }
+        "<f4" => {
+            if ptr % std::mem::align_of::<f32>() != 0 {
+                return Err(error(
+                    py,
+                    "FrameError",
+                    "float32 frames must be aligned".into(),
+                ));
+            }
+            // SAFETY: as above, with T*H*W*3 aligned (checked) f32 elements.
+            let data = unsafe { std::slice::from_raw_parts(ptr as *const f32, t * hw * 3) };
+            to_planar(data, &mut planar, hw, |v| v);
+        }
+        other => {
+            return Err(error(
+                py,
+                "FrameError",
+                format!("frames must be uint8 or float32, not {other}"),
+            ))
+        }
+    }
+    Ok(Frames { planar, t, h, w })
+}
+
+/// Interleaved RGB frames to three planes each, every sample through `f`.
+fn to_planar<S: Copy>(data: &[S], planar: &mut [f32], hw: usize, f: impl Fn(S) -> f32) {
+    for (frame, out) in data
+        .chunks_exact(hw * 3)
+        .zip(planar.chunks_exact_mut(hw * 3))
+    {
+        let (r, rest) = out.split_at_mut(hw);
+        let (g, b) = rest.split_at_mut(hw);
+        for (i, px) in frame.chunks_exact(3).enumerate() {
+            r[i] = f(px[0]);
+            g[i] = f(px[1]);
+            b[i] = f(px[2]);
+        }
+    }
+}
+
+/// `(alpha, fgr, n, H, W)` from the model's `[t, 1, H, W]` alphas and
+/// `[t, 3, H, W]` foregrounds, each written once into a bytearray, pixel
+/// after pixel (fgr interleaved RGB).
+fn outputs<'py>(
+    py: Python<'py>,
+    pha: &[Tensor],
+    fgr: Option<&[Tensor]>,
+    h: usize,
+    w: usize,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let host = |xs: &[Tensor]| -> PyResult<Vec<Tensor>> {
+        xs.iter()
+            .map(|x| {
+                x.to_device(&Device::Cpu)
+                    .and_then(|x| x.to_dtype(DType::F32))
+                    .map_err(|e| run_error(py, e))
+            })
+            .collect()
+    };
+    let pha = host(pha)?;
+    let n: usize = pha.iter().map(|x| x.dim(0).unwrap_or(0)).sum();
+    let alpha = PyByteArray::new_with(py, n * h * w * 4, |buf| {
+        py.detach(|| write_hwc(&pha, 1, as_f32(buf)));
+        Ok(())
+    })?;
+    let fgr = match fgr {
+        Some(fgr) => {
+            let fgr = host(fgr)?;
+            Some(PyByteArray::new_with(py, n * h * w * 12, |buf| {
+                py.detach(|| write_hwc(&fgr, 3, as_f32(buf)));
+                Ok(())
+            })?)
+        }
+        None => None,
+    };
+    (alpha, fgr, n, h, w).into_pyobject(py)
+}
+
+/// A bytearray's bytes as the f32s they will hold.
+fn as_f32(buf: &mut [u8]) -> &mut [f32] {
+    // SAFETY: every bit pattern is a valid f32, and align_to_mut only
+    // yields the aligned middle part.
+    let (head, mid, tail) = unsafe { buf.align_to_mut::<f32>() };
+    assert!(
+        head.is_empty() && tail.is_empty(),
+        "Python's allocator returned a bytearray not aligned for f32"
+    );
+    mid
+}
+
+/// `[t, c, H, W]` f32 CPU tensors, in order, into `out` as `(t, H, W, c)`.
+fn write_hwc(pieces: &[Tensor], c: usize, out: &mut [f32]) {
+    let mut at = 0;
+    for x in pieces {
+        let (storage, layout) = x.storage_and_layout();
+        let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
+            unreachable!("brought to the CPU as f32 by `outputs`")
+        };
+        let [t, ch, h, w] = layout.dims()[..] else {
+            unreachable!("the model's outputs are [T, C, H, W]")
+        };
+        debug_assert_eq!(ch, c);
+        let [st, sc, sh, sw] = layout.stride()[..] else {
+            unreachable!()
+        };
+        let base = layout.start_offset();
+        for i in 0..t {
+            for y in 0..h {
+                for x in 0..w {
+                    let px = &mut out[at..at + c];
+                    for (j, slot) in px.iter_mut().enumerate() {
+                        *slot = v[base + i * st + j * sc + y * sh + x * sw];
+                    }
+                    at += c;
+                }
+            }
+        }
+    }
+}

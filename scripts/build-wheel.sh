@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Builds the Python wheel with maturin: dist/vmatte-VERSION-cp39-abi3-manylinux_*.whl
+# (CPython 3.9+, one wheel for every version), the libav libraries and the
+# codec libraries they use bundled into it and the extension's rpath set to
+# them (maturin's auditwheel repair, with patchelf).
+#
+#   scripts/build-wheel.sh              # release, stripped, into dist/
+#   scripts/build-wheel.sh --dev DIR    # the tests' build: cargo's dev profile
+#                                       # (reuses what `cargo test` compiled), into DIR
+#   pip install dist/vmatte-*.whl
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
+
+profile=(--release --strip)
+out=dist
+if [[ ${1:-} == --dev ]]; then
+    profile=(--profile dev)
+    out=${2:-target/wheels}
+fi
+rm -f "$out"/vmatte-*.whl
+vmatte_log "building the wheel (${profile[*]}) into $out/"
+PATH="$VMATTE_REPO/.venv/bin:$PATH" maturin build "${profile[@]}" --locked \
+    -m crates/vmatte-python/Cargo.toml --out "$out" --auditwheel repair 2>&1 |
+    grep -Ev '^\s+(/usr/lib/|\S+ => )' >&2
+wheel=$(ls "$out"/vmatte-*.whl)
+vmatte_log "wheel: $wheel ($(du -h "$wheel" | cut -f1))"
+echo "$wheel"
