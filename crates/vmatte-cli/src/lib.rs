@@ -32,6 +32,8 @@ pub(crate) mod watch;
 
 use std::process::ExitCode;
 
+pub use runtime::keep_freed_blocks;
+
 use clap::error::ErrorKind;
 use clap::Parser;
 

@@ -20,18 +20,31 @@ pub fn leave_cores_to_rayon() {
 /// working set of one frame is what
 /// stays, so peak memory is unchanged and still flat over a video.
 pub fn keep_freed_memory() {
+    keep_freed_blocks();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any
     // thread is started.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         // One arena: the per-thread ones grow in heaps of at most 64 MiB,
         // so a chunk of 1080p frames (100 MB of f32) was still mapped and
         // unmapped by the decode thread every chunk, whatever the
         // threshold. The pipeline allocates a few large buffers per chunk,
         // so one lock costs nothing measurable.
         libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// The part of [`keep_freed_memory`] a library may do in a host program
+/// (the Python package, at import): large freed blocks stay in the process
+/// instead of going back to the kernel, so the next frame's do not fault in
+/// fresh zeroed pages. The arenas are the host's business and left alone.
+pub fn keep_freed_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters, under the allocator's
+    // own lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
 

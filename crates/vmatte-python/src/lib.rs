@@ -142,6 +142,13 @@ fn options<'py>(py: Python<'py>, command: &str) -> PyResult<Vec<Bound<'py, PyDic
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Every frame allocates and frees the same multi-megabyte buffers:
+    // kept in the process, they are not faulted in again each frame (12%
+    // of `Matter.step`'s time at 720p without it, docs/benchmarks.md).
+    // VMATTE_KEEP_FREED_MEMORY=0 leaves the host's allocator as it is.
+    if std::env::var_os("VMATTE_KEEP_FREED_MEMORY").is_none_or(|v| v != "0") {
+        vmatte_cli::keep_freed_blocks();
+    }
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(options, m)?)?;

@@ -17,10 +17,12 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyDict, PyTuple};
+use rayon::prelude::*;
 use vmatte_engine::load::{load, HwDecode, LoadAt, ModelRef};
 use vmatte_gpu::DeviceSpec;
 use vmatte_models::gvm::Gvm;
 use vmatte_models::rvm::{MattingNetwork, RecurrentState};
+use vmatte_pipeline::frames::UNIT8;
 use vmatte_pipeline::gvm::GvmStream;
 use vmatte_pipeline::{DownsampleRatio, GvmOptions, Model, Precision};
 
@@ -303,10 +305,10 @@ fn read_frames(py: Python<'_>, frames: &Bound<'_, PyAny>) -> PyResult<Frames> {
         ));
     }
     let hw = h * w;
-    let mut planar = vec![0f32; t * 3 * hw];
-    if t * hw == 0 {
-        return Ok(Frames { planar, t, h, w });
-    }
+    let n = t * 3 * hw;
+    // Written once, not zeroed first (at 720p two frames are 22 MB).
+    let mut planar: Vec<f32> = Vec::with_capacity(n);
+    let spare = &mut planar.spare_capacity_mut()[..n];
     match typestr.as_str() {
         "|u1" => {
             // SAFETY: the array is alive (`frames` holds it) and
@@ -314,7 +316,9 @@ fn read_frames(py: Python<'_>, frames: &Bound<'_, PyAny>) -> PyResult<Frames> {
             // `ptr`; the GIL is held while the slice lives, so no Python
             // code can free or reshape it.
             let data = unsafe { std::slice::from_raw_parts(ptr as *const u8, t * hw * 3) };
-            to_planar(data, &mut planar, hw, |v| f32::from(v) / 255.0);
+            // The pipeline's own conversion, so the same pixels give the
+            // same floats as `vmatte matte`.
+            to_planar(data, spare, hw, |v| UNIT8[usize::from(v)]);
         }
         "<f4" => {
             if ptr % std::mem::align_of::<f32>() != 0 {
@@ -326,7 +330,7 @@ fn read_frames(py: Python<'_>, frames: &Bound<'_, PyAny>) -> PyResult<Frames> {
             }
             // SAFETY: as above, with T*H*W*3 aligned (checked) f32 elements.
             let data = unsafe { std::slice::from_raw_parts(ptr as *const f32, t * hw * 3) };
-            to_planar(data, &mut planar, hw, |v| v);
+            to_planar(data, spare, hw, |v| v);
         }
         other => {
             return Err(error(
@@ -336,22 +340,41 @@ fn read_frames(py: Python<'_>, frames: &Bound<'_, PyAny>) -> PyResult<Frames> {
             ))
         }
     }
+    // SAFETY: `to_planar` wrote all n = T * 3 * H * W floats: each frame's
+    // three planes, band by band, every band whole.
+    unsafe { planar.set_len(n) };
     Ok(Frames { planar, t, h, w })
 }
 
-/// Interleaved RGB frames to three planes each, every sample through `f`.
-fn to_planar<S: Copy>(data: &[S], planar: &mut [f32], hw: usize, f: impl Fn(S) -> f32) {
+/// Pixels per band of the conversions' parallel work: large enough that a
+/// band's cost dwarfs handing it to a worker.
+const BAND: usize = 1 << 15;
+
+/// Interleaved RGB frames to three planes each, every sample through `f`,
+/// in bands on the kernels' workers.
+fn to_planar<S: Copy + Sync>(
+    data: &[S],
+    planar: &mut [std::mem::MaybeUninit<f32>],
+    hw: usize,
+    f: impl Fn(S) -> f32 + Sync,
+) {
     for (frame, out) in data
         .chunks_exact(hw * 3)
         .zip(planar.chunks_exact_mut(hw * 3))
     {
         let (r, rest) = out.split_at_mut(hw);
         let (g, b) = rest.split_at_mut(hw);
-        for (i, px) in frame.chunks_exact(3).enumerate() {
-            r[i] = f(px[0]);
-            g[i] = f(px[1]);
-            b[i] = f(px[2]);
-        }
+        r.par_chunks_mut(BAND)
+            .zip(g.par_chunks_mut(BAND))
+            .zip(b.par_chunks_mut(BAND))
+            .zip(frame.par_chunks(BAND * 3))
+            .for_each(|(((r, g), b), px)| {
+                for (i, px) in px.chunks_exact(3).enumerate() {
+                    r[i].write(f(px[0]));
+                    g[i].write(f(px[1]));
+                    b[i].write(f(px[2]));
+                }
+            });
     }
 }
 
@@ -376,21 +399,32 @@ fn outputs<'py>(
     };
     let pha = host(pha)?;
     let n: usize = pha.iter().map(|x| x.dim(0).unwrap_or(0)).sum();
-    let alpha = PyByteArray::new_with(py, n * h * w * 4, |buf| {
-        py.detach(|| write_hwc(&pha, 1, as_f32(buf)));
-        Ok(())
-    })?;
+    let alpha = filled(py, n * h * w, |out| write_hwc(&pha, 1, out))?;
     let fgr = match fgr {
         Some(fgr) => {
             let fgr = host(fgr)?;
-            Some(PyByteArray::new_with(py, n * h * w * 12, |buf| {
-                py.detach(|| write_hwc(&fgr, 3, as_f32(buf)));
-                Ok(())
-            })?)
+            Some(filled(py, n * h * w * 3, |out| write_hwc(&fgr, 3, out))?)
         }
         None => None,
     };
     (alpha, fgr, n, h, w).into_pyobject(py)
+}
+
+/// A new bytearray of `len` f32s, written by `fill` without the GIL and
+/// without being zeroed first.
+fn filled<'py>(
+    py: Python<'py>,
+    len: usize,
+    fill: impl FnOnce(&mut [f32]) + Send,
+) -> PyResult<Bound<'py, PyByteArray>> {
+    let array = PyByteArray::new(py, &[]);
+    array.resize(len * 4)?;
+    // SAFETY: `array` was made here and nothing else holds it, so no other
+    // code reads, writes or resizes its buffer while `bytes` lives.
+    let bytes = unsafe { array.as_bytes_mut() };
+    let floats = as_f32(bytes);
+    py.detach(|| fill(floats));
+    Ok(array)
 }
 
 /// A bytearray's bytes as the f32s they will hold.
@@ -406,6 +440,8 @@ fn as_f32(buf: &mut [u8]) -> &mut [f32] {
 }
 
 /// `[t, c, H, W]` f32 CPU tensors, in order, into `out` as `(t, H, W, c)`.
+/// Planes that lie contiguous (the model's outputs do) are read as slices;
+/// anything else element by element.
 fn write_hwc(pieces: &[Tensor], c: usize, out: &mut [f32]) {
     let mut at = 0;
     for x in pieces {
@@ -413,22 +449,44 @@ fn write_hwc(pieces: &[Tensor], c: usize, out: &mut [f32]) {
         let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
             unreachable!("brought to the CPU as f32 by `outputs`")
         };
-        let [t, ch, h, w] = layout.dims()[..] else {
+        let (&[t, ch, h, w], &[st, sc, sh, sw]) = (layout.dims(), layout.stride()) else {
             unreachable!("the model's outputs are [T, C, H, W]")
         };
         debug_assert_eq!(ch, c);
-        let [st, sc, sh, sw] = layout.stride()[..] else {
-            unreachable!()
-        };
-        let base = layout.start_offset();
+        let (base, hw) = (layout.start_offset(), h * w);
         for i in 0..t {
-            for y in 0..h {
-                for x in 0..w {
-                    let px = &mut out[at..at + c];
-                    for (j, slot) in px.iter_mut().enumerate() {
-                        *slot = v[base + i * st + j * sc + y * sh + x * sw];
+            let dst = &mut out[at..at + hw * c];
+            at += hw * c;
+            if sw == 1 && sh == w {
+                let plane = |j: usize| &v[base + i * st + j * sc..][..hw];
+                match c {
+                    1 => dst.copy_from_slice(plane(0)),
+                    3 => {
+                        let (r, g, b) = (plane(0), plane(1), plane(2));
+                        dst.par_chunks_mut(BAND * 3)
+                            .zip(r.par_chunks(BAND))
+                            .zip(g.par_chunks(BAND))
+                            .zip(b.par_chunks(BAND))
+                            .for_each(|(((dst, r), g), b)| {
+                                for (k, px) in dst.chunks_exact_mut(3).enumerate() {
+                                    px.copy_from_slice(&[r[k], g[k], b[k]]);
+                                }
+                            });
                     }
-                    at += c;
+                    _ => {
+                        for (k, px) in dst.chunks_exact_mut(c).enumerate() {
+                            for (j, slot) in px.iter_mut().enumerate() {
+                                *slot = plane(j)[k];
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            for (k, px) in dst.chunks_exact_mut(c).enumerate() {
+                let (y, x) = (k / w, k % w);
+                for (j, slot) in px.iter_mut().enumerate() {
+                    *slot = v[base + i * st + j * sc + y * sh + x * sw];
                 }
             }
         }

@@ -66,6 +66,28 @@ def test_float32_frames_and_one_frame(models, frames):
     one[0, 0] = 7.0
 
 
+def test_array_likes_and_strided_frames(models, frames):
+    """Anything numpy can read (`__array__`: PyTorch CPU tensors, PIL
+    images, ...) and non-contiguous views are taken as the same frames."""
+
+    class Frames:
+        def __init__(self, a):
+            self.a = a
+
+        def __array__(self, dtype=None, copy=None):
+            return self.a
+
+    m = vmatte.Matter(downsample_ratio=0.375, model_dir=models)
+    want, _ = m.step(frames[:2])
+    m.reset()
+    got, _ = m.step(Frames(frames[:2]))
+    assert np.array_equal(got, want)
+    m.reset()
+    flipped = frames[:2, :, ::-1][:, :, ::-1]  # a strided view of the same pixels
+    got, _ = m.step(flipped)
+    assert np.array_equal(got, want)
+
+
 def test_state_is_kept_and_reset_forgets_it(models, frames):
     m = vmatte.Matter(downsample_ratio=0.375, model_dir=models)
     first, _ = m.step(frames[:6])
