@@ -4,7 +4,7 @@ use vmatte_media::Frame;
 
 /// Every 8-bit sample's value in [0, 1], `v / 255` exactly as the division
 /// gives it: a table look-up per sample instead of a division.
-pub const UNIT8: [f32; 256] = {
+const UNIT8: [f32; 256] = {
     let mut table = [0.0; 256];
     let mut v = 0;
     while v < 256 {

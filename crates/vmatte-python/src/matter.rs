@@ -5,7 +5,8 @@
 //! numpy (T, H, W, 3) u8|f32 ──(one copy, GIL held)──► [T, 3, H, W] f32 in [0, 1]
 //!   ─► RVM in chunks of `seq_chunk`, the recurrent state carried   (GIL released)
 //!   ─► or GVM's window stream: alphas as their windows settle
-//!   ─► bytearrays (one copy each) ─► numpy (T, H, W) and (T, H, W, 3) f32
+//!   ─► the output tensors themselves, read in place by numpy as (T, H, W) and
+//!      (T, H, W, 3) f32 (joined once when the step took several chunks)
 //! ```
 //! Invariant: between calls the state belongs to the last frame given, at
 //! the size of the frames so far; a call that fails or is interrupted
@@ -16,13 +17,12 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyDict, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 use rayon::prelude::*;
 use vmatte_engine::load::{load, HwDecode, LoadAt, ModelRef};
 use vmatte_gpu::DeviceSpec;
 use vmatte_models::gvm::Gvm;
 use vmatte_models::rvm::{MattingNetwork, RecurrentState};
-use vmatte_pipeline::frames::UNIT8;
 use vmatte_pipeline::gvm::GvmStream;
 use vmatte_pipeline::{DownsampleRatio, GvmOptions, Model, Precision};
 
@@ -318,7 +318,10 @@ fn read_frames(py: Python<'_>, frames: &Bound<'_, PyAny>) -> PyResult<Frames> {
             let data = unsafe { std::slice::from_raw_parts(ptr as *const u8, t * hw * 3) };
             // The pipeline's own conversion, so the same pixels give the
             // same floats as `vmatte matte`.
-            to_planar(data, spare, hw, |v| UNIT8[usize::from(v)]);
+            // `v / 255` as the pipeline's table holds it (the same correctly
+            // rounded division), so the same pixels give the same floats as
+            // `vmatte matte`; divided here, the loop vectorises.
+            to_planar(data, spare, hw, |v| f32::from(v) / 255.0);
         }
         "<f4" => {
             if ptr % std::mem::align_of::<f32>() != 0 {
@@ -379,8 +382,10 @@ fn to_planar<S: Copy + Sync>(
 }
 
 /// `(alpha, fgr, n, H, W)` from the model's `[t, 1, H, W]` alphas and
-/// `[t, 3, H, W]` foregrounds, each written once into a bytearray, pixel
-/// after pixel (fgr interleaved RGB).
+/// `[t, 3, H, W]` foregrounds: [`HostArray`]s numpy reads in place (`fgr`
+/// None when not given; both None when `n` is 0). A single piece on the CPU
+/// in f32 (RVM's usual step) is handed over as it is, no copy; several are
+/// joined once, and a GPU's or a half-precision tensor is brought over once.
 fn outputs<'py>(
     py: Python<'py>,
     pha: &[Tensor],
@@ -388,107 +393,81 @@ fn outputs<'py>(
     h: usize,
     w: usize,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let host = |xs: &[Tensor]| -> PyResult<Vec<Tensor>> {
-        xs.iter()
-            .map(|x| {
-                x.to_device(&Device::Cpu)
-                    .and_then(|x| x.to_dtype(DType::F32))
-                    .map_err(|e| run_error(py, e))
-            })
-            .collect()
-    };
-    let pha = host(pha)?;
     let n: usize = pha.iter().map(|x| x.dim(0).unwrap_or(0)).sum();
-    let alpha = filled(py, n * h * w, |out| write_hwc(&pha, 1, out))?;
-    let fgr = match fgr {
-        Some(fgr) => {
-            let fgr = host(fgr)?;
-            Some(filled(py, n * h * w * 3, |out| write_hwc(&fgr, 3, out))?)
+    let host = |xs: &[Tensor]| -> PyResult<Option<HostArray>> {
+        if n == 0 {
+            return Ok(None);
         }
+        let one = py
+            .detach(|| {
+                let x = match xs {
+                    [x] => x.clone(),
+                    _ => Tensor::cat(xs, 0)?,
+                };
+                x.to_device(&Device::Cpu)?.to_dtype(DType::F32)
+            })
+            .map_err(|e| run_error(py, e))?;
+        HostArray::new(py, one).map(Some)
+    };
+    let alpha = host(pha)?;
+    let fgr = match fgr {
+        Some(fgr) => host(fgr)?,
         None => None,
     };
     (alpha, fgr, n, h, w).into_pyobject(py)
 }
 
-/// A new bytearray of `len` f32s, written by `fill` without the GIL and
-/// without being zeroed first.
-fn filled<'py>(
-    py: Python<'py>,
-    len: usize,
-    fill: impl FnOnce(&mut [f32]) + Send,
-) -> PyResult<Bound<'py, PyByteArray>> {
-    let array = PyByteArray::new(py, &[]);
-    array.resize(len * 4)?;
-    // SAFETY: `array` was made here and nothing else holds it, so no other
-    // code reads, writes or resizes its buffer while `bytes` lives.
-    let bytes = unsafe { array.as_bytes_mut() };
-    let floats = as_f32(bytes);
-    py.detach(|| fill(floats));
-    Ok(array)
+/// A CPU f32 tensor `[n, c, H, W]` as numpy reads an array in place:
+/// `(n, H, W)` for one channel, `(n, H, W, c)` for more, with the tensor's
+/// own strides (numpy keeps this object, and so the tensor, alive as the
+/// array's base).
+#[pyclass(module = "vmatte._native", frozen)]
+pub struct HostArray {
+    /// Holds the memory `interface` points into.
+    _tensor: Tensor,
+    interface: Py<PyDict>,
 }
 
-/// A bytearray's bytes as the f32s they will hold.
-fn as_f32(buf: &mut [u8]) -> &mut [f32] {
-    // SAFETY: every bit pattern is a valid f32, and align_to_mut only
-    // yields the aligned middle part.
-    let (head, mid, tail) = unsafe { buf.align_to_mut::<f32>() };
-    assert!(
-        head.is_empty() && tail.is_empty(),
-        "Python's allocator returned a bytearray not aligned for f32"
-    );
-    mid
+impl HostArray {
+    fn new(py: Python<'_>, tensor: Tensor) -> PyResult<Self> {
+        let (ptr, dims, strides) = {
+            let (storage, layout) = tensor.storage_and_layout();
+            let (Storage::Cpu(CpuStorage::F32(v)), &[n, c, h, w], &[sn, sc, sh, sw]) =
+                (&*storage, layout.dims(), layout.stride())
+            else {
+                return Err(run_error(py, "internal error: a host array is a CPU f32 [n, c, H, W] tensor; please report it"));
+            };
+            let f = std::mem::size_of::<f32>();
+            let (dims, strides) = if c == 1 {
+                (vec![n, h, w], vec![sn * f, sh * f, sw * f])
+            } else {
+                (vec![n, h, w, c], vec![sn * f, sh * f, sw * f, sc * f])
+            };
+            (v[layout.start_offset()..].as_ptr() as usize, dims, strides)
+        };
+        // SAFETY of what numpy does with `ptr`: the storage is candle's
+        // Vec, never moved or resized while a tensor holds it (in-place
+        // operations need a handle to the tensor, and the only one is
+        // `_tensor`); every offset the strides reach lies inside it, as
+        // they are the tensor's own. Writes through it are the caller's: no
+        // other code reads this tensor again.
+        let d = PyDict::new(py);
+        d.set_item("version", 3)?;
+        d.set_item("typestr", "<f4")?;
+        d.set_item("shape", PyTuple::new(py, dims)?)?;
+        d.set_item("strides", PyTuple::new(py, strides)?)?;
+        d.set_item("data", (ptr, false))?;
+        Ok(Self {
+            _tensor: tensor,
+            interface: d.unbind(),
+        })
+    }
 }
 
-/// `[t, c, H, W]` f32 CPU tensors, in order, into `out` as `(t, H, W, c)`.
-/// Planes that lie contiguous (the model's outputs do) are read as slices;
-/// anything else element by element.
-fn write_hwc(pieces: &[Tensor], c: usize, out: &mut [f32]) {
-    let mut at = 0;
-    for x in pieces {
-        let (storage, layout) = x.storage_and_layout();
-        let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
-            unreachable!("brought to the CPU as f32 by `outputs`")
-        };
-        let (&[t, ch, h, w], &[st, sc, sh, sw]) = (layout.dims(), layout.stride()) else {
-            unreachable!("the model's outputs are [T, C, H, W]")
-        };
-        debug_assert_eq!(ch, c);
-        let (base, hw) = (layout.start_offset(), h * w);
-        for i in 0..t {
-            let dst = &mut out[at..at + hw * c];
-            at += hw * c;
-            if sw == 1 && sh == w {
-                let plane = |j: usize| &v[base + i * st + j * sc..][..hw];
-                match c {
-                    1 => dst.copy_from_slice(plane(0)),
-                    3 => {
-                        let (r, g, b) = (plane(0), plane(1), plane(2));
-                        dst.par_chunks_mut(BAND * 3)
-                            .zip(r.par_chunks(BAND))
-                            .zip(g.par_chunks(BAND))
-                            .zip(b.par_chunks(BAND))
-                            .for_each(|(((dst, r), g), b)| {
-                                for (k, px) in dst.chunks_exact_mut(3).enumerate() {
-                                    px.copy_from_slice(&[r[k], g[k], b[k]]);
-                                }
-                            });
-                    }
-                    _ => {
-                        for (k, px) in dst.chunks_exact_mut(c).enumerate() {
-                            for (j, slot) in px.iter_mut().enumerate() {
-                                *slot = plane(j)[k];
-                            }
-                        }
-                    }
-                }
-                continue;
-            }
-            for (k, px) in dst.chunks_exact_mut(c).enumerate() {
-                let (y, x) = (k / w, k % w);
-                for (j, slot) in px.iter_mut().enumerate() {
-                    *slot = v[base + i * st + j * sc + y * sh + x * sw];
-                }
-            }
-        }
+#[pymethods]
+impl HostArray {
+    #[getter]
+    fn __array_interface__(&self, py: Python<'_>) -> Py<PyDict> {
+        self.interface.clone_ref(py)
     }
 }

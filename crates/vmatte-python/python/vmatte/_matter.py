@@ -108,9 +108,10 @@ class Matter:
 
     @staticmethod
     def _answer(raw, torch_in, one):
-        alpha_buf, fgr_buf, n, h, w = raw
-        alpha = np.frombuffer(alpha_buf, dtype=np.float32).reshape(n, h, w)
-        fgr = None if fgr_buf is None else np.frombuffer(fgr_buf, dtype=np.float32).reshape(n, h, w, 3)
+        alpha_out, fgr_out, n, h, w = raw
+        # The model's own output memory, read in place (no copy).
+        alpha = np.empty((0, h, w), np.float32) if alpha_out is None else np.asarray(alpha_out)
+        fgr = None if fgr_out is None else np.asarray(fgr_out)
         if one and n == 1:
             alpha, fgr = alpha[0], None if fgr is None else fgr[0]
         if torch_in:
