@@ -97,9 +97,12 @@ pub fn run(args: Vec<OsString>, cancel: Arc<AtomicBool>) -> Result<Finished, Fai
     }
 }
 
-/// Process-wide settings the binary makes at start, made once. The
-/// allocator's are not: they are the host program's to choose.
-fn prepare() {
+/// Process-wide settings the binary makes at start, made once (the
+/// embedding program calls it as it loads vmatte; [`run`] makes sure): candle
+/// leaves the cores to vmatte's kernels, and messages name settings as the
+/// command line does. The allocator's are not made here: they are the host
+/// program's to choose.
+pub fn prepare() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         crate::runtime::leave_cores_to_rayon();

@@ -15,7 +15,8 @@ pub mod settings;
 pub use finish::{DespillMode, Finish, ForegroundMode, Levels};
 pub use output::{Staged, StagedOutput};
 pub use run::{
-    finish_source, matte_source, FrameWarning, MatteReport, Model, Network, Progress, SettingsView,
+    finish_source, matte_source, rvm_size_problem, FrameWarning, MatteReport, Model, Network,
+    Progress, SettingsView,
 };
 pub use setting::{show_settings_as, Setting, SettingStyle};
 pub use settings::{

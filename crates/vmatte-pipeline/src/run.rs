@@ -492,31 +492,36 @@ fn check_matte(
     Ok(turn)
 }
 
-/// The backbone halves the downsampled frame four times; below a few pixels
-/// there is nothing left to see. Frames that small even at full size are
-/// too small whatever the ratio.
 fn check_size(info: &VideoInfo, ratio: f64) -> Result<()> {
-    let short = f64::from(info.height.min(info.width));
+    match rvm_size_problem(info.width, info.height, ratio) {
+        Some(problem) => Err(PipelineError::Input(format!(
+            "{}: {problem}",
+            info.path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Why RVM cannot matte `width x height` frames at `ratio`, if it cannot:
+/// the backbone halves the downsampled frame four times, and below a few
+/// pixels there is nothing left to see (its shapes would underflow). Frames
+/// that small even at full size are too small whatever the ratio.
+pub fn rvm_size_problem(width: u32, height: u32, ratio: f64) -> Option<String> {
+    let short = f64::from(height.min(width));
     if short < 4.0 {
-        return Err(PipelineError::Input(format!(
-            "{}: {}x{} frames are too small to matte (at least 4 px on the short side); \
-             use a larger video",
-            info.path.display(),
-            info.width,
-            info.height
-        )));
+        return Some(format!(
+            "{width}x{height} frames are too small to matte (at least 4 px on the short side); \
+             use a larger video"
+        ));
     }
     if (short * ratio).floor() < 4.0 {
-        return Err(PipelineError::Input(format!(
-            "{}: downsample ratio {ratio} shrinks {}x{} to under 4 px; use a larger {} or {}",
-            info.path.display(),
-            info.width,
-            info.height,
+        return Some(format!(
+            "downsample ratio {ratio} shrinks {width}x{height} to under 4 px; use a larger {} or {}",
             Setting::DownsampleRatio,
             Setting::DownsampleRatio.with("auto")
-        )));
+        ));
     }
-    Ok(())
+    None
 }
 
 fn decode_stage(

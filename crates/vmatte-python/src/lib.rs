@@ -142,6 +142,9 @@ fn options<'py>(py: Python<'py>, command: &str) -> PyResult<Vec<Bound<'py, PyDic
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Before any model loads: the same process settings as the binary's,
+    // so `Matter` runs as fast and names settings as `vmatte.matte` does.
+    embed::prepare();
     // Every frame allocates and frees the same multi-megabyte buffers:
     // kept in the process, they are not faulted in again each frame (12%
     // of `Matter.step`'s time at 720p without it, docs/benchmarks.md).

@@ -24,7 +24,7 @@ use vmatte_gpu::DeviceSpec;
 use vmatte_models::gvm::Gvm;
 use vmatte_models::rvm::{MattingNetwork, RecurrentState};
 use vmatte_pipeline::gvm::GvmStream;
-use vmatte_pipeline::{DownsampleRatio, GvmOptions, Model, Precision};
+use vmatte_pipeline::{rvm_size_problem, DownsampleRatio, GvmOptions, Model, Precision};
 
 use crate::error;
 
@@ -192,6 +192,9 @@ impl Matter {
                 seq_chunk,
             } => {
                 let r = ratio.resolve(h as u32, w as u32);
+                if let Some(problem) = rvm_size_problem(w as u32, h as u32, r) {
+                    return Err(error(py, "FrameError", problem));
+                }
                 let mut next = state.clone();
                 let (mut phas, mut fgrs) = (Vec::new(), Vec::new());
                 let mut start = 0;

@@ -41,6 +41,17 @@ def test_script_is_the_rust_command(rust_bin):
     assert ours.stderr.startswith("vmatte: invalid value '2' for '--downsample-ratio")
 
 
+def test_libav_is_the_wheels_own():
+    """The extension loads the FFmpeg libraries bundled in the wheel
+    (vmatte.libs/), not the system's, so it runs where none is installed."""
+    import vmatte._native  # noqa: F401
+
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    loaded = {line.split()[-1] for line in maps if "libavcodec" in line or "libavformat" in line}
+    assert loaded, "libavcodec is not loaded"
+    assert all("/vmatte.libs/" in path for path in loaded), loaded
+
+
 def _without_timing(report):
     """A report without what depends on the clock or the output folder."""
     timing = {"seconds", "fps", "finish_seconds", "decode_seconds", "model_seconds", "encode_seconds",

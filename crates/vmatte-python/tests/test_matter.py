@@ -111,6 +111,14 @@ def test_frames_it_cannot_take(models, frames):
     m.reset()
     a, _ = m.step(np.ascontiguousarray(frames[:1, :, :160]))
     assert a.shape == (1, 180, 160)
+    # Too small for the backbone's four halvings: refused as the command
+    # refuses such a video, in the same words.
+    m.reset()
+    with pytest.raises(vmatte.FrameError, match="3x2 frames are too small to matte"):
+        m.step(np.zeros((1, 2, 3, 3), np.uint8))
+    tiny = vmatte.Matter(downsample_ratio=0.05, model_dir=models)
+    with pytest.raises(vmatte.FrameError, match="downsample ratio 0.05 shrinks 33x17 to under 4 px"):
+        tiny.step(np.zeros((2, 17, 33, 3), np.uint8))
 
 
 def test_settings_it_refuses(models):
