@@ -54,21 +54,16 @@ pub fn cancel_flag() -> Option<Arc<AtomicBool>> {
 /// One result: a line of JSON on stdout, or a value for the embedding
 /// program.
 pub fn json_line(value: &impl Serialize) -> anyhow::Result<()> {
-    let kept = EMBEDDING.with_borrow_mut(|e| match e {
-        Some(e) => serde_json::to_value(value)
-            .map(|v| e.json.push(v))
-            .map(|()| true),
-        None => Ok(false),
-    })?;
-    if !kept {
-        println!("{}", serde_json::to_string(value)?);
-    }
-    Ok(())
+    emit(value, serde_json::to_string)
 }
 
 /// A whole document (a list, a table): pretty JSON on stdout, or a value
 /// for the embedding program.
 pub fn json_document(value: &impl Serialize) -> anyhow::Result<()> {
+    emit(value, serde_json::to_string_pretty)
+}
+
+fn emit<T: Serialize>(value: &T, text: fn(&T) -> serde_json::Result<String>) -> anyhow::Result<()> {
     let kept = EMBEDDING.with_borrow_mut(|e| match e {
         Some(e) => serde_json::to_value(value)
             .map(|v| e.json.push(v))
@@ -76,7 +71,7 @@ pub fn json_document(value: &impl Serialize) -> anyhow::Result<()> {
         None => Ok(false),
     })?;
     if !kept {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        println!("{}", text(value)?);
     }
     Ok(())
 }
