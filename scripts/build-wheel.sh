@@ -5,7 +5,7 @@
 # (CPython 3.9+, one wheel for every version), the libav libraries and the
 # codec libraries they use bundled into it and the extension's rpath set to
 # them (maturin's auditwheel repair, with patchelf), and their licences
-# recorded in it (scripts/wheel-licences.py: vmatte.libs/licenses/).
+# recorded in it (scripts/bundled-licences.py: vmatte.libs/licenses/).
 #
 #   scripts/build-wheel.sh              # release, stripped, into dist/
 #   scripts/build-wheel.sh --dev DIR    # the tests' build: cargo's dev profile
@@ -34,6 +34,6 @@ PATH="$VMATTE_REPO/.venv/bin:$PATH" maturin build "${profile[@]}" --locked \
     -m crates/vmatte-python/Cargo.toml --out "$out" --auditwheel repair 2>&1 |
     grep -Ev '^\s+(/usr/lib/|\S+ => )' >&2
 wheel=$(ls "$out"/vmatte-*.whl)
-python3 scripts/wheel-licences.py "$wheel"
+python3 scripts/bundled-licences.py --wheel "$wheel"
 vmatte_log "wheel: $wheel ($(du -h "$wheel" | cut -f1))"
 echo "$wheel"

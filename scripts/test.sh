@@ -3,8 +3,9 @@
 #
 # Runs the whole test suite: installs what the tests need (scripts/deps.sh),
 # then cargo fmt --check, clippy with warnings denied, the module-cycle
-# check (scripts/module-cycles.py), cargo test, and the Python wheel's
-# suite (scripts/test-wheel.sh).
+# check (scripts/module-cycles.py), cargo test, the Python wheel's suite
+# (scripts/test-wheel.sh) and the portable tarball in a clean Debian 12
+# chroot (scripts/test-package.sh --dev).
 # The tests read VMATTE_RVM_ONNX, VMATTE_PYTHON, VMATTE_SAMPLE_CLIP and
 # VMATTE_FIXTURES (the shared fixtures folder beside the repo root).
 set -euo pipefail
@@ -32,5 +33,8 @@ cargo test --workspace --locked
 
 vmatte_log "the Python wheel: built, installed fresh, pytest"
 scripts/test-wheel.sh
+
+vmatte_log "the portable tarball in a clean Debian 12 chroot"
+scripts/test-package.sh --dev
 
 vmatte_log "all tests passed"

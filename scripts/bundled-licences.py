@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Records the licences of the libraries bundled into the wheel.
+"""Records the licences of the shared libraries vmatte bundles.
 
-The wheel's repair copies the shared libraries vmatte needs (FFmpeg's and
-the codec libraries they use, as Debian builds them) into `vmatte.libs/`,
-renamed `NAME-HASH.so.N`. For each, this finds the Debian package that
-installed the original (dpkg -S), and adds to the wheel, in place:
-`vmatte.libs/licenses/PACKAGE.copyright` (the package's copyright file:
-its licence texts) and `vmatte.libs/licenses/README.txt` (library ->
-package -> licences). RECORD is updated to match.
+vmatte's portable forms carry the libraries it needs from this Debian 12
+machine (FFmpeg's and the codec libraries they use): the Python wheel in
+`vmatte.libs/` (renamed `NAME-HASH.so.N` by its repair), the tarball of
+scripts/package.sh in `lib/`. For each library this finds the Debian
+package that installed the original (dpkg -S) and writes, beside them,
+`licenses/PACKAGE.copyright` (the package's copyright file: its licence
+texts) and `licenses/README.txt` (library -> package -> licences). In a
+wheel, RECORD is updated to match.
 
-usage: wheel-licences.py WHEEL
+usage: bundled-licences.py --wheel WHEEL
+       bundled-licences.py --dir LIBDIR
 """
 import base64
 import hashlib
@@ -36,7 +38,7 @@ def package_of(path):
         out = subprocess.run(["dpkg", "-S", str(candidate)], capture_output=True, text=True)
         if out.returncode == 0:
             return out.stdout.split(":")[0].strip()
-    raise SystemExit(f"wheel-licences: no Debian package owns {path}; cannot record its licence")
+    raise SystemExit(f"bundled-licences: no Debian package owns {path}; cannot record its licence")
 
 
 def licences(copyright_text):
@@ -44,30 +46,48 @@ def licences(copyright_text):
     return sorted(set(n.strip() for n in names)) or ["see the copyright file"]
 
 
-def main():
-    wheel = Path(sys.argv[1])
-    with zipfile.ZipFile(wheel) as z:
-        members = z.namelist()
-    libs = sorted(m for m in members if m.startswith("vmatte.libs/") and ".so" in m)
-    if not libs:
-        raise SystemExit(f"wheel-licences: {wheel} bundles no library; was it repaired?")
-    record = next(m for m in members if m.endswith(".dist-info/RECORD"))
+def licence_files(names, where):
+    """{path under `where`: bytes} for the bundled libraries `names` (as
+    bundled; a wheel's carry a hash the original's name lacks)."""
     added, rows = {}, []
-    for member in libs:
-        bundled = Path(member).name
+    for bundled in names:
         original = re.sub(r"-[0-9a-f]{8}(?=\.)", "", bundled, count=1)
         pkg = package_of(LIBDIR / original)
         copyright_path = Path("/usr/share/doc") / pkg / "copyright"
         text = copyright_path.read_text(errors="replace") if copyright_path.exists() else ""
-        added.setdefault(f"vmatte.libs/licenses/{pkg}.copyright", text.encode())
+        added.setdefault(f"{where}/licenses/{pkg}.copyright", text.encode())
         rows.append(f"{bundled}  {original}  {pkg}  {', '.join(licences(text))}")
     readme = (
-        "Libraries bundled in vmatte.libs/, as Debian 12 builds them: bundled name,\n"
+        f"Libraries bundled in {where}/, as Debian 12 builds them: bundled name,\n"
         "original name, Debian package, licences (the package's copyright file,\n"
         "beside this one, has the texts). vmatte itself is GPL-3.0-or-later.\n\n"
         + "\n".join(rows) + "\n"
     )
-    added["vmatte.libs/licenses/README.txt"] = readme.encode()
+    added[f"{where}/licenses/README.txt"] = readme.encode()
+    return added
+
+
+def in_dir(libdir):
+    libdir = Path(libdir)
+    names = sorted(p.name for p in libdir.iterdir() if ".so" in p.name)
+    if not names:
+        raise SystemExit(f"bundled-licences: no library in {libdir}")
+    for name, data in licence_files(names, libdir.name).items():
+        path = libdir.parent / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+    print(f"bundled-licences: {len(names)} libraries recorded in {libdir}/licenses", file=sys.stderr)
+
+
+def in_wheel(wheel):
+    wheel = Path(wheel)
+    with zipfile.ZipFile(wheel) as z:
+        members = z.namelist()
+    libs = sorted(m for m in members if m.startswith("vmatte.libs/") and ".so" in m)
+    if not libs:
+        raise SystemExit(f"bundled-licences: {wheel} bundles no library; was it repaired?")
+    record = next(m for m in members if m.endswith(".dist-info/RECORD"))
+    added = licence_files([Path(m).name for m in libs], "vmatte.libs")
     with zipfile.ZipFile(wheel, "a", compression=zipfile.ZIP_DEFLATED) as z:
         old = z.read(record).decode()
         for name, data in added.items():
@@ -84,7 +104,13 @@ def main():
         lines.append(f"{record},,")
         dst.writestr(record, "\n".join(lines) + "\n")
     tmp.replace(wheel)
-    print(f"wheel-licences: {len(libs)} libraries from {len(added) - 1} packages recorded", file=sys.stderr)
+    print(f"bundled-licences: {len(libs)} libraries from {len(added) - 1} packages recorded", file=sys.stderr)
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("--wheel", "--dir"):
+        raise SystemExit("usage: bundled-licences.py --wheel WHEEL | --dir LIBDIR")
+    (in_wheel if sys.argv[1] == "--wheel" else in_dir)(sys.argv[2])
 
 
 if __name__ == "__main__":
