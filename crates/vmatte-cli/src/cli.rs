@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use vmatte_engine::load::HwDecode;
+use vmatte_engine::load::{HwDecode, HwEncode};
 use vmatte_gpu::DeviceSpec;
 use vmatte_media::Rational;
 use vmatte_pipeline::{
@@ -326,6 +326,9 @@ pub struct WorkerArgs {
     /// Video decoding: auto, nvdec or cpu (see `vmatte matte --help`).
     #[arg(long, default_value = "auto", value_name = "auto|nvdec|cpu")]
     pub hwdec: HwDecode,
+    /// H.264/H.265 encoding: auto, nvenc or cpu (see `vmatte matte --help`).
+    #[arg(long, default_value = "auto", value_name = "auto|nvenc|cpu")]
+    pub encoder: HwEncode,
     /// Exit once no job is queued or running (batch runs: Kubernetes Jobs, Slurm arrays).
     #[arg(long)]
     pub exit_when_idle: bool,
@@ -390,6 +393,12 @@ pub struct ModelArgs {
     /// a GPU).
     #[arg(long, default_value = "auto", value_name = "auto|nvdec|cpu")]
     pub hwdec: HwDecode,
+    /// H.264 and H.265 (mp4) encoding: nvenc (NVIDIA's hardware encoders,
+    /// falling back to the CPU's with one line where they cannot open: no
+    /// driver, a card without NVENC such as the H100, a 10-bit output), cpu
+    /// (libx264/libx265), or auto (nvenc when --device is a GPU).
+    #[arg(long, default_value = "auto", value_name = "auto|nvenc|cpu")]
+    pub encoder: HwEncode,
     /// Where 8-bit outputs are composited and converted to pixels: device
     /// (tensor ops beside the model, then only the output bytes are copied
     /// back), cpu, or auto (device on a GPU). The bytes are the same.

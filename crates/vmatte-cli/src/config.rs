@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use vmatte_engine::load::{load, HwDecode, LoadAt, ModelRef};
+use vmatte_engine::load::{load, HwDecode, HwEncode, LoadAt, ModelRef};
 use vmatte_engine::spec::JobSpec;
 use vmatte_gpu::DeviceSpec;
 use vmatte_models::store::{DEFAULT_MODEL, GVM};
@@ -26,6 +26,7 @@ pub struct MatteConfig {
     pub device: DeviceSpec,
     pub model_dir: Option<PathBuf>,
     pub hwdec: HwDecode,
+    pub hwenc: HwEncode,
     pub preprocess: Placement,
     pub postprocess: Placement,
 }
@@ -136,6 +137,7 @@ fn resolve_options(o: &MatteOptions) -> Result<MatteConfig> {
         device: m.device,
         model_dir: m.model_dir.clone(),
         hwdec: m.hwdec,
+        hwenc: m.encoder,
         preprocess: m.preprocess,
         postprocess: m.postprocess,
     })
@@ -224,6 +226,7 @@ pub fn load_model(model: &ModelRef, m: &ModelArgs, precision: Precision) -> Resu
             device: m.device,
             precision,
             hwdec: m.hwdec,
+            hwenc: m.encoder,
         },
     )?)
 }

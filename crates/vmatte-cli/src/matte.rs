@@ -31,6 +31,7 @@ pub fn run(args: MatteArgs) -> Result<ExitCode> {
             device: config.device,
             precision: run.precision,
             hwdec: config.hwdec,
+            hwenc: config.hwenc,
         },
     )?;
     let mode = Mode::detect(args.json);

@@ -409,3 +409,73 @@ fn a_worker_takes_the_same_out_of_memory_rungs() {
         );
     }
 }
+
+/// The mp4 outputs (composite and alpha) of a batch's one clip, as bytes.
+fn mp4s(out: &Path) -> Vec<Vec<u8>> {
+    ["clip0.composite.mp4", "clip0.alpha.mp4"]
+        .iter()
+        .map(|name| std::fs::read(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")))
+        .collect()
+}
+
+#[test]
+fn nvenc_without_one_falls_back_to_the_cpu_encoder_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = clips(dir.path(), 1, 5);
+    let (ok, cpu, err) = run_batch(&inputs, &dir.path().join("cpu"), &["--encoder", "cpu"], &[]);
+    assert!(ok, "{cpu}");
+    assert!(!err.contains("NVENC"), "{err}");
+    let out = dir.path().join("nvenc");
+    let (ok, nvenc, err) = run_batch(&inputs, &out, &["--encoder", "nvenc"], &[]);
+    assert!(ok, "{nvenc}");
+    // No NVIDIA driver here (CI): h264_nvenc does not open, one line says
+    // so, and libx264 writes the very bytes it writes when asked directly.
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("NVENC")).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(
+        said[0].contains("h264_nvenc") && said[0].ends_with("encoding on the CPU"),
+        "{err}"
+    );
+    assert_eq!(mp4s(&dir.path().join("cpu")), mp4s(&out));
+    // A 10-bit source gives 10-bit video, never NVENC's here: said, and
+    // encoded on the CPU.
+    let deep_in = dir.path().join("deep_in");
+    std::fs::create_dir_all(&deep_in).unwrap();
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=96x64:rate=25",
+            "-frames:v",
+            "3",
+        ])
+        .args(["-pix_fmt", "yuv420p10le", "-c:v", "libx264"])
+        .arg(deep_in.join("deep.mp4"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (ok, deep, err) = run_batch(
+        &deep_in,
+        &dir.path().join("deep"),
+        &["--encoder", "nvenc", "--outputs", "alpha"],
+        &[],
+    );
+    assert!(ok, "{deep}");
+    assert!(
+        err.contains("takes 8-bit video here") && err.contains("encoding on the CPU"),
+        "{err}"
+    );
+    // A bad value is refused in one line naming the choices.
+    let bad = batch_command(&[&inputs], &dir.path().join("bad"), &["--encoder", "gpu"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("unknown encoder 'gpu'; use auto, nvenc or cpu"),
+        "{err}"
+    );
+}

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use vmatte_gpu::{ladder, DeviceSpec, Step};
 use vmatte_pipeline::{Chunks, GvmOptions, MatteSettings, Network, Precision};
 
-use crate::load::{load, HwDecode, LoadAt, ModelRef};
+use crate::load::{load, HwDecode, HwEncode, LoadAt, ModelRef};
 use crate::sync::lock;
 
 /// What a lane is asked to run.
@@ -83,7 +83,7 @@ impl Lane {
         &self,
         settings: &MatteSettings,
         precision: Precision,
-        (model_dir, hwdec): (Option<&PathBuf>, HwDecode),
+        (model_dir, (hwdec, hwenc)): (Option<&PathBuf>, (HwDecode, HwEncode)),
     ) -> Result<Arc<Network>, String> {
         let key = ModelKey {
             model: ModelRef::of(settings),
@@ -102,6 +102,7 @@ impl Lane {
             device: self.device,
             precision,
             hwdec,
+            hwenc,
         };
         let gvm: Option<&GvmOptions> = settings.gvm.as_ref();
         let net = std::panic::catch_unwind(|| load(&key.model, gvm, &at))

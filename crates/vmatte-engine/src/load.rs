@@ -36,6 +36,31 @@ impl FromStr for HwDecode {
     }
 }
 
+/// Which encoder writes H.264 and H.265 outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HwEncode {
+    /// NVENC when the model runs on a GPU, else the CPU's.
+    #[default]
+    Auto,
+    /// NVIDIA's hardware encoders, falling back to the CPU's where they
+    /// cannot open (no driver, a card without NVENC, a 10-bit output).
+    Nvenc,
+    Cpu,
+}
+
+impl FromStr for HwEncode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "nvenc" => Ok(Self::Nvenc),
+            "cpu" => Ok(Self::Cpu),
+            _ => Err(format!("unknown encoder '{s}'; use auto, nvenc or cpu")),
+        }
+    }
+}
+
 /// A model as a job names it: one installed in the model store, or weights
 /// at a path (a file, or GVM's diffusers folder).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -108,6 +133,7 @@ pub struct LoadAt<'a> {
     pub device: DeviceSpec,
     pub precision: Precision,
     pub hwdec: HwDecode,
+    pub hwenc: HwEncode,
 }
 
 /// The LoRA GVM merges, as `GvmOptions::lora` holds it.
@@ -142,6 +168,12 @@ pub fn load(
         HwDecode::Cpu => vmatte_media::prefer_nvdec(false),
         HwDecode::Auto if !device.is_cpu() => vmatte_media::prefer_nvdec(true),
         HwDecode::Auto => {}
+    }
+    match at.hwenc {
+        HwEncode::Nvenc => vmatte_media::prefer_nvenc(true),
+        HwEncode::Cpu => vmatte_media::prefer_nvenc(false),
+        HwEncode::Auto if !device.is_cpu() => vmatte_media::prefer_nvenc(true),
+        HwEncode::Auto => {}
     }
     if device.is_cpu() && at.precision == Precision::Bf16 {
         // candle's CPU matmul has no bf16 kernel; say so before loading.

@@ -32,7 +32,7 @@ use vmatte_pipeline::{
 use crate::joblog::{Attempt, JobLog};
 use crate::lanes::{Lane, LanePlan};
 use crate::lease::Leases;
-use crate::load::HwDecode;
+use crate::load::{HwDecode, HwEncode};
 use crate::observer::Observer;
 use crate::outcome::{Outcome, Status};
 use crate::spec::JobSpec;
@@ -50,6 +50,7 @@ pub struct EngineConfig {
     pub lanes: Vec<LanePlan>,
     pub model_dir: Option<PathBuf>,
     pub hwdec: HwDecode,
+    pub hwenc: HwEncode,
     pub preprocess: Placement,
     pub postprocess: Placement,
     pub fake_oom: Option<FakeOom>,
@@ -555,7 +556,10 @@ impl<'a> Engine<'a> {
     ) -> Ran {
         let mut device = lane.device;
         let mut view = self.observer.started(label, row);
-        let load_from = (self.config.model_dir.as_ref(), self.config.hwdec);
+        let load_from = (
+            self.config.model_dir.as_ref(),
+            (self.config.hwdec, self.config.hwenc),
+        );
         let mut model = lane.model(&spec.settings, options.precision, load_from);
         loop {
             let net = match &model {

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 
 use ffmpeg::codec::{self, threading};
 use ffmpeg::format::Pixel;
@@ -16,6 +18,25 @@ use crate::color::ColorTags;
 use crate::error::MediaError;
 use crate::scale::{Geometry, Scaler, YuvSide};
 use crate::{libav_url, log, PixelLayout, Rational};
+
+/// Whether H.264 and H.265 are encoded by NVENC (libav's `h264_nvenc` and
+/// `hevc_nvenc`) where it opens. Process-wide, as it follows the device the
+/// process infers on; set by [`prefer_nvenc`].
+static PREFER_NVENC: AtomicBool = AtomicBool::new(false);
+/// Said once per process: why NVENC is not used.
+static NVENC_REFUSED: Once = Once::new();
+
+/// Encode H.264 and H.265 with NVIDIA's hardware encoder from now on.
+/// Where it cannot open (no NVIDIA driver, a card without NVENC such as the
+/// H100, a pixel format it lacks) the CPU encoder runs instead and one line
+/// says so.
+pub fn prefer_nvenc(on: bool) {
+    PREFER_NVENC.store(on, Ordering::Relaxed);
+}
+
+fn nvenc_refused(why: &str) {
+    NVENC_REFUSED.call_once(|| eprintln!("vmatte: info: {why}; encoding on the CPU"));
+}
 
 /// The codec of a video output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +62,15 @@ impl VideoCodec {
             Self::ProRes { .. } => "prores_ks",
             Self::Vp9 => "libvpx-vp9",
             Self::QtRle => "qtrle",
+        }
+    }
+
+    /// NVIDIA's hardware encoder for this codec, if it has one.
+    fn nvenc_name(self) -> Option<&'static str> {
+        match self {
+            Self::H264 => Some("h264_nvenc"),
+            Self::H265 => Some("hevc_nvenc"),
+            _ => None,
         }
     }
 
@@ -193,11 +223,6 @@ impl VideoEncoder {
             hint: "choose another format or output kind".into(),
         };
 
-        let name = settings.codec.encoder_name();
-        let codec = ffmpeg::encoder::find_by_name(name).ok_or(MediaError::EncoderMissing {
-            path: path.to_path_buf(),
-            encoder: name,
-        })?;
         let (width, height) = (settings.width, settings.height);
         let target = settings
             .codec
@@ -209,40 +234,22 @@ impl VideoEncoder {
             .flags()
             .contains(ffmpeg::format::Flags::GLOBAL_HEADER);
 
-        let mut context = codec::Context::new_with_codec(codec);
-        // Encoders run single-threaded unless asked; 0 = as many as useful.
-        context.set_threading(threading::Config {
-            kind: threading::Type::Frame,
-            count: 0,
-            ..Default::default()
-        });
-        let mut encoder = context.encoder().video().map_err(encode_err)?;
-        encoder.set_width(width);
-        encoder.set_height(height);
-        encoder.set_format(target.format);
-        encoder.set_time_base(settings.time_base);
-        encoder.set_frame_rate(Some(settings.frame_rate));
         let color = settings.color;
-        encoder.set_colorspace(color.sws_matrix());
-        encoder.set_color_range(if target.full_range {
-            Range::JPEG
-        } else {
-            Range::MPEG
-        });
-        // SAFETY: plain field writes on a context we own, before opening.
-        unsafe {
-            let ctx = encoder.as_mut_ptr();
-            (*ctx).color_primaries = color.primaries;
-            (*ctx).color_trc = color.transfer;
-        }
-        if global_header {
-            encoder.set_flags(codec::Flags::GLOBAL_HEADER);
-        }
-        if let Some(bitrate) = settings.bitrate {
-            encoder.set_bit_rate(bitrate as usize);
-        }
-        let options = codec_options(settings);
-        let encoder = encoder.open_as_with(codec, options).map_err(encode_err)?;
+        let (codec, encoder) = match nvenc(settings, &target, global_header) {
+            Some(opened) => opened,
+            None => {
+                let name = settings.codec.encoder_name();
+                let codec =
+                    ffmpeg::encoder::find_by_name(name).ok_or(MediaError::EncoderMissing {
+                        path: path.to_path_buf(),
+                        encoder: name,
+                    })?;
+                let encoder = configured(codec, settings, &target, global_header)
+                    .and_then(|e| e.open_as_with(codec, codec_options(settings)))
+                    .map_err(encode_err)?;
+                (codec, encoder)
+            }
+        };
 
         let mut stream = output.add_stream(codec).map_err(encode_err)?;
         let stream_index = stream.index();
@@ -549,6 +556,91 @@ fn open_output(
 }
 
 /// Encoder options for the codec's quality and speed.
+/// An encoder context for `codec` set up for `settings` and `target`, not
+/// yet opened.
+fn configured(
+    codec: ffmpeg::Codec,
+    settings: &EncoderSettings,
+    target: &Target,
+    global_header: bool,
+) -> Result<ffmpeg::encoder::video::Video, ffmpeg::Error> {
+    let mut context = codec::Context::new_with_codec(codec);
+    // Encoders run single-threaded unless asked; 0 = as many as useful.
+    context.set_threading(threading::Config {
+        kind: threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    let mut encoder = context.encoder().video()?;
+    encoder.set_width(settings.width);
+    encoder.set_height(settings.height);
+    encoder.set_format(target.format);
+    encoder.set_time_base(settings.time_base);
+    encoder.set_frame_rate(Some(settings.frame_rate));
+    let color = settings.color;
+    encoder.set_colorspace(color.sws_matrix());
+    encoder.set_color_range(if target.full_range {
+        Range::JPEG
+    } else {
+        Range::MPEG
+    });
+    // SAFETY: plain field writes on a context we own, before opening.
+    unsafe {
+        let ctx = encoder.as_mut_ptr();
+        (*ctx).color_primaries = color.primaries;
+        (*ctx).color_trc = color.transfer;
+    }
+    if global_header {
+        encoder.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    if let Some(bitrate) = settings.bitrate {
+        encoder.set_bit_rate(bitrate as usize);
+    }
+    Ok(encoder)
+}
+
+/// NVENC opened for `settings`, when asked for ([`prefer_nvenc`]) and
+/// possible; else `None`, said once per process.
+fn nvenc(
+    settings: &EncoderSettings,
+    target: &Target,
+    global_header: bool,
+) -> Option<(ffmpeg::Codec, ffmpeg::encoder::Video)> {
+    if !PREFER_NVENC.load(Ordering::Relaxed) {
+        return None;
+    }
+    let name = settings.codec.nvenc_name()?;
+    // 8-bit 4:2:0 and 4:4:4 planes as they are; its 10-bit formats are not
+    // the ones the CPU encoders take, so deep outputs stay on the CPU.
+    if !matches!(target.format, Pixel::YUV420P | Pixel::YUV444P) {
+        nvenc_refused(&format!(
+            "NVENC ({name}) takes 8-bit video here, not {:?}",
+            target.format
+        ));
+        return None;
+    }
+    let Some(codec) = ffmpeg::encoder::find_by_name(name) else {
+        nvenc_refused(&format!("this libav has no {name}"));
+        return None;
+    };
+    let mut o = Dictionary::new();
+    o.set("preset", "p5");
+    o.set("tune", "hq");
+    o.set("rc", "vbr");
+    if settings.bitrate.is_none() {
+        // Constant quality on the CPU encoders' scale.
+        o.set("cq", &settings.crf.to_string());
+    }
+    match configured(codec, settings, target, global_header).and_then(|e| e.open_as_with(codec, o))
+    {
+        Ok(encoder) => Some((codec, encoder)),
+        Err(e) => {
+            nvenc_refused(&format!("NVENC ({name}) did not open ({e})"));
+            None
+        }
+    }
+}
+
 fn codec_options(s: &EncoderSettings) -> Dictionary<'static> {
     let mut o = Dictionary::new();
     match s.codec {

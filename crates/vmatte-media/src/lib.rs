@@ -28,6 +28,7 @@ use ffmpeg_next as ffmpeg;
 
 pub use color::ColorTags;
 pub use decode::prefer_nvdec;
+pub use encode::prefer_nvenc;
 pub use encode::{EncoderSettings, VideoCodec, VideoEncoder};
 pub use error::MediaError;
 pub use frame::{Frame, FrameSource, SourceWarning, VideoInfo, WarningKind, Yuv420};

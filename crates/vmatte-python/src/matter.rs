@@ -19,7 +19,7 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use rayon::prelude::*;
-use vmatte_engine::load::{load, HwDecode, LoadAt, ModelRef};
+use vmatte_engine::load::{load, HwDecode, HwEncode, LoadAt, ModelRef};
 use vmatte_gpu::DeviceSpec;
 use vmatte_models::gvm::Gvm;
 use vmatte_models::rvm::{MattingNetwork, RecurrentState};
@@ -131,6 +131,7 @@ impl Matter {
             device: spec,
             precision,
             hwdec: HwDecode::Cpu,
+            hwenc: HwEncode::Auto,
         };
         let net = py
             .detach(|| load(&model_ref, is_gvm.then_some(&opts), &at))

@@ -124,6 +124,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             .collect(),
         model_dir: config.model_dir.clone(),
         hwdec: config.hwdec,
+        hwenc: config.hwenc,
         preprocess: config.preprocess,
         postprocess: config.postprocess,
         fake_oom,

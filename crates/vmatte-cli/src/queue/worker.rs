@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use vmatte_engine::load::open_device;
-use vmatte_engine::load::HwDecode;
+use vmatte_engine::load::{HwDecode, HwEncode};
 use vmatte_engine::outcome::{Outcome, Status};
 use vmatte_engine::telemetry::{self, Hub};
 use vmatte_engine::{Engine, EngineConfig, Feed, LanePlan};
@@ -77,6 +77,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
     let loading = Loading {
         model_dir: args.model_dir.clone(),
         hwdec: args.hwdec,
+        hwenc: args.encoder,
         preprocess: Placement::Auto,
         postprocess: Placement::Auto,
     };
@@ -138,6 +139,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
 pub(crate) struct Loading {
     pub model_dir: Option<PathBuf>,
     pub hwdec: HwDecode,
+    pub hwenc: HwEncode,
     pub preprocess: Placement,
     pub postprocess: Placement,
 }
@@ -147,6 +149,7 @@ impl Loading {
         Self {
             model_dir: model.model_dir.clone(),
             hwdec: model.hwdec,
+            hwenc: model.encoder,
             preprocess: model.preprocess,
             postprocess: model.postprocess,
         }
@@ -173,6 +176,7 @@ pub(crate) fn queue_engine(
         lanes,
         model_dir: loading.model_dir,
         hwdec: loading.hwdec,
+        hwenc: loading.hwenc,
         preprocess: loading.preprocess,
         postprocess: loading.postprocess,
         fake_oom,

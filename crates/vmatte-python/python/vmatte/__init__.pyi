@@ -53,6 +53,7 @@ def matte(
     device: _Value | None = None,
     dtype: _Value | None = None,
     hwdec: _Value | None = None,
+    encoder: _Value | None = None,
     postprocess: _Value | None = None,
     preprocess: _Value | None = None,
     downsample_ratio: _Value | None = None,
@@ -115,6 +116,10 @@ def matte(
         hwdec: Video decoding: nvdec (NVIDIA's hardware decoders, falling back to
             the CPU where they cannot open), cpu, or auto (nvdec when --device is a
             GPU)
+        encoder: H.264 and H.265 (mp4) encoding: nvenc (NVIDIA's hardware encoders,
+            falling back to the CPU's with one line where they cannot open: no
+            driver, a card without NVENC such as the H100, a 10-bit output), cpu
+            (libx264/libx265), or auto (nvenc when --device is a GPU)
         postprocess: Where 8-bit outputs are composited and converted to pixels:
             device (tensor ops beside the model, then only the output bytes are
             copied back), cpu, or auto (device on a GPU). The bytes are the same
@@ -223,6 +228,7 @@ def batch(
     device: _Value | None = None,
     dtype: _Value | None = None,
     hwdec: _Value | None = None,
+    encoder: _Value | None = None,
     postprocess: _Value | None = None,
     preprocess: _Value | None = None,
     downsample_ratio: _Value | None = None,
@@ -289,6 +295,10 @@ def batch(
         hwdec: Video decoding: nvdec (NVIDIA's hardware decoders, falling back to
             the CPU where they cannot open), cpu, or auto (nvdec when --device is a
             GPU)
+        encoder: H.264 and H.265 (mp4) encoding: nvenc (NVIDIA's hardware encoders,
+            falling back to the CPU's with one line where they cannot open: no
+            driver, a card without NVENC such as the H100, a 10-bit output), cpu
+            (libx264/libx265), or auto (nvenc when --device is a GPU)
         postprocess: Where 8-bit outputs are composited and converted to pixels:
             device (tensor ops beside the model, then only the output bytes are
             copied back), cpu, or auto (device on a GPU). The bytes are the same
