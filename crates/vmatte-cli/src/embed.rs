@@ -213,6 +213,20 @@ mod tests {
     }
 
     #[test]
+    fn json_comes_back_as_values_not_printed() {
+        let args = ["vmatte", "presets", "--json"].map(OsString::from).to_vec();
+        let done = run(args, Arc::default()).unwrap();
+        assert!(done.success);
+        let [serde_json::Value::Array(rows)] = &done.json[..] else {
+            panic!("one document, a list: {:?}", done.json)
+        };
+        assert!(
+            rows.iter().any(|r| r["preset"]["name"] == "standard"),
+            "{rows:?}"
+        );
+    }
+
+    #[test]
     fn serve_is_refused() {
         let args = ["vmatte", "serve", "-o", "x"].map(OsString::from).to_vec();
         let f = run(args, Arc::default()).unwrap_err();

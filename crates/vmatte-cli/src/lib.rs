@@ -149,7 +149,7 @@ fn presets_cmd(
                 serde_json::json!({ "preset": p, "resolved": resolved })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        host::json_document(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
     for p in &all {

@@ -171,7 +171,7 @@ pub fn status(given: &str, json_out: bool) -> Result<ExitCode> {
             "workers": workers,
             "jobs": jobs,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::host::json_document(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!("queue    {}", url.redacted());
