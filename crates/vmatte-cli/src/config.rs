@@ -54,11 +54,18 @@ impl MatteConfig {
 #[error("{0}")]
 pub struct BadOptions(pub String);
 
+impl BadOptions {
+    /// `e`, with its causes, as refused options.
+    pub fn of(e: anyhow::Error) -> Self {
+        Self(format!("{e:#}"))
+    }
+}
+
 /// Each option from the command line, else from `--preset`, else its
 /// default; combinations that cannot be written are refused here, in one
 /// line, before any video is opened.
 pub fn resolve(o: &MatteOptions) -> Result<MatteConfig> {
-    resolve_options(o).map_err(|e| BadOptions(format!("{e:#}")).into())
+    resolve_options(o).map_err(|e| BadOptions::of(e).into())
 }
 
 fn resolve_options(o: &MatteOptions) -> Result<MatteConfig> {

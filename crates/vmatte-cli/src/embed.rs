@@ -48,10 +48,6 @@ pub struct Finished {
     pub json: Vec<serde_json::Value>,
 }
 
-/// The commands a program may embed; the others serve, watch or draw
-/// and belong to the `vmatte` command itself.
-const EMBEDDABLE: [&str; 6] = ["matte", "batch", "finish", "models", "presets", "status"];
-
 /// Runs the command line `args` (the program's name first) on this thread;
 /// setting `cancel` stops it as Ctrl-C stops the binary.
 pub fn run(args: Vec<OsString>, cancel: Arc<AtomicBool>) -> Result<Finished, Failure> {
@@ -60,8 +56,7 @@ pub fn run(args: Vec<OsString>, cancel: Arc<AtomicBool>) -> Result<Finished, Fai
         kind: FailureKind::Options,
         message: crate::usage_line(&e),
     })?;
-    let name = subcommand_name(&cli.command);
-    if !EMBEDDABLE.contains(&name) {
+    if let Some(name) = binary_only(&cli.command) {
         return Err(Failure {
             kind: FailureKind::Options,
             message: format!("`{name}` runs only as the vmatte command; run `vmatte {name}`"),
@@ -111,15 +106,25 @@ pub fn prepare() {
     });
 }
 
-fn subcommand_name(c: &Command) -> &'static str {
+/// The name of a command that runs only as the `vmatte` command (it serves,
+/// watches, works a queue, measures or draws); `None` for those a program
+/// may embed: matte, batch, finish, models, presets, status.
+fn binary_only(c: &Command) -> Option<&'static str> {
     match c {
-        Command::Matte(_) => "matte",
-        Command::Finish(_) => "finish",
-        Command::Models(_) => "models",
-        Command::Batch(_) => "batch",
-        Command::Status { .. } => "status",
-        Command::Presets { .. } => "presets",
-        _ => "serve",
+        Command::Matte(_)
+        | Command::Finish(_)
+        | Command::Models(_)
+        | Command::Batch(_)
+        | Command::Status { .. }
+        | Command::Presets { .. } => None,
+        Command::Submit(_) => Some("submit"),
+        Command::Worker(_) => Some("worker"),
+        Command::Bench(_) => Some("bench"),
+        Command::BenchGvm(_) => Some("bench-gvm"),
+        Command::Monitor { .. } => Some("monitor"),
+        Command::Report { .. } => Some("report"),
+        Command::Serve(_) => Some("serve"),
+        Command::Watch(_) => Some("watch"),
     }
 }
 
@@ -232,6 +237,15 @@ mod tests {
         let f = run(args, Arc::default()).unwrap_err();
         assert_eq!(f.kind, FailureKind::Options);
         assert!(f.message.contains("vmatte serve"), "{}", f.message);
+        // Each refused command is named as itself.
+        let args = ["vmatte", "monitor", "--count", "1"]
+            .map(OsString::from)
+            .to_vec();
+        let f = run(args, Arc::default()).unwrap_err();
+        assert_eq!(
+            f.message,
+            "`monitor` runs only as the vmatte command; run `vmatte monitor`"
+        );
     }
 
     #[test]

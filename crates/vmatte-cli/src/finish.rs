@@ -20,13 +20,13 @@ pub fn run(args: FinishCmdArgs) -> Result<ExitCode> {
         .as_deref()
         .map(|name| presets::find(name, args.config.as_deref()))
         .transpose()
-        .map_err(|e| config::BadOptions(format!("{e:#}")))?
+        .map_err(config::BadOptions::of)?
         .unwrap_or_default();
     // The model named here only labels the report: none runs.
     let mut settings = MatteSettings::new("given matte");
     config::apply_output(&args.options, &preset, &mut settings)
         .and_then(|()| settings.validate().map_err(anyhow::Error::msg))
-        .map_err(|e| config::BadOptions(format!("{e:#}")))?;
+        .map_err(config::BadOptions::of)?;
     let interrupt = Interrupt::install()?;
     let run = RunOptions {
         strict: args.options.strict,
@@ -71,8 +71,7 @@ pub fn run(args: FinishCmdArgs) -> Result<ExitCode> {
             reporter.finish("");
             eprintln!("vmatte: {}", one_line(&e.to_string()));
             if args.json {
-                let line = serde_json::json!({ "input": args.video, "error": e.to_string() });
-                crate::host::json_line(&line)?;
+                crate::host::json_failure(&args.video, &e.to_string())?;
             }
             Ok(ExitCode::FAILURE)
         }

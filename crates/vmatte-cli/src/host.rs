@@ -63,6 +63,11 @@ pub fn json_document(value: &impl Serialize) -> anyhow::Result<()> {
     emit(value, serde_json::to_string_pretty)
 }
 
+/// An input that failed, as `--json` says it: `{"input", "error"}`.
+pub fn json_failure(input: &std::path::Path, error: &str) -> anyhow::Result<()> {
+    json_line(&serde_json::json!({ "input": input, "error": error }))
+}
+
 fn emit<T: Serialize>(value: &T, text: fn(&T) -> serde_json::Result<String>) -> anyhow::Result<()> {
     let kept = EMBEDDING.with_borrow_mut(|e| match e {
         Some(e) => serde_json::to_value(value)

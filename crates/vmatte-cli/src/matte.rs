@@ -190,8 +190,7 @@ impl One<'_> {
                 reporter.finish("");
                 eprintln!("vmatte: {}", one_line(&e.to_string()));
                 if self.json {
-                    let line = serde_json::json!({ "input": input, "error": e.to_string() });
-                    crate::host::json_line(&line)?;
+                    crate::host::json_failure(input, &e.to_string())?;
                 }
                 Ok(Ended::Failed)
             }

@@ -184,7 +184,6 @@ impl Matter {
         let src = Tensor::from_vec(input.planar, (t, 3, h, w), &Device::Cpu)
             .and_then(|x| x.to_device(&self.device))
             .map_err(|e| run_error(py, e))?;
-        let device = &self.device;
         let (pha, fgr) = match &mut self.engine {
             Engine::Rvm {
                 net,
@@ -238,7 +237,6 @@ impl Matter {
                     }
                 }
                 *stream = Some(s);
-                let _ = device;
                 (out, None)
             }
         };
