@@ -5,6 +5,7 @@ mod conv_spec;
 mod cpu;
 pub mod error;
 pub mod gvm;
+pub mod matanyone;
 pub mod onnx;
 pub mod ops;
 pub mod rvm;
