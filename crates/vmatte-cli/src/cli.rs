@@ -371,8 +371,9 @@ pub struct LaneArgs {
 #[derive(Args, Clone)]
 pub struct ModelArgs {
     /// Model to run: rvm-mobilenetv3 (fast, the default), rvm-resnet50
-    /// (sharper), or gvm (diffusion: finest hair and motion blur, needs a GPU
-    /// for speed; see the GVM options below).
+    /// (sharper), gvm (diffusion: finest hair and motion blur, needs a GPU
+    /// for speed; see the GVM options below), or matanyone (the subject a
+    /// mask picks; see the MatAnyone options below).
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
     /// Run these weights instead of the installed model (.pth, .safetensors or
@@ -459,6 +460,50 @@ pub struct MatteOptions {
     pub output: OutputOptions,
     #[command(flatten)]
     pub gvm: GvmArgs,
+    #[command(flatten)]
+    pub matanyone: MatAnyoneArgs,
+}
+
+/// MatAnyone's settings (`--model matanyone`); unset ones come from
+/// `--preset` (subject, subject-fast, subject-auto), else the release's.
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "MatAnyone (--model matanyone)")]
+pub struct MatAnyoneArgs {
+    /// The subject's mask on the first frame: a PNG (white = subject, any
+    /// size: scaled to the video), or auto (RVM's matte of the first frame,
+    /// threshold 0.5) [default: <stem>.mask.png beside the video, else in
+    /// --mask-dir; with auto, that file when it is there].
+    #[arg(long, value_name = "FILE|auto")]
+    pub mask: Option<String>,
+    /// Where `<stem>.mask.png` masks are looked for when none is beside the video.
+    #[arg(long, value_name = "DIR")]
+    pub mask_dir: Option<PathBuf>,
+    /// Re-anchor the subject at a later frame (0-based) with this mask: a
+    /// correction or a new shot. Repeatable.
+    #[arg(long, value_name = "FRAME=FILE")]
+    pub mask_at: Vec<String>,
+    /// First-frame predictions before the first frame is written [default: 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub warmup: Option<u32>,
+    /// Erode the mask with an elliptical kernel this wide [default: 10].
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(0..=200))]
+    pub mask_erode: Option<u32>,
+    /// Dilate the mask (before eroding) with an elliptical kernel this wide [default: 10].
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(0..=200))]
+    pub mask_dilate: Option<u32>,
+    /// The shorter side the model sees at most; the matte is scaled back
+    /// [default: the video's size].
+    #[arg(long, value_name = "PX")]
+    pub max_size: Option<u32>,
+    /// Memorise a frame every N frames [default: 5].
+    #[arg(long, value_name = "N")]
+    pub mem_every: Option<u32>,
+    /// Memory frames kept, the first frame's included [default: 5].
+    #[arg(long, value_name = "N")]
+    pub max_mem_frames: Option<u32>,
+    /// Memory tokens each pixel reads [default: 30].
+    #[arg(long, value_name = "N")]
+    pub top_k: Option<u32>,
 }
 
 /// What a run writes and how its mattes are finished; shared by every
@@ -665,10 +710,12 @@ pub enum ModelsCommand {
         python: String,
     },
     /// Import weights you have (rvm_*.pth, .safetensors, rvm_mobilenetv3_fp32.onnx),
-    /// or register a downloaded GVM folder: `vmatte models import gvm DIR`.
+    /// MatAnyone's (`vmatte models import matanyone matanyone.pth`, or its
+    /// Hugging Face folder), or register a downloaded GVM folder:
+    /// `vmatte models import gvm DIR`.
     Import {
-        /// `FILE`, or `gvm DIR`.
-        #[arg(value_name = "[gvm] FILE|DIR", num_args = 1..=2, required = true)]
+        /// `FILE`, `matanyone FILE|DIR` or `gvm DIR`.
+        #[arg(value_name = "[gvm|matanyone] FILE|DIR", num_args = 1..=2, required = true)]
         items: Vec<PathBuf>,
         /// Install under this name [default: the model the weights turn out to be].
         #[arg(long, value_name = "NAME")]

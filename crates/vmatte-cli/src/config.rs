@@ -16,8 +16,10 @@ use vmatte_pipeline::{
     OutputFormat, Placement, Precision, RunOptions, Setting,
 };
 
-use crate::cli::{FinishArgs, GvmArgs, MatteOptions, ModelArgs, OutputOptions};
+use crate::cli::{FinishArgs, GvmArgs, MatAnyoneArgs, MatteOptions, ModelArgs, OutputOptions};
 use crate::presets::{self, Preset};
+use vmatte_models::store::MATANYONE;
+use vmatte_pipeline::matanyone::{MaskAt, MatAnyoneOptions};
 
 /// What a command's matte options resolve to.
 pub struct MatteConfig {
@@ -118,6 +120,23 @@ fn resolve_options(o: &MatteOptions) -> Result<MatteConfig> {
         if settings.finish.foreground == ForegroundMode::Auto {
             settings.finish.foreground = ForegroundMode::Estimate;
         }
+    } else if name == MATANYONE && m.weights.is_none() {
+        if o.downsample_ratio.is_some() && o.matanyone.mask.as_deref() != Some("auto") {
+            bail!("--downsample-ratio is RVM's setting; MatAnyone's internal size is --max-size");
+        }
+        settings.matanyone = Some(matanyone_options(
+            &o.matanyone,
+            p.matanyone.clone().unwrap_or_default(),
+        )?);
+        // MatAnyone predicts alpha only: `auto` estimates its colour.
+        if settings.finish.foreground == ForegroundMode::Auto {
+            settings.finish.foreground = ForegroundMode::Estimate;
+        }
+    } else if o.matanyone.is_set() {
+        bail!(
+            "--mask, --mask-dir, --mask-at, --warmup, --mask-erode, --mask-dilate, --max-size, \
+             --mem-every, --max-mem-frames and --top-k are MatAnyone settings; add --model matanyone"
+        );
     } else if o.gvm.is_set() {
         bail!(
             "--frames-per-batch, --overlap-frames, --interp-frames, --denoise-steps, \
@@ -236,6 +255,73 @@ pub fn load_model(model: &ModelRef, m: &ModelArgs, precision: Precision) -> Resu
             hwenc: m.encoder,
         },
     )?)
+}
+
+/// MatAnyone's settings: each flag, else the preset's (or the release's)
+/// `base`. Paths are made absolute: a job may run from another folder.
+fn matanyone_options(a: &MatAnyoneArgs, base: MatAnyoneOptions) -> Result<MatAnyoneOptions> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut mask = base.mask;
+    match a.mask.as_deref() {
+        Some("auto") => mask.auto = true,
+        Some(file) => mask.file = Some(absolute(Path::new(file))),
+        None => {}
+    }
+    if let Some(dir) = &a.mask_dir {
+        mask.dir = Some(absolute(dir));
+    }
+    let mut mask_at = base.mask_at;
+    for item in &a.mask_at {
+        let (frame, file) = item
+            .split_once('=')
+            .and_then(|(f, p)| Some((f.trim().parse::<u64>().ok()?, p)))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--mask-at {item}: expected FRAME=FILE with a 0-based frame number, e.g. 120=shot2.png"
+                )
+            })?;
+        if frame == 0 {
+            bail!("--mask-at {item}: frame 0's mask is --mask; use a later frame");
+        }
+        mask_at.retain(|m: &MaskAt| m.frame != frame);
+        mask_at.push(MaskAt {
+            frame,
+            file: absolute(Path::new(file)),
+        });
+    }
+    mask_at.sort_by_key(|m| m.frame);
+    let pick = |flag: Option<u32>, preset: usize| flag.map_or(preset, |v| v as usize);
+    let maybe = |flag: Option<u32>, preset: Option<usize>| flag.map(|v| v as usize).or(preset);
+    Ok(MatAnyoneOptions {
+        mask,
+        mask_at,
+        warmup: pick(a.warmup, base.warmup),
+        erode: pick(a.mask_erode, base.erode),
+        dilate: pick(a.mask_dilate, base.dilate),
+        max_size: maybe(a.max_size, base.max_size),
+        mem_every: maybe(a.mem_every, base.mem_every),
+        max_mem_frames: maybe(a.max_mem_frames, base.max_mem_frames),
+        top_k: maybe(a.top_k, base.top_k),
+    })
+}
+
+impl MatAnyoneArgs {
+    fn is_set(&self) -> bool {
+        self.mask.is_some()
+            || self.mask_dir.is_some()
+            || !self.mask_at.is_empty()
+            || [
+                self.warmup,
+                self.mask_erode,
+                self.mask_dilate,
+                self.max_size,
+                self.mem_every,
+                self.max_mem_frames,
+                self.top_k,
+            ]
+            .iter()
+            .any(Option::is_some)
+    }
 }
 
 /// GVM's settings: each flag, else the preset's (or the defaults) `base`.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use vmatte_models::store::{known_model, ModelStore, GVM, KNOWN_MODELS};
+use vmatte_models::store::{known_model, ModelStore, GVM, KNOWN_MODELS, MATANYONE};
 
 use crate::cli::ModelsCommand;
 
@@ -24,6 +24,7 @@ pub fn run(cmd: ModelsCommand) -> Result<ExitCode> {
                     "not installed"
                 };
                 println!("  {:<16} {:<14} {}", row.name, state, row.description);
+                println!("  {:<16} {:<14} licence: {}", "", "", row.licence);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -48,6 +49,16 @@ pub fn run(cmd: ModelsCommand) -> Result<ExitCode> {
                 [first, file] => (Some(first.display().to_string()), file.clone()),
                 _ => unreachable!("clap takes one or two"),
             };
+            if name.as_deref() == Some(MATANYONE) {
+                let path = store.import_matanyone(&file)?;
+                eprintln!(
+                    "{} imported as matanyone at {} (licence: NTU S-Lab 1.0, non-commercial); \
+                     run it with `vmatte matte --model matanyone --mask MASK.png`",
+                    file.display(),
+                    path.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             if name.as_deref() == Some(GVM) || file.is_dir() {
                 if name.as_deref().is_some_and(|n| n != GVM) {
                     anyhow::bail!(
@@ -80,12 +91,14 @@ pub fn run(cmd: ModelsCommand) -> Result<ExitCode> {
             let store = ModelStore::locate(model_dir.as_deref());
             let names: Vec<&str> = match &name {
                 Some(n) if n == GVM => vec![GVM],
+                Some(n) if n == MATANYONE => vec![MATANYONE],
                 Some(n) => vec![known_model(n)?.name],
                 None => KNOWN_MODELS
                     .iter()
                     .filter(|m| store.path_of(m.name).is_file())
                     .map(|m| m.name)
                     .chain(store.has_gvm().then_some(GVM))
+                    .chain(store.path_of(MATANYONE).is_file().then_some(MATANYONE))
                     .collect(),
             };
             if names.is_empty() {

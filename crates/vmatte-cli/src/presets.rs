@@ -55,6 +55,8 @@ pub struct Preset {
     pub crf: Option<u8>,
     /// GVM's window settings, for GVM presets.
     pub gvm: Option<vmatte_pipeline::GvmOptions>,
+    /// MatAnyone's settings, for MatAnyone presets.
+    pub matanyone: Option<vmatte_pipeline::matanyone::MatAnyoneOptions>,
     pub max_frames: Option<u64>,
     /// Edge controls and the foreground colour.
     pub finish: Option<Finish>,
@@ -115,6 +117,31 @@ pub fn builtin() -> Vec<Preset> {
                  suppressed (screen told from the background), edges choked 0.5 px",
             )
         },
+        matanyone(
+            "subject",
+            "MatAnyone as released: the subject a mask picks, 10 warm-up steps, erode/dilate 10",
+            vmatte_pipeline::matanyone::MatAnyoneOptions::default(),
+        ),
+        matanyone(
+            "subject-fast",
+            "MatAnyone at 480 px inside (scaled back), 5 warm-up steps",
+            vmatte_pipeline::matanyone::MatAnyoneOptions {
+                max_size: Some(480),
+                warmup: 5,
+                ..Default::default()
+            },
+        ),
+        matanyone(
+            "subject-auto",
+            "MatAnyone unattended: the mask from RVM's first frame where none is given",
+            vmatte_pipeline::matanyone::MatAnyoneOptions {
+                mask: vmatte_pipeline::matanyone::MaskChoice {
+                    auto: true,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        ),
         gvm(
             "lowmem",
             "GVM for small GPUs: 4-frame windows, decode chunk 4, size 512, max 720",
@@ -165,6 +192,21 @@ fn gvm(
             ..Default::default()
         }),
         max_frames,
+        source: "built-in".into(),
+        ..Preset::default()
+    }
+}
+
+fn matanyone(
+    name: &str,
+    description: &str,
+    options: vmatte_pipeline::matanyone::MatAnyoneOptions,
+) -> Preset {
+    Preset {
+        name: name.into(),
+        description: description.into(),
+        model: Some("matanyone".into()),
+        matanyone: Some(options),
         source: "built-in".into(),
         ..Preset::default()
     }

@@ -7,8 +7,10 @@ use std::str::FromStr;
 use candle_core::Device;
 use vmatte_gpu::DeviceSpec;
 use vmatte_models::gvm::{Gvm, LoraChoice};
+use vmatte_models::matanyone::MatAnyone;
 use vmatte_models::rvm::MattingNetwork;
-use vmatte_models::store::{ModelStore, GVM};
+use vmatte_models::store::{ModelStore, DEFAULT_MODEL, GVM, MATANYONE};
+use vmatte_pipeline::matanyone::MatAnyoneNet;
 use vmatte_pipeline::{GvmOptions, MatteSettings, Model, Network, Precision, Setting};
 
 /// Which decoder reads the videos.
@@ -86,6 +88,10 @@ impl ModelRef {
             Self::Installed(name) => name == GVM,
             Self::Files(path) => path.is_dir(),
         }
+    }
+
+    pub fn is_matanyone(&self) -> bool {
+        matches!(self, Self::Installed(name) if name == MATANYONE)
     }
 }
 
@@ -189,6 +195,20 @@ pub fn load(
         let gvm = Gvm::load(&dir, &lora, &device, dtype)?;
         return Ok(Network {
             model: Model::Gvm(Box::new(gvm)),
+            device,
+        });
+    }
+    if model.is_matanyone() {
+        let store = ModelStore::locate(at.model_dir);
+        let (net, memory) = MatAnyone::from_store(&store.find_checked(MATANYONE)?, &device, dtype)?;
+        // RVM makes `--mask auto`'s mask when it is installed; without it
+        // only that option fails, and says how to install it.
+        let auto = match store.find_checked(DEFAULT_MODEL) {
+            Ok(path) => Some(MattingNetwork::from_file(&path, &device, dtype)?),
+            Err(_) => None,
+        };
+        return Ok(Network {
+            model: Model::MatAnyone(Box::new(MatAnyoneNet { net, memory, auto })),
             device,
         });
     }

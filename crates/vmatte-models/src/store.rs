@@ -68,6 +68,31 @@ pub const GVM: &str = "gvm";
 const GVM_DESCRIPTION: &str =
     "Generative Video Matting (diffusion, finest hair; register your download: `vmatte models import gvm DIR`)";
 
+/// MatAnyone's name in the store: imported (copied) as
+/// `matanyone.safetensors`, its config in the file's metadata.
+pub const MATANYONE: &str = "matanyone";
+const MATANYONE_DESCRIPTION: &str =
+    "MatAnyone (the subject a mask picks; import your download: `vmatte models import matanyone matanyone.pth`)";
+
+/// The licences of the weights, as `models list` shows them.
+pub const LICENCES: [(&str, &str); 4] = [
+    ("rvm-mobilenetv3", "GPL-3.0"),
+    ("rvm-resnet50", "GPL-3.0"),
+    (
+        GVM,
+        "academic (BSD-2 per its README; commercial use by inquiry)",
+    ),
+    (MATANYONE, "NTU S-Lab License 1.0 (non-commercial)"),
+];
+
+/// The licence of `name`'s weights.
+pub fn licence(name: &str) -> &'static str {
+    LICENCES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("unknown", |(_, l)| l)
+}
+
 /// What `gvm.json` records.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct GvmRecord {
@@ -150,6 +175,7 @@ pub struct ModelStatus {
     pub installed: bool,
     pub path: PathBuf,
     pub source: Option<String>,
+    pub licence: &'static str,
 }
 
 pub struct ModelStore {
@@ -199,6 +225,20 @@ impl ModelStore {
 
     /// The installed weights of `name`, or an error that says how to get them.
     pub fn find(&self, name: &str) -> Result<PathBuf> {
+        if name == MATANYONE {
+            let path = self.path_of(name);
+            if path.is_file() {
+                return Ok(path);
+            }
+            return Err(Error::NotInstalled {
+                name: name.into(),
+                hint: format!(
+                    " (vmatte imports your download: `vmatte models import matanyone matanyone.pth` \
+                     or the Hugging Face folder; looked in {})",
+                    self.dir.display()
+                ),
+            });
+        }
         let model = known_model(name)?;
         let path = self.path_of(name);
         if path.is_file() {
@@ -225,6 +265,18 @@ impl ModelStore {
             installed: gvm.is_ok(),
             path: gvm.unwrap_or_else(|_| self.dir.join("gvm.json")),
             source: None,
+            licence: licence(GVM),
+        };
+        let matanyone = self.path_of(MATANYONE);
+        let matanyone_row = ModelStatus {
+            name: MATANYONE,
+            description: MATANYONE_DESCRIPTION,
+            installed: matanyone.is_file(),
+            source: crate::weights::safetensors_metadata(&matanyone)
+                .ok()
+                .and_then(|md| md.get(meta::SOURCE).cloned()),
+            path: matanyone,
+            licence: licence(MATANYONE),
         };
         let mut rows: Vec<ModelStatus> = KNOWN_MODELS
             .iter()
@@ -239,10 +291,12 @@ impl ModelStore {
                     installed: path.is_file(),
                     path,
                     source,
+                    licence: licence(m.name),
                 }
             })
             .collect();
         rows.push(gvm_row);
+        rows.push(matanyone_row);
         rows
     }
 
@@ -379,6 +433,49 @@ impl ModelStore {
         Ok((path, name))
     }
 
+    /// Imports MatAnyone: the release's `matanyone.pth`, a
+    /// `model.safetensors`, or a folder holding one weight file and its
+    /// `config.json`. A `config.json` beside a file gives the dimensions;
+    /// without one the release's apply. The network is built (every key
+    /// and shape checked) before anything is written.
+    pub fn import_matanyone(&self, from: &Path) -> Result<PathBuf> {
+        use crate::matanyone::{Config, MatAnyone};
+        let (file, config_path) = matanyone_files(from)?;
+        let (config, config_json) = match &config_path {
+            Some(c) => {
+                let text = std::fs::read_to_string(c).map_err(Error::io(c))?;
+                (Config::read(c)?, text)
+            }
+            None => (Config::default(), String::new()),
+        };
+        let (tensors, mut metadata) = read_tensors(&file)?;
+        let weights = Weights::new(tensors.clone(), &file, &Device::Cpu, DType::F32);
+        if !weights.contains(crate::matanyone::SIGNATURE_KEY) {
+            return Err(Error::Weights {
+                path: file.clone(),
+                reason: format!(
+                    "not a MatAnyone checkpoint (no '{}'); pass matanyone.pth or the Hugging Face folder",
+                    crate::matanyone::SIGNATURE_KEY
+                ),
+            });
+        }
+        MatAnyone::from_weights(&weights, config.model)?;
+        let file_name = file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        metadata.insert(meta::SOURCE.into(), file_name);
+        metadata.insert(meta::SOURCE_SHA256.into(), sha256_file(&file)?);
+        metadata.insert(meta::VARIANT.into(), MATANYONE.into());
+        if !config_json.is_empty() {
+            metadata.insert(meta::CONFIG.into(), config_json);
+        }
+        let path = self.path_of(MATANYONE);
+        write_safetensors(&tensors, metadata, &path)?;
+        std::fs::write(sidecar(&path), sha256_file(&path)?).map_err(Error::io(&sidecar(&path)))?;
+        Ok(path)
+    }
+
     /// Checks an installed model: the file's checksum, then a one-frame run
     /// whose outputs must be finite and in [0, 1].
     pub fn verify_one(&self, name: &str) -> Result<String> {
@@ -386,6 +483,12 @@ impl ModelStore {
             let dir = self.gvm_dir()?;
             check_gvm_folder(&dir)?;
             return Ok(format!("ok, folder {}", dir.display()));
+        }
+        if name == MATANYONE {
+            let path = self.find(name)?;
+            let actual = check_sidecar(&path, name)?;
+            crate::matanyone::MatAnyone::from_store(&path, &Device::Cpu, DType::F32)?;
+            return Ok(format!("ok, sha256 {actual}"));
         }
         let path = self.find(name)?;
         let actual = check_sidecar(&path, name)?;
@@ -406,6 +509,45 @@ impl ModelStore {
         }
         Ok(format!("ok, sha256 {actual}"))
     }
+}
+
+/// The weight file and config of a MatAnyone import: a folder's
+/// `model.safetensors` (or its one `.pth`) with its `config.json`, or a
+/// file with the `config.json` beside it if there is one.
+fn matanyone_files(from: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
+    if from.is_dir() {
+        let config = from.join("config.json");
+        let mut weights: Vec<PathBuf> = std::fs::read_dir(from)
+            .map_err(Error::io(from))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|x| x == "safetensors" || x == "pth")
+            })
+            .collect();
+        weights.sort();
+        let file = match weights.as_slice() {
+            [one] => one.clone(),
+            _ if from.join("model.safetensors").is_file() => from.join("model.safetensors"),
+            _ => {
+                return Err(Error::Weights {
+                    path: from.to_path_buf(),
+                    reason: "holds no single weight file (model.safetensors or one .pth); pass \
+                             the Hugging Face folder of MatAnyone or matanyone.pth"
+                        .into(),
+                })
+            }
+        };
+        return Ok((file, config.is_file().then_some(config)));
+    }
+    if !from.is_file() {
+        return Err(Error::Weights {
+            path: from.to_path_buf(),
+            reason: "not found; check the path".into(),
+        });
+    }
+    let beside = from.with_file_name("config.json");
+    Ok((from.to_path_buf(), beside.is_file().then_some(beside)))
 }
 
 /// Opens a GVM folder and checks its configs and that its weight files

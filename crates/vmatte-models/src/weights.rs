@@ -222,6 +222,8 @@ pub mod meta {
     pub const SOURCE: &str = "vmatte.source";
     pub const SOURCE_SHA256: &str = "vmatte.source_sha256";
     pub const VARIANT: &str = "vmatte.variant";
+    /// MatAnyone's `config.json`, as imported.
+    pub const CONFIG: &str = "vmatte.config";
 }
 
 /// Reads every tensor of a weight file as f32 on the CPU, with the file's

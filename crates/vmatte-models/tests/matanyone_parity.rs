@@ -190,3 +190,29 @@ fn case_b_small_memory_with_eviction() {
     let (run, r) = run("b", memory, 1, 7, 3);
     check_alphas("b", &run, &r, 1);
 }
+
+/// The memory holds at most `max_mem_frames` frames however long the shot:
+/// the state a stream carries is bounded (the RSS figure for long clips is
+/// in docs/benchmarks.md).
+#[test]
+fn memory_stays_bounded_over_a_long_shot() {
+    let r = reference("b");
+    let net = model();
+    let frames = &r["frames_u8"];
+    let (t, h, w, _) = frames.dims4().unwrap();
+    let m = Tensor::from_vec(flat(&r["mask_in"]), (1, 1, h, w), &Device::Cpu).unwrap();
+    let memory = MemoryConfig {
+        mem_every: 1,
+        max_mem_frames: 3,
+        stagger_updates: 1,
+        top_k: 8,
+    };
+    let mut session = Session::new(&net, memory);
+    session.anchor(&frame(frames, 0), &m, 0).unwrap();
+    let mut most = session.memory_frames();
+    for i in 0..40 {
+        session.next(&frame(frames, 1 + i % (t - 1))).unwrap();
+        most = most.max(session.memory_frames());
+    }
+    assert_eq!(most, 3, "memory frames grew to {most}");
+}

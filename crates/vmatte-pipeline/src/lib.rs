@@ -7,6 +7,7 @@ pub mod device_pre;
 pub mod finish;
 pub mod frames;
 pub mod gvm;
+pub mod matanyone;
 pub mod output;
 pub mod run;
 pub mod setting;

@@ -30,6 +30,7 @@ use crate::device_pre::yuv420_to_rgb;
 use crate::finish::Finisher;
 use crate::frames::{push_gray, push_planar, rotate, FramePixels};
 use crate::gvm::GvmStream;
+use crate::matanyone::MatAnyoneNet;
 use crate::output::{OutputWriter, Staged};
 use crate::setting::Setting;
 use crate::settings::{MatteSettings, OutputKind, Placement, RunOptions};
@@ -161,17 +162,19 @@ impl MatteReport {
 }
 
 /// The networks vmatte runs: RVM steps through frames with a recurrent
-/// state; GVM mattes windows of frames at once.
+/// state; GVM mattes windows of frames at once; MatAnyone follows the
+/// subject a mask picks, frame by frame, from its memory.
 pub enum Model {
     Rvm(Box<MattingNetwork>),
     Gvm(Box<Gvm>),
+    MatAnyone(Box<MatAnyoneNet>),
 }
 
 impl Model {
     pub fn rvm(&self) -> Option<&MattingNetwork> {
         match self {
             Self::Rvm(m) => Some(m),
-            Self::Gvm(_) => None,
+            Self::Gvm(_) | Self::MatAnyone(_) => None,
         }
     }
 }
@@ -263,7 +266,7 @@ fn run_source(
         (None, Some(_)) => settings.downsample_ratio.resolve(info.height, info.width),
         (None, None) => 1.0,
     };
-    if gvm.is_none() && model.is_some() {
+    if matches!(model, Some(Model::Rvm(_))) {
         check_size(&info, ratio)?;
     }
     // Only RVM predicts a foreground colour; GVM's and a given matte's
@@ -369,6 +372,9 @@ fn run_source(
         };
         let inferred = match (gvm.as_mut(), given.as_mut()) {
             (Some(stream), _) => infer.run_gvm(stream, input_rx, matte_tx, &mut noted, on_progress),
+            (None, None) if matches!(model, Some(Model::MatAnyone(_))) => {
+                infer.run_matanyone(settings, input_rx, matte_tx, &mut noted, on_progress)
+            }
             (None, Some(matte)) => {
                 infer.run_given(matte.as_mut(), input_rx, matte_tx, &mut noted, on_progress)
             }
@@ -881,6 +887,60 @@ impl Infer<'_> {
             steps: Vec::new(),
         });
         Ok(())
+    }
+
+    /// MatAnyone: each frame in turn through the session, its alpha with
+    /// the source colour (MatAnyone predicts alpha only) to the encoder a
+    /// chunk at a time.
+    fn run_matanyone(
+        &self,
+        settings: &MatteSettings,
+        rx: Receiver<Result<InputChunk>>,
+        tx: SyncSender<ToEncoder>,
+        noted: &mut Noted<'_>,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        let Some(Model::MatAnyone(net)) = self.model else {
+            return Err(PipelineError::Internal(
+                "MatAnyone chunks run MatAnyone".into(),
+            ));
+        };
+        let opts = settings.matanyone.clone().unwrap_or_default();
+        let size = (self.info.height as usize, self.info.width as usize);
+        let mut run = crate::matanyone::Run::new(net, &opts, &self.info.path, size, self.ratio);
+        let mut done = 0u64;
+        for chunk in rx {
+            let (frames, src) = self.take(chunk, noted)?;
+            let mut alphas = Vec::with_capacity(frames.len());
+            for t in 0..frames.len() {
+                alphas.push(run.next(&src.narrow(0, t, 1)?)?);
+                if self.run.cancelled() {
+                    return Err(PipelineError::Cancelled);
+                }
+            }
+            let pha = Tensor::cat(&alphas, 0)?;
+            let mut pixels = Vec::new();
+            if let Some(post) = self.post {
+                for (kind, px) in post.pixels(&src, &pha)? {
+                    pixels.push((kind, vec![px]));
+                }
+            }
+            done += frames.len() as u64;
+            tx.send(ToEncoder::Matte(MatteChunk {
+                frames,
+                fgr: vec![src],
+                pha: vec![pha],
+                pixels,
+                src: None,
+            }))
+            .map_err(|_| PipelineError::StageClosed)?;
+            on_progress(Progress {
+                frames_done: done,
+                frames_total: self.frames_total,
+                steps: Vec::new(),
+            });
+        }
+        self.end(done, &tx)
     }
 
     /// A given matte: each chunk of source frames meets the same frames of

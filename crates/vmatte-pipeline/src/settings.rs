@@ -419,6 +419,9 @@ pub struct MatteSettings {
     /// GVM's settings, when the model is GVM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gvm: Option<GvmOptions>,
+    /// MatAnyone's settings, when the model is MatAnyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matanyone: Option<crate::matanyone::MatAnyoneOptions>,
     /// `--format exr`'s compression.
     #[serde(default, skip_serializing_if = "is_default")]
     pub exr_compression: ExrCompression,
@@ -755,6 +758,7 @@ impl MatteSettings {
             no_audio: false,
             max_frames: None,
             gvm: None,
+            matanyone: None,
             exr_compression: ExrCompression::Zip,
             linear: false,
             finish: Finish::default(),
@@ -767,6 +771,9 @@ impl MatteSettings {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(g) = &self.gvm {
             g.validate()?;
+        }
+        if let Some(m) = &self.matanyone {
+            m.validate()?;
         }
         if self.max_frames == Some(0) {
             return Err(format!("{} must be at least 1", Setting::MaxFrames));

@@ -149,6 +149,15 @@ impl Matter {
                 opts,
                 stream: None,
             },
+            Model::MatAnyone(_) => {
+                return Err(error(
+                    py,
+                    "ModelError",
+                    "Matter steps RVM and GVM; run MatAnyone with vmatte.matte(inputs, out, \
+                     model=\"matanyone\", mask=...)"
+                        .into(),
+                ))
+            }
         };
         Ok(Self {
             engine,

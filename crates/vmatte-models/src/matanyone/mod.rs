@@ -86,6 +86,33 @@ impl MatAnyone {
         Self::from_weights(&w, config)
     }
 
+    /// Loads the model vmatte's store holds (`models import matanyone`),
+    /// with the config recorded in its metadata; returns the memory
+    /// settings that config gives too.
+    pub fn from_store(path: &Path, device: &Device, dtype: DType) -> Result<(Self, MemoryConfig)> {
+        let config =
+            match crate::weights::safetensors_metadata(path)?.get(crate::weights::meta::CONFIG) {
+                Some(text) => {
+                    let json: serde_json::Value =
+                        serde_json::from_str(text).map_err(|e| Error::Weights {
+                            path: path.to_path_buf(),
+                            reason: format!(
+                                "its recorded config is not JSON ({e}); import MatAnyone again"
+                            ),
+                        })?;
+                    Config::from_json(&json).map_err(|reason| Error::Weights {
+                        path: path.to_path_buf(),
+                        reason: format!("{reason}; import MatAnyone again"),
+                    })?
+                }
+                None => Config::default(),
+            };
+        Ok((
+            Self::load(path, config.model, device, dtype)?,
+            config.memory,
+        ))
+    }
+
     pub fn from_weights(w: &Weights, c: ModelConfig) -> Result<Self> {
         let device = w.device().clone();
         let column = |v: [f32; 3]| -> Result<Tensor> {
