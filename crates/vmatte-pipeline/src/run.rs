@@ -866,6 +866,20 @@ impl Infer<'_> {
         // on the model's device.
         let fgr = Tensor::cat(&srcs, 0)?.to_device(alphas[0].device())?;
         let pha = Tensor::cat(&alphas, 0)?;
+        self.send_alpha(frames, fgr, pha, tx, done, on_progress)
+    }
+
+    /// Sends frames of a model that predicts alpha only, with `fgr` as
+    /// their colour, to the encoder, and tells the progress.
+    fn send_alpha(
+        &self,
+        frames: Vec<FrameMeta>,
+        fgr: Tensor,
+        pha: Tensor,
+        tx: &SyncSender<ToEncoder>,
+        done: &mut u64,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
         let mut pixels = Vec::new();
         if let Some(post) = self.post {
             for (kind, px) in post.pixels(&fgr, &pha)? {
@@ -919,26 +933,7 @@ impl Infer<'_> {
                 }
             }
             let pha = Tensor::cat(&alphas, 0)?;
-            let mut pixels = Vec::new();
-            if let Some(post) = self.post {
-                for (kind, px) in post.pixels(&src, &pha)? {
-                    pixels.push((kind, vec![px]));
-                }
-            }
-            done += frames.len() as u64;
-            tx.send(ToEncoder::Matte(MatteChunk {
-                frames,
-                fgr: vec![src],
-                pha: vec![pha],
-                pixels,
-                src: None,
-            }))
-            .map_err(|_| PipelineError::StageClosed)?;
-            on_progress(Progress {
-                frames_done: done,
-                frames_total: self.frames_total,
-                steps: Vec::new(),
-            });
+            self.send_alpha(frames, src, pha, &tx, &mut done, on_progress)?;
         }
         self.end(done, &tx)
     }

@@ -92,6 +92,16 @@ def matte(
     ensemble: _Value | None = None,
     lora: _Value | None = None,
     no_lora: bool = False,
+    mask: _Value | None = None,
+    mask_dir: _Value | None = None,
+    mask_at: _Value | Sequence[_Value] | None = None,
+    warmup: _Value | None = None,
+    mask_erode: _Value | None = None,
+    mask_dilate: _Value | None = None,
+    max_size: _Value | None = None,
+    mem_every: _Value | None = None,
+    max_mem_frames: _Value | None = None,
+    top_k: _Value | None = None,
     vram_limit: _Value | None = None,
 ) -> list[dict[str, Any]]:
     """Mattes videos (or image folders) into ``output_dir``; one report per input.
@@ -105,8 +115,9 @@ def matte(
         config: Config file with your presets [default:
             ~/.config/vmatte/config.toml]
         model: Model to run: rvm-mobilenetv3 (fast, the default), rvm-resnet50
-            (sharper), or gvm (diffusion: finest hair and motion blur, needs a GPU
-            for speed; see the GVM options below)
+            (sharper), gvm (diffusion: finest hair and motion blur, needs a GPU for
+            speed; see the GVM options below), or matanyone (the subject a mask
+            picks; see the MatAnyone options below)
         weights: Run these weights instead of the installed model (.pth,
             .safetensors or the RVM .onnx export; a GVM diffusers folder)
         model_dir: Where installed models live [default:
@@ -208,6 +219,24 @@ def matte(
         lora: Merge this LoRA (a folder with adapter_config.json and its weights)
             instead of the one beside the UNet
         no_lora: Run the base UNet without its LoRA
+        mask: The subject's mask on the first frame: a PNG (white = subject, any
+            size: scaled to the video), or auto (RVM's matte of the first frame,
+            threshold 0.5) [default: <stem>.mask.png beside the video, else in
+            --mask-dir; with auto, that file when it is there]
+        mask_dir: Where `<stem>.mask.png` masks are looked for when none is beside
+            the video
+        mask_at: Re-anchor the subject at a later frame (0-based) with this mask: a
+            correction or a new shot. Repeatable
+        warmup: First-frame predictions before the first frame is written [default:
+            10]
+        mask_erode: Erode the mask with an elliptical kernel this wide [default: 10]
+        mask_dilate: Dilate the mask (before eroding) with an elliptical kernel this
+            wide [default: 10]
+        max_size: The shorter side the model sees at most; the matte is scaled back
+            [default: the video's size]
+        mem_every: Memorise a frame every N frames [default: 5]
+        max_mem_frames: Memory frames kept, the first frame's included [default: 5]
+        top_k: Memory tokens each pixel reads [default: 30]
         vram_limit: GPU memory vmatte may plan for: an amount (10GiB, 512MiB) or a
             share of the card (0.8, 80%) [default: the card's free memory]. Sizes
             --seq-chunk when it is not given
@@ -267,6 +296,16 @@ def batch(
     ensemble: _Value | None = None,
     lora: _Value | None = None,
     no_lora: bool = False,
+    mask: _Value | None = None,
+    mask_dir: _Value | None = None,
+    mask_at: _Value | Sequence[_Value] | None = None,
+    warmup: _Value | None = None,
+    mask_erode: _Value | None = None,
+    mask_dilate: _Value | None = None,
+    max_size: _Value | None = None,
+    mem_every: _Value | None = None,
+    max_mem_frames: _Value | None = None,
+    top_k: _Value | None = None,
     devices: _Value | Sequence[_Value] | None = None,
     streams: _Value | None = None,
     vram_limit: _Value | None = None,
@@ -284,8 +323,9 @@ def batch(
         config: Config file with your presets [default:
             ~/.config/vmatte/config.toml]
         model: Model to run: rvm-mobilenetv3 (fast, the default), rvm-resnet50
-            (sharper), or gvm (diffusion: finest hair and motion blur, needs a GPU
-            for speed; see the GVM options below)
+            (sharper), gvm (diffusion: finest hair and motion blur, needs a GPU for
+            speed; see the GVM options below), or matanyone (the subject a mask
+            picks; see the MatAnyone options below)
         weights: Run these weights instead of the installed model (.pth,
             .safetensors or the RVM .onnx export; a GVM diffusers folder)
         model_dir: Where installed models live [default:
@@ -387,6 +427,24 @@ def batch(
         lora: Merge this LoRA (a folder with adapter_config.json and its weights)
             instead of the one beside the UNet
         no_lora: Run the base UNet without its LoRA
+        mask: The subject's mask on the first frame: a PNG (white = subject, any
+            size: scaled to the video), or auto (RVM's matte of the first frame,
+            threshold 0.5) [default: <stem>.mask.png beside the video, else in
+            --mask-dir; with auto, that file when it is there]
+        mask_dir: Where `<stem>.mask.png` masks are looked for when none is beside
+            the video
+        mask_at: Re-anchor the subject at a later frame (0-based) with this mask: a
+            correction or a new shot. Repeatable
+        warmup: First-frame predictions before the first frame is written [default:
+            10]
+        mask_erode: Erode the mask with an elliptical kernel this wide [default: 10]
+        mask_dilate: Dilate the mask (before eroding) with an elliptical kernel this
+            wide [default: 10]
+        max_size: The shorter side the model sees at most; the matte is scaled back
+            [default: the video's size]
+        mem_every: Memorise a frame every N frames [default: 5]
+        max_mem_frames: Memory frames kept, the first frame's included [default: 5]
+        top_k: Memory tokens each pixel reads [default: 30]
         devices: Spread the jobs over these devices, comma-separated (cuda:0,cuda:1)
             [default: --device]
         streams: Videos matted at once per device, each with its own recurrent
