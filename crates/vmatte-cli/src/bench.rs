@@ -8,10 +8,12 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use vmatte_engine::telemetry::Hub;
+use vmatte_models::matanyone::Session;
 use vmatte_models::rvm::RecurrentState;
 use vmatte_pipeline::frames::push_planar;
+use vmatte_pipeline::matanyone::{load_mask, MaskChoice, MatAnyoneNet, MatAnyoneOptions};
 use vmatte_pipeline::{
-    matte_source, Chunks, MatteSettings, Network, OutputKind, Precision, RunOptions,
+    matte_source, Chunks, MatteSettings, Model, Network, OutputKind, Precision, RunOptions,
 };
 
 use crate::cli::BenchArgs;
@@ -74,12 +76,17 @@ struct Clip {
     warmup: usize,
     timed: usize,
     ratio: f64,
+    /// MatAnyone's first-frame mask `(1, 1, H, W)`, 0-255.
+    mask: Tensor,
 }
 
 impl Clip {
     /// Runs `loaded` over the clip in chunks, carrying the state, and times
     /// the frames after the warm-up. Returns the timed frames' alphas.
     fn run(&self, loaded: &Network, chunk: usize) -> Result<(Throughput, Vec<f32>)> {
+        if let Model::MatAnyone(net) = &loaded.model {
+            return self.run_matanyone(net, &loaded.device);
+        }
         let Some(model) = loaded.model.rvm() else {
             bail!("`vmatte bench` measures RVM models; for GVM use `vmatte bench-gvm`");
         };
@@ -122,6 +129,57 @@ impl Clip {
     }
 }
 
+impl Clip {
+    /// MatAnyone frame by frame: the mask anchors the first frame (with
+    /// the other warm-up frames, untimed), then the timed frames are read
+    /// from its memory.
+    fn run_matanyone(&self, net: &MatAnyoneNet, device: &Device) -> Result<(Throughput, Vec<f32>)> {
+        if self.warmup == 0 {
+            bail!(
+                "MatAnyone's benchmark needs --warmup 1 or more: the first frame anchors the mask"
+            );
+        }
+        let mut session = Session::new(&net.net, net.memory);
+        let frame = |i: usize| self.frames.narrow(0, i, 1)?.to_device(device);
+        session.anchor(&frame(0)?, &self.mask.to_device(device)?, 0)?;
+        for i in 1..self.warmup {
+            session.next(&frame(i)?)?;
+        }
+        let mut alphas = Vec::new();
+        let started = Instant::now();
+        for i in self.warmup..self.warmup + self.timed {
+            let pha = session.next(&frame(i)?)?;
+            alphas.extend(pha.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let throughput = Throughput {
+            frames: self.timed as u64,
+            seconds,
+            fps: self.timed as f64 / seconds,
+        };
+        Ok((throughput, alphas))
+    }
+}
+
+/// MatAnyone's mask for the benchmark: `--mask`, else the middle third.
+fn bench_mask(args: &BenchArgs, (h, w): (usize, usize)) -> Result<Tensor> {
+    let values = match &args.mask {
+        Some(path) => load_mask(path, (h, w), 0, &MatAnyoneOptions::default())?,
+        None => (0..h * w)
+            .map(|p| {
+                let (y, x) = (p / w, p % w);
+                let inside = (h / 3..2 * h / 3).contains(&y) && (w / 3..2 * w / 3).contains(&x);
+                if inside {
+                    255.0
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
+    };
+    Ok(Tensor::from_vec(values, (1, 1, h, w), &Device::Cpu)?)
+}
+
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let dtypes = args
         .dtypes
@@ -154,6 +212,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         warmup: args.warmup,
         timed: args.frames,
         ratio,
+        mask: bench_mask(&args, (h, w))?,
     };
     let hub = Hub::start(
         &[args.model.device],
@@ -235,6 +294,18 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 fn end_to_end(args: &BenchArgs, loaded: &Network, chunk: usize) -> Result<Throughput> {
     let scratch = tempfile::tempdir()?;
     let mut settings = MatteSettings::new("bench");
+    if let Model::MatAnyone(_) = &loaded.model {
+        let Some(mask) = &args.mask else {
+            bail!("MatAnyone's end-to-end run needs --mask FILE; or measure --model-only");
+        };
+        settings.matanyone = Some(MatAnyoneOptions {
+            mask: MaskChoice {
+                file: Some(mask.clone()),
+                ..MaskChoice::default()
+            },
+            ..MatAnyoneOptions::default()
+        });
+    }
     settings.downsample_ratio = args.downsample_ratio;
     settings.outputs = vec![OutputKind::Composite, OutputKind::Alpha];
     let run = RunOptions {

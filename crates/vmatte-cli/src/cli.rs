@@ -762,6 +762,10 @@ pub struct BenchArgs {
     /// Skip the end-to-end run (decode, infer, composite, encode).
     #[arg(long)]
     pub model_only: bool,
+    /// MatAnyone's first-frame mask (white = subject) [default: the middle
+    /// third of the frame].
+    #[arg(long, value_name = "FILE")]
+    pub mask: Option<PathBuf>,
     /// Print one JSON object (model-only and end-to-end fps, peak RSS,
     /// threads, sizes; `rows` with one entry per dtype and chunk) instead of
     /// lines of text.

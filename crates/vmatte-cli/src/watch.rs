@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use vmatte_engine::outcome::one_line;
+use vmatte_engine::spec::JobSpec;
 use vmatte_engine::telemetry::Hub;
 use vmatte_engine::{sleep_unless, Engine, Feed};
 use vmatte_gpu::FakeOom;
@@ -118,7 +119,7 @@ pub fn start(
                         q.as_mut(),
                         &key.0,
                         &outdir,
-                        (&settings_json, &settings_id),
+                        (&spec, &settings_json, &settings_id),
                         max_attempts,
                     ) {
                         Ok(line) => {
@@ -165,11 +166,11 @@ fn submit(
     q: &mut dyn JobQueue,
     input: &Path,
     outdir: &Path,
-    (settings_json, settings_id): (&str, &str),
+    (spec, settings_json, settings_id): (&JobSpec, &str, &str),
     max_attempts: u32,
 ) -> Result<String, Trouble> {
     let shown = one_line(&input.display().to_string());
-    let content = vmatte_jobs::content_id(input).map_err(|e| {
+    let content = spec.content_id(input).map_err(|e| {
         Trouble::File(format!(
             "{shown}: cannot read ({e}); not queued, check the file"
         ))

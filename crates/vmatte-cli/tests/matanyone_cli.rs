@@ -322,9 +322,10 @@ fn batch_finds_a_mask_per_input() {
     let work = tempfile::tempdir().unwrap();
     let masks = work.path().join("masks");
     std::fs::create_dir(&masks).unwrap();
-    // Lengths differ: identical videos would be one job (by content).
+    // a and b are the same video: with different masks they are
+    // different jobs, not one job and its copy.
     let a = clip(work.path(), "a.mp4", 3);
-    let b = clip(work.path(), "b.mp4", 4);
+    let b = clip(work.path(), "b.mp4", 3);
     let c = clip(work.path(), "c.mp4", 5);
     // a's mask beside it, b's in --mask-dir, c has none.
     mask(
@@ -376,7 +377,12 @@ fn batch_finds_a_mask_per_input() {
         "{report}"
     );
     assert_eq!(alphas(&out_dir, "a").len(), 3);
-    assert_eq!(alphas(&out_dir, "b").len(), 4);
+    assert_eq!(alphas(&out_dir, "b").len(), 3);
+    assert_ne!(
+        alphas(&out_dir, "a"),
+        alphas(&out_dir, "b"),
+        "b got a's matte"
+    );
     // With --mask auto, the sample clip (RVM sees its person) is matted
     // from RVM's mask; a and b keep their masks.
     let sample = sample_clip();
@@ -406,4 +412,72 @@ fn batch_finds_a_mask_per_input() {
     assert!(out.status.success(), "{}", stderr(&out));
     let stem = sample.file_stem().unwrap().to_str().unwrap();
     assert_eq!(alphas(&out_dir, stem).len(), 2);
+}
+
+/// A phone video (stored landscape, shown portrait): the mask is drawn on
+/// the picture as players show it, and picks the same subject as the
+/// stored frames' mask does on the unrotated video.
+#[test]
+fn a_mask_drawn_upright_on_a_rotated_video_is_turned_back() {
+    let models = models();
+    let work = tempfile::tempdir().unwrap();
+    let plain = clip(work.path(), "plain.mp4", 3);
+    let phone = work.path().join("phone.mp4");
+    ffmpeg(&[
+        "-i",
+        plain.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        phone.to_str().unwrap(),
+    ]);
+    // `rotate=90` shows stored pixel (x, y) at (y, 159 - x) of the 96x160
+    // picture: the stored box (24, 24, 48, 48) is drawn at (24, 88).
+    let stored = mask(
+        &work.path().join("stored.png"),
+        (160, 96),
+        "black",
+        Some((24, 24, 48, 48)),
+    );
+    let upright = mask(
+        &work.path().join("upright.png"),
+        (96, 160),
+        "black",
+        Some((24, 88, 48, 48)),
+    );
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let r = run(
+        models.path(),
+        &plain,
+        &a,
+        &["--mask", stored.to_str().unwrap()],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    let r = run(
+        models.path(),
+        &phone,
+        &b,
+        &["--mask", upright.to_str().unwrap()],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    let (flat, turned) = (alphas(&a, "plain"), alphas(&b, "phone"));
+    assert_eq!(flat.len(), 3);
+    for (f, t) in flat.iter().zip(&turned) {
+        // The upright frame (96 wide, 160 high) from the stored one.
+        let mut want = vec![0u8; f.len()];
+        for y in 0..160 {
+            for x in 0..96 {
+                let (sx, sy) = (159 - y, x);
+                for c in 0..3 {
+                    want[(y * 96 + x) * 3 + c] = f[(sy * 160 + sx) * 3 + c];
+                }
+            }
+        }
+        assert!(
+            t == &want,
+            "the rotated video's matte is not the turned matte: {} levels apart on average",
+            mean_abs(t, &want)
+        );
+    }
 }

@@ -47,6 +47,25 @@ impl JobSpec {
         (stored, vmatte_jobs::settings_id(&identity))
     }
 
+    /// The identity of `input`'s content as this spec makes it: with
+    /// MatAnyone, the content of the mask found for it is part of it, so the
+    /// same video with another mask is another job, and a rerun after the
+    /// mask was edited redoes it. (A mask that cannot be read leaves the
+    /// video's identity: the run then says what is wrong with it.)
+    pub fn content_id(&self, input: &std::path::Path) -> std::io::Result<String> {
+        let video = vmatte_jobs::content_id(input)?;
+        let mask = self
+            .settings
+            .matanyone
+            .as_ref()
+            .and_then(|m| m.mask_file(input))
+            .and_then(|m| vmatte_jobs::content_id(&m).ok());
+        Ok(match mask {
+            Some(mask) => vmatte_jobs::settings_id(&format!("{video}+mask:{mask}")),
+            None => video,
+        })
+    }
+
     /// The spec a stored job carries.
     pub fn of(row: &JobRow) -> Result<Self, String> {
         serde_json::from_str(&row.settings_json).map_err(|e| {

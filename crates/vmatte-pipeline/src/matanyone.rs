@@ -190,10 +190,17 @@ fn host(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
 }
 
-/// A mask image as the model takes it: gray (PIL's weights), scaled to
-/// `size` by nearest neighbour, dilated then eroded; refused in one line
-/// when it is unreadable, empty, or white everywhere.
-pub fn load_mask(path: &Path, (h, w): (usize, usize), opts: &MatAnyoneOptions) -> Result<Vec<f32>> {
+/// A mask image as the model takes it: turned `turn` degrees clockwise
+/// (a mask drawn on the picture as players show a rotated video is turned
+/// back to its stored frames), gray (PIL's weights), scaled to `size` by
+/// nearest neighbour, dilated then eroded; refused in one line when it is
+/// unreadable, empty, or white everywhere.
+pub fn load_mask(
+    path: &Path,
+    (h, w): (usize, usize),
+    turn: i32,
+    opts: &MatAnyoneOptions,
+) -> Result<Vec<f32>> {
     let bad = |what: String| PipelineError::Input(format!("{}: {what}", path.display()));
     if !path.is_file() {
         return Err(bad(format!(
@@ -214,13 +221,20 @@ pub fn load_mask(path: &Path, (h, w): (usize, usize), opts: &MatAnyoneOptions) -
             ))
         })?
         .ok_or_else(|| bad("holds no picture; give a PNG mask (white = subject)".into()))?;
-    let (mw, mh) = (frame.width as usize, frame.height as usize);
     let step = if frame.deep { 6 } else { 3 };
+    let mut turned = Vec::new();
+    let (mw, mh, pixels) = if turn.rem_euclid(360) == 0 {
+        (frame.width as usize, frame.height as usize, &frame.rgb)
+    } else {
+        let size = (frame.width as usize, frame.height as usize);
+        let (tw, th) = crate::frames::rotate(&frame.rgb, size, step, turn, &mut turned);
+        (tw, th, &turned)
+    };
     let sample = |i: usize| -> u32 {
         if frame.deep {
-            u32::from(u16::from_le_bytes([frame.rgb[i], frame.rgb[i + 1]]) >> 8)
+            u32::from(u16::from_le_bytes([pixels[i], pixels[i + 1]]) >> 8)
         } else {
-            u32::from(frame.rgb[i])
+            u32::from(pixels[i])
         }
     };
     let gray: Vec<u8> = (0..mw * mh)
@@ -273,6 +287,8 @@ pub struct Run<'a> {
     size: (usize, usize),
     inner: (usize, usize),
     ratio: f64,
+    /// Clockwise degrees that bring a mask drawn upright to the frames.
+    turn: i32,
     frame: u64,
 }
 
@@ -283,6 +299,7 @@ impl<'a> Run<'a> {
         video: &'a Path,
         size: (usize, usize),
         ratio: f64,
+        rotation: i32,
     ) -> Self {
         Self {
             session: Session::new(&net.net, opts.memory(net.memory)),
@@ -292,6 +309,7 @@ impl<'a> Run<'a> {
             size,
             inner: internal_size(size, opts.max_size),
             ratio,
+            turn: (-rotation).rem_euclid(360),
             frame: 0,
         }
     }
@@ -315,7 +333,7 @@ impl<'a> Run<'a> {
             Some(self.first_mask(frame)?)
         } else {
             match self.opts.mask_at.iter().find(|m| m.frame == at) {
-                Some(m) => Some(load_mask(&m.file, self.inner, self.opts)?),
+                Some(m) => Some(load_mask(&m.file, self.inner, self.turn, self.opts)?),
                 None => None,
             }
         };
@@ -340,7 +358,7 @@ impl<'a> Run<'a> {
 
     fn first_mask(&self, frame: &Tensor) -> Result<Vec<f32>> {
         if let Some(file) = self.opts.mask_file(self.video) {
-            return load_mask(&file, self.inner, self.opts);
+            return load_mask(&file, self.inner, self.turn, self.opts);
         }
         if !self.opts.mask.auto {
             return Err(PipelineError::Input(format!(

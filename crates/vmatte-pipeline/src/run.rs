@@ -921,7 +921,14 @@ impl Infer<'_> {
         };
         let opts = settings.matanyone.clone().unwrap_or_default();
         let size = (self.info.height as usize, self.info.width as usize);
-        let mut run = crate::matanyone::Run::new(net, &opts, &self.info.path, size, self.ratio);
+        let mut run = crate::matanyone::Run::new(
+            net,
+            &opts,
+            &self.info.path,
+            size,
+            self.ratio,
+            self.info.rotation,
+        );
         let mut done = 0u64;
         for chunk in rx {
             let (frames, src) = self.take(chunk, noted)?;

@@ -150,7 +150,8 @@ pub async fn submit(
     let outdir = app.config.outdir.clone();
     let max_attempts = app.config.max_attempts;
     let path = input.clone();
-    let content = tokio::task::spawn_blocking(move || vmatte_jobs::content_id(&path))
+    let identity = spec.clone();
+    let content = tokio::task::spawn_blocking(move || identity.content_id(&path))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| {

@@ -229,7 +229,7 @@ fn enqueue(
         hidden: BTreeSet::new(),
     };
     for (n, input) in inputs.iter().enumerate() {
-        let content = match vmatte_jobs::content_id(input) {
+        let content = match config.spec.content_id(input) {
             Ok(c) => c,
             Err(err) => {
                 let o = Outcome::new(input, Status::Failed).with_error(unreadable(input, &err));

@@ -44,7 +44,7 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let mut rows = Vec::new();
     let mut unreadable = 0;
     for input in &found.inputs {
-        let content = match vmatte_jobs::content_id(input) {
+        let content = match config.spec.content_id(input) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!(
