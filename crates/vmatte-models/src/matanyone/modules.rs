@@ -58,7 +58,12 @@ impl LayerNorm {
 
 /// A convolution with a bias and the "same" padding.
 pub(super) fn conv(w: &Weights, input: usize, output: usize, kernel: usize) -> Result<Conv2d> {
-    Conv2d::load(w, ConvSpec::new(input, output, kernel), None)
+    Conv2d::load_winograd(
+        w,
+        ConvSpec::new(input, output, kernel),
+        None,
+        super::WINOGRAD,
+    )
 }
 
 /// `F.interpolate(mode='area')` by a whole factor: the mean of each

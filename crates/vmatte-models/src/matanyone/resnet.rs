@@ -15,13 +15,14 @@ const BN_EPS: f64 = 1e-5;
 
 /// `<conv>` with the BatchNorm `<bn>` folded in.
 pub(super) fn conv_bn(w: &Weights, conv: &str, bn: &str, spec: ConvSpec) -> Result<Conv2d> {
-    Conv2d::load(
+    Conv2d::load_winograd(
         &w.pp(conv),
         spec,
         Some(BatchNorm {
             weights: &w.pp(bn),
             eps: BN_EPS,
         }),
+        super::WINOGRAD,
     )
 }
 
