@@ -63,6 +63,16 @@ const REQUEST_OPTIONS: &[&str] = &[
     "despeckle",
     "despill",
     "temporal_smooth",
+    "mask",
+    "mask_dir",
+    "mask_at",
+    "warmup",
+    "mask_erode",
+    "mask_dilate",
+    "max_size",
+    "mem_every",
+    "max_mem_frames",
+    "top_k",
 ];
 
 /// `vmatte matte`'s options alone, to parse a request's into.
@@ -111,6 +121,16 @@ impl FromRequest {
             match value {
                 Value::Bool(true) => words.push(flag),
                 Value::Bool(false) | Value::Null => {}
+                // A repeatable option: one flag per item (its values may
+                // hold commas: they are paths).
+                Value::Array(items) if key == "mask_at" => {
+                    for item in items {
+                        match scalar(item) {
+                            Some(v) => words.push(format!("{flag}={v}")),
+                            None => return Err(wrong_type(key)),
+                        }
+                    }
+                }
                 Value::Array(items) => {
                     let parts: Option<Vec<String>> = items.iter().map(scalar).collect();
                     match parts {
@@ -134,9 +154,15 @@ impl FromRequest {
 fn overlay(to: &mut MatteOptions, from: &MatteOptions, key: &str) -> bool {
     let (g, fg) = (&mut to.gvm, &from.gvm);
     let (f, ff) = (&mut to.output.finish, &from.output.finish);
+    let (m, fm) = (&mut to.matanyone, &from.matanyone);
     match key {
         "preset" => to.preset.clone_from(&from.preset),
-        "model" => to.model.model.clone_from(&from.model.model),
+        // A request that names a model runs that installed model, not the
+        // weights file the server was started with.
+        "model" => {
+            to.model.model.clone_from(&from.model.model);
+            to.model.weights.clone_from(&from.model.weights);
+        }
         "downsample_ratio" => to.downsample_ratio = from.downsample_ratio,
         "seq_chunk" => to.seq_chunk = from.seq_chunk,
         "outputs" => to.output.outputs.clone_from(&from.output.outputs),
@@ -175,6 +201,16 @@ fn overlay(to: &mut MatteOptions, from: &MatteOptions, key: &str) -> bool {
         "despeckle" => f.despeckle = ff.despeckle,
         "despill" => f.despill = ff.despill,
         "temporal_smooth" => f.temporal_smooth = ff.temporal_smooth,
+        "mask" => m.mask.clone_from(&fm.mask),
+        "mask_dir" => m.mask_dir.clone_from(&fm.mask_dir),
+        "mask_at" => m.mask_at.clone_from(&fm.mask_at),
+        "warmup" => m.warmup = fm.warmup,
+        "mask_erode" => m.mask_erode = fm.mask_erode,
+        "mask_dilate" => m.mask_dilate = fm.mask_dilate,
+        "max_size" => m.max_size = fm.max_size,
+        "mem_every" => m.mem_every = fm.mem_every,
+        "max_mem_frames" => m.max_mem_frames = fm.max_mem_frames,
+        "top_k" => m.top_k = fm.top_k,
         _ => return false,
     }
     true

@@ -481,3 +481,61 @@ fn a_mask_drawn_upright_on_a_rotated_video_is_turned_back() {
         );
     }
 }
+
+/// Over HTTP: a video uploaded with its mask is matted with it (the mask
+/// kept beside the upload, where MatAnyone looks); a mask without
+/// MatAnyone, or a mask path outside the allowed folders, is refused with
+/// its field named.
+#[test]
+fn the_http_api_takes_a_mask_with_the_upload() {
+    use support::serve::{multipart, request, state_is, wait_job, Server};
+    let models = models();
+    let work = tempfile::tempdir().unwrap();
+    let input = clip(work.path(), "clip.mp4", 3);
+    let m = mask(
+        &work.path().join("m.png"),
+        (160, 96),
+        "black",
+        Some((24, 24, 48, 48)),
+    );
+    let out = work.path().join("out");
+    let server = Server::start(
+        &out,
+        &["--allow-root", work.path().to_str().unwrap()],
+        &[("VMATTE_MODEL_DIR", models.path().to_str().unwrap())],
+    );
+    let send = |options: &str, with_mask: bool| {
+        let video = std::fs::read(&input).unwrap();
+        let png = std::fs::read(&m).unwrap();
+        let mut files: Vec<(&str, &str, &[u8])> = vec![("file", "clip.mp4", &video)];
+        if with_mask {
+            files.push(("mask", "m.png", &png));
+        }
+        let (kind, body) = multipart(&[("options", options)], &files);
+        request("POST", &server.url("/api/jobs"), &[], Some((&kind, body)))
+    };
+    let r = send(
+        r#"{"model": "matanyone", "outputs": "alpha", "format": "png", "warmup": 0}"#,
+        true,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["job"]["id"].as_i64().unwrap();
+    let job = wait_job(&server, id, std::time::Duration::from_secs(120), |j| {
+        state_is("done")(j) || state_is("failed")(j)
+    });
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(alphas(&out, "clip").len(), 3);
+    assert!(
+        out.join("uploads/clip.mask.png").is_file(),
+        "{:?}",
+        list_dir(&out.join("uploads"))
+    );
+    // A mask for RVM: refused, naming the field.
+    let r = send(r#"{"outputs": "alpha"}"#, true);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["field"], "mask");
+    // A mask path outside the allowed folders: 403 on the field.
+    let r = send(r#"{"model": "matanyone", "mask": "/etc/hostname"}"#, false);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["field"], "mask");
+}

@@ -141,6 +141,31 @@ def test_models(rust_bin, models, fixtures, tmp_path):
     assert str(caught.value) == expected
 
 
+def test_matanyone_with_a_mask_from_rvm(sample, models, fixtures, tmp_path):
+    """MatAnyone through the same keywords as the CLI's flags: imported from
+    the tiny fixture, the mask made by RVM (installed in `models`)."""
+    model_dir = tmp_path / "models"
+    shutil.copytree(models, model_dir)
+    rows = vmatte.models.import_(fixtures / "matanyone" / "weights", name="matanyone", model_dir=model_dir)
+    assert {r["name"] for r in rows} == {"rvm-mobilenetv3", "matanyone"}
+    [report] = vmatte.matte(
+        sample,
+        tmp_path / "out",
+        model="matanyone",
+        mask="auto",
+        max_size=144,
+        warmup=0,
+        max_frames=2,
+        outputs=["alpha"],
+        format="png",
+        model_dir=model_dir,
+    )
+    assert report["frames"] == 2
+    with pytest.raises(vmatte.OptionError) as caught:
+        vmatte.matte(sample, tmp_path / "bad", mask_at=["5=x.png"], model_dir=model_dir)
+    assert "add --model matanyone" in str(caught.value)
+
+
 def test_ctrl_c_stops_cleanly_and_the_gil_is_free(sample, models, tmp_path):
     """SIGINT in the middle of `matte`: KeyboardInterrupt, nothing under a
     final name; meanwhile another Python thread ran."""

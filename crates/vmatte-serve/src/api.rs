@@ -261,7 +261,7 @@ async fn create(State(app): State<Arc<App>>, headers: HeaderMap, request: Reques
     } else {
         Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send multipart/form-data (field 'file', optional 'options' and 'webhook_url') \
+            "send multipart/form-data (field 'file', optional 'options', 'webhook_url' and 'mask') \
              or application/json ({\"path\": ..., \"options\": {...}})",
         ))
     };

@@ -112,10 +112,34 @@ pub async fn resolve(app: &Arc<App>, options: &Map<String, Value>) -> Result<Job
             .field("background"))
         }
     }
+    // MatAnyone's masks are files on the server too: the same rule.
+    for (field, path) in mask_paths(options) {
+        confine_lexically(&app.config.allow_roots, Path::new(&path)).map_err(|e| ApiError {
+            field: Some(field.into()),
+            ..e
+        })?;
+    }
     let (app2, options2) = (app.clone(), options.clone());
     let spec = tokio::task::spawn_blocking(move || app2.resolver.resolve(&options2))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
+    if let Some(m) = &spec.settings.matanyone {
+        let named = [
+            ("mask", m.mask.file.as_ref()),
+            ("mask_dir", m.mask.dir.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(f, p)| Some((f, p?)))
+        .chain(m.mask_at.iter().map(|at| ("mask_at", &at.file)));
+        for (field, path) in named {
+            if options.contains_key(field) {
+                confine(&app.config.allow_roots, path).map_err(|e| ApiError {
+                    field: Some(field.into()),
+                    ..e
+                })?;
+            }
+        }
+    }
     // The server's own background is its operator's; one a request names
     // must lie under the allowed folders, links resolved.
     if options.contains_key("background") {
@@ -124,6 +148,34 @@ pub async fn resolve(app: &Arc<App>, options: &Map<String, Value>) -> Result<Job
         }
     }
     Ok(spec)
+}
+
+/// The server paths a request's MatAnyone options name, by field: `mask`
+/// (unless `auto`), `mask_dir`, and the files of `mask_at`'s `FRAME=FILE`s.
+fn mask_paths(options: &Map<String, Value>) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(Value::String(m)) = options.get("mask") {
+        if m != "auto" {
+            out.push(("mask", m.clone()));
+        }
+    }
+    if let Some(Value::String(d)) = options.get("mask_dir") {
+        out.push(("mask_dir", d.clone()));
+    }
+    let at = match options.get("mask_at") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for item in at {
+        if let Some((_, file)) = item.split_once('=') {
+            out.push(("mask_at", file.to_string()));
+        }
+    }
+    out
 }
 
 /// Resolves the options, queues `input`, remembers the webhook: 201 with

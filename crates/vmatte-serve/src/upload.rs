@@ -7,6 +7,7 @@
 //! ```text
 //!  options ─► resolve (422 on a bad one) ─┐
 //!  file ─► .partial-N ─(size ok)─► link as <safe name>.<ext> ─► submit ─► 201 job
+//!  mask ─► .partial-N ─(size ok)─► renamed <safe name>.mask.png ─┘ (MatAnyone finds it beside)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ use crate::jobs;
 const PARTIAL: &str = ".partial-";
 /// Room for the multipart framing and the small fields around the file.
 const FRAMING: u64 = 1 << 20;
+/// The largest mask image taken (a 16-bit 8K PNG is well under it).
+const MASK_MAX: u64 = 256 << 20;
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -149,6 +152,7 @@ pub async fn create(
     let mut spec: Option<JobSpec> = None;
     let mut webhook: Option<String> = None;
     let mut file: Option<(Partial, String)> = None;
+    let mut mask: Option<Partial> = None;
     let dir = folder(&app.config.outdir);
     let interrupted = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -216,9 +220,38 @@ pub async fn create(
                 }
                 file = Some((partial, original));
             }
+            "mask" => {
+                if mask.is_some() {
+                    return Err(ApiError::bad(
+                        "one mask per request; later masks go with --mask-at in the options",
+                    )
+                    .field("mask"));
+                }
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                let partial = Partial {
+                    path: dir.join(format!("{PARTIAL}{}-{n}", std::process::id())),
+                };
+                let mut out = tokio::fs::File::create(&partial.path)
+                    .await
+                    .map_err(|e| write_failed(&e))?;
+                let mut written: u64 = 0;
+                while let Some(chunk) = field.chunk().await.map_err(interrupted)? {
+                    written += chunk.len() as u64;
+                    if written > MASK_MAX {
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("the mask is larger than {}; send a PNG", bytes(MASK_MAX)),
+                        )
+                        .field("mask"));
+                    }
+                    out.write_all(&chunk).await.map_err(|e| write_failed(&e))?;
+                }
+                out.sync_all().await.map_err(|e| write_failed(&e))?;
+                mask = Some(partial);
+            }
             other => {
                 return Err(ApiError::bad(format!(
-                    "unknown field '{}': send 'file', 'options' and 'webhook_url'",
+                    "unknown field '{}': send 'file', 'options', 'webhook_url' and (MatAnyone) 'mask'",
                     crate::error::one_line(other)
                 ))
                 .field(other));
@@ -232,6 +265,25 @@ pub async fn create(
         Some(spec) => spec,
         None => jobs::resolve(&app, &Map::new()).await?,
     };
+    if mask.is_some() {
+        match &spec.settings.matanyone {
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "a mask picks MatAnyone's subject; add \"model\": \"matanyone\" to the options",
+                )
+                .field("mask"))
+            }
+            Some(m) if m.mask.file.is_some() => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the options name a mask and one is attached; send one of them",
+                )
+                .field("mask"))
+            }
+            Some(_) => {}
+        }
+    }
     let dir2 = dir.clone();
     let from = partial.path.clone();
     let named = tokio::task::spawn_blocking(move || name_upload(&dir2, &from, &original))
@@ -240,10 +292,30 @@ pub async fn create(
         .map_err(|e| write_failed(&e))?;
     // The partial name goes; the final one (a second link) stays.
     drop(partial);
+    // Beside the video under its name, where MatAnyone looks: the video's
+    // name is new, so a file there is a stale one.
+    let beside = mask.map(|m| {
+        let stem = named
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let target = named.with_file_name(format!("{stem}.mask.png"));
+        (m, target)
+    });
+    if let Some((m, target)) = &beside {
+        if let Err(e) = std::fs::rename(&m.path, target) {
+            let _ = std::fs::remove_file(&named);
+            return Err(write_failed(&e));
+        }
+    }
     match jobs::submit(&app, named.clone(), spec, webhook.as_deref()).await {
         Ok(r) => Ok(r),
         Err(e) => {
             let _ = std::fs::remove_file(&named);
+            if let Some((_, target)) = &beside {
+                let _ = std::fs::remove_file(target);
+            }
             Err(e)
         }
     }

@@ -34,9 +34,12 @@ def install(name, model_dir=None, python=None):
 
 def import_(path, name=None, model_dir=None):
     """Imports weights you have (``rvm_*.pth``, ``.safetensors``, the authors'
-    ONNX) or registers a GVM folder; the installed models' rows."""
-    items = ["gvm", path] if name == "gvm" else [path]
-    opts = {"model_dir": model_dir, "name": None if name == "gvm" else name}
+    ONNX; MatAnyone's ``matanyone.pth`` or Hugging Face folder with
+    ``name="matanyone"``) or registers a GVM folder (``name="gvm"``); the
+    installed models' rows."""
+    positional = name in ("gvm", "matanyone")
+    items = [name, path] if positional else [path]
+    opts = {"model_dir": model_dir, "name": None if positional else name}
     _run(_argv("models import", items, opts))
     return [r for r in list(model_dir) if r["installed"]]
 
