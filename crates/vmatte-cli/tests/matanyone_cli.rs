@@ -234,6 +234,19 @@ fn the_mask_picks_the_subject_at_any_size_and_mask_at_reanchors() {
         mean_abs(&a[0], &b[0])
     );
     assert_eq!(a, c, "a mask of twice the size is scaled to the same mask");
+    // Inside at 40 px (40x66, padded to 48x80 and cropped back, then
+    // scaled up): every frame comes out at the video's size.
+    let small = work.path().join("small");
+    let r = run(
+        models.path(),
+        &input,
+        &small,
+        &["--mask", left.to_str().unwrap(), "--max-size", "40"],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    let s = alphas(&small, "clip");
+    assert_eq!(s.len(), 8);
+    assert_eq!(s[0].len(), a[0].len());
     // Re-anchored at frame 5: the same up to it, then the other subject.
     assert_eq!(a[..5], d[..5]);
     assert!(

@@ -45,11 +45,14 @@ pub(super) fn planar_frames<'a>(
 }
 
 /// Whether a 4-D layout's frames are each their planes one after another
-/// (see [`planar_frames`]).
+/// (see [`planar_frames`]). The stride of an axis of size 1 is never used:
+/// candle calls such a layout contiguous whatever it is (a one-channel
+/// crop of a taller plane, say), and so must this.
 pub(crate) fn frames_planar(l: &Layout) -> bool {
-    l.shape()
-        .dims4()
-        .is_ok_and(|(_, _, h, w)| l.stride()[1..] == [h * w, w, 1])
+    l.shape().dims4().is_ok_and(|(_, c, h, w)| {
+        let s = l.stride();
+        (c == 1 || s[1] == h * w) && (h == 1 || s[2] == w) && (w == 1 || s[3] == 1)
+    })
 }
 
 /// Row `y` of a plane `w` pixels wide and `h` high; `None` in the padding
