@@ -5,7 +5,7 @@
 # 0.25, composite + alpha H.264) on a 10-second and a LONG-second (default 600,
 # ten minutes) 1080p25 clip made with libav's testsrc2 source. With
 # `matanyone`, MatAnyone instead (the tiny fixture model standing in for the
-# release's weights, at --max-size 270, a box mask on the first frame, alpha
+# release's weights, at --max-size 144, a box mask on the first frame, alpha
 # H.264 only): what is measured is whether its state grows with the video,
 # not its weights. While each runs,
 # the process's resident set (VmRSS) and its high-water mark (VmHWM) are read
@@ -34,7 +34,7 @@ if [[ $model == matanyone ]]; then
         -vf drawbox=x=640:y=270:w=640:h=540:color=white:t=fill -frames:v 1 "$mask"
     # Alpha only: a composite would add the finishing's colour estimation at
     # 1080p, which is not MatAnyone's state.
-    matte_args=(--model matanyone --mask "$mask" --max-size 270 --outputs alpha)
+    matte_args=(--model matanyone --mask "$mask" --max-size 144 --outputs alpha)
 fi
 
 echo "| clip | frames | seconds | fps | peak RSS (MiB) |"
