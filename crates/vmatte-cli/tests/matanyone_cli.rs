@@ -72,6 +72,11 @@ fn mask(path: &Path, size: (u32, u32), fill: &str, bx: Option<(u32, u32, u32, u3
     path.to_path_buf()
 }
 
+/// A black mask of `size` with a white box `(x, y, w, h)`.
+fn boxed(dir: &Path, name: &str, size: (u32, u32), bx: (u32, u32, u32, u32)) -> PathBuf {
+    mask(&dir.join(name), size, "black", Some(bx))
+}
+
 /// `matte CLIP -o OUT --model matanyone` with alpha as 8-bit PNGs, no
 /// warm-up (the random model's warm-up pulls every mask's matte together,
 /// see the fixture's README) and no erosion unless `extra` says otherwise.
@@ -169,25 +174,10 @@ fn the_mask_picks_the_subject_at_any_size_and_mask_at_reanchors() {
     let models = models();
     let work = tempfile::tempdir().unwrap();
     let input = clip(work.path(), "clip.mp4", 8);
-    let left = mask(
-        &work.path().join("left.png"),
-        (160, 96),
-        "black",
-        Some((24, 24, 48, 48)),
-    );
-    let right = mask(
-        &work.path().join("right.png"),
-        (160, 96),
-        "black",
-        Some((96, 24, 48, 48)),
-    );
+    let left = boxed(work.path(), "left.png", (160, 96), (24, 24, 48, 48));
+    let right = boxed(work.path(), "right.png", (160, 96), (96, 24, 48, 48));
     // The left mask at twice the size: nearest scaling makes it the same.
-    let big = mask(
-        &work.path().join("big.png"),
-        (320, 192),
-        "black",
-        Some((48, 48, 96, 96)),
-    );
+    let big = boxed(work.path(), "big.png", (320, 192), (48, 48, 96, 96));
     let outs: Vec<_> = (0..4)
         .map(|i| work.path().join(format!("out{i}")))
         .collect();
@@ -295,12 +285,7 @@ fn bad_masks_fail_in_one_line_and_leave_nothing() {
         &["--mask FILE", "clip.mask.png", "--mask auto"],
     );
     // Eroded away.
-    let tiny = mask(
-        &work.path().join("tiny.png"),
-        (160, 96),
-        "black",
-        Some((70, 40, 4, 4)),
-    );
+    let tiny = boxed(work.path(), "tiny.png", (160, 96), (70, 40, 4, 4));
     let mut args = vec!["--mask", tiny.to_str().unwrap()];
     args.extend(["--mask-erode", "15"]);
     let out = run(models.path(), &input, &work.path().join("eroded"), &args);
@@ -341,18 +326,8 @@ fn batch_finds_a_mask_per_input() {
     let b = clip(work.path(), "b.mp4", 3);
     let c = clip(work.path(), "c.mp4", 5);
     // a's mask beside it, b's in --mask-dir, c has none.
-    mask(
-        &work.path().join("a.mask.png"),
-        (160, 96),
-        "black",
-        Some((24, 24, 48, 48)),
-    );
-    mask(
-        &masks.join("b.mask.png"),
-        (160, 96),
-        "black",
-        Some((96, 24, 48, 48)),
-    );
+    boxed(work.path(), "a.mask.png", (160, 96), (24, 24, 48, 48));
+    boxed(&masks, "b.mask.png", (160, 96), (96, 24, 48, 48));
     let out_dir = work.path().join("out");
     let out = vmatte(&[
         "batch",
@@ -447,18 +422,8 @@ fn a_mask_drawn_upright_on_a_rotated_video_is_turned_back() {
     ]);
     // `rotate=90` shows stored pixel (x, y) at (y, 159 - x) of the 96x160
     // picture: the stored box (24, 24, 48, 48) is drawn at (24, 88).
-    let stored = mask(
-        &work.path().join("stored.png"),
-        (160, 96),
-        "black",
-        Some((24, 24, 48, 48)),
-    );
-    let upright = mask(
-        &work.path().join("upright.png"),
-        (96, 160),
-        "black",
-        Some((24, 88, 48, 48)),
-    );
+    let stored = boxed(work.path(), "stored.png", (160, 96), (24, 24, 48, 48));
+    let upright = boxed(work.path(), "upright.png", (96, 160), (24, 88, 48, 48));
     let (a, b) = (work.path().join("a"), work.path().join("b"));
     let r = run(
         models.path(),
@@ -505,12 +470,7 @@ fn the_http_api_takes_a_mask_with_the_upload() {
     let models = models();
     let work = tempfile::tempdir().unwrap();
     let input = clip(work.path(), "clip.mp4", 3);
-    let m = mask(
-        &work.path().join("m.png"),
-        (160, 96),
-        "black",
-        Some((24, 24, 48, 48)),
-    );
+    let m = boxed(work.path(), "m.png", (160, 96), (24, 24, 48, 48));
     let out = work.path().join("out");
     let server = Server::start(
         &out,

@@ -195,22 +195,8 @@ pub async fn create(
                     );
                 }
                 let original = field.file_name().unwrap_or("upload").to_string();
-                let n = NEXT.fetch_add(1, Ordering::Relaxed);
-                let partial = Partial {
-                    path: dir.join(format!("{PARTIAL}{}-{n}", std::process::id())),
-                };
-                let mut out = tokio::fs::File::create(&partial.path)
-                    .await
-                    .map_err(|e| write_failed(&e))?;
-                let mut written: u64 = 0;
-                while let Some(chunk) = field.chunk().await.map_err(interrupted)? {
-                    written += chunk.len() as u64;
-                    if written > max {
-                        return Err(too_big(max));
-                    }
-                    out.write_all(&chunk).await.map_err(|e| write_failed(&e))?;
-                }
-                out.sync_all().await.map_err(|e| write_failed(&e))?;
+                let (partial, written) =
+                    store_part(&mut field, &dir, max, || too_big(max), interrupted).await?;
                 if written == 0 {
                     return Err(ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -227,26 +213,15 @@ pub async fn create(
                     )
                     .field("mask"));
                 }
-                let n = NEXT.fetch_add(1, Ordering::Relaxed);
-                let partial = Partial {
-                    path: dir.join(format!("{PARTIAL}{}-{n}", std::process::id())),
+                let mask_too_big = || {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("the mask is larger than {}; send a PNG", bytes(MASK_MAX)),
+                    )
+                    .field("mask")
                 };
-                let mut out = tokio::fs::File::create(&partial.path)
-                    .await
-                    .map_err(|e| write_failed(&e))?;
-                let mut written: u64 = 0;
-                while let Some(chunk) = field.chunk().await.map_err(interrupted)? {
-                    written += chunk.len() as u64;
-                    if written > MASK_MAX {
-                        return Err(ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("the mask is larger than {}; send a PNG", bytes(MASK_MAX)),
-                        )
-                        .field("mask"));
-                    }
-                    out.write_all(&chunk).await.map_err(|e| write_failed(&e))?;
-                }
-                out.sync_all().await.map_err(|e| write_failed(&e))?;
+                let (partial, _) =
+                    store_part(&mut field, &dir, MASK_MAX, mask_too_big, interrupted).await?;
                 mask = Some(partial);
             }
             other => {
@@ -319,6 +294,35 @@ pub async fn create(
             Err(e)
         }
     }
+}
+
+/// Streams a file part to a new partial file in `dir`, refusing it with
+/// `too_big` past `limit` bytes; the partial (removed when dropped) and
+/// the bytes written.
+async fn store_part(
+    field: &mut axum::extract::multipart::Field<'_>,
+    dir: &Path,
+    limit: u64,
+    too_big: impl Fn() -> ApiError,
+    interrupted: impl Fn(axum::extract::multipart::MultipartError) -> ApiError,
+) -> Result<(Partial, u64), ApiError> {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let partial = Partial {
+        path: dir.join(format!("{PARTIAL}{}-{n}", std::process::id())),
+    };
+    let mut out = tokio::fs::File::create(&partial.path)
+        .await
+        .map_err(|e| write_failed(&e))?;
+    let mut written: u64 = 0;
+    while let Some(chunk) = field.chunk().await.map_err(&interrupted)? {
+        written += chunk.len() as u64;
+        if written > limit {
+            return Err(too_big());
+        }
+        out.write_all(&chunk).await.map_err(|e| write_failed(&e))?;
+    }
+    out.sync_all().await.map_err(|e| write_failed(&e))?;
+    Ok((partial, written))
 }
 
 /// The fields beside the file are small: read whole, but never past this.
