@@ -3,6 +3,8 @@
 
 use gemm::Parallelism;
 
+use super::matmul::{OWN_FROM_K, PANEL_COLUMNS};
+
 /// `dst (m x n) += lhs (m x k) * rhs (k x n)`, every matrix row-major with
 /// unit column stride: `lhs` packed, `dst` and `rhs` with the row strides
 /// given. The one product shape all the convolution kernels need. With
@@ -50,15 +52,8 @@ pub(super) unsafe fn gemm_into(
     }
 }
 
-/// Inner dimensions from which [`matmul_add`] runs vmatte's own
-/// micro-kernel: with a long inner dimension it is about twice gemm's
-/// speed here (the patch matrices of ResNet-50's stem and strided layers,
-/// 147 to 2304 taps).
-const OWN_FROM_K: usize = 128;
-
-/// Columns per task of [`own_matmul_add`]: a multiple of two vectors of
-/// the widest lanes, so only the last block has a scalar tail.
-const OWN_BLOCK: usize = 256;
+/// Columns per task of [`own_matmul_add`].
+const OWN_BLOCK: usize = 8 * PANEL_COLUMNS;
 
 /// [`matmul_add`] on vmatte's micro-kernel, blocks of columns across the
 /// workers.
@@ -105,7 +100,7 @@ pub(super) fn matmul_add(
     k: usize,
     cols: usize,
 ) {
-    if k >= OWN_FROM_K && m > 8 {
+    if k >= OWN_FROM_K {
         own_matmul_add(dst, dst_rs, lhs, rhs, (m, k, cols));
         return;
     }

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::buffers::{balanced_blocks, SendPtr};
 use super::conv::ConvOp;
 use super::gemm::gemm_into;
-use super::matmul::{matmul, Product};
+use super::matmul::{matmul, Product, OWN_FROM_K, PANEL_COLUMNS};
 
 /// Floats of input and output a pointwise block keeps in a core's L2.
 const POINTWISE_L2: usize = 1 << 18;
@@ -17,16 +17,6 @@ const POINTWISE_L2: usize = 1 << 18;
 /// micro-kernel rather than gemm's, whose kernels are shaped for more rows
 /// (RVM's last layer: 16 to 4 channels at the decoder's full size).
 const FEW_OUTPUTS: usize = 8;
-
-/// Input channels from which a 1x1 layer's product is vmatte's own
-/// micro-kernel again: with a long inner dimension it runs about twice
-/// gemm's speed here (MatAnyone's ResNet-50, 128 to 1024 channels), where
-/// gemm's packing of both operands per call does not pay.
-const MANY_INPUTS: usize = 128;
-
-/// Column alignment of the blocks the own micro-kernel gets: two vectors
-/// of the widest lanes, so that no block but the last has a scalar tail.
-const OWN_COLUMNS: usize = 32;
 
 /// A 1x1 convolution of one image in blocks of pixels, a block per task:
 /// each block's outputs are written by gemm (or, with few, by [`matmul`]),
@@ -41,11 +31,11 @@ pub(super) fn conv_pointwise(
     dst: SendPtr,
 ) {
     let o = op.spec.out_channels;
-    let own = o <= FEW_OUTPUTS || c >= MANY_INPUTS;
+    let own = o <= FEW_OUTPUTS || c >= OWN_FROM_K;
     let widest = (POINTWISE_L2 / (c + o)).clamp(64, 4096);
     let (starts, cols_per_block) = match balanced_blocks(plane, widest) {
         (_, cols) if own && o > FEW_OUTPUTS => {
-            let cols = cols.next_multiple_of(OWN_COLUMNS).min(plane);
+            let cols = cols.next_multiple_of(PANEL_COLUMNS).min(plane);
             ((0..plane).step_by(cols).collect(), cols)
         }
         blocks => blocks,
