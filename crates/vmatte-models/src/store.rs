@@ -396,7 +396,7 @@ impl ModelStore {
     /// Converts any weight file vmatte reads into `<dir>/<name>.safetensors`.
     /// The name defaults to the model the weights turn out to be.
     pub fn import(&self, file: &Path, name: Option<&str>) -> Result<(PathBuf, &'static str)> {
-        let (tensors, mut metadata) = read_tensors(file)?;
+        let (tensors, metadata) = read_tensors(file)?;
         let weights = Weights::new(tensors.clone(), file, &Device::Cpu, DType::F32)
             .with_metadata(metadata.clone());
         let variant = Variant::detect(&weights)?;
@@ -420,16 +420,7 @@ impl ModelStore {
             }
             None => model_name_for(variant),
         };
-        let file_name = file
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        metadata.insert(meta::SOURCE.into(), file_name);
-        metadata.insert(meta::SOURCE_SHA256.into(), sha256_file(file)?);
-        metadata.insert(meta::VARIANT.into(), variant.name().into());
-        let path = self.path_of(name);
-        write_safetensors(&tensors, metadata, &path)?;
-        std::fs::write(sidecar(&path), sha256_file(&path)?).map_err(Error::io(&sidecar(&path)))?;
+        let path = self.install_file(name, &tensors, metadata, file, variant.name())?;
         Ok((path, name))
     }
 
@@ -444,9 +435,9 @@ impl ModelStore {
         let (config, config_json) = match &config_path {
             Some(c) => {
                 let text = std::fs::read_to_string(c).map_err(Error::io(c))?;
-                (Config::read(c)?, text)
+                (Config::parse(c, &text)?, Some(text))
             }
-            None => (Config::default(), String::new()),
+            None => (Config::default(), None),
         };
         let (tensors, mut metadata) = read_tensors(&file)?;
         let weights = Weights::new(tensors.clone(), &file, &Device::Cpu, DType::F32);
@@ -460,18 +451,32 @@ impl ModelStore {
             });
         }
         MatAnyone::from_weights(&weights, config.model)?;
-        let file_name = file
+        if let Some(text) = config_json {
+            metadata.insert(meta::CONFIG.into(), text);
+        }
+        self.install_file(MATANYONE, &tensors, metadata, &file, MATANYONE)
+    }
+
+    /// Writes `tensors` as `<dir>/<name>.safetensors` with `metadata` and
+    /// where they came from (`source`'s name and sha256, `variant`), and
+    /// the checksum beside it that loads check.
+    fn install_file(
+        &self,
+        name: &str,
+        tensors: &HashMap<String, Tensor>,
+        mut metadata: HashMap<String, String>,
+        source: &Path,
+        variant: &str,
+    ) -> Result<PathBuf> {
+        let file_name = source
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         metadata.insert(meta::SOURCE.into(), file_name);
-        metadata.insert(meta::SOURCE_SHA256.into(), sha256_file(&file)?);
-        metadata.insert(meta::VARIANT.into(), MATANYONE.into());
-        if !config_json.is_empty() {
-            metadata.insert(meta::CONFIG.into(), config_json);
-        }
-        let path = self.path_of(MATANYONE);
-        write_safetensors(&tensors, metadata, &path)?;
+        metadata.insert(meta::SOURCE_SHA256.into(), sha256_file(source)?);
+        metadata.insert(meta::VARIANT.into(), variant.into());
+        let path = self.path_of(name);
+        write_safetensors(tensors, metadata, &path)?;
         std::fs::write(sidecar(&path), sha256_file(&path)?).map_err(Error::io(&sidecar(&path)))?;
         Ok(path)
     }

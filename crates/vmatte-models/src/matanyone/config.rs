@@ -149,13 +149,20 @@ pub struct Config {
 
 impl Config {
     pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Weights {
+            path: path.to_path_buf(),
+            reason: format!("cannot read it ({e})"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// The config in `text`, read from `path` (which errors name).
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
         let bad = |reason: String| Error::Weights {
             path: path.to_path_buf(),
             reason,
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it ({e})")))?;
-        let json: Value = serde_json::from_str(&text)
+        let json: Value = serde_json::from_str(text)
             .map_err(|e| bad(format!("not JSON ({e}); pass MatAnyone's config.json")))?;
         Self::from_json(&json).map_err(|what| {
             bad(format!(
