@@ -190,6 +190,17 @@ fn host(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
 }
 
+/// `gray` (`from`, rows x columns) scaled to `to` as PyTorch's `nearest`
+/// does: source index floor(dst · in / out).
+fn nearest(gray: Vec<u8>, (fh, fw): (usize, usize), (h, w): (usize, usize)) -> Vec<u8> {
+    if (fh, fw) == (h, w) {
+        return gray;
+    }
+    (0..h * w)
+        .map(|p| gray[(p / w * fh / h) * fw + (p % w) * fw / w])
+        .collect()
+}
+
 /// A mask image as the model takes it: turned `turn` degrees clockwise
 /// (a mask drawn on the picture as players show a rotated video is turned
 /// back to its stored frames), gray (PIL's weights), scaled to `size` by
@@ -202,24 +213,21 @@ pub fn load_mask(
     opts: &MatAnyoneOptions,
 ) -> Result<Vec<f32>> {
     let bad = |what: String| PipelineError::Input(format!("{}: {what}", path.display()));
+    let unreadable = |e: vmatte_media::MediaError| {
+        bad(format!(
+            "not a readable image ({e}); give a PNG mask (white = subject)"
+        ))
+    };
     if !path.is_file() {
         return Err(bad(format!(
             "mask not found; give a PNG mask (white = subject) with {}",
             Setting::Mask
         )));
     }
-    let mut source = vmatte_media::open_source(path, None).map_err(|e| {
-        bad(format!(
-            "not a readable image ({e}); give a PNG mask (white = subject)"
-        ))
-    })?;
+    let mut source = vmatte_media::open_source(path, None).map_err(unreadable)?;
     let frame = source
         .next_frame()
-        .map_err(|e| {
-            bad(format!(
-                "not a readable image ({e}); give a PNG mask (white = subject)"
-            ))
-        })?
+        .map_err(unreadable)?
         .ok_or_else(|| bad("holds no picture; give a PNG mask (white = subject)".into()))?;
     let step = if frame.deep { 6 } else { 3 };
     let mut turned = Vec::new();
@@ -256,17 +264,7 @@ pub fn load_mask(
                 .into(),
         ));
     }
-    // PyTorch's `nearest`: source index floor(dst · in / out).
-    let scaled: Vec<u8> = if (mh, mw) == (h, w) {
-        gray
-    } else {
-        (0..h * w)
-            .map(|p| {
-                let (y, x) = (p / w, p % w);
-                gray[(y * mh / h) * mw + x * mw / w]
-            })
-            .collect()
-    };
+    let scaled = nearest(gray, (mh, mw), (h, w));
     let prepared = mask::prepare(&scaled, (w, h), opts.erode, opts.dilate);
     if prepared.iter().all(|&v| v == 0.0) {
         return Err(bad(format!(
@@ -389,15 +387,7 @@ impl<'a> Run<'a> {
                 Setting::Mask.with("auto")
             )));
         }
-        let (h, w) = self.size;
-        let scaled: Vec<u8> = if self.inner == self.size {
-            gray
-        } else {
-            let (ih, iw) = self.inner;
-            (0..ih * iw)
-                .map(|p| gray[((p / iw) * h / ih) * w + (p % iw) * w / iw])
-                .collect()
-        };
+        let scaled = nearest(gray, self.size, self.inner);
         Ok(mask::prepare(
             &scaled,
             (self.inner.1, self.inner.0),

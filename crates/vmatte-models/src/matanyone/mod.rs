@@ -64,7 +64,6 @@ pub struct MatAnyone {
     temp_sparity: UncertPred,
     mean: Tensor,
     std: Tensor,
-    device: Device,
 }
 
 /// What the mask encoder makes of a frame and its mask.
@@ -121,9 +120,8 @@ impl MatAnyone {
     }
 
     pub fn from_weights(w: &Weights, c: ModelConfig) -> Result<Self> {
-        let device = w.device().clone();
         let column = |v: [f32; 3]| -> Result<Tensor> {
-            Ok(Tensor::from_vec(v.to_vec(), (1, 3, 1, 1), &device)?.to_dtype(w.dtype())?)
+            Ok(Tensor::from_vec(v.to_vec(), (1, 3, 1, 1), w.device())?.to_dtype(w.dtype())?)
         };
         Ok(Self {
             pixel_encoder: PixelEncoder::load(&w.pp("pixel_encoder"), &c)?,
@@ -138,12 +136,7 @@ impl MatAnyone {
             mean: column(c.pixel_mean)?,
             std: column(c.pixel_std)?,
             config: c,
-            device,
         })
-    }
-
-    pub fn device(&self) -> &Device {
-        &self.device
     }
 
     /// `(image - mean) / std` of an RGB image in [0, 1], `(1, 3, H, W)`.
