@@ -108,6 +108,34 @@ fn run(models: &Path, input: &Path, out: &Path, extra: &[&str]) -> std::process:
     vmatte(&args)
 }
 
+/// `batch INPUTS -o OUT --model matanyone` with alpha as PNGs and no
+/// warm-up, then `extra`.
+fn matanyone_batch(
+    models: &Path,
+    inputs: &[&Path],
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec!["batch"];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    args.extend([
+        "-o",
+        out.to_str().unwrap(),
+        "--model",
+        "matanyone",
+        "--model-dir",
+        models.to_str().unwrap(),
+        "--outputs",
+        "alpha",
+        "--format",
+        "png",
+        "--warmup",
+        "0",
+    ]);
+    args.extend_from_slice(extra);
+    vmatte(&args)
+}
+
 /// The alpha PNG frames of a run, as bytes of gray.
 fn alphas(out: &Path, stem: &str) -> Vec<Vec<u8>> {
     let dir = out.join(format!("{stem}.alpha"));
@@ -329,27 +357,12 @@ fn batch_finds_a_mask_per_input() {
     boxed(work.path(), "a.mask.png", (160, 96), (24, 24, 48, 48));
     boxed(&masks, "b.mask.png", (160, 96), (96, 24, 48, 48));
     let out_dir = work.path().join("out");
-    let out = vmatte(&[
-        "batch",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        c.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--model",
-        "matanyone",
-        "--model-dir",
-        models.path().to_str().unwrap(),
-        "--mask-dir",
-        masks.to_str().unwrap(),
-        "--outputs",
-        "alpha",
-        "--format",
-        "png",
-        "--warmup",
-        "0",
-        "--json",
-    ]);
+    let out = matanyone_batch(
+        models.path(),
+        &[&a, &b, &c],
+        &out_dir,
+        &["--mask-dir", masks.to_str().unwrap(), "--json"],
+    );
     assert_no_panic(&out, "batch");
     assert!(!out.status.success(), "c has no mask: {}", stderr(&out));
     let report = json_of(&out);
@@ -374,29 +387,12 @@ fn batch_finds_a_mask_per_input() {
     // With --mask auto, the sample clip (RVM sees its person) is matted
     // from RVM's mask; a and b keep their masks.
     let sample = sample_clip();
-    let out = vmatte(&[
-        "batch",
-        sample.to_str().unwrap(),
-        a.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--model",
-        "matanyone",
-        "--model-dir",
-        models.path().to_str().unwrap(),
-        "--mask",
-        "auto",
-        "--outputs",
-        "alpha",
-        "--format",
-        "png",
-        "--warmup",
-        "0",
-        "--max-frames",
-        "2",
-        "--max-size",
-        "144",
-    ]);
+    let out = matanyone_batch(
+        models.path(),
+        &[&sample, &a],
+        &out_dir,
+        &["--mask", "auto", "--max-frames", "2", "--max-size", "144"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let stem = sample.file_stem().unwrap().to_str().unwrap();
     assert_eq!(alphas(&out_dir, stem).len(), 2);
