@@ -7,19 +7,22 @@
 # library (libcuda.so.1, which no wheel ships) is replaced at link time by a
 # stub generated from cuda.h. The real driver is loaded when the binary runs.
 #
-#   scripts/build-cuda.sh            build dist/vmatte-cuda/
+#   scripts/build-cuda.sh [CAPS]     build target/cuda/release/vmatte
+#
+# CAPS: the GPUs' compute capabilities to run on, comma-separated (default
+# 90: H100/H200; or CUDA_COMPUTE_CAPS). candle compiles its kernels to PTX
+# for one virtual architecture, which the driver compiles for the card at
+# first use and which runs on that architecture and every newer one, so
+# the kernels are built for the lowest in the list: `80` runs on every card
+# from Ampere on (docs/gpu.md has the table). cuBLAS and cuDNN, which do
+# the convolutions and matrix products, carry kernels for every card.
 #
 # Environment:
-#   CUDA_COMPUTE_CAP   GPU architecture to compile kernels for (default 90:
-#                      H100/H200; 89 Ada, 86 Ampere consumer, 80 A100)
 #   VMATTE_CUDA_VENV   where the wheels go (default .cache/cuda-venv, ~1.7 GB)
 #
-# Output, a folder to copy to the GPU machine:
-#   dist/vmatte-cuda/vmatte          the binary (rpath $ORIGIN/lib)
-#   dist/vmatte-cuda/lib/            libav and its dependencies from this
-#                                    machine, so the GPU machine needs none
-#   dist/vmatte-cuda/vmatte-cuda     launcher: finds the CUDA runtime
-#                                    libraries (see docs/gpu.md) and runs it
+# Output: target/cuda/release/vmatte, linked against this machine's libav;
+# scripts/package.sh cuda makes the tarball that travels (the small libav,
+# the launcher scripts/vmatte-cuda, licences).
 #
 # Idempotent: the wheels are installed once, and a second run is an
 # incremental cargo build (seconds when only Rust code changed; changing
@@ -30,10 +33,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/deps.sh
 source scripts/deps.sh
 
-CAP=${CUDA_COMPUTE_CAP:-90}
+CAPS=${1:-${CUDA_COMPUTE_CAPS:-${CUDA_COMPUTE_CAP:-90}}}
+CAP=
+for cap in ${CAPS//,/ }; do
+    case $cap in
+    75 | 80 | 86 | 87 | 89 | 90 | 100 | 103 | 110 | 120 | 121) ;;
+    *) vmatte_die "build-cuda.sh: '$cap' is not a compute capability CUDA 13 builds for (75 80 86 87 89 90 100 103 110 120 121; docs/gpu.md)" ;;
+    esac
+    if [[ -z $CAP ]] || ((cap < CAP)); then CAP=$cap; fi
+done
+[[ -n $CAP ]] || vmatte_die "build-cuda.sh: no compute capability given"
 VENV=${VMATTE_CUDA_VENV:-$VMATTE_REPO/.cache/cuda-venv}
 TARGET_DIR=$VMATTE_REPO/target/cuda
-DIST=$VMATTE_REPO/dist/vmatte-cuda
 
 # CUDA 13.0, the versions PyTorch 2.11 for CUDA 13.0 resolves to. nvvm is
 # pinned too: unpinned, it resolves to 13.5 and ptxas rejects its PTX
@@ -77,22 +88,6 @@ cuda_link_dir() {
     fi
 }
 
-# Copies the libraries the binary needs from this machine (libav and what it
-# pulls in) beside it, leaving out glibc's own and the CUDA ones, which the
-# launcher finds on the GPU machine.
-bundle_libs() {
-    local bin=$1 libdir=$2 lib
-    rm -rf "$libdir"
-    mkdir -p "$libdir"
-    ldd "$bin" | awk '/=> \// {print $3}' | while read -r lib; do
-        case $(basename "$lib") in
-        libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux* | libgcc_s.so.*) ;;
-        libcuda.so.* | libcudart.so.* | libcublas*.so.* | libcurand.so.* | libcudnn*.so.* | libnvrtc*.so.*) ;;
-        *) cp -L "$lib" "$libdir/" ;;
-        esac
-    done
-}
-
 cuda_wheels
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 CU13=$SITE/nvidia/cu13
@@ -109,12 +104,5 @@ vmatte_log "cargo build --release --features cuda (sm_$CAP; the first build comp
 start=$SECONDS
 cargo build --release --locked -p vmatte-cli --features cuda
 vmatte_log "built in $((SECONDS - start)) s"
+echo "$CAPS (PTX for compute_$CAP, compiled by the driver for the card at first use)" >"$TARGET_DIR/COMPUTE_CAPS"
 
-mkdir -p "$DIST"
-# The release profile keeps line tables for profiling here; the copy that
-# travels does without them (about a fifth of the size).
-objcopy --strip-debug "$TARGET_DIR/release/vmatte" "$DIST/vmatte.partial"
-mv "$DIST/vmatte.partial" "$DIST/vmatte"
-LD_LIBRARY_PATH=$LINK bundle_libs "$DIST/vmatte" "$DIST/lib"
-cp scripts/vmatte-cuda "$DIST/vmatte-cuda"
-vmatte_log "dist/vmatte-cuda ready: $(du -sh "$DIST" | cut -f1); run it with dist/vmatte-cuda/vmatte-cuda (docs/gpu.md)"

@@ -11,9 +11,15 @@ package that installed the original (dpkg -S) and writes, beside them,
 texts) and `licenses/README.txt` (library -> package -> licences). In a
 wheel, RECORD is updated to match.
 
+FFmpeg's own libraries in a tarball are built by scripts/build-libav.sh
+rather than taken from Debian: with VMATTE_LIBAV_PREFIX set to its prefix,
+the libraries found there are recorded as that build, with FFmpeg's licence
+texts and its configuration (licenses/ffmpeg/).
+
 usage: bundled-licences.py --wheel WHEEL
        bundled-licences.py --dir LIBDIR
 """
+import os
 import base64
 import hashlib
 import re
@@ -50,17 +56,26 @@ def licence_files(names, where):
     """{path under `where`: bytes} for the bundled libraries `names` (as
     bundled; a wheel's carry a hash the original's name lacks)."""
     added, rows = {}, []
+    own = Path(os.environ.get("VMATTE_LIBAV_PREFIX", "/nonexistent"))
     for bundled in names:
         original = re.sub(r"-[0-9a-f]{8}(?=\.)", "", bundled, count=1)
+        if (own / "lib" / original).exists():
+            texts = own / "share" / "licenses"
+            for text in sorted(texts.iterdir()):
+                added.setdefault(f"{where}/licenses/ffmpeg/{text.name}", text.read_bytes())
+            rows.append(f"{bundled}  {original}  FFmpeg built by scripts/build-libav.sh (ffmpeg/BUILD.txt)  "
+                        "GPL-2.0-or-later (configured with --enable-gpl; ffmpeg/LICENSE.md)")
+            continue
         pkg = package_of(LIBDIR / original)
         copyright_path = Path("/usr/share/doc") / pkg / "copyright"
         text = copyright_path.read_text(errors="replace") if copyright_path.exists() else ""
         added.setdefault(f"{where}/licenses/{pkg}.copyright", text.encode())
         rows.append(f"{bundled}  {original}  {pkg}  {', '.join(licences(text))}")
     readme = (
-        f"Libraries bundled in {where}/, as Debian 12 builds them: bundled name,\n"
-        "original name, Debian package, licences (the package's copyright file,\n"
-        "beside this one, has the texts). vmatte itself is GPL-3.0-or-later.\n\n"
+        f"Libraries bundled in {where}/: bundled name, original name, the Debian 12\n"
+        "package it comes from (or FFmpeg's own build), licences (the package's\n"
+        "copyright file, or ffmpeg/, beside this one, has the texts). vmatte itself\n"
+        "is GPL-3.0-or-later.\n\n"
         + "\n".join(rows) + "\n"
     )
     added[f"{where}/licenses/README.txt"] = readme.encode()
@@ -74,7 +89,7 @@ def in_dir(libdir):
         raise SystemExit(f"bundled-licences: no library in {libdir}")
     for name, data in licence_files(names, libdir.name).items():
         path = libdir.parent / name
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     print(f"bundled-licences: {len(names)} libraries recorded in {libdir}/licenses", file=sys.stderr)
 

@@ -51,9 +51,14 @@ tar -C "$work" --zstd -xf "$tarball"
 dir=$(basename "$tarball" .tar.zst)
 cp "$VMATTE_SAMPLE_CLIP" "$work/clip.mp4"
 cp "$VMATTE_RVM_ONNX" "$work/rvm_mobilenetv3_fp32.onnx"
+# A clip with AAC audio, which WebM takes re-encoded as Opus (libopus).
+ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x96:rate=25 -f lavfi -i sine=frequency=440 \
+    -t 1 -c:v libx264 -pix_fmt yuv420p -c:a aac -shortest "$work/audio.mp4"
 
+# A running system's /proc and /sys (x265 reads the CPU topology there).
 vmatte_as_root mount -t proc proc "$root/proc"
-trap 'vmatte_as_root umount "$root/proc"' EXIT
+vmatte_as_root mount -t sysfs sysfs "$root/sys"
+trap 'vmatte_as_root umount "$root/proc" "$root/sys"' EXIT
 vmatte_log "in the chroot: $(vmatte_as_root chroot "$root" sh -c '. /etc/os-release; echo "$PRETTY_NAME"'), glibc $(vmatte_as_root chroot "$root" ldd --version | head -1 | awk '{print $NF}'), the tarball needs $(cat "$work/$dir/GLIBC")"
 vmatte_as_root chroot "$root" /bin/sh -eu -c "
     cd /vmatte-test
@@ -61,11 +66,25 @@ vmatte_as_root chroot "$root" /bin/sh -eu -c "
     ./$dir/vmatte --version
     ./$dir/vmatte models import rvm_mobilenetv3_fp32.onnx
     ./$dir/vmatte matte clip.mp4 -o out --max-frames 30 --json > report.json
+    # Every output format and codec, through the tarball's own libav.
+    for f in prores webm mov png tiff exr; do
+        ./$dir/vmatte matte clip.mp4 -o out-\$f --format \$f --max-frames 3 --json > report-\$f.json
+    done
+    ./$dir/vmatte matte clip.mp4 -o out-h265 --codec h265 --max-frames 3 --json > report-h265.json
+    ./$dir/vmatte matte audio.mp4 -o out-audio --format webm --json > report-audio.json
     # Every library the binary loads: its own lib/ or the base system's.
     ldd /vmatte-test/$dir/vmatte > ldd.txt
     ! grep 'not found' ldd.txt
 "
 grep -q '"frames":30' "$work/report.json" || vmatte_die "the chroot's report says otherwise: $(cat "$work/report.json")"
+for f in prores webm mov png tiff exr h265; do
+    grep -q '"frames":3,' "$work/report-$f.json" || vmatte_die "--format/--codec $f in the chroot: $(cat "$work/report-$f.json")"
+done
+grep -q '"frames":25,' "$work/report-audio.json" || vmatte_die "webm with audio in the chroot: $(cat "$work/report-audio.json")"
+# The audio goes with the composite (the picture that is watched).
+audio=$(ffprobe -v error -select_streams a:0 -show_entries stream=codec_name -of csv=p=0 "$work/out-audio/audio.composite.webm")
+[[ $audio == opus ]] || vmatte_die "the chroot's composite webm carries '$audio' audio, not opus"
+vmatte_log "prores, webm (with Opus audio), mov, png, tiff, exr and h265 outputs made in the chroot"
 outside=$(awk '/=> \// {print $3}' "$work/ldd.txt" | grep -v "^/vmatte-test/$dir/lib/" | xargs -rn1 basename || true)
 vmatte_log "libraries from the base system: $(echo "$outside" | paste -sd' ')"
 # Only glibc's own and the compiler runtime may come from the system.
