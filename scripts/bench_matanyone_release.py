@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""MatAnyone's release on the CPU, model-only, for scripts/bench-matanyone.sh.
+"""MatAnyone's release, model-only, for scripts/bench-matanyone.sh (CPU) and
+scripts/gpu_check.py (--device cuda).
 
 Runs the release's own code (a checkout of pq-yang/MatAnyone given with
 --src; nothing of it is in this repository) as its inference loop does,
@@ -56,6 +57,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--make-weights", action="store_true")
     a = p.parse_args()
     src = a.src.resolve()
@@ -77,19 +79,22 @@ def main() -> None:
         return
     net = MatAnyone(cfg, single_object=True).eval()
     net.load_weights(torch.load(weights, map_location="cpu"))
-    frames = frames_of(a.clip, a.warmup + a.frames)
+    net = net.to(a.device)
+    frames = [f.to(a.device) for f in frames_of(a.clip, a.warmup + a.frames)]
     _, h, w = frames[0].shape
-    mask = torch.zeros((h, w))
+    mask = torch.zeros((h, w), device=a.device)
     mask[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3] = 255.0
-    core = InferenceCore(net, cfg=cfg, device="cpu")
+    core = InferenceCore(net, cfg=cfg, device=a.device)
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
     with torch.inference_mode():
         core.step(frames[0], mask, objects=[1])
         core.step(frames[0], first_frame_pred=True)
         for f in frames[1 : a.warmup]:
             core.step(f)
+        sync()
         started = time.perf_counter()
         for f in frames[a.warmup :]:
-            alpha = core.output_prob_to_mask(core.step(f)).numpy()
+            alpha = core.output_prob_to_mask(core.step(f)).cpu().numpy()
         seconds = time.perf_counter() - started
     print(
         json.dumps(
