@@ -10,12 +10,15 @@
 #   rvm_mobilenetv3_fp32.onnx, sample.mp4, gvm-fixture/
 #   rvm-src/                 the authors' RVM code (model/, inference*.py)
 #   matanyone-src/           MatAnyone's release code (matanyone/)
-#   wheels/                  what MatAnyone's code imports that the GPU
-#                            image lacks (omegaconf, hydra-core, antlr4)
+#   gvm-src/                 GVM's reference code (gvm/)
+#   wheels/                  what the authors' code imports that the GPU
+#                            image lacks (omegaconf, hydra-core, antlr4 for
+#                            MatAnyone; diffusers for GVM)
 #   MANIFEST.json            what is in it, from which commit
 #
 # The authors' code comes from their public repositories (a git clone into
-# .cache/peers/, or the checkouts named by RVM_SRC and MATANYONE_SRC) and is
+# .cache/peers/, or the checkouts named by RVM_SRC, MATANYONE_SRC and
+# GVM_SRC) and is
 # never committed here. `cpu` makes the rehearsal's bundle instead
 # (target/gpu-check-rehearsal/, the CPU tarball).
 #
@@ -49,10 +52,11 @@ peer() {
 }
 rvm_src=$(peer RobustVideoMatting https://github.com/PeterL1n/RobustVideoMatting 53d74c6 RVM_SRC)
 matanyone_src=$(peer MatAnyone https://github.com/pq-yang/MatAnyone e5ddc53 MATANYONE_SRC)
+gvm_src=$(peer GVM https://github.com/samran-batch/GVM aaa7cf3 GVM_SRC)
 
 tarball=$(scripts/package.sh "$kind")
 rm -rf "$bundle.partial"
-mkdir -p "$bundle.partial"/{rvm-src,matanyone-src,wheels}
+mkdir -p "$bundle.partial"/{rvm-src,matanyone-src,gvm-src,wheels}
 name=$(basename "$tarball" .tar.zst).tar.xz
 zstd -q -d -c "$tarball" | xz -9e -T0 -c >"$bundle.partial/$name"
 cp "$VMATTE_RVM_ONNX" "$bundle.partial/rvm_mobilenetv3_fp32.onnx"
@@ -62,16 +66,20 @@ chmod -R u+w "$bundle.partial/gvm-fixture"
 (cd "$rvm_src" && cp -r model inference.py inference_utils.py inference_speed_test.py LICENSE "$bundle.partial/rvm-src/")
 (cd "$matanyone_src" && cp -r matanyone "$bundle.partial/matanyone-src/" &&
     if [[ -f LICENSE ]]; then cp LICENSE "$bundle.partial/matanyone-src/"; fi)
+(cd "$gvm_src" && cp -r gvm "$bundle.partial/gvm-src/" &&
+    if [[ -f LICENSE ]]; then cp LICENSE "$bundle.partial/gvm-src/"; fi)
 find "$bundle.partial" -name __pycache__ -prune -exec rm -rf {} +
 # Pure Python; antlr4's runtime 4.9 (what omegaconf 2.3 pins) is published
-# as source only, so it is built into a wheel here.
+# as source only, so it is built into a wheel here. diffusers' own needs
+# (huggingface_hub, safetensors, requests ...) are on the GPU image.
 "$VMATTE_PYTHON" -m pip wheel -q --disable-pip-version-check --no-deps -w "$bundle.partial/wheels" \
-    omegaconf==2.3.1 hydra-core==1.3.8 antlr4-python3-runtime==4.9.3 >&2 ||
-    vmatte_die "could not fetch the wheels MatAnyone's code needs (omegaconf, hydra-core, antlr4)"
+    omegaconf==2.3.1 hydra-core==1.3.8 antlr4-python3-runtime==4.9.3 diffusers==0.35.2 >&2 ||
+    vmatte_die "could not fetch the wheels the authors' code needs (omegaconf, hydra-core, antlr4, diffusers)"
 cat >"$bundle.partial/MANIFEST.json" <<JSON
 {"kind": "$kind", "tarball": "$name", "commit": "$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+dirty')",
  "made": "$(date -u +%Y-%m-%dT%H:%MZ)", "rvm_src": "$(git -C "$rvm_src" rev-parse --short HEAD 2>/dev/null || echo given)",
- "matanyone_src": "$(git -C "$matanyone_src" rev-parse --short HEAD 2>/dev/null || echo given)"}
+ "matanyone_src": "$(git -C "$matanyone_src" rev-parse --short HEAD 2>/dev/null || echo given)",
+ "gvm_src": "$(git -C "$gvm_src" rev-parse --short HEAD 2>/dev/null || echo given)"}
 JSON
 rm -rf "$bundle"
 mv "$bundle.partial" "$bundle"

@@ -28,10 +28,10 @@ if [[ ${1:-} == --rehearse ]]; then
     # torchvision, OpenCV, Pillow, tqdm and MatAnyone's imports; the venv
     # scripts/bench-matanyone.sh makes, with the same packages.
     venv=target/matanyone-bench-venv
-    if ! "$venv/bin/python" -c 'import torch, torchvision, cv2, PIL, tqdm, omegaconf, hydra, numpy' 2>/dev/null; then
+    if ! "$venv/bin/python" -c 'import torch, torchvision, cv2, PIL, tqdm, omegaconf, hydra, numpy, diffusers' 2>/dev/null; then
         python3 -m venv "$venv"
         "$venv/bin/python" -m pip install -q --disable-pip-version-check torch==2.15.0 torchvision \
-            opencv-python-headless pillow tqdm numpy omegaconf==2.3.1 hydra-core==1.3.8 >&2
+            opencv-python-headless pillow tqdm numpy omegaconf==2.3.1 hydra-core==1.3.8 diffusers==0.35.2 >&2
     fi
     exec "$venv/bin/python" scripts/gpu_check.py --rehearse --bundle "$bundle" --out "$out" \
         --budget "${GPU_CHECK_BUDGET:-1800}"
@@ -41,7 +41,7 @@ out=${1:?usage: scripts/gpu-check.sh OUTDIR   (or --rehearse OUTDIR)}
 bundle=.cache/gpu-check
 [[ -f $bundle/MANIFEST.json ]] || { echo "gpu-check: no bundle at $bundle; run scripts/gpu-check-pack.sh cuda on the build machine and carry it" >&2; exit 1; }
 python=$(command -v python3)
-if [[ -d $bundle/wheels ]] && ! "$python" -c 'import omegaconf, hydra' 2>/dev/null; then
+if [[ -d $bundle/wheels ]] && ! "$python" -c 'import omegaconf, hydra, diffusers' 2>/dev/null; then
     "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/gpu-check-site \
         "$bundle"/wheels/*.whl >&2
     export PYTHONPATH=/tmp/gpu-check-site${PYTHONPATH:+:$PYTHONPATH}

@@ -41,14 +41,16 @@ from pathlib import Path
 import numpy as np
 
 # Tolerances of the CUDA build against the CPU path, on alpha in [0, 1].
-# f32: cuDNN and cuBLAS pick other summation orders and TF32 tensor cores
-# for f32 convolutions (cuDNN's default on sm_80+), about 10 bits of
-# mantissa: a tenth of a level on average, a few levels at worst on edges.
+# f32: cuDNN and cuBLAS pick other summation orders, and cuDNN's default
+# math runs f32 convolutions on TF32 tensor cores from sm_80 on: 10 bits of
+# mantissa (relative 4.9e-4 a product), which about 50 layers take to a few
+# 1e-3 before the clamp, so half a level on average and up to 16 levels
+# where the matte is steep.
 # f16/bf16: the rounding of half precision carried through the recurrent
 # state; the mean is the criterion vmatte meets against ONNX Runtime
 # (within 1/255 on average), bf16's 8-bit mantissa gets twice that.
 TOLERANCE = {
-    "f32": {"mean": 0.1 / 255, "max": 8 / 255},
+    "f32": {"mean": 0.5 / 255, "max": 16 / 255},
     "f16": {"mean": 1 / 255, "max": 48 / 255},
     "bf16": {"mean": 2 / 255, "max": 64 / 255},
 }
@@ -309,13 +311,13 @@ class Check:
 
     def squeeze(self) -> None:
         """The out-of-memory ladder for real: another process holds all but
-        about 1.5 GiB of the card, and a 4K ResNet-50 chunk of 16 frames
-        cannot fit. The run must finish, stepping down. In the rehearsal
+        3 GiB of the card (vmatte's CUDA context and cuDNN take about one),
+        and a 4K ResNet-50 chunk of 16 frames cannot fit. The run must finish, stepping down. In the rehearsal
         (no GPU) the ladder is driven by VMATTE_FAKE_OOM instead."""
         cmd = self.vm("matte", self.big, "-o", self.work / "squeeze", "--model", "rvm-resnet50",
                       "--weights", self.r50, "--device", self.p.device, "--dtype", self.p.batch_dtype,
                       "--seq-chunk", "16", "--downsample-ratio", "0.5", "--outputs", "alpha",
-                      "--max-frames", "32", "--json")
+                      "--max-frames", "16", "--json")
         hog = None
         env = self.env
         if self.p.rehearse:
@@ -324,7 +326,7 @@ class Check:
             hog = subprocess.Popen([self.python, "-c", (
                 "import torch,sys,time\n"
                 "free,_=torch.cuda.mem_get_info()\n"
-                "x=torch.empty(int(free-1.5*2**30),dtype=torch.uint8,device='cuda')\n"
+                "x=torch.empty(int(free-3*2**30),dtype=torch.uint8,device='cuda')\n"
                 "print('held',x.numel(),flush=True)\n"
                 "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
             if not hog.stdout.readline().startswith("held"):
@@ -450,8 +452,18 @@ class Check:
         if self.p.rehearse:
             args = ["--weights", self.bundle / "gvm-fixture", *args]
         dtype = "f32" if self.p.rehearse else "f16"
-        self.figures["gvm"] = self.json_of(self.vm("bench-gvm", "--device", self.p.device, "--dtype", dtype,
-                                                   *args, "--json"), timeout=400)
+        ours = self.json_of(self.vm("bench-gvm", "--device", self.p.device, "--dtype", dtype, *args, "--json"),
+                            timeout=300)
+        self.figures["gvm"] = {"vmatte": ours}
+        self.save()
+        # The reference at the same work: one ensemble member, as vmatte's
+        # bench (the pipeline's default of 3 does each window three times).
+        peer = [a for a in args if a != "--random-weights"]
+        if not self.p.rehearse:
+            peer = ["--random-published", *peer]
+        self.figures["gvm"]["reference"] = self.json_of(
+            [self.python, self.here / "gpu_check_gvm_peer.py", "--src", self.bundle / "gvm-src",
+             "--device", self.p.device, "--dtype", dtype, "--ensemble", "1", *peer], timeout=300)
 
     def gvm_correct(self) -> None:
         extra = ["--model", "gvm", "--weights", self.bundle / "gvm-fixture", "--size", "64",
@@ -468,10 +480,13 @@ class Check:
         rows = {}
         dtypes = ["f32"] if self.p.rehearse else ["f32", "f16"]
         for dtype in dtypes:
-            r = self.json_of(self.vm("bench", "--input", self.small, "--model", "matanyone", "--device", self.p.device,
-                                     "--dtypes", dtype, "--frames", self.p.matanyone_frames, "--warmup", "2",
-                                     "--model-only", "--json"), timeout=300)
-            rows[dtype] = r["rows"][0]["model_only"]["fps"]
+            try:
+                r = self.json_of(self.vm("bench", "--input", self.small, "--model", "matanyone", "--device", self.p.device,
+                                         "--dtypes", dtype, "--frames", self.p.matanyone_frames, "--warmup", "2",
+                                         "--model-only", "--json"), timeout=300)
+                rows[dtype] = r["rows"][0]["model_only"]["fps"]
+            except RuntimeError as e:
+                rows[dtype] = str(e)[:300]
         release = self.json_of([*peer, "--clip", self.small, "--frames", self.p.matanyone_frames, "--warmup", "2",
                                 "--threads", os.cpu_count() or 1, "--device", self.p.peer_device], timeout=300)
         self.figures["matanyone"] = {"size": "x".join(map(str, self.p.matanyone_size)), "vmatte_fps": rows,
@@ -541,12 +556,23 @@ class Check:
                 if v:
                     lines.append(f"- vmatte / convert_video: **{v['fps'] / pc['fps']:.2f}x**")
         if "gvm" in f:
-            lines += ["", "## 4. GVM (`vmatte bench-gvm`)", "", "```", json.dumps(f["gvm"], indent=1)[:3000], "```"]
+            lines += ["", "## 4. GVM: seconds per window (median), peak GPU memory", "",
+                      "| max resolution | sees | frames | vmatte s | reference s | reference / vmatte | vmatte MiB | reference MiB (allocated / reserved) |",
+                      "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+            ref = {r["max_resolution"]: r for r in f["gvm"].get("reference", {}).get("rows", [])}
+            for r in f["gvm"]["vmatte"]["rows"]:
+                p = ref.get(r["max_resolution"], {})
+                ratio = f"{p['seconds_per_window'] / r['seconds_per_window']:.2f}x" if p else "-"
+                theirs = f"{p['seconds_per_window']:.3f}" if p else "-"
+                lines.append(f"| {r['max_resolution']} | {r['model_sees']} | {r['frames_per_window']} | {r['seconds_per_window']:.3f} | "
+                             f"{theirs} | {ratio} | {r.get('gpu_mem_max_mib')} | "
+                             f"{p.get('gpu_mem_max_mib')} / {p.get('gpu_mem_reserved_max_mib')} |")
         if "matanyone" in f:
             a = f["matanyone"]
             lines += ["", f"## MatAnyone model-only at {a['size']}", "",
-                      f"- vmatte: {json.dumps({k: round(v, 2) for k, v in a['vmatte_fps'].items()})} fps; the release (PyTorch, fp32): {a['release_fps_f32']:.2f} fps; "
-                      f"f32 ratio **{a['vmatte_fps']['f32'] / a['release_fps_f32']:.2f}x**"]
+                      f"- vmatte: {json.dumps(a['vmatte_fps'])} fps; the release (PyTorch, fp32): {a['release_fps_f32']:.2f} fps"]
+            if isinstance(a["vmatte_fps"].get("f32"), float):
+                lines.append(f"- f32: vmatte / the release **{a['vmatte_fps']['f32'] / a['release_fps_f32']:.2f}x**")
         (self.out / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -590,7 +616,7 @@ def main() -> int:
     c.step("end to end: vmatte batch", 60, c.batch)
     c.step("end to end: I/O ceiling", 40, c.ceiling)
     c.step("end to end: authors' convert_video", 60, c.peer_convert)
-    c.step("gvm bench", 90, c.gvm)
+    c.step("gvm bench", 120, c.gvm)
     c.step("matanyone", 60, c.matanyone)
     c.save()
     c.report()
