@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 pub use crate::conv_spec::{Activation, ConvSpec};
 use crate::cpu::{
     BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp, GuidedMatteOp, HalvingPoolOp,
-    ScaleChannelsOp, Tile, UpsampledConv,
+    MaxPool3x3S2Op, ReluOp, ScaleChannelsOp, Tile, UpsampledConv,
 };
 use crate::weights::Weights;
 use crate::Result;
@@ -311,7 +311,32 @@ fn subsample(y: &Tensor, stride: usize) -> Result<Tensor> {
 }
 
 pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if on_cpu_kernels(x) {
+        return Ok(x.contiguous()?.apply_op1_no_bwd(&ReluOp)?);
+    }
     Ok(x.relu()?)
+}
+
+/// `max(a + b, 0)`: a residual join and its ReLU, in one pass on the CPU.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if on_cpu_kernels(a) && on_cpu_kernels(b) && a.shape() == b.shape() {
+        return Ok(a
+            .contiguous()?
+            .apply_op2_no_bwd(&b.contiguous()?, &BinaryOp::AddRelu)?);
+    }
+    Ok((a + b)?.relu()?)
+}
+
+/// ResNet's stem pool: PyTorch's `MaxPool2d(3, stride 2, padding 1)`. Off
+/// the CPU kernels, `x` must be >= 0 (after a ReLU), where zero padding
+/// never wins a max either.
+pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
+    if on_cpu_kernels(x) {
+        return Ok(x.contiguous()?.apply_op1_no_bwd(&MaxPool3x3S2Op)?);
+    }
+    Ok(x.pad_with_zeros(2, 1, 1)?
+        .pad_with_zeros(3, 1, 1)?
+        .max_pool2d_with_stride(3, 2)?)
 }
 
 /// Mean over the spatial dims, keeping them as 1x1.
@@ -349,6 +374,7 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     }
     Ok(match op {
         BinaryOp::Add => (a + b)?,
+        BinaryOp::AddRelu => (a + b)?.relu()?,
         BinaryOp::Mul => (a * b)?,
     })
 }

@@ -17,10 +17,12 @@ use crate::simd::vectorized;
 /// task so small that scheduling it costs more than the work.
 const PIECE: usize = 1 << 14;
 
-/// `a + b` or `a · b` of two tensors of one shape.
+/// `a + b`, `max(a + b, 0)` (a residual join and its ReLU in one pass) or
+/// `a · b` of two tensors of one shape.
 #[derive(Clone, Copy, Debug)]
 pub enum BinaryOp {
     Add,
+    AddRelu,
     Mul,
 }
 
@@ -42,9 +44,27 @@ impl CustomOp2 for BinaryOp {
         }
         let out = by_pieces([a, b], |[a, b], o| match self {
             BinaryOp::Add => add(a, b, o),
+            BinaryOp::AddRelu => add_relu(a, b, o),
             BinaryOp::Mul => mul(a, b, o),
         });
         Ok((CpuStorage::F32(out), a_l.shape().clone()))
+    }
+}
+
+/// `max(x, 0)` of a tensor, spread over the workers (candle's runs on the
+/// calling thread).
+#[derive(Clone, Copy, Debug)]
+pub struct ReluOp;
+
+impl CustomOp1 for ReluOp {
+    fn name(&self) -> &'static str {
+        "vmatte-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, "input")?;
+        let out = by_pieces([x], |[x], o| relu(x, o));
+        Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 }
 
@@ -192,6 +212,24 @@ vectorized! {
 }
 
 vectorized! {
+    fn add_relu(a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert!(a.len() == out.len() && b.len() == out.len());
+        for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+            o.write((a + b).max(0.0));
+        }
+    }
+}
+
+vectorized! {
+    fn relu(x: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert!(x.len() == out.len());
+        for (o, x) in out.iter_mut().zip(x) {
+            o.write(x.max(0.0));
+        }
+    }
+}
+
+vectorized! {
     fn mul(a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
         assert!(a.len() == out.len() && b.len() == out.len());
         for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
@@ -257,6 +295,25 @@ mod tests {
             };
             close(ops::add(&r, &x).unwrap(), (&r + &x).unwrap(), "add");
             close(ops::mul(&r, &x).unwrap(), (&r * &x).unwrap(), "mul");
+            close(ops::relu(&r).unwrap(), r.relu().unwrap(), "relu");
+            close(
+                ops::add_relu(&r, &x).unwrap(),
+                (&r + &x).unwrap().relu().unwrap(),
+                "add relu",
+            );
+            // PyTorch's padding never wins a max: lifted above zero, candle's
+            // zero-padded pool is the reference.
+            let lifted = (&x + 100.0).unwrap();
+            let want = (lifted
+                .pad_with_zeros(2, 1, 1)
+                .unwrap()
+                .pad_with_zeros(3, 1, 1)
+                .unwrap()
+                .max_pool2d_with_stride(3, 2)
+                .unwrap()
+                - 100.0)
+                .unwrap();
+            close(ops::max_pool_3x3_s2(&x).unwrap(), want, "max pool");
             let want = ((z.affine(-1.0, 1.0).unwrap() * &x).unwrap() + (&z * &r).unwrap()).unwrap();
             close(ops::gru_update(&z, &x, &r).unwrap(), want, "gru update");
             close(

@@ -2,6 +2,8 @@
 //! sizes rounding up, a border cell averaging only the pixels it has).
 //! As candle ops that is a padded copy, a pool, and two scalings of each
 //! level, all on the calling thread; here it is one pass, a plane per task.
+//! ResNet's stem max pool likewise (two padded copies and a pool on one
+//! thread as candle ops).
 
 use std::mem::MaybeUninit;
 
@@ -30,6 +32,47 @@ impl CustomOp1 for HalvingPoolOp {
                 let top = &plane[2 * oy * w..(2 * oy + 1) * w];
                 let bottom = plane.get((2 * oy + 1) * w..(2 * oy + 2) * w);
                 halve_row(top, bottom, row);
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
+    }
+}
+
+/// ResNet's stem pool, PyTorch's `MaxPool2d(3, stride 2, padding 1)`:
+/// `(N, C, H, W)` to `(N, C, ⌊(H-1)/2⌋+1, ⌊(W-1)/2⌋+1)`, each output the
+/// largest of the inputs of its 3x3 window inside the picture (the padding
+/// never wins).
+#[derive(Clone, Copy, Debug)]
+pub struct MaxPool3x3S2Op;
+
+impl CustomOp1 for MaxPool3x3S2Op {
+    fn name(&self) -> &'static str {
+        "vmatte-max-pool-3x3-s2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, "input")?;
+        let (n, c, h, w) = l.shape().dims4()?;
+        if h == 0 || w == 0 {
+            candle_core::bail!("vmatte-max-pool-3x3-s2: an empty plane");
+        }
+        let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+        let out = made_in_pieces(n * c * ho * wo, ho * wo, |p, _, dst| {
+            let plane = &x[p * h * w..(p + 1) * h * w];
+            // The row maxima of the three rows under each output row, then
+            // the window maxima along it.
+            let mut rows = vec![f32::NEG_INFINITY; w];
+            for (oy, out) in dst.chunks_exact_mut(wo).enumerate() {
+                rows.fill(f32::NEG_INFINITY);
+                for y in (2 * oy).saturating_sub(1)..(2 * oy + 2).min(h) {
+                    for (m, v) in rows.iter_mut().zip(&plane[y * w..(y + 1) * w]) {
+                        *m = m.max(*v);
+                    }
+                }
+                for (ox, o) in out.iter_mut().enumerate() {
+                    let window = &rows[(2 * ox).saturating_sub(1)..(2 * ox + 2).min(w)];
+                    o.write(window.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+                }
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))

@@ -8,8 +8,8 @@ use super::config::ModelConfig;
 use super::modules::{
     area_down, conv, FeatureFusion, SensoryDeepUpdater, SensoryUpdater, UpsampleBlock,
 };
-use super::resnet::{conv_bn, max_pool_after_relu, Trunk};
-use crate::ops::{Activation, Conv2d, ConvSpec};
+use super::resnet::{conv_bn, Trunk};
+use crate::ops::{self, Activation, Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::Result;
 
@@ -41,7 +41,7 @@ impl PixelEncoder {
 
     pub(super) fn forward(&self, image: &Tensor) -> Result<PixelFeatures> {
         let f2 = self.stem.forward(image)?;
-        let [f4, f8, f16] = self.trunk.forward(&max_pool_after_relu(&f2)?)?;
+        let [f4, f8, f16] = self.trunk.forward(&ops::max_pool_3x3_s2(&f2)?)?;
         Ok(PixelFeatures {
             f16,
             f8,
@@ -126,8 +126,8 @@ impl MaskEncoder {
         mask: &Tensor,
         deep_update: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let g = crate::ops::cat_channels(&[image, mask])?;
-        let g = max_pool_after_relu(&self.stem.forward(&g)?)?;
+        let g = ops::cat_channels(&[image, mask])?;
+        let g = ops::max_pool_3x3_s2(&self.stem.forward(&g)?)?;
         let [_, _, g16] = self.trunk.forward(&g)?;
         let value = self.fuser.forward(pix_feat, &g16)?;
         let sensory = deep_update
@@ -162,7 +162,7 @@ impl PixelFuser {
     ) -> Result<Tensor> {
         let compressed = self.sensory_compress.forward_cat(&[sensory, last_mask])?;
         self.fuser
-            .forward(pix_feat, &crate::ops::add(readout, &compressed)?)
+            .forward(pix_feat, &ops::add(readout, &compressed)?)
     }
 }
 
@@ -225,10 +225,10 @@ impl MaskDecoder {
             maps.push(next);
         }
         let p1 = &maps[4];
-        let logits = self.pred_mat.forward(&p1.relu()?)?;
+        let logits = self.pred_mat.forward(&ops::relu(p1)?)?;
         let sensory = update_sensory
             .then(|| -> Result<Tensor> {
-                let p1 = crate::ops::cat_channels(&[p1, &logits])?;
+                let p1 = ops::cat_channels(&[p1, &logits])?;
                 self.sensory_update
                     .forward([&maps[0], &maps[1], &maps[2], &maps[3], &p1], sensory)
             })

@@ -102,8 +102,8 @@ impl CaResBlock {
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv1.forward(&x.relu()?)?;
-        let y = self.conv2.forward(&y.relu()?)?;
+        let y = self.conv1.forward(&ops::relu(x)?)?;
+        let y = self.conv2.forward(&ops::relu(&y)?)?;
         let means: Vec<f32> = y
             .mean(D::Minus1)?
             .mean(D::Minus1)?
@@ -147,8 +147,8 @@ impl ResBlock {
     }
 
     pub(super) fn forward(&self, g: &Tensor) -> Result<Tensor> {
-        let y = self.conv1.forward(&g.relu()?)?;
-        let y = self.conv2.forward(&y.relu()?)?;
+        let y = self.conv1.forward(&ops::relu(g)?)?;
+        let y = self.conv2.forward(&ops::relu(&y)?)?;
         let skip = match &self.downsample {
             Some(d) => d.forward(g)?,
             None => g.clone(),

@@ -26,14 +26,6 @@ pub(super) fn conv_bn(w: &Weights, conv: &str, bn: &str, spec: ConvSpec) -> Resu
     )
 }
 
-/// 3x3 max pool, stride 2, padding 1, of a tensor that is >= 0 (after a
-/// ReLU): zero padding then never wins a max, as PyTorch's -inf does not.
-pub(super) fn max_pool_after_relu(x: &Tensor) -> Result<Tensor> {
-    Ok(x.pad_with_zeros(2, 1, 1)?
-        .pad_with_zeros(3, 1, 1)?
-        .max_pool2d_with_stride(3, 2)?)
-}
-
 enum Block {
     /// conv3x3 (stride) → conv3x3, plus the identity or a strided 1x1.
     Basic {
@@ -118,7 +110,7 @@ impl Block {
             Some(d) => d.forward(x)?,
             None => x.clone(),
         };
-        ops::relu(&ops::add(&y, &identity)?)
+        ops::add_relu(&y, &identity)
     }
 }
 

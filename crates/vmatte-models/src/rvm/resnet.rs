@@ -74,7 +74,7 @@ impl Bottleneck {
             Some(d) => d.forward(x)?,
             None => x.clone(),
         };
-        ops::relu(&(y + identity)?)
+        ops::add_relu(&y, &identity)
     }
 }
 
