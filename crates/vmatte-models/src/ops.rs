@@ -5,8 +5,8 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 
 pub use crate::conv_spec::{Activation, ConvSpec};
 use crate::cpu::{
-    BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp, GuidedMatteOp, HalvingPoolOp,
-    MaxPool3x3S2Op, ReluOp, ScaleChannelsOp, Tile, UpsampledConv,
+    AreaDownOp, BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp, GuidedMatteOp,
+    HalvingPoolOp, MaxPool3x3S2Op, ReluOp, ScaleChannelsOp, Tile, UpsampledConv,
 };
 use crate::weights::Weights;
 use crate::Result;
@@ -325,6 +325,18 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             .apply_op2_no_bwd(&b.contiguous()?, &BinaryOp::AddRelu)?);
     }
     Ok((a + b)?.relu()?)
+}
+
+/// The mean of each `factor x factor` cell (PyTorch's `interpolate(mode=
+/// 'area')` by a whole factor); the sizes must be multiples of `factor`.
+pub fn area_down(x: &Tensor, factor: usize) -> Result<Tensor> {
+    if factor == 1 {
+        return Ok(x.clone());
+    }
+    if on_cpu_kernels(x) {
+        return Ok(x.contiguous()?.apply_op1_no_bwd(&AreaDownOp { factor })?);
+    }
+    Ok(x.avg_pool2d(factor)?)
 }
 
 /// ResNet's stem pool: PyTorch's `MaxPool2d(3, stride 2, padding 1)`. Off

@@ -314,6 +314,13 @@ mod tests {
                 - 100.0)
                 .unwrap();
             close(ops::max_pool_3x3_s2(&x).unwrap(), want, "max pool");
+            if h % 2 == 0 && w % 2 == 0 {
+                let want = x.avg_pool2d(2).unwrap();
+                close(ops::area_down(&x, 2).unwrap(), want, "area down");
+            }
+            let cells = random(&[n, c, 32, 48], 4);
+            let want = cells.avg_pool2d(16).unwrap();
+            close(ops::area_down(&cells, 16).unwrap(), want, "area down by 16");
             let want = ((z.affine(-1.0, 1.0).unwrap() * &x).unwrap() + (&z * &r).unwrap()).unwrap();
             close(ops::gru_update(&z, &x, &r).unwrap(), want, "gru update");
             close(

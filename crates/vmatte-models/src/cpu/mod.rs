@@ -62,6 +62,6 @@ pub use conv::ConvOp;
 pub use elementwise::{cat_frames, BinaryOp, ChannelMeanOp, GruUpdateOp, ReluOp, ScaleChannelsOp};
 pub use guided_filter::{Dense, GuidedCoefficientsOp};
 pub use guided_matte::GuidedMatteOp;
-pub use pool::{HalvingPoolOp, MaxPool3x3S2Op};
+pub use pool::{AreaDownOp, HalvingPoolOp, MaxPool3x3S2Op};
 pub(crate) use upsampled::UpsampledConv;
 pub(crate) use winograd::Tile;

@@ -3,7 +3,8 @@
 //! As candle ops that is a padded copy, a pool, and two scalings of each
 //! level, all on the calling thread; here it is one pass, a plane per task.
 //! ResNet's stem max pool likewise (two padded copies and a pool on one
-//! thread as candle ops).
+//! thread as candle ops), and MatAnyone's area downsampling of its decoder
+//! maps to stride 16 (candle's average pool, on one thread).
 
 use std::mem::MaybeUninit;
 
@@ -72,6 +73,48 @@ impl CustomOp1 for MaxPool3x3S2Op {
                 for (ox, o) in out.iter_mut().enumerate() {
                     let window = &rows[(2 * ox).saturating_sub(1)..(2 * ox + 2).min(w)];
                     o.write(window.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
+    }
+}
+
+/// The mean of each `factor x factor` cell of `(N, C, H, W)`, `H` and `W`
+/// multiples of `factor` (PyTorch's `interpolate(mode='area')` by a whole
+/// factor).
+#[derive(Clone, Copy, Debug)]
+pub struct AreaDownOp {
+    pub factor: usize,
+}
+
+impl CustomOp1 for AreaDownOp {
+    fn name(&self) -> &'static str {
+        "vmatte-area-down"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, "input")?;
+        let (n, c, h, w) = l.shape().dims4()?;
+        let f = self.factor;
+        if f == 0 || h % f != 0 || w % f != 0 {
+            candle_core::bail!("vmatte-area-down: {h}x{w} is not a multiple of {f}");
+        }
+        let (ho, wo) = (h / f, w / f);
+        let scale = 1.0 / (f * f) as f32;
+        let out = made_in_pieces(n * c * ho * wo, (ho * wo).max(1), |p, _, dst| {
+            let plane = &x[p * h * w..(p + 1) * h * w];
+            // The cell's rows summed at full width, then each run of f.
+            let mut sums = vec![0.0f32; w];
+            for (oy, out) in dst.chunks_exact_mut(wo).enumerate() {
+                sums.copy_from_slice(&plane[f * oy * w..(f * oy + 1) * w]);
+                for y in f * oy + 1..f * (oy + 1) {
+                    for (s, v) in sums.iter_mut().zip(&plane[y * w..(y + 1) * w]) {
+                        *s += v;
+                    }
+                }
+                for (o, cell) in out.iter_mut().zip(sums.chunks_exact(f)) {
+                    o.write(cell.iter().sum::<f32>() * scale);
                 }
             }
         });

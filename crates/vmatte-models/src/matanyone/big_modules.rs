@@ -5,9 +5,7 @@
 use candle_core::Tensor;
 
 use super::config::ModelConfig;
-use super::modules::{
-    area_down, conv, FeatureFusion, SensoryDeepUpdater, SensoryUpdater, UpsampleBlock,
-};
+use super::modules::{conv, FeatureFusion, SensoryDeepUpdater, SensoryUpdater, UpsampleBlock};
 use super::resnet::{conv_bn, Trunk};
 use crate::ops::{self, Activation, Conv2d, ConvSpec};
 use crate::weights::Weights;
@@ -264,7 +262,7 @@ impl UncertPred {
         last_mask: &Tensor,
         value_diff: &Tensor,
     ) -> Result<Tensor> {
-        let last_mask = area_down(last_mask, 16)?;
+        let last_mask = ops::area_down(last_mask, 16)?;
         let x = self
             .conv1
             .forward_cat(&[last_pix_feat, pix_feat, &last_mask, value_diff])?;

@@ -30,14 +30,14 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use crate::weights::Weights;
-use crate::{Error, Result};
+use crate::{ops, Error, Result};
 use big_modules::{
     Key, KeyProjection, MaskDecoder, MaskEncoder, PixelEncoder, PixelFeatures, PixelFuser,
     UncertPred,
 };
 pub use config::{Backbone, Config, MemoryConfig, ModelConfig};
 pub use inference::{Session, Steps};
-use modules::{area_down, conv};
+use modules::conv;
 use transformer::{ObjectSummarizer, QueryTransformer};
 
 /// The Winograd algorithm of MatAnyone's padded 3x3 convolutions on the
@@ -168,7 +168,7 @@ impl MatAnyone {
         let (value, sensory) =
             self.mask_encoder
                 .forward(image, pix_feat, sensory, mask, deep_update)?;
-        let small = area_down(mask, 16)?;
+        let small = ops::area_down(mask, 16)?;
         let summaries = self.object_summarizer.forward(&small, &value)?;
         Ok(Encoded {
             value,
@@ -187,7 +187,7 @@ impl MatAnyone {
         last_mask: &Tensor,
         summaries: &Tensor,
     ) -> Result<Tensor> {
-        let last_mask = area_down(last_mask, 16)?;
+        let last_mask = ops::area_down(last_mask, 16)?;
         let fused = self
             .pixel_fuser
             .forward(pix_feat, readout, sensory, &last_mask)?;

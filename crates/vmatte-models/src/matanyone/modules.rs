@@ -3,9 +3,9 @@
 //! upstream "group" (per-object) tensors `(B, objects, C, H, W)` are plain
 //! `(1, C, H, W)` here and a GConv2d is a Conv2d.
 
-use candle_core::{Module, Tensor, D};
+use candle_core::{Module, Tensor};
 
-use crate::ops::{self, Conv2d, ConvSpec};
+use crate::ops::{self, Activation, Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::Result;
 
@@ -66,15 +66,6 @@ pub(super) fn conv(w: &Weights, input: usize, output: usize, kernel: usize) -> R
     )
 }
 
-/// `F.interpolate(mode='area')` by a whole factor: the mean of each
-/// `factor x factor` cell (every size here is a multiple of 16).
-pub(super) fn area_down(x: &Tensor, factor: usize) -> Result<Tensor> {
-    if factor == 1 {
-        return Ok(x.clone());
-    }
-    Ok(x.avg_pool2d(factor)?)
-}
-
 /// Bilinear x2, `align_corners=False`.
 pub(super) fn up2(x: &Tensor) -> Result<Tensor> {
     ops::scale_bilinear(x, 2.0)
@@ -95,20 +86,17 @@ impl CaResBlock {
         let t = (((dim as f64).log2().abs() + 1.0) / 2.0).floor() as usize;
         let k = if t % 2 == 1 { t } else { t + 1 };
         Ok(Self {
-            conv1: conv(&w.pp("conv1"), dim, dim, 3)?,
+            // The ReLU before conv2 is conv1's activation: conv1's output
+            // feeds nothing else.
+            conv1: conv(&w.pp("conv1"), dim, dim, 3)?.then(Activation::Relu),
             conv2: conv(&w.pp("conv2"), dim, dim, 3)?,
             eca: w.get("conv.weight", &[1, 1, k])?.flatten_all()?.to_vec1()?,
         })
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv1.forward(&ops::relu(x)?)?;
-        let y = self.conv2.forward(&ops::relu(&y)?)?;
-        let means: Vec<f32> = y
-            .mean(D::Minus1)?
-            .mean(D::Minus1)?
-            .flatten_all()?
-            .to_vec1()?;
+        let y = self.conv2.forward(&self.conv1.forward(&ops::relu(x)?)?)?;
+        let means: Vec<f32> = ops::global_avg_pool(&y)?.flatten_all()?.to_vec1()?;
         let (c, k) = (means.len(), self.eca.len());
         let half = (k - 1) / 2;
         let gate: Vec<f32> = (0..c)
@@ -123,7 +111,7 @@ impl CaResBlock {
             })
             .collect();
         let gate = Tensor::from_vec(gate, (1, c, 1, 1), y.device())?.to_dtype(y.dtype())?;
-        ops::add(&y.broadcast_mul(&gate)?, x)
+        ops::add(&ops::scale_channels(&y, &gate)?, x)
     }
 }
 
@@ -138,7 +126,8 @@ pub(super) struct ResBlock {
 impl ResBlock {
     pub(super) fn load(w: &Weights, input: usize, output: usize) -> Result<Self> {
         Ok(Self {
-            conv1: conv(&w.pp("conv1"), input, output, 3)?,
+            // As CaResBlock's: conv2's ReLU is conv1's activation.
+            conv1: conv(&w.pp("conv1"), input, output, 3)?.then(Activation::Relu),
             conv2: conv(&w.pp("conv2"), output, output, 3)?,
             downsample: (input != output)
                 .then(|| conv(&w.pp("downsample"), input, output, 1))
@@ -147,8 +136,7 @@ impl ResBlock {
     }
 
     pub(super) fn forward(&self, g: &Tensor) -> Result<Tensor> {
-        let y = self.conv1.forward(&ops::relu(g)?)?;
-        let y = self.conv2.forward(&ops::relu(&y)?)?;
+        let y = self.conv2.forward(&self.conv1.forward(&ops::relu(g)?)?)?;
         let skip = match &self.downsample {
             Some(d) => d.forward(g)?,
             None => g.clone(),
@@ -260,7 +248,7 @@ impl SensoryUpdater {
     pub(super) fn forward(&self, gs: [&Tensor; 5], h: &Tensor) -> Result<Tensor> {
         let mut g = self.convs[0].forward(gs[0])?;
         for (i, (conv, x)) in self.convs.iter().zip(gs).enumerate().skip(1) {
-            g = ops::add(&g, &conv.forward(&area_down(x, 1 << i)?)?)?;
+            g = ops::add(&g, &conv.forward(&ops::area_down(x, 1 << i)?)?)?;
         }
         recurrent_update(h, &self.transform.forward_cat(&[&g, h])?)
     }
