@@ -231,4 +231,27 @@ mod tests {
             assert!(d < 1e-5, "{spec:?} {tile:?} {act:?} {h}x{wd} {d}");
         }
     }
+
+    /// Layers whose transformed filters pass SHARED_FILTER_FLOATS (4 MB)
+    /// run the products of all blocks for one ξ together: 16 x 260 x 256
+    /// and 36 x 180 x 176 floats, over several blocks of tiles.
+    #[test]
+    fn winograd_with_shared_filters_matches_candle() {
+        for (c, o, tile) in [(260, 256, Tile::F2), (180, 176, Tile::F4)] {
+            let spec = ConvSpec::new(c, o, 3);
+            let x = random(&[1, c, 70, 90], 7);
+            let w = random(&[o, c, 3, 3], 8);
+            let want = x.conv2d(&w, 1, 1, 1, 1).unwrap();
+            let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            let scale = scale.to_scalar::<f32>().unwrap().max(1.0);
+            let weights = w.flatten_all().unwrap().to_vec1().unwrap();
+            let op = ConvOp::new(spec, None, &weights, tile);
+            let got = x.apply_op2_no_bwd(&w, &op).unwrap();
+            // F(4x4) over 180 channels rounds at 1.1e-5 of the largest
+            // sum, the same bits as block by block (checked by raising the
+            // threshold): the products' sums run in one order either way.
+            let d = max_diff(&got, &want) / scale;
+            assert!(d < 2e-5, "{c}->{o} {tile:?}: {d}");
+        }
+    }
 }

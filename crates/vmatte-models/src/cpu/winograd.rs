@@ -101,6 +101,12 @@ impl Tile {
 /// row of the decoder's last layers is twice that).
 const BLOCK_FLOATS: usize = 1 << 16;
 
+/// Transformed filters (floats) from which [`conv3x3`] runs the products of
+/// all blocks for one ξ together: 4 MB, beyond a core's L2 and a fair share
+/// of L3, where reading them once per block costs more than the blocks'
+/// locality saves (RVM's decoder, 2.4 MB at most, stays per block).
+const SHARED_FILTER_FLOATS: usize = 1 << 20;
+
 /// Tiles a transform loop handles at once at most: one AVX-512 register
 /// of floats.
 const LANES: usize = 16;
@@ -253,6 +259,16 @@ impl Tiling {
 /// `inputs` in order (a U-Net skip's pieces are never concatenated); writes
 /// all `o x h x w` outputs at `dst`. The first `replicate` channels are
 /// padded with their edge pixels repeated, the others with zeros.
+///
+/// Each block of tiles is transformed, multiplied (one product per
+/// transformed-domain element ξ) and transformed back by one task, its
+/// data staying in that core's cache. Where the transformed filters are
+/// far larger than the caches (deep layers at low resolution: MatAnyone's
+/// sensory update at 480p has 56 MB of filters and 8 blocks of 16 tiles),
+/// every block would stream all of them again from memory; there the
+/// products of all blocks for one ξ run together instead, so each filter
+/// matrix is read once, and the transforms run before and after them, a
+/// block per task.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv3x3(
     tile: Tile,
@@ -266,89 +282,187 @@ pub(crate) fn conv3x3(
     dst: SendPtr,
 ) {
     let t = Tiling::new(tile, h, w);
-    let (input_transform, output_transform): (InputTransform, OutputTransform) = match tile {
-        Tile::F2 => (f2_input, f2_output),
-        Tile::F4 => (f4_input, f4_output),
-    };
-    let (mt, xis) = (t.m, t.xi());
     let planes: Vec<&[f32]> = inputs.iter().flat_map(|x| x.chunks(h * w)).collect();
     debug_assert_eq!(planes.len(), c);
-    let min_tiles = t.min_tiles(o, c);
-    t.blocks(xis * (c + o), min_tiles).par_iter().for_each(|b| {
+    let layer = Layer {
+        tile,
+        t,
+        planes,
+        c,
+        replicate,
+        o,
+        filters,
+        bias,
+        act,
+        dst,
+    };
+    let xis = t.xi();
+    let blocks = t.blocks(xis * (c + o), t.min_tiles(o, c));
+    if blocks.len() > 1 && xis * o * c > SHARED_FILTER_FLOATS {
+        layer.shared_filters(&blocks);
+        return;
+    }
+    blocks.par_iter().for_each(|b| {
         let tiles = b.tiles();
         SCRATCH.with(|scratch| {
             let (v, m, wide) = &mut *scratch.borrow_mut();
             let v = grown(v, xis * c * tiles);
             let m = grown(m, xis * o * tiles);
-            let wide = grown(wide, mt * mt * b.tc);
-            // The block's columns of the input rows, with the two beyond.
-            let x = mt * b.tx0;
-            let cols = x.saturating_sub(1)..(x + mt * b.tc + 1).min(w);
-            // Call i transforms tile row i % rows of channel i / rows; its
-            // tiles go to V from i * tc.
-            let edges = |i: usize| i / b.rows < replicate;
-            let lines = |i: usize| t.lines(planes[i / b.rows], b.ty0 + i % b.rows, edges(i));
-            for i in 0..c * b.rows {
-                // The transform's loads wait on memory, and its arithmetic
-                // keeps later ones from issuing: ask for the next call's
-                // rows now.
-                if i + 1 < c * b.rows {
-                    for line in lines(i + 1).iter().filter(|l| !l.is_empty()) {
-                        prefetch(&line[cols.clone()]);
-                    }
-                }
-                input_transform(
-                    &lines(i)[..t.t()],
-                    w,
-                    x,
-                    b.tc,
-                    edges(i),
-                    v,
-                    i * b.tc,
-                    c * tiles,
-                );
-            }
+            layer.transform_in(b, v);
             for xi in 0..xis {
-                // SAFETY: U[ξ] is o x c, V[ξ] c x tiles and M[ξ] o x tiles,
-                // all packed, inside their buffers; M is this task's.
-                unsafe {
-                    matmul(&Product {
-                        m: o,
-                        n: tiles,
-                        k: c,
-                        a: filters.as_ptr().add(xi * o * c),
-                        lda: c,
-                        b: v.as_ptr().add(xi * c * tiles),
-                        ldb: tiles,
-                        dst: m.as_mut_ptr().add(xi * o * tiles),
-                        ldd: tiles,
-                        accumulate: false,
-                    })
-                }
+                // SAFETY: V and M are this task's, of this block's size.
+                unsafe { layer.product(xi, tiles, v.as_ptr(), m.as_mut_ptr()) };
             }
-            let x0 = mt * b.tx0;
-            let cols = (mt * b.tc).min(w - x0);
-            for oc in 0..o {
-                let value = bias.map_or(0.0, |b| b[oc]);
-                for r in 0..b.rows {
-                    output_transform(m, o * tiles, oc * tiles + r * b.tc, wide);
-                    let y = mt * (b.ty0 + r);
-                    for (dy, line) in wide.chunks_exact(mt * b.tc).enumerate() {
-                        if y + dy >= t.h {
-                            break;
-                        }
-                        // SAFETY: these outputs of row y + dy of plane oc
-                        // belong to this block alone; borrowed once written.
-                        let out = unsafe {
-                            let at = dst.get().add(oc * h * w + (y + dy) * w + x0);
-                            std::slice::from_raw_parts_mut(at, cols)
-                        };
-                        act.apply_biased(&line[..cols], value, out);
-                    }
-                }
-            }
+            layer.transform_out(b, m, wide);
         });
     });
+}
+
+/// One layer's operands, for the three stages of a block.
+struct Layer<'a> {
+    tile: Tile,
+    t: Tiling,
+    planes: Vec<&'a [f32]>,
+    c: usize,
+    replicate: usize,
+    o: usize,
+    filters: &'a [f32],
+    bias: Option<&'a [f32]>,
+    act: Activation,
+    dst: SendPtr,
+}
+
+impl Layer<'_> {
+    /// [`conv3x3`]'s stages with the products of every block for one ξ in
+    /// one task: each block's V and M are its own vectors.
+    fn shared_filters(&self, blocks: &[Block]) {
+        let xis = self.t.xi();
+        let mut vs: Vec<Vec<f32>> = blocks
+            .iter()
+            .map(|b| vec![0.0; xis * self.c * b.tiles()])
+            .collect();
+        let mut ms: Vec<Vec<f32>> = blocks
+            .iter()
+            .map(|b| vec![0.0; xis * self.o * b.tiles()])
+            .collect();
+        blocks
+            .par_iter()
+            .zip(vs.par_iter_mut())
+            .for_each(|(b, v)| self.transform_in(b, v));
+        let outs: Vec<(SendPtr, usize)> = ms
+            .iter_mut()
+            .zip(blocks)
+            .map(|(m, b)| (SendPtr(m.as_mut_ptr()), b.tiles()))
+            .collect();
+        (0..xis).into_par_iter().for_each(|xi| {
+            for ((m, tiles), v) in outs.iter().zip(&vs) {
+                // SAFETY: V is read only; this task alone writes M[ξ] of
+                // every block, and M is read after the last product.
+                unsafe { self.product(xi, *tiles, v.as_ptr(), m.get()) };
+            }
+        });
+        blocks.par_iter().zip(&ms).for_each(|(b, m)| {
+            SCRATCH.with(|scratch| {
+                let wide = &mut scratch.borrow_mut().2;
+                self.transform_out(b, m, wide);
+            })
+        });
+    }
+
+    /// The block's input tiles, transformed into `v` (`ξ x c x tiles`).
+    fn transform_in(&self, b: &Block, v: &mut [f32]) {
+        let (t, c) = (&self.t, self.c);
+        let input_transform: InputTransform = match self.tile {
+            Tile::F2 => f2_input,
+            Tile::F4 => f4_input,
+        };
+        let (mt, w, tiles) = (t.m, t.w, b.tiles());
+        // The block's columns of the input rows, with the two beyond.
+        let x = mt * b.tx0;
+        let cols = x.saturating_sub(1)..(x + mt * b.tc + 1).min(w);
+        // Call i transforms tile row i % rows of channel i / rows; its
+        // tiles go to V from i * tc.
+        let edges = |i: usize| i / b.rows < self.replicate;
+        let lines = |i: usize| t.lines(self.planes[i / b.rows], b.ty0 + i % b.rows, edges(i));
+        for i in 0..c * b.rows {
+            // The transform's loads wait on memory, and its arithmetic
+            // keeps later ones from issuing: ask for the next call's
+            // rows now.
+            if i + 1 < c * b.rows {
+                for line in lines(i + 1).iter().filter(|l| !l.is_empty()) {
+                    prefetch(&line[cols.clone()]);
+                }
+            }
+            input_transform(
+                &lines(i)[..t.t()],
+                w,
+                x,
+                b.tc,
+                edges(i),
+                v,
+                i * b.tc,
+                c * tiles,
+            );
+        }
+    }
+
+    /// `M[ξ] = U[ξ] · V[ξ]` of a block of `tiles` tiles.
+    ///
+    /// # Safety
+    /// `v` must hold the block's `ξ x c x tiles` and `m` its `ξ x o x
+    /// tiles` floats, `M[ξ]` written by no one else meanwhile.
+    unsafe fn product(&self, xi: usize, tiles: usize, v: *const f32, m: *mut f32) {
+        let (o, c) = (self.o, self.c);
+        // SAFETY: U[ξ] is o x c, V[ξ] c x tiles and M[ξ] o x tiles, all
+        // packed, inside their buffers (the caller's contract).
+        unsafe {
+            matmul(&Product {
+                m: o,
+                n: tiles,
+                k: c,
+                a: self.filters.as_ptr().add(xi * o * c),
+                lda: c,
+                b: v.add(xi * c * tiles),
+                ldb: tiles,
+                dst: m.add(xi * o * tiles),
+                ldd: tiles,
+                accumulate: false,
+            })
+        }
+    }
+
+    /// The block's outputs from its products `m`, biased and activated,
+    /// written to the layer's output planes.
+    fn transform_out(&self, b: &Block, m: &[f32], wide: &mut Vec<f32>) {
+        let t = &self.t;
+        let output_transform: OutputTransform = match self.tile {
+            Tile::F2 => f2_output,
+            Tile::F4 => f4_output,
+        };
+        let (mt, h, w, o, tiles) = (t.m, t.h, t.w, self.o, b.tiles());
+        let wide = grown(wide, mt * mt * b.tc);
+        let x0 = mt * b.tx0;
+        let cols = (mt * b.tc).min(w - x0);
+        for oc in 0..o {
+            let value = self.bias.map_or(0.0, |b| b[oc]);
+            for r in 0..b.rows {
+                output_transform(m, o * tiles, oc * tiles + r * b.tc, wide);
+                let y = mt * (b.ty0 + r);
+                for (dy, line) in wide.chunks_exact(mt * b.tc).enumerate() {
+                    if y + dy >= h {
+                        break;
+                    }
+                    // SAFETY: these outputs of row y + dy of plane oc
+                    // belong to this block alone; borrowed once written.
+                    let out = unsafe {
+                        let at = self.dst.get().add(oc * h * w + (y + dy) * w + x0);
+                        std::slice::from_raw_parts_mut(at, cols)
+                    };
+                    self.act.apply_biased(&line[..cols], value, out);
+                }
+            }
+        }
+    }
 }
 
 type InputTransform = fn(&[&[f32]], usize, usize, usize, bool, &mut [f32], usize, usize);
