@@ -5,8 +5,8 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 
 pub use crate::conv_spec::{Activation, ConvSpec};
 use crate::cpu::{
-    AreaDownOp, BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp, GuidedMatteOp,
-    HalvingPoolOp, MaxPool3x3S2Op, ReluOp, ScaleChannelsOp, Tile, UpsampledConv,
+    AreaDownOp, BilinearAddOp, BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp,
+    GuidedMatteOp, HalvingPoolOp, MaxPool3x3S2Op, ReluOp, ScaleChannelsOp, Tile, UpsampledConv,
 };
 use crate::weights::Weights;
 use crate::Result;
@@ -463,6 +463,21 @@ pub fn scale_bilinear(x: &Tensor, scale: f64) -> Result<Tensor> {
         return bilinear_cpu(x, ho, wo, Some(scale));
     }
     Ok(x.upsample_bilinear2d_with_scale(scale, scale, false)?)
+}
+
+/// `x` upscaled x2 bilinearly (`align_corners=False`) plus `skip`, of the
+/// upscaled shape: a decoder's join, in one pass on the CPU.
+pub fn up2_add(x: &Tensor, skip: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if on_cpu_kernels(x) && on_cpu_kernels(skip) && skip.dims4()? == (n, c, 2 * h, 2 * w) {
+        let op = BilinearAddOp(BilinearOp {
+            height: 2 * h,
+            width: 2 * w,
+            scale: Some((2.0, 2.0)),
+        });
+        return Ok(planar(x)?.apply_op2_no_bwd(&skip.contiguous()?, &op)?);
+    }
+    add(&scale_bilinear(x, 2.0)?, skip)
 }
 
 /// `[rgb, mean(rgb)]`: the guide image the deep guided filter fits its

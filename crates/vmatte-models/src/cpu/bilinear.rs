@@ -6,9 +6,9 @@
 
 use std::mem::MaybeUninit;
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 
-use super::buffers::{as_uninit, made_in_pieces, planar_frames};
+use super::buffers::{as_uninit, contiguous, made_in_pieces, planar_frames};
 use super::lanes::{dispatched, Vector};
 use crate::simd::vectorized;
 
@@ -55,13 +55,62 @@ impl CustomOp1 for BilinearOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let frame = planar_frames(s, l, "input")?;
         let (n, c, h, w) = l.shape().dims4()?;
+        let out = self.resized(&frame, (n, c, h, w), None);
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((n, c, self.height, self.width)),
+        ))
+    }
+}
+
+/// [`BilinearOp`] plus a tensor of the output's shape, added to each row
+/// as it is written (a decoder's upsampled map joined to its skip): one
+/// pass instead of a resize and an add.
+#[derive(Debug)]
+pub struct BilinearAddOp(pub BilinearOp);
+
+impl CustomOp2 for BilinearAddOp {
+    fn name(&self) -> &'static str {
+        "vmatte-bilinear-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &CpuStorage,
+        l: &Layout,
+        a_s: &CpuStorage,
+        a_l: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let frame = planar_frames(s, l, "input")?;
+        let addend = contiguous(a_s, a_l, "addend")?;
+        let (n, c, h, w) = l.shape().dims4()?;
+        let shape = Shape::from((n, c, self.0.height, self.0.width));
+        if a_l.shape() != &shape {
+            candle_core::bail!(
+                "vmatte-bilinear-add: the addend is {:?}, not {shape:?}",
+                a_l.shape()
+            );
+        }
+        let out = self.0.resized(&frame, (n, c, h, w), Some(addend));
+        Ok((CpuStorage::F32(out), shape))
+    }
+}
+
+impl BilinearOp {
+    /// The resized planes, plus `addend` (of the output's shape) if given.
+    fn resized<'a>(
+        &self,
+        frame: &(dyn Fn(usize) -> &'a [f32] + Sync),
+        (n, c, h, w): (usize, usize, usize, usize),
+        addend: Option<&[f32]>,
+    ) -> Vec<f32> {
         let (ho, wo) = (self.height, self.width);
         let rows = taps(h, ho, self.scale.map(|s| s.0));
         let cols = &taps(w, wo, self.scale.map(|s| s.1));
         let doubling = self.scale == Some((2.0, 2.0));
         // A task per output plane, each row of it written by lerp_rows or
         // lerp_columns.
-        let out = made_in_pieces(n * c * ho * wo, (ho * wo).max(1), |p, _, plane| {
+        made_in_pieces(n * c * ho * wo, (ho * wo).max(1), |p, _, plane| {
             let src = &frame(p / c)[(p % c) * h * w..][..h * w];
             let rows_out = plane.chunks_exact_mut(wo);
             if ho <= h && !doubling {
@@ -70,18 +119,21 @@ impl CustomOp1 for BilinearOp {
                 // full width, and only the blend is resampled across (one
                 // gathering pass per output row instead of up to two).
                 let mut between = vec![0.0; w];
-                for (row, &(y0, y1, wy)) in rows_out.zip(&rows) {
+                for (oy, (row, &(y0, y1, wy))) in rows_out.zip(&rows).enumerate() {
                     let line = |y: usize| &src[y * w..(y + 1) * w];
                     // SAFETY: lerp_rows writes only initialised floats.
                     lerp_rows(line(y0), line(y1), wy, unsafe { as_uninit(&mut between) });
                     lerp_columns(&between, cols, row);
+                    if let Some(a) = addend {
+                        add_into(&a[(p * ho + oy) * wo..][..wo], row);
+                    }
                 }
                 return;
             }
             // Upscaling reads each source row for several output rows:
             // its horizontal pass is made once and kept.
             let mut cache = [(usize::MAX, vec![0.0; wo]), (usize::MAX, vec![0.0; wo])];
-            for (row, &(y0, y1, wy)) in rows_out.zip(&rows) {
+            for (oy, (row, &(y0, y1, wy))) in rows_out.zip(&rows).enumerate() {
                 let pass = |y: usize| {
                     move |out: &mut [f32]| {
                         let line = &src[y * w..(y + 1) * w];
@@ -97,9 +149,23 @@ impl CustomOp1 for BilinearOp {
                 let top = fill_cached(&mut cache, y0, y1, pass(y0));
                 let bottom = fill_cached(&mut cache, y1, y0, pass(y1));
                 lerp_rows(&cache[top].1, &cache[bottom].1, wy, row);
+                if let Some(a) = addend {
+                    add_into(&a[(p * ho + oy) * wo..][..wo], row);
+                }
             }
-        });
-        Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
+        })
+    }
+}
+
+vectorized! {
+    /// `out += addend`, every float of `out` written already.
+    fn add_into(addend: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert!(addend.len() == out.len());
+        for (o, a) in out.iter_mut().zip(addend) {
+            // SAFETY: the caller wrote every float of `out` first.
+            let v = unsafe { o.assume_init_read() };
+            o.write(v + a);
+        }
     }
 }
 
@@ -187,6 +253,16 @@ pub(super) fn fill_cached(
 mod tests {
     use super::*;
     use crate::cpu::test_util::{max_diff, random};
+
+    #[test]
+    fn bilinear_add_matches_candle() {
+        use crate::ops;
+        let x = random(&[2, 3, 7, 10], 9);
+        let skip = random(&[2, 3, 14, 20], 10);
+        let want = (x.upsample_bilinear2d_with_scale(2.0, 2.0, false).unwrap() + &skip).unwrap();
+        let d = max_diff(&ops::up2_add(&x, &skip).unwrap(), &want);
+        assert!(d < 1e-5, "{d}");
+    }
 
     #[test]
     fn bilinear_matches_candle() {

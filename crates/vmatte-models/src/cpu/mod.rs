@@ -56,7 +56,7 @@ pub(crate) mod test_util;
 mod upsampled;
 mod winograd;
 
-pub use bilinear::BilinearOp;
+pub use bilinear::{BilinearAddOp, BilinearOp};
 pub(crate) use buffers::frames_planar;
 pub use conv::ConvOp;
 pub use elementwise::{cat_frames, BinaryOp, ChannelMeanOp, GruUpdateOp, ReluOp, ScaleChannelsOp};

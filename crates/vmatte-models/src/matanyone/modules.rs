@@ -66,11 +66,6 @@ pub(super) fn conv(w: &Weights, input: usize, output: usize, kernel: usize) -> R
     )
 }
 
-/// Bilinear x2, `align_corners=False`.
-pub(super) fn up2(x: &Tensor) -> Result<Tensor> {
-    ops::scale_bilinear(x, 2.0)
-}
-
 /// Channel attention residual block (`CAResBlock`): two 3x3 convolutions
 /// after ReLUs, each channel scaled by a sigmoid of a 1-D convolution over
 /// the channels' means (ECA), plus the input.
@@ -184,7 +179,7 @@ impl UpsampleBlock {
     }
 
     pub(super) fn forward(&self, g: &Tensor, skip: &Tensor) -> Result<Tensor> {
-        self.out_conv.forward(&ops::add(&up2(g)?, skip)?)
+        self.out_conv.forward(&ops::up2_add(g, skip)?)
     }
 }
 
