@@ -171,7 +171,12 @@ def test_ctrl_c_stops_cleanly_and_the_gil_is_free(sample, models, tmp_path):
     final name; meanwhile another Python thread ran."""
     code = textwrap.dedent(
         f"""
-        import threading, time, vmatte, sys
+        import signal, threading, time, vmatte, sys
+        # Python leaves SIGINT ignored when it started so (a job a
+        # non-interactive shell put in the background): the test is about
+        # what vmatte does with a Ctrl-C, so the child takes it as a
+        # terminal's would.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         ticks = 0
         def tick():
             global ticks
