@@ -63,11 +63,16 @@ cp "$VMATTE_RVM_ONNX" "$bundle.partial/rvm_mobilenetv3_fp32.onnx"
 cp "$VMATTE_SAMPLE_CLIP" "$bundle.partial/sample.mp4"
 cp -r "$VMATTE_FIXTURES/gvm/weights" "$bundle.partial/gvm-fixture"
 chmod -R u+w "$bundle.partial/gvm-fixture"
-(cd "$rvm_src" && cp -r model inference.py inference_utils.py inference_speed_test.py LICENSE "$bundle.partial/rvm-src/")
-(cd "$matanyone_src" && cp -r matanyone "$bundle.partial/matanyone-src/" &&
-    if [[ -f LICENSE ]]; then cp LICENSE "$bundle.partial/matanyone-src/"; fi)
-(cd "$gvm_src" && cp -r gvm "$bundle.partial/gvm-src/" &&
-    if [[ -f LICENSE ]]; then cp LICENSE "$bundle.partial/gvm-src/"; fi)
+# take SRC DEST PATH...: the PATHs of a checkout, with its LICENSE where it
+# has one (a given copy of just the code may not).
+take() {
+    local src=$1 dest=$bundle.partial/$2
+    shift 2
+    (cd "$src" && cp -r "$@" "$dest/" && if [[ -f LICENSE ]]; then cp LICENSE "$dest/"; fi)
+}
+take "$rvm_src" rvm-src model inference.py inference_utils.py inference_speed_test.py
+take "$matanyone_src" matanyone-src matanyone
+take "$gvm_src" gvm-src gvm
 find "$bundle.partial" -name __pycache__ -prune -exec rm -rf {} +
 # Pure Python; antlr4's runtime 4.9 (what omegaconf 2.3 pins) is published
 # as source only, so it is built into a wheel here. diffusers' own needs

@@ -201,10 +201,17 @@ class Check:
             f["cuda_libraries"] = self.run([launcher, "--print-library-path"]).stdout.strip()
         self.run(self.vm("models", "import", self.bundle / "rvm_mobilenetv3_fp32.onnx"))
         self.rvm_src = self.bundle / "rvm-src"
-        self.r50 = self.work / "rvm_resnet50_random.pth"
-        self.json_of([self.python, self.here / "gpu_check_peer.py", "weights", "--src", self.rvm_src,
-                      "--variant", "resnet50", "--out", self.r50])
+        self.r50 = self.rvm_weights("resnet50")
         self.make_clips()
+
+    def rvm_weights(self, variant: str) -> Path:
+        """Random weights (seed 0) for the authors' RVM `variant`, made by
+        their code once per run; vmatte and the authors' loops read them."""
+        path = self.work / f"rvm_{variant}_random.pth"
+        if not path.exists():
+            self.json_of([self.python, self.here / "gpu_check_peer.py", "weights", "--src", self.rvm_src,
+                          "--variant", variant, "--out", path])
+        return path
 
     def make_clips(self) -> None:
         """The sample clip scaled to the check's size and looped: MPEG-4
@@ -399,7 +406,8 @@ class Check:
         frames = self.p.clips * self.p.clip_frames
         self.batch_out = out
         self.figures["end_to_end"] = {"vmatte": {"frames": frames, "seconds": seconds, "fps": frames / seconds,
-                                                 "gpu_busy_mean": busy, "samples": n, "summary": report.get("summary", report.get("jobs", None) and {"jobs": len(report["jobs"])})}}
+                                                 "gpu_busy_mean": busy, "samples": n, "jobs": len(report.get("jobs", [])),
+                                                 "gpu": report.get("gpu")}}
         r = self.run(self.vm("report", out, "-o", self.out / "telemetry.png"), check=not self.p.rehearse)
         if r.returncode:
             self.figures["end_to_end"]["vmatte"]["report"] = (r.stderr.strip().splitlines() or [""])[-1]
@@ -433,18 +441,11 @@ class Check:
         precision = "float32" if self.p.batch_dtype == "f32" else "float16"
         r, busy, n = self.sampled(lambda: self.json_of(
             [self.python, self.here / "gpu_check_peer.py", "convert", "--src", self.rvm_src, "--variant", "mobilenetv3",
-             "--weights", self.peer_weights(), "--device", self.p.peer_device, "--precision", precision,
+             "--weights", self.rvm_weights("mobilenetv3"), "--device", self.p.peer_device, "--precision", precision,
              "--input", self.jpegs, "--output", out, "--downsample-ratio", "0.25", "--seq-chunk", "1",
              "--workers", min(8, os.cpu_count() or 1)], timeout=400))
         self.figures["end_to_end"]["peer_convert_video"] = dict(r, gpu_busy_mean=busy, samples=n,
                                                                 io="JPEG folders in, alpha PNG folders out (no PyAV here)")
-
-    def peer_weights(self) -> Path:
-        path = self.work / "rvm_mobilenetv3_random.pth"
-        if not path.exists():
-            self.json_of([self.python, self.here / "gpu_check_peer.py", "weights", "--src", self.rvm_src,
-                          "--variant", "mobilenetv3", "--out", path])
-        return path
 
     # -- 4 GVM and MatAnyone ---------------------------------------------
     def gvm(self) -> None:

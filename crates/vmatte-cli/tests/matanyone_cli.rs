@@ -81,20 +81,8 @@ fn boxed(dir: &Path, name: &str, size: (u32, u32), bx: (u32, u32, u32, u32)) -> 
 /// warm-up (the random model's warm-up pulls every mask's matte together,
 /// see the fixture's README) and no erosion unless `extra` says otherwise.
 fn run(models: &Path, input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "matte",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--model",
-        "matanyone",
-        "--model-dir",
-        models.to_str().unwrap(),
-        "--outputs",
-        "alpha",
-        "--format",
-        "png",
-    ];
+    let mut args = vec!["matte", input.to_str().unwrap()];
+    args.extend(alpha_pngs(models, out));
     for (flag, default) in [
         ("--warmup", "0"),
         ("--mask-erode", "0"),
@@ -118,7 +106,16 @@ fn matanyone_batch(
 ) -> std::process::Output {
     let mut args = vec!["batch"];
     args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
-    args.extend([
+    args.extend(alpha_pngs(models, out));
+    args.extend(["--warmup", "0"]);
+    args.extend_from_slice(extra);
+    vmatte(&args)
+}
+
+/// What [`run`] and [`matanyone_batch`] share: MatAnyone from `models`,
+/// alpha as PNGs into `out`.
+fn alpha_pngs<'a>(models: &'a Path, out: &'a Path) -> [&'a str; 10] {
+    [
         "-o",
         out.to_str().unwrap(),
         "--model",
@@ -129,11 +126,7 @@ fn matanyone_batch(
         "alpha",
         "--format",
         "png",
-        "--warmup",
-        "0",
-    ]);
-    args.extend_from_slice(extra);
-    vmatte(&args)
+    ]
 }
 
 /// The alpha PNG frames of a run, as bytes of gray.

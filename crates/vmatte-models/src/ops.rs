@@ -319,12 +319,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 
 /// `max(a + b, 0)`: a residual join and its ReLU, in one pass on the CPU.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if on_cpu_kernels(a) && on_cpu_kernels(b) && a.shape() == b.shape() {
-        return Ok(a
-            .contiguous()?
-            .apply_op2_no_bwd(&b.contiguous()?, &BinaryOp::AddRelu)?);
-    }
-    Ok((a + b)?.relu()?)
+    binary(a, b, BinaryOp::AddRelu)
 }
 
 /// The mean of each `factor x factor` cell (PyTorch's `interpolate(mode=

@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 
+use super::buffers::grown;
 use super::lanes::{dispatched, Vector};
 
 /// Output rows per micro-kernel.
@@ -81,12 +82,7 @@ fn product_in<V: Vector>(p: &Product) {
     // inlined into it with them). The buffer is only resized here and
     // `matmul` never re-enters itself, so the pointer stays valid.
     let packed = if pack {
-        PANEL.with_borrow_mut(|v| {
-            if v.len() < p.k * w {
-                v.resize(p.k * w, 0.0);
-            }
-            v.as_mut_ptr()
-        })
+        PANEL.with_borrow_mut(|v| grown(v, p.k * w).as_mut_ptr())
     } else {
         std::ptr::null_mut()
     };
