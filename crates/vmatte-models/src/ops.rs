@@ -6,7 +6,8 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 pub use crate::conv_spec::{Activation, ConvSpec};
 use crate::cpu::{
     AreaDownOp, BilinearAddOp, BilinearOp, BinaryOp, ChannelMeanOp, ConvOp, Dense, GruUpdateOp,
-    GuidedMatteOp, HalvingPoolOp, MaxPool3x3S2Op, ReluOp, ScaleChannelsOp, Tile, UpsampledConv,
+    GuidedMatteOp, HalvingPoolOp, MaxPool3x3S2Op, ReluOp, ScaleChannelsOp, SensoryGateOp, Tile,
+    UpsampledConv,
 };
 use crate::weights::Weights;
 use crate::Result;
@@ -398,6 +399,28 @@ pub fn gru_update(z: &Tensor, h: &Tensor, c: &Tensor) -> Result<Tensor> {
         )?);
     }
     Ok(((z.affine(-1.0, 1.0)? * h)? + (z * c)?)?)
+}
+
+/// MatAnyone's gated update of a sensory memory `h` (N, C, H, W) from
+/// `values` (N, 3C, H, W: forget, update, candidate): `σ(f)·h·(1 - σ(u)) +
+/// σ(u)·tanh(c)`.
+pub fn sensory_gate(h: &Tensor, values: &Tensor) -> Result<Tensor> {
+    if on_cpu_kernels(h) && on_cpu_kernels(values) {
+        return Ok(h
+            .contiguous()?
+            .apply_op2_no_bwd(&values.contiguous()?, &SensoryGateOp)?);
+    }
+    sensory_gate_of_tensors(h, values)
+}
+
+/// [`sensory_gate`] in candle's tensor operations.
+pub(crate) fn sensory_gate_of_tensors(h: &Tensor, values: &Tensor) -> Result<Tensor> {
+    let c = h.dim(1)?;
+    let forget = candle_nn::ops::sigmoid(&values.narrow(1, 0, c)?)?;
+    let update = candle_nn::ops::sigmoid(&values.narrow(1, c, c)?)?;
+    let candidate = values.narrow(1, 2 * c, c)?.tanh()?;
+    let kept = ((forget * h)? * update.affine(-1.0, 1.0)?)?;
+    Ok((kept + (update * candidate)?)?)
 }
 
 /// PyTorch's `AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`:

@@ -3,6 +3,11 @@
 //! or in Winograd's domain). Which algorithm runs it is `dispatch.rs`'s
 //! choice; the algorithms read the layer from here.
 
+use std::mem::MaybeUninit;
+
+use super::buffers::made_in_pieces;
+use super::matmul::{panels, Left, OWN_FROM_K};
+use super::pointwise::FEW_OUTPUTS;
 use super::winograd::Tile;
 use crate::conv_spec::{Activation, ConvSpec};
 
@@ -18,6 +23,11 @@ pub struct ConvOp {
     /// algorithm given (see [`Tile`]), which those convolutions use
     /// instead of `tap_major`.
     pub(crate) winograd: Option<(Tile, Vec<f32>)>,
+    /// The dense `O x (C K K)` weight matrix in the matrix product's
+    /// panels, for the layers whose product vmatte's micro-kernel runs:
+    /// the others but 3x3s and stride-1 k x k with `OWN_FROM_K` taps or
+    /// more, and the 1x1s with few outputs (see `pointwise.rs`).
+    pub(crate) panels: Option<Vec<f32>>,
 }
 
 impl ConvOp {
@@ -40,12 +50,28 @@ impl ConvOp {
         let winograd =
             (tap_major.is_some() && spec.kernel == 3 && spec.dilation == 1 && spec.padding == 1)
                 .then(|| (tile, tile.filters(weight, o, c)));
+        let own = c * kk >= OWN_FROM_K || (spec.kernel == 1 && o <= FEW_OUTPUTS);
+        let panels =
+            (spec.groups == 1 && tap_major.is_none() && own).then(|| panels(weight, o, c * kk));
         Self {
             spec,
             bias,
             act: Activation::Identity,
             tap_major,
             winograd,
+            panels,
+        }
+    }
+
+    /// The weight matrix `weight` (`O x (C K K)`) as the matrix product
+    /// reads it: its panels where they were made.
+    pub(super) fn left(&self, weight: &[f32]) -> Left {
+        match &self.panels {
+            Some(p) => Left::Panels(p.as_ptr()),
+            None => Left::Rows {
+                a: weight.as_ptr(),
+                lda: weight.len() / self.spec.out_channels,
+            },
         }
     }
 
@@ -59,17 +85,15 @@ impl ConvOp {
         )
     }
 
-    /// Every output plane starts as its channel's bias, written once.
+    /// Every output plane starts as its channel's bias, written once, a
+    /// plane per task (on the calling thread alone, the workers waited on
+    /// ResNet's stem for 30 MB of it).
     pub(super) fn start(&self, n: usize, plane: usize) -> Vec<f32> {
         let o = self.spec.out_channels;
         match &self.bias {
-            Some(b) => {
-                let mut out = Vec::with_capacity(n * o * plane);
-                for i in 0..n * o {
-                    out.extend(std::iter::repeat_n(b[i % o], plane));
-                }
-                out
-            }
+            Some(b) => made_in_pieces(n * o * plane, plane, |i, _, out| {
+                out.fill(MaybeUninit::new(b[i % o]));
+            }),
             None => vec![0.0; n * o * plane],
         }
     }

@@ -98,6 +98,59 @@ impl CustomOp3 for GruUpdateOp {
     }
 }
 
+/// MatAnyone's gated update of a sensory memory `h` (N, C, H, W) from
+/// `values` (N, 3C, H, W: forget, update and candidate logits):
+/// `σ(f)·h·(1 - σ(u)) + σ(u)·tanh(c)`, in one pass over the workers where
+/// candle's sigmoids, tanh and products were eight on the calling thread.
+#[derive(Clone, Copy, Debug)]
+pub struct SensoryGateOp;
+
+impl CustomOp2 for SensoryGateOp {
+    fn name(&self) -> &'static str {
+        "vmatte-sensory-gate"
+    }
+
+    fn cpu_fwd(
+        &self,
+        h_s: &CpuStorage,
+        h_l: &Layout,
+        v_s: &CpuStorage,
+        v_l: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let h = contiguous(h_s, h_l, "sensory memory")?;
+        let values = contiguous(v_s, v_l, "gate values")?;
+        let (n, c, hh, w) = h_l.shape().dims4()?;
+        if v_l.shape().dims4()? != (n, 3 * c, hh, w) {
+            candle_core::bail!("vmatte-sensory-gate: values are not 3 x the memory's channels");
+        }
+        // A frame's memory, and its three value blocks in `values`.
+        let frame = c * hh * w;
+        let out = made_in_pieces(h.len(), PIECE, |_, at, o| {
+            let mut i = at.start;
+            // Runs that stay inside one frame.
+            while i < at.end {
+                let (b, r) = (i / frame, i % frame);
+                let run = (frame - r).min(at.end - i);
+                let v = |k: usize| &values[(3 * b + k) * frame + r..][..run];
+                let out = &mut o[i - at.start..][..run];
+                sensory_gate(&h[i..i + run], [v(0), v(1), v(2)], out);
+                i += run;
+            }
+        });
+        Ok((CpuStorage::F32(out), h_l.shape().clone()))
+    }
+}
+
+/// One run of [`SensoryGateOp`], with candle's sigmoid `1 / (1 + e^-x)`.
+fn sensory_gate(h: &[f32], [f, u, c]: [&[f32]; 3], out: &mut [MaybeUninit<f32>]) {
+    assert!([f, u, c].iter().all(|x| x.len() == h.len()) && out.len() == h.len());
+    let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
+    for ((((o, &h), &f), &u), &c) in out.iter_mut().zip(h).zip(f).zip(u).zip(c) {
+        let u = sigmoid(u);
+        o.write(sigmoid(f) * h * (1.0 - u) + u * c.tanh());
+    }
+}
+
 /// `f` of matching `PIECE`-long pieces of `inputs` (all one length) into
 /// a new vector of that length, a task per piece.
 fn by_pieces<const N: usize>(
@@ -323,6 +376,14 @@ mod tests {
             close(ops::area_down(&cells, 16).unwrap(), want, "area down by 16");
             let want = ((z.affine(-1.0, 1.0).unwrap() * &x).unwrap() + (&z * &r).unwrap()).unwrap();
             close(ops::gru_update(&z, &x, &r).unwrap(), want, "gru update");
+            // With the batch of two, tasks' pieces cross from one frame's
+            // values to the next's.
+            let values = (random(&[n, 3 * c, h, w], 5) * 3.0).unwrap();
+            close(
+                ops::sensory_gate(&x, &values).unwrap(),
+                ops::sensory_gate_of_tensors(&x, &values).unwrap(),
+                "sensory gate",
+            );
             close(
                 ops::scale_channels(&x, &s).unwrap(),
                 x.broadcast_mul(&s).unwrap(),

@@ -3,7 +3,7 @@
 
 use gemm::Parallelism;
 
-use super::matmul::{OWN_FROM_K, PANEL_COLUMNS};
+use super::matmul::{panels_len, Left, OWN_FROM_K, PANEL_COLUMNS};
 
 /// `dst (m x n) += lhs (m x k) * rhs (k x n)`, every matrix row-major with
 /// unit column stride: `lhs` packed, `dst` and `rhs` with the row strides
@@ -60,12 +60,12 @@ const OWN_BLOCK: usize = 8 * PANEL_COLUMNS;
 fn own_matmul_add(
     dst: &mut [f32],
     dst_rs: usize,
-    lhs: &[f32],
+    lhs: Left,
     rhs: &[f32],
     (m, k, cols): (usize, usize, usize),
 ) {
     use rayon::prelude::*;
-    assert!(lhs.len() >= m * k && rhs.len() >= k * cols);
+    assert!(rhs.len() >= k * cols);
     assert!(m == 0 || dst.len() >= (m - 1) * dst_rs + cols);
     let base = super::buffers::SendPtr(dst.as_mut_ptr());
     (0..cols).into_par_iter().step_by(OWN_BLOCK).for_each(|j0| {
@@ -74,8 +74,7 @@ fn own_matmul_add(
             m,
             n,
             k,
-            a: lhs.as_ptr(),
-            lda: k,
+            a: lhs,
             b: rhs[j0..].as_ptr(),
             ldb: cols,
             // SAFETY: inside `dst` (asserted above); each task owns its
@@ -84,24 +83,40 @@ fn own_matmul_add(
             ldd: dst_rs,
             accumulate: true,
         };
-        // SAFETY: the three matrices lie in the slices (asserted above)
-        // and no other task touches these columns of `dst`.
+        // SAFETY: the three matrices lie in the slices (asserted above,
+        // and `lhs` by `matmul_add`'s contract) and no other task touches
+        // these columns of `dst`.
         unsafe { super::matmul::matmul(&p) };
     });
 }
 
-/// `dst (m x cols, row stride dst_rs) += lhs (m x k) * rhs (k x cols)`.
+/// `dst (m x cols, row stride dst_rs) += lhs (m x k) * rhs (k x cols)`;
+/// `panels`, if given, are `lhs`'s panels (`matmul::panels`), which
+/// vmatte's micro-kernel reads instead where it runs the product.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn matmul_add(
     dst: &mut [f32],
     dst_rs: usize,
     lhs: &[f32],
+    panels: Option<&[f32]>,
     rhs: &[f32],
     m: usize,
     k: usize,
     cols: usize,
 ) {
+    assert!(lhs.len() >= m * k);
     if k >= OWN_FROM_K {
-        own_matmul_add(dst, dst_rs, lhs, rhs, (m, k, cols));
+        let left = match panels {
+            Some(p) => {
+                assert!(p.len() >= panels_len(m, k));
+                Left::Panels(p.as_ptr())
+            }
+            None => Left::Rows {
+                a: lhs.as_ptr(),
+                lda: k,
+            },
+        };
+        own_matmul_add(dst, dst_rs, left, rhs, (m, k, cols));
         return;
     }
     let threads = candle_core::utils::get_num_threads();
@@ -131,8 +146,9 @@ mod tests {
     use super::*;
 
     /// Both paths of `matmul_add` (gemm's, and vmatte's own from
-    /// `OWN_FROM_K` taps) add the same product, across block edges and a
-    /// destination wider than the product.
+    /// `OWN_FROM_K` taps, with the weights in rows or in panels) add the
+    /// same product, across block edges and a destination wider than the
+    /// product.
     #[test]
     fn both_paths_add_the_product() {
         for (m, k, cols) in [(20, 150, 300), (9, 200, 257), (64, 100, 40)] {
@@ -144,23 +160,27 @@ mod tests {
                 .map(|i| ((i * 53) % 97) as f32 / 97.0 - 0.5)
                 .collect();
             let start: Vec<f32> = (0..m * dst_rs).map(|i| (i % 13) as f32).collect();
-            let mut got = start.clone();
-            matmul_add(&mut got, dst_rs, &lhs, &rhs, m, k, cols);
-            for i in 0..m {
-                for j in 0..dst_rs {
-                    let want = if j < cols {
-                        start[i * dst_rs + j]
-                            + (0..k)
-                                .map(|kk| lhs[i * k + kk] * rhs[kk * cols + j])
-                                .sum::<f32>()
-                    } else {
-                        start[i * dst_rs + j]
-                    };
-                    let g = got[i * dst_rs + j];
-                    assert!(
-                        (g - want).abs() <= 1e-3,
-                        "{m}x{k}x{cols} at ({i}, {j}): {g} vs {want}"
-                    );
+            let panels = super::super::matmul::panels(&lhs, m, k);
+            for with_panels in [false, true] {
+                let mut got = start.clone();
+                let panels = with_panels.then_some(&panels[..]);
+                matmul_add(&mut got, dst_rs, &lhs, panels, &rhs, m, k, cols);
+                for i in 0..m {
+                    for j in 0..dst_rs {
+                        let want = if j < cols {
+                            start[i * dst_rs + j]
+                                + (0..k)
+                                    .map(|kk| lhs[i * k + kk] * rhs[kk * cols + j])
+                                    .sum::<f32>()
+                        } else {
+                            start[i * dst_rs + j]
+                        };
+                        let g = got[i * dst_rs + j];
+                        assert!(
+                            (g - want).abs() <= 1e-3,
+                            "{m}x{k}x{cols} at ({i}, {j}): {g} vs {want}"
+                        );
+                    }
                 }
             }
         }

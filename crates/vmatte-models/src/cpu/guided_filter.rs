@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
 use super::buffers::{contiguous, SendPtr};
-use super::matmul::{matmul, Product};
+use super::matmul::{matmul, Left, Product};
 use crate::conv_spec::Activation;
 use crate::simd::vectorized;
 
@@ -62,8 +62,10 @@ impl Dense {
                     m: o,
                     n,
                     k,
-                    a: self.weight.as_ptr().add(k0),
-                    lda: cols,
+                    a: Left::Rows {
+                        a: self.weight.as_ptr().add(k0),
+                        lda: cols,
+                    },
                     b,
                     ldb,
                     dst: dst.as_mut_ptr(),

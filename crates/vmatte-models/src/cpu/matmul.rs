@@ -1,24 +1,34 @@
-//! The matrix product under the 1x1 and Winograd convolutions:
-//! `dst (m x n) = [dst +] a (m x k) · b (k x n)`, every matrix row-major.
+//! The matrix product under the 1x1, patch-matrix and Winograd
+//! convolutions: `dst (m x n) = [dst +] a (m x k) · b (k x n)`, `b` and
+//! `dst` row-major, `a` row-major or in panels.
 //!
 //! RVM's products are small and thin: 4 to 960 output channels, 16 to 960
 //! input channels, pixels or tiles along `n`. A general gemm packs both
 //! operands into panels first, which for these shapes costs about as much
 //! as the arithmetic, and its per-call set-up shows when a Winograd block
 //! makes 36 products of a few thousand multiplications each. Here `b`'s
-//! rows are read where they lie (pixels and tiles are contiguous already)
-//! and `a`'s elements are broadcast straight from the weights.
+//! rows are read where they lie (pixels and tiles are contiguous already;
+//! a column panel read by many row blocks is copied together once) and
+//! `a`, the weights, is laid out in panels once when the layer is loaded.
 //!
-//! The micro-kernel keeps `ROWS` output rows by two vectors of columns in
-//! registers and runs down `k`; with AVX2 that is 12 accumulators, two
-//! vectors of `b` and one broadcast of `a`: 15 of the 16 registers.
+//!   weights (o x c) --panels(), at load--> a: [o/6][k][6]
+//!   activations b (c x pixels or tiles) --column panels of 32--+
+//!   micro-kernel: 12 (AVX-512) or 6 rows x 32 columns in registers,
+//!                 down k: one load of b, a broadcast of a per row
+//!                 --> dst
+//!
+//! With AVX2 the micro-kernel's 6 x 2 vectors are 12 accumulators, two
+//! vectors of `b` and one broadcast of `a`: 15 of the 16 registers; AVX-512
+//! has 32, and 12 rows (24 accumulators) read each vector of `b` for twice
+//! the arithmetic.
 
 use std::cell::RefCell;
 
 use super::buffers::grown;
 use super::lanes::{dispatched, Vector};
 
-/// Output rows per micro-kernel.
+/// Output rows per micro-kernel (twice this with AVX-512), and per panel
+/// of `a`.
 const ROWS: usize = 6;
 
 /// Inner dimensions from which this kernel, rather than the gemm crate's,
@@ -31,15 +41,30 @@ pub(crate) const OWN_FROM_K: usize = 128;
 /// the widest lanes, so that no block but the last has a scalar tail.
 pub(crate) const PANEL_COLUMNS: usize = 32;
 
-/// One product's operands. `lda`, `ldb` and `ldd` are row strides in
-/// floats; `accumulate` adds to `dst` instead of overwriting it.
+/// The left operand `a` (m x k) of a [`Product`].
+#[derive(Clone, Copy)]
+pub(crate) enum Left {
+    /// Row-major, rows `lda` floats apart.
+    Rows { a: *const f32, lda: usize },
+    /// In [`panels`]' layout: a layer's weights, laid out once.
+    Panels(*const f32),
+}
+
+// SAFETY: a `Left` points at weights that nothing writes while products
+// read them (each constructor's caller keeps them borrowed for the call),
+// so tasks on other threads may read through a copy.
+unsafe impl Send for Left {}
+// SAFETY: as for Send: shared, it is only read.
+unsafe impl Sync for Left {}
+
+/// One product's operands. `ldb` and `ldd` are row strides in floats;
+/// `accumulate` adds to `dst` instead of overwriting it.
 #[derive(Clone, Copy)]
 pub(crate) struct Product {
     pub m: usize,
     pub n: usize,
     pub k: usize,
-    pub a: *const f32,
-    pub lda: usize,
+    pub a: Left,
     pub b: *const f32,
     pub ldb: usize,
     pub dst: *mut f32,
@@ -50,23 +75,50 @@ pub(crate) struct Product {
 /// Computes `p`.
 ///
 /// # Safety
-/// `a` must hold `m` rows of `k` floats at stride `lda`, `b` `k` rows of
-/// `n` at `ldb`, and `dst` `m` rows of `n` at `ldd`, writable and touched
-/// by no other thread meanwhile.
+/// `a` must hold `m` rows of `k` floats at stride `lda`, or [`panels`] of
+/// them, `b` `k` rows of `n` at `ldb`, and `dst` `m` rows of `n` at `ldd`,
+/// writable and touched by no other thread meanwhile.
 pub(crate) unsafe fn matmul(p: &Product) {
-    product(p)
+    match p.a {
+        Left::Rows { .. } => product_of_rows(p),
+        Left::Panels(_) => product_of_panels(p),
+    }
 }
 
-dispatched!(product => product_in[](p: &Product));
+dispatched!(product_of_rows => product_in[false](p: &Product));
+dispatched!(product_of_panels => product_in[true](p: &Product));
+
+/// Floats of the [`panels`] of an `m x k` matrix.
+pub(crate) fn panels_len(m: usize, k: usize) -> usize {
+    m.next_multiple_of(ROWS) * k
+}
+
+/// The `m x k` row-major matrix `a` as the micro-kernel reads it: panels of
+/// `ROWS` rows (the last filled up with zeros), each column after column,
+/// so that the `ROWS` elements a step of `k` broadcasts are adjacent, one
+/// stream from one pointer instead of `ROWS` rows a stride apart (whose
+/// addressing took as many instructions as the arithmetic).
+pub(crate) fn panels(a: &[f32], m: usize, k: usize) -> Vec<f32> {
+    assert_eq!(a.len(), m * k);
+    let mut out = vec![0.0; panels_len(m, k)];
+    for (i, row) in a.chunks_exact(k).enumerate() {
+        let panel = &mut out[i / ROWS * ROWS * k..];
+        for (kk, &x) in row.iter().enumerate() {
+            panel[kk * ROWS + i % ROWS] = x;
+        }
+    }
+    out
+}
 
 thread_local! {
     /// One packed panel of `b` per worker thread, reused call after call.
     static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Column panels of two vectors, then one, then single columns.
+/// Column panels of two vectors, then one, then single columns; `a` in
+/// [`panels`] if `PANELS`, else in rows.
 #[inline(always)]
-fn product_in<V: Vector>(p: &Product) {
+fn product_in<V: Vector, const PANELS: bool>(p: &Product) {
     let l = V::LANES;
     let w = 2 * l;
     // A panel's rows lie `ldb` floats apart: for a 1x1 convolution a whole
@@ -95,45 +147,57 @@ fn product_in<V: Vector>(p: &Product) {
                 for kk in 0..p.k {
                     std::ptr::copy_nonoverlapping(p.b.add(kk * p.ldb + j), packed.add(kk * w), w);
                 }
-                panel::<V, 2>(p, j, packed, w);
+                panel::<V, 2, PANELS>(p, j, packed, w);
             } else {
-                panel::<V, 2>(p, j, p.b.add(j), p.ldb);
+                panel::<V, 2, PANELS>(p, j, p.b.add(j), p.ldb);
             }
             j += w;
         }
         if j + l <= p.n {
-            panel::<V, 1>(p, j, p.b.add(j), p.ldb);
+            panel::<V, 1, PANELS>(p, j, p.b.add(j), p.ldb);
             j += l;
         }
         while j < p.n {
-            panel::<f32, 1>(p, j, p.b.add(j), p.ldb);
+            panel::<f32, 1, PANELS>(p, j, p.b.add(j), p.ldb);
             j += 1;
         }
     }
 }
 
-/// Every row of the `NV`-vector column panel at `j` of `dst`, `ROWS` at a
-/// time, reading the panel's `k` rows of `b` at `b`, `ldb` apart: the
+/// Every row of the `NV`-vector column panel at `j` of `dst`, `2 * ROWS`
+/// at a time with 16 lanes (the 24 accumulators fit AVX-512's 32
+/// registers), then `ROWS`, then the rest, reading the panel's `k` rows of `b` at `b`, `ldb` apart: the
 /// panel stays in cache while the rows pass over it.
 ///
 /// # Safety
 /// As for [`matmul`], with the panel's columns inside `dst` and `k` rows of
 /// `NV * LANES` floats at `b`, `ldb` apart.
 #[inline(always)]
-unsafe fn panel<V: Vector, const NV: usize>(p: &Product, j: usize, b: *const f32, ldb: usize) {
+unsafe fn panel<V: Vector, const NV: usize, const PANELS: bool>(
+    p: &Product,
+    j: usize,
+    b: *const f32,
+    ldb: usize,
+) {
     // SAFETY: the caller's contract (above).
     unsafe {
         let mut i = 0;
+        if V::LANES >= 16 {
+            while i + 2 * ROWS <= p.m {
+                micro::<V, { 2 * ROWS }, NV, PANELS>(p, i, j, b, ldb);
+                i += 2 * ROWS;
+            }
+        }
         while i + ROWS <= p.m {
-            micro::<V, ROWS, NV>(p, i, j, b, ldb);
+            micro::<V, ROWS, NV, PANELS>(p, i, j, b, ldb);
             i += ROWS;
         }
         match p.m - i {
-            1 => micro::<V, 1, NV>(p, i, j, b, ldb),
-            2 => micro::<V, 2, NV>(p, i, j, b, ldb),
-            3 => micro::<V, 3, NV>(p, i, j, b, ldb),
-            4 => micro::<V, 4, NV>(p, i, j, b, ldb),
-            5 => micro::<V, 5, NV>(p, i, j, b, ldb),
+            1 => micro::<V, 1, NV, PANELS>(p, i, j, b, ldb),
+            2 => micro::<V, 2, NV, PANELS>(p, i, j, b, ldb),
+            3 => micro::<V, 3, NV, PANELS>(p, i, j, b, ldb),
+            4 => micro::<V, 4, NV, PANELS>(p, i, j, b, ldb),
+            5 => micro::<V, 5, NV, PANELS>(p, i, j, b, ldb),
             _ => {}
         }
     }
@@ -147,7 +211,7 @@ unsafe fn panel<V: Vector, const NV: usize>(p: &Product, j: usize, b: *const f32
 // The index loops address registers of a 2-D array.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-unsafe fn micro<V: Vector, const R: usize, const NV: usize>(
+unsafe fn micro<V: Vector, const R: usize, const NV: usize, const PANELS: bool>(
     p: &Product,
     i: usize,
     j: usize,
@@ -168,7 +232,18 @@ unsafe fn micro<V: Vector, const R: usize, const NV: usize>(
                 }
             }
         }
-        let a = p.a.add(i * p.lda);
+        // Where row r's element kk of `a` lies from `a`; `i` is a
+        // multiple of ROWS, so in panels its rows start one. (`PANELS`, a
+        // constant, is what `matmul` chose by `p.a`: the offsets fold into
+        // the instructions' addressing.)
+        let (a, lda) = match p.a {
+            Left::Rows { a, lda } => (a.add(i * lda), lda),
+            Left::Panels(a) => (a.add(i * p.k), 0),
+        };
+        let at = |r: usize, kk: usize| match PANELS {
+            true => r / ROWS * ROWS * p.k + kk * ROWS + r % ROWS,
+            false => r * lda + kk,
+        };
         let mut b = b;
         for kk in 0..p.k {
             let mut bv = [V::zero(); NV];
@@ -176,7 +251,7 @@ unsafe fn micro<V: Vector, const R: usize, const NV: usize>(
                 bv[v] = V::load(b.add(v * l));
             }
             for r in 0..R {
-                let ar = *a.add(r * p.lda + kk);
+                let ar = *a.add(at(r, kk));
                 for v in 0..NV {
                     acc[r][v] = bv[v].mul_add(ar, acc[r][v]);
                 }
@@ -215,9 +290,10 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         };
-        // Row counts around ROWS, column counts around one and two vectors
-        // of every width, with scalar tails; from 3 * ROWS rows the
-        // two-vector panels are packed.
+        // Row counts around ROWS and 2 * ROWS, column counts around one
+        // and two vectors of every width, with scalar tails; from 3 * ROWS
+        // rows the two-vector panels of `b` are packed. `a` in rows and in
+        // panels.
         for &(m, n, k) in &[
             (1, 1, 1),
             (5, 7, 3),
@@ -231,7 +307,15 @@ mod tests {
             let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
             let start: Vec<f32> = (0..m * n).map(|_| next()).collect();
-            for accumulate in [false, true] {
+            let a_panels = panels(&a, m, k);
+            let lefts = [
+                Left::Rows {
+                    a: a.as_ptr(),
+                    lda: k,
+                },
+                Left::Panels(a_panels.as_ptr()),
+            ];
+            for (left, accumulate) in lefts.into_iter().flat_map(|l| [(l, false), (l, true)]) {
                 let mut want = if accumulate {
                     start.clone()
                 } else {
@@ -243,8 +327,7 @@ mod tests {
                     m,
                     n,
                     k,
-                    a: a.as_ptr(),
-                    lda: k,
+                    a: left,
                     b: b.as_ptr(),
                     ldb: n,
                     dst: got.as_mut_ptr(),

@@ -59,7 +59,9 @@ mod winograd;
 pub use bilinear::{BilinearAddOp, BilinearOp};
 pub(crate) use buffers::frames_planar;
 pub use conv::ConvOp;
-pub use elementwise::{cat_frames, BinaryOp, ChannelMeanOp, GruUpdateOp, ReluOp, ScaleChannelsOp};
+pub use elementwise::{
+    cat_frames, BinaryOp, ChannelMeanOp, GruUpdateOp, ReluOp, ScaleChannelsOp, SensoryGateOp,
+};
 pub use guided_filter::{Dense, GuidedCoefficientsOp};
 pub use guided_matte::GuidedMatteOp;
 pub use pool::{AreaDownOp, HalvingPoolOp, MaxPool3x3S2Op};

@@ -62,6 +62,7 @@ pub(super) fn conv_patches(
             &mut dst[r0 * wo..],
             ho * wo,
             weight,
+            op.panels.as_deref(),
             &buffer[..patch * cols],
             s.out_channels,
             patch,

@@ -16,7 +16,7 @@ const POINTWISE_L2: usize = 1 << 18;
 /// Output channels up to which a 1x1 layer's product is vmatte's own
 /// micro-kernel rather than gemm's, whose kernels are shaped for more rows
 /// (RVM's last layer: 16 to 4 channels at the decoder's full size).
-const FEW_OUTPUTS: usize = 8;
+pub(super) const FEW_OUTPUTS: usize = 8;
 
 /// A 1x1 convolution of one image in blocks of pixels, a block per task:
 /// each block's outputs are written by gemm (or, with few, by [`matmul`]),
@@ -51,8 +51,7 @@ pub(super) fn conv_pointwise(
                     m: o,
                     n: cols,
                     k: c,
-                    a: weight.as_ptr(),
-                    lda: c,
+                    a: op.left(weight),
                     b: image[x0..].as_ptr(),
                     ldb: plane,
                     dst: dst.get().add(x0),

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use super::bilinear::{lerp_columns, taps};
 use super::buffers::{as_uninit, fresh_row, SendPtr};
-use super::matmul::{matmul, Product};
+use super::matmul::{matmul, Left, Product};
 use super::polyphase::{polyphase_planes, Polyphase};
 use super::winograd::{conv3x3, Tile};
 use crate::conv_spec::Activation;
@@ -298,8 +298,10 @@ impl Border {
                         m: o,
                         n: len,
                         k: c,
-                        a: conv.edge.as_ptr().add(tap(k) * o * c),
-                        lda: c,
+                        a: Left::Rows {
+                            a: conv.edge.as_ptr().add(tap(k) * o * c),
+                            lda: c,
+                        },
                         b: line.as_ptr().add(k),
                         ldb: len + 2,
                         dst: out.as_mut_ptr(),

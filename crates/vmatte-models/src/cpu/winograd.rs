@@ -25,14 +25,15 @@
 //! picture's edge has its columns copied, padded, to the stack, rather
 //! than a padded copy made of each block's rows, a pass of its own.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::buffers::{balanced_blocks, grown, prefetch, SendPtr, BLOCKS_PER_THREAD};
 use super::lanes::{copy, dispatched, fill, Vector};
-use super::matmul::{matmul, Product};
+use super::matmul::{matmul, panels, panels_len, Left, Product};
 use crate::conv_spec::Activation;
 
 /// Which Winograd algorithm a convolution uses (see the module's doc).
@@ -72,7 +73,8 @@ impl Tile {
         }
     }
 
-    /// The transformed filters, `[ξ][o][c]` with `ξ = (m + 2) i + j`.
+    /// The transformed filters, `[ξ][o][c]` with `ξ = (m + 2) i + j`, each
+    /// `ξ`'s `o x c` matrix in the matrix product's [`panels`].
     pub(crate) fn filters(self, weight: &[f32], o: usize, c: usize) -> Vec<f32> {
         let g = self.g();
         let t = g.len();
@@ -92,7 +94,9 @@ impl Tile {
                 }
             }
         }
-        u
+        u.chunks_exact(o * c)
+            .flat_map(|u| panels(u, o, c))
+            .collect()
     }
 }
 
@@ -130,6 +134,10 @@ thread_local! {
     /// rows, reused.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
         const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// A shared-filter layer's whole V and M (see `Layer::shared_filters`),
+    /// kept for the next: fresh ones of 10 MB were zeroed and page-faulted
+    /// in on the calling thread while the workers waited.
+    static SHARED: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
 }
 
 /// How an `h x w` picture is cut into tiles of m x m outputs, and the
@@ -164,6 +172,28 @@ struct Block {
 impl Block {
     fn tiles(&self) -> usize {
         self.rows * self.tc
+    }
+}
+
+/// Where a block's tiles lie in a transformed-domain matrix (`V`, by input
+/// channel, or `M`, by output channel): tile row `r` of channel `ch` from
+/// `ch * channel + at + r * tc`, transform element ξ `xi * ξ` further.
+#[derive(Clone, Copy)]
+struct Placement {
+    channel: usize,
+    at: usize,
+    xi: usize,
+}
+
+impl Placement {
+    /// A block's own matrices of `channels` channels: `ξ x channels x
+    /// tiles`.
+    fn own(b: &Block, channels: usize) -> Self {
+        Self {
+            channel: b.tiles(),
+            at: 0,
+            xi: channels * b.tiles(),
+        }
     }
 }
 
@@ -308,12 +338,13 @@ pub(crate) fn conv3x3(
             let (v, m, wide) = &mut *scratch.borrow_mut();
             let v = grown(v, xis * c * tiles);
             let m = grown(m, xis * o * tiles);
-            layer.transform_in(b, v);
+            let (pv, pm) = (Placement::own(b, c), Placement::own(b, o));
+            layer.transform_in(b, 0..c, pv, v);
             for xi in 0..xis {
                 // SAFETY: V and M are this task's, of this block's size.
-                unsafe { layer.product(xi, tiles, v.as_ptr(), m.as_mut_ptr()) };
+                unsafe { layer.product(xi, tiles, (v.as_ptr(), pv), (m.as_mut_ptr(), pm)) };
             }
-            layer.transform_out(b, m, wide);
+            layer.transform_out(b, pm, m, wide);
         });
     });
 }
@@ -333,62 +364,80 @@ struct Layer<'a> {
 }
 
 impl Layer<'_> {
-    /// [`conv3x3`]'s stages with the products of every block for one ξ in
-    /// one task: each block's V and M are its own vectors.
+    /// [`conv3x3`]'s stages with the products of all tiles for one ξ in
+    /// one task. V and M are channel-major here (`channels x ξ x tiles`,
+    /// the blocks' tiles side by side), so that each channel's transforms
+    /// are one task's contiguous part of V, and each ξ is one product as
+    /// wide as the picture's tiles: a block's own would be a single vector
+    /// wide (a 256-channel layer at 1/16 of 480p has blocks of 16 tiles),
+    /// which leaves the micro-kernel's two-vector column panels unused.
     fn shared_filters(&self, blocks: &[Block]) {
         let xis = self.t.xi();
-        let mut vs: Vec<Vec<f32>> = blocks
+        let ats: Vec<usize> = blocks
             .iter()
-            .map(|b| vec![0.0; xis * self.c * b.tiles()])
+            .scan(0, |at, b| {
+                let start = *at;
+                *at += b.tiles();
+                Some(start)
+            })
             .collect();
-        let mut ms: Vec<Vec<f32>> = blocks
-            .iter()
-            .map(|b| vec![0.0; xis * self.o * b.tiles()])
-            .collect();
-        blocks
-            .par_iter()
-            .zip(vs.par_iter_mut())
-            .for_each(|(b, v)| self.transform_in(b, v));
-        let outs: Vec<(SendPtr, usize)> = ms
-            .iter_mut()
-            .zip(blocks)
-            .map(|(m, b)| (SendPtr(m.as_mut_ptr()), b.tiles()))
-            .collect();
+        let tiles: usize = blocks.iter().map(Block::tiles).sum();
+        let place = |at| Placement {
+            channel: xis * tiles,
+            at,
+            xi: tiles,
+        };
+        // Taken, not borrowed: a worker waiting in the loops below may run
+        // another layer's task on this thread (it then makes its own).
+        let (mut v_buffer, mut m_buffer) = SHARED.take();
+        let v = grown(&mut v_buffer, self.c * xis * tiles);
+        let m = grown(&mut m_buffer, self.o * xis * tiles);
+        v.par_chunks_mut(xis * tiles)
+            .enumerate()
+            .for_each(|(ch, v)| {
+                for (b, &at) in blocks.iter().zip(&ats) {
+                    self.transform_in(b, ch..ch + 1, place(at), v);
+                }
+            });
+        let (pv, pm) = (place(0), place(0));
+        let mp = SendPtr(m.as_mut_ptr());
         (0..xis).into_par_iter().for_each(|xi| {
-            for ((m, tiles), v) in outs.iter().zip(&vs) {
-                // SAFETY: V is read only; this task alone writes M[ξ] of
-                // every block, and M is read after the last product.
-                unsafe { self.product(xi, *tiles, v.as_ptr(), m.get()) };
-            }
+            // SAFETY: V is read only; this task alone writes M[ξ] (its
+            // columns of every output channel), and M is read after the
+            // last product.
+            unsafe { self.product(xi, tiles, (v.as_ptr(), pv), (mp.get(), pm)) };
         });
-        blocks.par_iter().zip(&ms).for_each(|(b, m)| {
+        blocks.par_iter().zip(&ats).for_each(|(b, &at)| {
             SCRATCH.with(|scratch| {
                 let wide = &mut scratch.borrow_mut().2;
-                self.transform_out(b, m, wide);
+                self.transform_out(b, place(at), m, wide);
             })
         });
+        SHARED.set((v_buffer, m_buffer));
     }
 
-    /// The block's input tiles, transformed into `v` (`ξ x c x tiles`).
-    fn transform_in(&self, b: &Block, v: &mut [f32]) {
-        let (t, c) = (&self.t, self.c);
+    /// The block's input tiles of `channels`, transformed into `v` where
+    /// `place` says (its channels counted from the first of `channels`).
+    fn transform_in(&self, b: &Block, channels: Range<usize>, place: Placement, v: &mut [f32]) {
+        let t = &self.t;
         let input_transform: InputTransform = match self.tile {
             Tile::F2 => f2_input,
             Tile::F4 => f4_input,
         };
-        let (mt, w, tiles) = (t.m, t.w, b.tiles());
+        let (mt, w) = (t.m, t.w);
         // The block's columns of the input rows, with the two beyond.
         let x = mt * b.tx0;
         let cols = x.saturating_sub(1)..(x + mt * b.tc + 1).min(w);
-        // Call i transforms tile row i % rows of channel i / rows; its
-        // tiles go to V from i * tc.
-        let edges = |i: usize| i / b.rows < self.replicate;
-        let lines = |i: usize| t.lines(self.planes[i / b.rows], b.ty0 + i % b.rows, edges(i));
-        for i in 0..c * b.rows {
+        // Call i transforms tile row i % rows of the (i / rows)th channel.
+        let calls = channels.len() * b.rows;
+        let edges = |i: usize| channels.start + i / b.rows < self.replicate;
+        let plane = |i: usize| self.planes[channels.start + i / b.rows];
+        let lines = |i: usize| t.lines(plane(i), b.ty0 + i % b.rows, edges(i));
+        for i in 0..calls {
             // The transform's loads wait on memory, and its arithmetic
             // keeps later ones from issuing: ask for the next call's
             // rows now.
-            if i + 1 < c * b.rows {
+            if i + 1 < calls {
                 for line in lines(i + 1).iter().filter(|l| !l.is_empty()) {
                     prefetch(&line[cols.clone()]);
                 }
@@ -400,53 +449,60 @@ impl Layer<'_> {
                 b.tc,
                 edges(i),
                 v,
-                i * b.tc,
-                c * tiles,
+                i / b.rows * place.channel + place.at + i % b.rows * b.tc,
+                place.xi,
             );
         }
     }
 
-    /// `M[ξ] = U[ξ] · V[ξ]` of a block of `tiles` tiles.
+    /// `M[ξ] = U[ξ] · V[ξ]` of `tiles` tiles, `V` and `M` laid out as
+    /// their placements say (from `at` 0).
     ///
     /// # Safety
-    /// `v` must hold the block's `ξ x c x tiles` and `m` its `ξ x o x
-    /// tiles` floats, `M[ξ]` written by no one else meanwhile.
-    unsafe fn product(&self, xi: usize, tiles: usize, v: *const f32, m: *mut f32) {
+    /// `v` must hold `c` and `m` `o` channels of `tiles` tiles so placed,
+    /// `M[ξ]` written by no one else meanwhile.
+    unsafe fn product(
+        &self,
+        xi: usize,
+        tiles: usize,
+        (v, pv): (*const f32, Placement),
+        (m, pm): (*mut f32, Placement),
+    ) {
         let (o, c) = (self.o, self.c);
-        // SAFETY: U[ξ] is o x c, V[ξ] c x tiles and M[ξ] o x tiles, all
-        // packed, inside their buffers (the caller's contract).
+        // SAFETY: U[ξ] is o x c, in panels; V[ξ]'s c rows and M[ξ]'s o rows
+        // of `tiles` lie inside their buffers (the caller's contract).
         unsafe {
             matmul(&Product {
                 m: o,
                 n: tiles,
                 k: c,
-                a: self.filters.as_ptr().add(xi * o * c),
-                lda: c,
-                b: v.add(xi * c * tiles),
-                ldb: tiles,
-                dst: m.add(xi * o * tiles),
-                ldd: tiles,
+                a: Left::Panels(self.filters.as_ptr().add(xi * panels_len(o, c))),
+                b: v.add(xi * pv.xi),
+                ldb: pv.channel,
+                dst: m.add(xi * pm.xi),
+                ldd: pm.channel,
                 accumulate: false,
             })
         }
     }
 
-    /// The block's outputs from its products `m`, biased and activated,
-    /// written to the layer's output planes.
-    fn transform_out(&self, b: &Block, m: &[f32], wide: &mut Vec<f32>) {
+    /// The block's outputs from its products in `m`, placed as `place`
+    /// says, biased and activated, written to the layer's output planes.
+    fn transform_out(&self, b: &Block, place: Placement, m: &[f32], wide: &mut Vec<f32>) {
         let t = &self.t;
         let output_transform: OutputTransform = match self.tile {
             Tile::F2 => f2_output,
             Tile::F4 => f4_output,
         };
-        let (mt, h, w, o, tiles) = (t.m, t.h, t.w, self.o, b.tiles());
+        let (mt, h, w, o) = (t.m, t.h, t.w, self.o);
         let wide = grown(wide, mt * mt * b.tc);
         let x0 = mt * b.tx0;
         let cols = (mt * b.tc).min(w - x0);
         for oc in 0..o {
             let value = self.bias.map_or(0.0, |b| b[oc]);
             for r in 0..b.rows {
-                output_transform(m, o * tiles, oc * tiles + r * b.tc, wide);
+                let at = oc * place.channel + place.at + r * b.tc;
+                output_transform(m, place.xi, at, wide);
                 let y = mt * (b.ty0 + r);
                 for (dy, line) in wide.chunks_exact(mt * b.tc).enumerate() {
                     if y + dy >= h {

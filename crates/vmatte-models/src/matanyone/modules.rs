@@ -183,17 +183,6 @@ impl UpsampleBlock {
     }
 }
 
-/// The gated update of a sensory memory `h` from `values` (3·C channels:
-/// forget, update, candidate): `f·h·(1-u) + u·tanh(c)`.
-fn recurrent_update(h: &Tensor, values: &Tensor) -> Result<Tensor> {
-    let c = h.dim(1)?;
-    let forget = candle_nn::ops::sigmoid(&values.narrow(1, 0, c)?)?;
-    let update = candle_nn::ops::sigmoid(&values.narrow(1, c, c)?)?;
-    let candidate = values.narrow(1, 2 * c, c)?.tanh()?;
-    let kept = ((forget * h)? * update.affine(-1.0, 1.0)?)?;
-    Ok((kept + (update * candidate)?)?)
-}
-
 /// `SensoryDeepUpdater`: the mask encoder's update of the sensory memory.
 pub(super) struct SensoryDeepUpdater {
     transform: Conv2d,
@@ -207,7 +196,7 @@ impl SensoryDeepUpdater {
     }
 
     pub(super) fn forward(&self, g: &Tensor, h: &Tensor) -> Result<Tensor> {
-        recurrent_update(h, &self.transform.forward_cat(&[g, h])?)
+        ops::sensory_gate(h, &self.transform.forward_cat(&[g, h])?)
     }
 }
 
@@ -245,6 +234,6 @@ impl SensoryUpdater {
         for (i, (conv, x)) in self.convs.iter().zip(gs).enumerate().skip(1) {
             g = ops::add(&g, &conv.forward(&ops::area_down(x, 1 << i)?)?)?;
         }
-        recurrent_update(h, &self.transform.forward_cat(&[&g, h])?)
+        ops::sensory_gate(h, &self.transform.forward_cat(&[&g, h])?)
     }
 }
