@@ -13,13 +13,15 @@ use crate::weights::Weights;
 use crate::Result;
 
 /// A 2-D convolution with an optional bias, BatchNorm already folded in,
-/// and the activation after it.
+/// and the activation after it; optionally of its input's ReLU (see
+/// [`Conv2d::after_relu`]).
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     weight: Tensor,
     bias: Option<Tensor>,
     spec: ConvSpec,
     act: Activation,
+    relu_input: bool,
     /// The CPU kernel with its own copy of the bias, for f32 on the CPU.
     cpu: Option<std::sync::Arc<ConvOp>>,
     /// With [`Self::upsampling`], the CPU kernel that takes its first
@@ -111,6 +113,7 @@ impl Conv2d {
             bias,
             spec,
             act: Activation::Identity,
+            relu_input: false,
             cpu,
             upsampled: None,
         })
@@ -137,7 +140,7 @@ impl Conv2d {
     /// it has none) and activation, for a CPU kernel that fuses it with its
     /// neighbours; `None` unless it runs on vmatte's CPU kernels.
     pub(crate) fn dense(&self) -> Result<Option<Dense>> {
-        if self.cpu.is_none() {
+        if self.cpu.is_none() || self.relu_input {
             return Ok(None);
         }
         Ok(Some(Dense {
@@ -165,6 +168,21 @@ impl Conv2d {
         self
     }
 
+    /// The layer of `max(x, 0)`: a pre-activation block's ReLU, which the
+    /// CPU's Winograd kernel takes as it reads its input instead of as a
+    /// pass of its own. Not with [`Self::upsampling`] or [`Self::dense`].
+    pub fn after_relu(mut self) -> Self {
+        self.relu_input = true;
+        self.upsampled = None;
+        if let Some(op) = &self.cpu {
+            self.cpu = Some(std::sync::Arc::new(ConvOp {
+                relu_input: true,
+                ..ConvOp::clone(op)
+            }));
+        }
+        self
+    }
+
     /// The convolution of `xs` concatenated along channels, the input of
     /// every U-Net decoder block. On the CPU the stride-1 k x k kernel reads
     /// the pieces straight into its padded buffer.
@@ -184,7 +202,7 @@ impl Conv2d {
     /// making the upsample: `None` where the layer has no such kernel (see
     /// [`Self::upsampling`]) or the sizes do not pair up.
     pub fn forward_upsampled(&self, low: &[&Tensor], full: &[&Tensor]) -> Result<Option<Tensor>> {
-        let Some(op) = &self.upsampled else {
+        let Some(op) = self.upsampled.as_ref().filter(|_| !self.relu_input) else {
             return Ok(None);
         };
         let (n, _, h, w) = full[0].dims4()?;
@@ -211,6 +229,10 @@ impl Conv2d {
                     .apply_op2_no_bwd(&self.weight, op.as_ref())?);
             }
         }
+        let x = &match self.relu_input {
+            true => x.relu()?,
+            false => x.clone(),
+        };
         let y = if s.is_depthwise() {
             depthwise_conv2d(x, &self.weight, s)?
         } else if s.kernel > 1 && s.groups == 1 && x.device().is_cpu() {

@@ -11,12 +11,14 @@ use super::pointwise::FEW_OUTPUTS;
 use super::winograd::Tile;
 use crate::conv_spec::{Activation, ConvSpec};
 
-/// `act(x (N, C, H, W) * weight (O, C/groups, K, K) + bias)`.
+/// `act(x (N, C, H, W) * weight (O, C/groups, K, K) + bias)`, or with
+/// `relu_input` of `max(x, 0)` instead of `x`.
 #[derive(Clone, Debug)]
 pub struct ConvOp {
     pub spec: ConvSpec,
     pub bias: Option<Vec<f32>>,
     pub act: Activation,
+    pub relu_input: bool,
     /// Stride-1 k x k weights as one `O x C` matrix per tap, `[tap][o][c]`.
     pub(crate) tap_major: Option<Vec<f32>>,
     /// Padded, undilated 3x3 weights in Winograd's domain for the
@@ -57,6 +59,7 @@ impl ConvOp {
             spec,
             bias,
             act: Activation::Identity,
+            relu_input: false,
             tap_major,
             winograd,
             panels,

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::buffers::{contiguous, SendPtr};
 use super::conv::ConvOp;
 use super::depthwise::conv_depthwise;
+use super::elementwise::rectified;
 use super::narrow::{conv_narrow, NARROW_TAPS};
 use super::patches::conv_patches;
 use super::pointwise::conv_pointwise;
@@ -31,10 +32,17 @@ impl ConvOp {
         let mut out = Vec::<f32>::with_capacity(n * per_frame);
         let frame_len = |t: &[f32]| t.len() / n;
         for b in 0..n {
-            let frame: Vec<&[f32]> = inputs
+            let mut frame: Vec<&[f32]> = inputs
                 .iter()
                 .map(|t| &t[b * frame_len(t)..(b + 1) * frame_len(t)])
                 .collect();
+            // The Winograd transform takes the ReLU as it reads; the
+            // shifted kernel reads rectified copies.
+            let relu_of_frame: Vec<Vec<f32>>;
+            if self.relu_input && self.winograd.is_none() {
+                relu_of_frame = frame.iter().map(|x| rectified(x)).collect();
+                frame = relu_of_frame.iter().map(Vec::as_slice).collect();
+            }
             // SAFETY: frame b's outputs lie inside the capacity.
             let dst = SendPtr(unsafe { out.as_mut_ptr().add(b * per_frame) });
             match &self.winograd {
@@ -43,6 +51,7 @@ impl ConvOp {
                     &frame,
                     (s.in_channels, h, w),
                     0,
+                    self.relu_input,
                     s.out_channels,
                     filters,
                     self.bias.as_deref(),
@@ -80,6 +89,13 @@ impl CustomOp2 for ConvOp {
         if let Some((out, shape)) = self.forward_concat(&[x], (n, h, wd)) {
             return Ok((CpuStorage::F32(out), shape));
         }
+        let relu_of_x;
+        let x = if self.relu_input {
+            relu_of_x = rectified(x);
+            &relu_of_x[..]
+        } else {
+            x
+        };
         let shape = Shape::from((n, s.out_channels, ho, wo));
         let plane_out = ho * wo;
         let pointwise = s.kernel == 1 && s.stride == 1 && s.padding == 0;
@@ -206,7 +222,15 @@ mod tests {
             );
             let bias: Vec<f32> = (0..spec.out_channels).map(|c| c as f32 * 0.1).collect();
             let act = ACTIVATIONS[i % ACTIVATIONS.len()];
-            let want = x
+            // Every third case of its input's ReLU (which Winograd takes as
+            // it reads, the other kernels from a rectified copy).
+            let relu_input = i % 3 == 0;
+            let input = if relu_input {
+                x.relu().unwrap()
+            } else {
+                x.clone()
+            };
+            let want = input
                 .conv2d(&w, spec.padding, spec.stride, spec.dilation, spec.groups)
                 .unwrap()
                 .broadcast_add(
@@ -224,28 +248,42 @@ mod tests {
             let weights = w.flatten_all().unwrap().to_vec1().unwrap();
             let op = ConvOp {
                 act,
+                relu_input,
                 ..ConvOp::new(spec, Some(bias), &weights, tile)
             };
             let got = x.apply_op2_no_bwd(&w, &op).unwrap();
             let d = max_diff(&got, &want) / scale;
-            assert!(d < 1e-5, "{spec:?} {tile:?} {act:?} {h}x{wd} {d}");
+            assert!(
+                d < 1e-5,
+                "{spec:?} {tile:?} {act:?} relu input {relu_input} {h}x{wd} {d}"
+            );
         }
     }
 
     /// Layers whose transformed filters pass SHARED_FILTER_FLOATS (4 MB)
     /// run the products of all blocks for one ξ together: 16 x 260 x 256
-    /// and 36 x 180 x 176 floats, over several blocks of tiles.
+    /// and 36 x 180 x 176 floats, over several blocks of tiles; the
+    /// second of its input's ReLU.
     #[test]
     fn winograd_with_shared_filters_matches_candle() {
         for (c, o, tile) in [(260, 256, Tile::F2), (180, 176, Tile::F4)] {
             let spec = ConvSpec::new(c, o, 3);
             let x = random(&[1, c, 70, 90], 7);
             let w = random(&[o, c, 3, 3], 8);
-            let want = x.conv2d(&w, 1, 1, 1, 1).unwrap();
+            let relu_input = tile == Tile::F4;
+            let input = if relu_input {
+                x.relu().unwrap()
+            } else {
+                x.clone()
+            };
+            let want = input.conv2d(&w, 1, 1, 1, 1).unwrap();
             let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
             let scale = scale.to_scalar::<f32>().unwrap().max(1.0);
             let weights = w.flatten_all().unwrap().to_vec1().unwrap();
-            let op = ConvOp::new(spec, None, &weights, tile);
+            let op = ConvOp {
+                relu_input,
+                ..ConvOp::new(spec, None, &weights, tile)
+            };
             let got = x.apply_op2_no_bwd(&w, &op).unwrap();
             // F(4x4) over 180 channels rounds at 1.1e-5 of the largest
             // sum, the same bits as block by block (checked by raising the

@@ -63,9 +63,13 @@ impl CustomOp1 for ReluOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "input")?;
-        let out = by_pieces([x], |[x], o| relu(x, o));
-        Ok((CpuStorage::F32(out), l.shape().clone()))
+        Ok((CpuStorage::F32(rectified(x)), l.shape().clone()))
     }
+}
+
+/// `max(x, 0)` of every float, spread over the workers.
+pub(super) fn rectified(x: &[f32]) -> Vec<f32> {
+    by_pieces([x], |[x], o| relu(x, o))
 }
 
 /// The ConvGRU's new state from its update gate `z`, state `h` and

@@ -25,6 +25,8 @@ pub(crate) trait Vector: Copy {
     fn shift_in(self, last: f32) -> Self;
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
+    /// `max(self, 0)`, lane by lane.
+    fn relu(self) -> Self;
     /// `self * k + o`.
     fn mul_add(self, k: f32, o: Self) -> Self;
 
@@ -108,6 +110,9 @@ impl Vector for f32 {
     }
     fn sub(self, o: Self) -> Self {
         self - o
+    }
+    fn relu(self) -> Self {
+        self.max(0.0)
     }
     fn mul_add(self, k: f32, o: Self) -> Self {
         self * k + o
@@ -252,6 +257,11 @@ pub(crate) mod x86 {
             Self(unsafe { _mm256_sub_ps(self.0, o.0) })
         }
         #[inline(always)]
+        fn relu(self) -> Self {
+            // SAFETY: as above.
+            Self(unsafe { _mm256_max_ps(self.0, _mm256_setzero_ps()) })
+        }
+        #[inline(always)]
         fn mul_add(self, k: f32, o: Self) -> Self {
             // SAFETY: as above.
             Self(unsafe { _mm256_fmadd_ps(self.0, _mm256_set1_ps(k), o.0) })
@@ -335,6 +345,11 @@ pub(crate) mod x86 {
         fn sub(self, o: Self) -> Self {
             // SAFETY: as above.
             Self(unsafe { _mm512_sub_ps(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn relu(self) -> Self {
+            // SAFETY: as above.
+            Self(unsafe { _mm512_max_ps(self.0, _mm512_setzero_ps()) })
         }
         #[inline(always)]
         fn mul_add(self, k: f32, o: Self) -> Self {

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use super::buffers::plane_row;
 use super::conv::ConvOp;
 use super::gemm::matmul_add;
+use super::lanes::{dispatched, Vector};
 use crate::conv_spec::ConvSpec;
 
 /// Patch-matrix floats per block: big enough for gemm to run at speed,
@@ -115,9 +116,34 @@ fn fill_tap(
         };
         row[..cols.start].fill(0.0);
         row[cols.end..].fill(0.0);
-        for (o, v) in row[cols].iter_mut().enumerate() {
-            *v = src[x0 + o * st];
+        strided_copy(&src[x0..], st, &mut row[cols]);
+    }
+}
+
+dispatched!(strided_copy => strided_copy_in[](src: &[f32], step: usize, out: &mut [f32]));
+
+/// `out[o] = src[o * step]`: with stride 2 (every strided layer of ResNet)
+/// a vector of outputs is the even lanes of two loads.
+#[inline(always)]
+fn strided_copy_in<V: Vector>(src: &[f32], step: usize, out: &mut [f32]) {
+    let (n, l) = (out.len(), V::LANES);
+    assert!(n == 0 || (n - 1) * step < src.len());
+    let mut o = 0;
+    if step == 2 {
+        // The two loads read src[2o .. 2o + 2l].
+        while o + l <= n && 2 * (o + l) <= src.len() {
+            // SAFETY: both loads lie inside src (the loop's condition), the
+            // store inside out (o + l <= n).
+            unsafe {
+                let at = src.as_ptr().add(2 * o);
+                let (even, _) = V::split(V::load(at), V::load(at.add(l)));
+                even.store(out.as_mut_ptr().add(o));
+            }
+            o += l;
         }
+    }
+    for (o, v) in out.iter_mut().enumerate().skip(o) {
+        *v = src[o * step];
     }
 }
 
@@ -126,6 +152,28 @@ mod tests {
     use super::*;
     use crate::cpu::test_util::{max_diff, random};
     use crate::cpu::winograd::Tile;
+
+    /// Every length around one and two vectors of every width, and source
+    /// rows that end just after the last element read or further on.
+    #[test]
+    fn strided_copies_pick_every_step_th() {
+        let src: Vec<f32> = (0..200).map(|i| i as f32).collect();
+        for step in 1..=3 {
+            for n in 0..=40 {
+                for spare in [0, 1, 7] {
+                    let len = if n == 0 {
+                        spare
+                    } else {
+                        (n - 1) * step + 1 + spare
+                    };
+                    let mut out = vec![-1.0; n];
+                    super::strided_copy(&src[..len], step, &mut out);
+                    let want: Vec<f32> = (0..n).map(|o| (o * step) as f32).collect();
+                    assert_eq!(out, want, "step {step}, {n} outputs, {spare} spare");
+                }
+            }
+        }
+    }
 
     /// Several streams' passes in one pool, as `--streams N` on the CPU
     /// runs them: a worker waiting inside one convolution may run another

@@ -165,6 +165,7 @@ impl UpsampledConv {
             &inputs,
             (cf, hl, wl),
             self.c_up,
+            false,
             4 * o,
             &self.filters,
             None,

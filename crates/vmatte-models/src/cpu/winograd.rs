@@ -288,7 +288,11 @@ impl Tiling {
 /// `act(conv3x3(x) + bias)` of one image whose channels are the planes of
 /// `inputs` in order (a U-Net skip's pieces are never concatenated); writes
 /// all `o x h x w` outputs at `dst`. The first `replicate` channels are
-/// padded with their edge pixels repeated, the others with zeros.
+/// padded with their edge pixels repeated, the others with zeros. With
+/// `relu_input` the convolution is of `max(x, 0)`, taken as the input is
+/// transformed (a pre-activation block's ReLU, which as a pass of its own
+/// wrote and read the whole input once more: 100 MB a frame at the full
+/// size of MatAnyone's decoder).
 ///
 /// Each block of tiles is transformed, multiplied (one product per
 /// transformed-domain element ξ) and transformed back by one task, its
@@ -305,6 +309,7 @@ pub(crate) fn conv3x3(
     inputs: &[&[f32]],
     (c, h, w): (usize, usize, usize),
     replicate: usize,
+    relu_input: bool,
     o: usize,
     filters: &[f32],
     bias: Option<&[f32]>,
@@ -320,6 +325,7 @@ pub(crate) fn conv3x3(
         planes,
         c,
         replicate,
+        relu_input,
         o,
         filters,
         bias,
@@ -356,6 +362,7 @@ struct Layer<'a> {
     planes: Vec<&'a [f32]>,
     c: usize,
     replicate: usize,
+    relu_input: bool,
     o: usize,
     filters: &'a [f32],
     bias: Option<&'a [f32]>,
@@ -430,9 +437,12 @@ impl Layer<'_> {
         let cols = x.saturating_sub(1)..(x + mt * b.tc + 1).min(w);
         // Call i transforms tile row i % rows of the (i / rows)th channel.
         let calls = channels.len() * b.rows;
-        let edges = |i: usize| channels.start + i / b.rows < self.replicate;
+        let read = |i: usize| Read {
+            replicate: channels.start + i / b.rows < self.replicate,
+            relu: self.relu_input,
+        };
         let plane = |i: usize| self.planes[channels.start + i / b.rows];
-        let lines = |i: usize| t.lines(plane(i), b.ty0 + i % b.rows, edges(i));
+        let lines = |i: usize| t.lines(plane(i), b.ty0 + i % b.rows, read(i).replicate);
         for i in 0..calls {
             // The transform's loads wait on memory, and its arithmetic
             // keeps later ones from issuing: ask for the next call's
@@ -447,7 +457,7 @@ impl Layer<'_> {
                 w,
                 x,
                 b.tc,
-                edges(i),
+                read(i),
                 v,
                 i / b.rows * place.channel + place.at + i % b.rows * b.tc,
                 place.xi,
@@ -521,12 +531,21 @@ impl Layer<'_> {
     }
 }
 
-type InputTransform = fn(&[&[f32]], usize, usize, usize, bool, &mut [f32], usize, usize);
+type InputTransform = fn(&[&[f32]], usize, usize, usize, Read, &mut [f32], usize, usize);
+
+/// How a transform reads one channel's input: with `replicate`, its edge
+/// pixels repeated beyond the picture (else zeros); with `relu`, each
+/// value's `max(x, 0)`.
+#[derive(Clone, Copy)]
+struct Read {
+    replicate: bool,
+    relu: bool,
+}
 type OutputTransform = fn(&[f32], usize, usize, &mut [f32]);
 
-dispatched!(f2_input => input_tiles[F2, 2, 4](lines: &[&[f32]], w: usize, x: usize, tc: usize, replicate: bool, v: &mut [f32], at: usize, stride: usize));
+dispatched!(f2_input => input_tiles[F2, 2, 4](lines: &[&[f32]], w: usize, x: usize, tc: usize, read: Read, v: &mut [f32], at: usize, stride: usize));
 dispatched!(f2_output => output_tiles[F2, 2, 4](m: &[f32], stride: usize, at: usize, rows: &mut [f32]));
-dispatched!(f4_input => input_tiles[F4, 4, 6](lines: &[&[f32]], w: usize, x: usize, tc: usize, replicate: bool, v: &mut [f32], at: usize, stride: usize));
+dispatched!(f4_input => input_tiles[F4, 4, 6](lines: &[&[f32]], w: usize, x: usize, tc: usize, read: Read, v: &mut [f32], at: usize, stride: usize));
 dispatched!(f4_output => output_tiles[F4, 4, 6](m: &[f32], stride: usize, at: usize, rows: &mut [f32]));
 
 /// One Winograd algorithm's 1-D pieces over vectors of tiles: `M` outputs
@@ -650,7 +669,9 @@ impl<V: Vector> Transform<V, 4, 6> for F4 {
 /// column `x / M`, whose `T` input rows are `lines` (picture rows `w`
 /// wide, or empty for the zeros above and below the picture): element ξ
 /// of tile `tx` goes to `v[ξ * stride + at + tx]`. Left and right of the
-/// picture are zeros, or with `replicate` its first and last columns.
+/// picture are zeros, or with `read.replicate` its first and last columns;
+/// with `read.relu` every value is `max(x, 0)` (the windows' zeros and
+/// repeated edges as they are: relu of a repeat is the repeat of a relu).
 // The index loops read a transposed column out of a 2-D array.
 #[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 #[inline(always)]
@@ -659,7 +680,7 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
     w: usize,
     x: usize,
     tc: usize,
-    replicate: bool,
+    read: Read,
     v: &mut [f32],
     at: usize,
     stride: usize,
@@ -687,7 +708,7 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
             src[k] = if inside {
                 line[first as usize..].as_ptr()
             } else {
-                padded_window::<V>(line, first, &mut edge[k][..span], replicate).as_ptr()
+                padded_window::<V>(line, first, &mut edge[k][..span], read.replicate).as_ptr()
             };
         }
         // SAFETY: each src pointer has `span` floats readable (a picture
@@ -701,7 +722,13 @@ fn input_tiles<V: Vector, W: Transform<V, M, T>, const M: usize, const T: usize>
             let mut h = MaybeUninit::<[[V; T]; T]>::uninit();
             let rows_of_h = h.as_mut_ptr().cast::<[V; T]>();
             for k in 0..T {
-                rows_of_h.add(k).write(W::input(W::columns(src[k])));
+                let mut columns = W::columns(src[k]);
+                if read.relu {
+                    for c in &mut columns {
+                        *c = c.relu();
+                    }
+                }
+                rows_of_h.add(k).write(W::input(columns));
             }
             let h = h.assume_init();
             // Bᵀ times the rows, a column at a time.

@@ -196,7 +196,9 @@ impl MaskDecoder {
                 block("up_4_2", 2)?,
                 block("up_2_1", 3)?,
             ],
-            pred_mat: conv(&w.pp("pred_mat"), up[4], 1, 3)?,
+            // Of p1's ReLU, taken as it reads p1 (which the sensory update
+            // takes as it is).
+            pred_mat: conv(&w.pp("pred_mat"), up[4], 1, 3)?.after_relu(),
             sensory_update: SensoryUpdater::load(
                 &w.pp("sensory_update"),
                 [up[0], up[1], up[2], up[3], up[4] + 1],
@@ -223,7 +225,7 @@ impl MaskDecoder {
             maps.push(next);
         }
         let p1 = &maps[4];
-        let logits = self.pred_mat.forward(&ops::relu(p1)?)?;
+        let logits = self.pred_mat.forward(p1)?;
         let sensory = update_sensory
             .then(|| -> Result<Tensor> {
                 let p1 = ops::cat_channels(&[p1, &logits])?;

@@ -81,16 +81,19 @@ impl CaResBlock {
         let t = (((dim as f64).log2().abs() + 1.0) / 2.0).floor() as usize;
         let k = if t % 2 == 1 { t } else { t + 1 };
         Ok(Self {
-            // The ReLU before conv2 is conv1's activation: conv1's output
-            // feeds nothing else.
-            conv1: conv(&w.pp("conv1"), dim, dim, 3)?.then(Activation::Relu),
+            // The ReLU before conv1 is taken as conv1 reads its input (the
+            // block's input feeds the residual as it is), the one before
+            // conv2 is conv1's activation: conv1's output feeds nothing else.
+            conv1: conv(&w.pp("conv1"), dim, dim, 3)?
+                .after_relu()
+                .then(Activation::Relu),
             conv2: conv(&w.pp("conv2"), dim, dim, 3)?,
             eca: w.get("conv.weight", &[1, 1, k])?.flatten_all()?.to_vec1()?,
         })
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv2.forward(&self.conv1.forward(&ops::relu(x)?)?)?;
+        let y = self.conv2.forward(&self.conv1.forward(x)?)?;
         let means: Vec<f32> = ops::global_avg_pool(&y)?.flatten_all()?.to_vec1()?;
         let (c, k) = (means.len(), self.eca.len());
         let half = (k - 1) / 2;
@@ -121,8 +124,11 @@ pub(super) struct ResBlock {
 impl ResBlock {
     pub(super) fn load(w: &Weights, input: usize, output: usize) -> Result<Self> {
         Ok(Self {
-            // As CaResBlock's: conv2's ReLU is conv1's activation.
-            conv1: conv(&w.pp("conv1"), input, output, 3)?.then(Activation::Relu),
+            // As CaResBlock's: conv1 takes its ReLU as it reads, conv2's
+            // is conv1's activation.
+            conv1: conv(&w.pp("conv1"), input, output, 3)?
+                .after_relu()
+                .then(Activation::Relu),
             conv2: conv(&w.pp("conv2"), output, output, 3)?,
             downsample: (input != output)
                 .then(|| conv(&w.pp("downsample"), input, output, 1))
@@ -131,7 +137,7 @@ impl ResBlock {
     }
 
     pub(super) fn forward(&self, g: &Tensor) -> Result<Tensor> {
-        let y = self.conv2.forward(&self.conv1.forward(&ops::relu(g)?)?)?;
+        let y = self.conv2.forward(&self.conv1.forward(g)?)?;
         let skip = match &self.downsample {
             Some(d) => d.forward(g)?,
             None => g.clone(),
