@@ -101,9 +101,11 @@ impl Tile {
 }
 
 /// Transformed-domain floats (inputs and products) a block of tiles keeps
-/// in a core's L2 cache: 256 KiB, half of a Zen 3 core's L2 (a whole tile
-/// row of the decoder's last layers is twice that).
-const BLOCK_FLOATS: usize = 1 << 16;
+/// in a core's L2 cache: 512 KiB, a quarter of a Sapphire Rapids core's L2
+/// and all of a Zen 3 core's. Half that made the thin layers' products a
+/// single vector of tiles wide (MatAnyone's full-size 64 -> 16 layer: 16
+/// tiles, now 32), at which the micro-kernel runs at half speed.
+const BLOCK_FLOATS: usize = 1 << 17;
 
 /// Transformed filters (floats) from which [`conv3x3`] runs the products of
 /// all blocks for one ξ together: 4 MB, beyond a core's L2 and a fair share
