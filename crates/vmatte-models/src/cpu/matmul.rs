@@ -270,6 +270,50 @@ unsafe fn micro<V: Vector, const R: usize, const NV: usize, const PANELS: bool>(
 mod tests {
     use super::*;
 
+    /// `matmul` as dispatched, and the scalar and AVX2 kernels beside it
+    /// (the widest is what runs here): each runs `p` and says whether this
+    /// CPU could.
+    const KERNELS: [unsafe fn(&Product) -> bool; 3] = [dispatched, scalar, avx2];
+
+    /// # Safety
+    /// As for [`matmul`].
+    unsafe fn dispatched(p: &Product) -> bool {
+        // SAFETY: the caller's.
+        unsafe { matmul(p) };
+        true
+    }
+
+    /// # Safety
+    /// As for [`matmul`].
+    unsafe fn scalar(p: &Product) -> bool {
+        match p.a {
+            Left::Rows { .. } => product_in::<f32, false>(p),
+            Left::Panels(_) => product_in::<f32, true>(p),
+        }
+        true
+    }
+
+    /// # Safety
+    /// As for [`matmul`].
+    unsafe fn avx2(p: &Product) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            use crate::cpu::lanes::x86::Avx2;
+            #[target_feature(enable = "avx2,fma")]
+            fn run(p: &Product) {
+                match p.a {
+                    Left::Rows { .. } => product_in::<Avx2, false>(p),
+                    Left::Panels(_) => product_in::<Avx2, true>(p),
+                }
+            }
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { run(p) };
+            return true;
+        }
+        false
+    }
+
     fn naive(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], dst: &mut [f32]) {
         for i in 0..m {
             for j in 0..n {
@@ -322,25 +366,29 @@ mod tests {
                     vec![0.0; m * n]
                 };
                 naive(m, n, k, &a, &b, &mut want);
-                let mut got = start.clone();
-                let p = Product {
-                    m,
-                    n,
-                    k,
-                    a: left,
-                    b: b.as_ptr(),
-                    ldb: n,
-                    dst: got.as_mut_ptr(),
-                    ldd: n,
-                    accumulate,
-                };
-                // SAFETY: the three matrices are the vectors above.
-                unsafe { matmul(&p) };
-                for (g, w) in got.iter().zip(&want) {
-                    assert!(
-                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                        "{m}x{n}x{k}: {g} vs {w}"
-                    );
+                for kernel in KERNELS {
+                    let mut got = start.clone();
+                    let p = Product {
+                        m,
+                        n,
+                        k,
+                        a: left,
+                        b: b.as_ptr(),
+                        ldb: n,
+                        dst: got.as_mut_ptr(),
+                        ldd: n,
+                        accumulate,
+                    };
+                    // SAFETY: the three matrices are the vectors above.
+                    if !unsafe { kernel(&p) } {
+                        continue;
+                    }
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                            "{m}x{n}x{k}: {g} vs {w}"
+                        );
+                    }
                 }
             }
         }
