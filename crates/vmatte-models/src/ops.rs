@@ -183,6 +183,24 @@ impl Conv2d {
         self
     }
 
+    /// `max(conv(x) + residual, 0)`: a ResNet block's last convolution and
+    /// its join. On the CPU a 1x1 layer makes the join as it writes each
+    /// block of outputs (not as a pass of its own over the block's output).
+    pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let (n, _, h, w) = x.dims4()?;
+        if let (Some(op), true) = (&self.cpu, on_cpu_kernels(x) && on_cpu_kernels(residual)) {
+            if residual.dims4()? == (n, self.spec.out_channels, h, w) {
+                let made = with_cpu_slices(&[x, &self.weight, residual], |s| {
+                    op.forward_residual_relu(s[0], s[1], s[2], (n, h, w))
+                })?;
+                if let Some((out, shape)) = made {
+                    return Ok(Tensor::from_vec(out, shape, &Device::Cpu)?);
+                }
+            }
+        }
+        add_relu(&self.forward(x)?, residual)
+    }
+
     /// The convolution of `xs` concatenated along channels, the input of
     /// every U-Net decoder block. On the CPU the stride-1 k x k kernel reads
     /// the pieces straight into its padded buffer.

@@ -141,6 +141,53 @@ vectorized! {
     }
 }
 
+/// `max(x + bias[r] + residual, 0)` for each of `rows` rows of `cols`
+/// floats at `at`, `stride` apart, the residual's rows at `residual` with
+/// the same stride: a ResNet block's join, while its last convolution's
+/// outputs are in cache.
+///
+/// # Safety
+/// The rows at `at` must be valid, initialised and the caller's alone,
+/// those at `residual` valid and initialised.
+pub(crate) unsafe fn residual_relu_rows_in_place(
+    bias: Option<&[f32]>,
+    at: *mut f32,
+    residual: *const f32,
+    stride: usize,
+    rows: usize,
+    cols: usize,
+) {
+    if let Some(b) = bias {
+        assert!(b.len() >= rows);
+    }
+    residual_relu_rows(bias, at, residual, stride, rows, cols)
+}
+
+vectorized! {
+    fn residual_relu_rows(
+        bias: Option<&[f32]>,
+        at: *mut f32,
+        residual: *const f32,
+        stride: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        for r in 0..rows {
+            // SAFETY: the caller's contract (residual_relu_rows_in_place).
+            let (xs, res) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(at.add(r * stride), cols),
+                    std::slice::from_raw_parts(residual.add(r * stride), cols),
+                )
+            };
+            let b = bias.map_or(0.0, |b| b[r]);
+            for (x, res) in xs.iter_mut().zip(res) {
+                *x = scalar::relu(*x + b + res);
+            }
+        }
+    }
+}
+
 /// The activations on one value, shared by the in-place and the biased
 /// passes.
 mod scalar {

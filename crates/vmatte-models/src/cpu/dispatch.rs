@@ -13,6 +13,7 @@ use super::patches::conv_patches;
 use super::pointwise::conv_pointwise;
 use super::shifted::conv_shifted;
 use super::winograd;
+use crate::conv_spec::Activation;
 
 impl ConvOp {
     /// The convolution of the channel concatenation of `inputs`, each
@@ -65,6 +66,39 @@ impl ConvOp {
         // every frame.
         unsafe { out.set_len(n * per_frame) };
         Some((out, Shape::from((n, s.out_channels, ho, wo))))
+    }
+}
+
+impl ConvOp {
+    /// `max(conv(x) + bias + residual, 0)` of a 1x1, stride-1 layer without
+    /// an activation of its own (a ResNet bottleneck's last), the join made
+    /// while each block of outputs is in cache; `None` for other layers.
+    /// `x` is `(N, C, H, W)`, `residual` `(N, O, H, W)`, both contiguous.
+    pub fn forward_residual_relu(
+        &self,
+        x: &[f32],
+        weight: &[f32],
+        residual: &[f32],
+        (n, h, w): (usize, usize, usize),
+    ) -> Option<(Vec<f32>, Shape)> {
+        let s = &self.spec;
+        let pointwise = s.kernel == 1 && s.stride == 1 && s.padding == 0 && s.groups == 1;
+        if !pointwise || self.relu_input || self.act != Activation::Identity {
+            return None;
+        }
+        let (c, o, plane) = (s.in_channels, s.out_channels, h * w);
+        assert!(x.len() == n * c * plane && residual.len() == n * o * plane);
+        let mut out = Vec::<f32>::with_capacity(n * o * plane);
+        for b in 0..n {
+            let image = &x[b * c * plane..(b + 1) * c * plane];
+            let res = &residual[b * o * plane..(b + 1) * o * plane];
+            // SAFETY: frame b's outputs lie inside the capacity.
+            let dst = SendPtr(unsafe { out.as_mut_ptr().add(b * o * plane) });
+            conv_pointwise(self, image, c, plane, weight, Some(res), dst);
+        }
+        // SAFETY: conv_pointwise wrote every output of every frame.
+        unsafe { out.set_len(n * o * plane) };
+        Some((out, Shape::from((n, o, h, w))))
     }
 }
 
@@ -136,7 +170,7 @@ impl CustomOp2 for ConvOp {
                 let image = &x[b * c * h * wd..(b + 1) * c * h * wd];
                 // SAFETY: frame b's outputs lie inside the capacity.
                 let dst = SendPtr(unsafe { base.get().add(b * s.out_channels * plane_out) });
-                conv_pointwise(self, image, c, plane_out, w, dst);
+                conv_pointwise(self, image, c, plane_out, w, None, dst);
             }
         }
         // SAFETY: every output was written above.
@@ -258,6 +292,45 @@ mod tests {
                 "{spec:?} {tile:?} {act:?} relu input {relu_input} {h}x{wd} {d}"
             );
         }
+    }
+
+    /// A 1x1 layer's join with a residual, made as it writes its outputs,
+    /// against candle's convolution, add and ReLU: few outputs (vmatte's
+    /// product), more (gemm's), and 130 inputs (vmatte's, weights in
+    /// panels), over blocks of pixels and two frames.
+    #[test]
+    fn residual_joins_match_candle() {
+        for (i, (c, o)) in [(8, 6), (8, 12), (130, 20)].into_iter().enumerate() {
+            let (n, h, wd) = (2, 37, 61);
+            let spec = ConvSpec::new(c, o, 1);
+            let x = random(&[n, c, h, wd], 10 + i as u64);
+            let w = random(&[o, c, 1, 1], 20 + i as u64);
+            let res = random(&[n, o, h, wd], 30 + i as u64);
+            let bias: Vec<f32> = (0..o).map(|k| k as f32 * 0.1 - 0.5).collect();
+            let want = (x.conv2d(&w, 0, 1, 1, 1).unwrap()
+                + Tensor::new(bias.as_slice(), &Device::Cpu)
+                    .unwrap()
+                    .reshape((1, o, 1, 1))
+                    .unwrap()
+                    .broadcast_as((n, o, h, wd))
+                    .unwrap())
+            .unwrap();
+            let want = (want + &res).unwrap().relu().unwrap();
+            let weights: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+            let op = ConvOp::new(spec, Some(bias), &weights, Tile::F4);
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let (got, shape) = op
+                .forward_residual_relu(&flat(&x), &weights, &flat(&res), (n, h, wd))
+                .expect("a 1x1 layer joins");
+            let got = Tensor::from_vec(got, shape, &Device::Cpu).unwrap();
+            let d = max_diff(&got, &want);
+            assert!(d < 1e-4, "{c} -> {o}: {d}");
+        }
+        // Other layers leave the join to the caller.
+        let op = ConvOp::new(ConvSpec::new(4, 4, 3), None, &[0.0; 144], Tile::F4);
+        assert!(op
+            .forward_residual_relu(&[0.0; 64], &[0.0; 144], &[0.0; 64], (1, 4, 4))
+            .is_none());
     }
 
     /// Layers whose transformed filters pass SHARED_FILTER_FLOATS (4 MB)

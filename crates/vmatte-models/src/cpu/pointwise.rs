@@ -5,6 +5,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::activation::residual_relu_rows_in_place;
 use super::buffers::{balanced_blocks, SendPtr};
 use super::conv::ConvOp;
 use super::gemm::gemm_into;
@@ -21,16 +22,22 @@ pub(super) const FEW_OUTPUTS: usize = 8;
 /// A 1x1 convolution of one image in blocks of pixels, a block per task:
 /// each block's outputs are written by gemm (or, with few, by [`matmul`]),
 /// then biased and activated in one pass while they are in cache, and the
-/// tasks need no gemm-internal synchronisation. Writes all `O x plane` outputs at `dst`.
+/// tasks need no gemm-internal synchronisation. Writes all `O x plane`
+/// outputs at `dst`; with a `residual` (`O x plane`), `max(conv + bias +
+/// residual, 0)` instead of the layer's activation (a ResNet block's join).
 pub(super) fn conv_pointwise(
     op: &ConvOp,
     image: &[f32],
     c: usize,
     plane: usize,
     weight: &[f32],
+    residual: Option<&[f32]>,
     dst: SendPtr,
 ) {
     let o = op.spec.out_channels;
+    if let Some(r) = residual {
+        assert_eq!(r.len(), o * plane);
+    }
     let own = o <= FEW_OUTPUTS || c >= OWN_FROM_K;
     let widest = (POINTWISE_L2 / (c + o)).clamp(64, 4096);
     let (starts, cols_per_block) = match balanced_blocks(plane, widest) {
@@ -71,8 +78,13 @@ pub(super) fn conv_pointwise(
                 );
             }
             let bias = op.bias.as_deref();
-            op.act
-                .apply_biased_rows_in_place(bias, dst.get().add(x0), plane, o, cols);
+            let at = dst.get().add(x0);
+            match residual {
+                // The block's own columns of the residual (asserted o x
+                // plane above).
+                Some(r) => residual_relu_rows_in_place(bias, at, r[x0..].as_ptr(), plane, o, cols),
+                None => op.act.apply_biased_rows_in_place(bias, at, plane, o, cols),
+            }
         }
     });
 }

@@ -7,7 +7,7 @@
 use candle_core::Tensor;
 
 use super::config::Backbone;
-use crate::ops::{self, Activation, BatchNorm, Conv2d, ConvSpec};
+use crate::ops::{Activation, BatchNorm, Conv2d, ConvSpec};
 use crate::weights::Weights;
 use crate::Result;
 
@@ -90,27 +90,26 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (y, downsample) = match self {
-            Self::Basic {
-                conv1,
-                conv2,
-                downsample,
-            } => (conv2.forward(&conv1.forward(x)?)?, downsample),
-            Self::Bottleneck {
-                conv1,
-                conv2,
-                conv3,
-                downsample,
-            } => (
-                conv3.forward(&conv2.forward(&conv1.forward(x)?)?)?,
-                downsample,
-            ),
+        let downsample = match self {
+            Self::Basic { downsample, .. } | Self::Bottleneck { downsample, .. } => downsample,
         };
         let identity = match downsample {
             Some(d) => d.forward(x)?,
             None => x.clone(),
         };
-        ops::add_relu(&y, &identity)
+        // The last convolution makes the join (a 1x1 on the CPU as it
+        // writes its outputs).
+        match self {
+            Self::Basic { conv1, conv2, .. } => {
+                conv2.forward_add_relu(&conv1.forward(x)?, &identity)
+            }
+            Self::Bottleneck {
+                conv1,
+                conv2,
+                conv3,
+                ..
+            } => conv3.forward_add_relu(&conv2.forward(&conv1.forward(x)?)?, &identity),
+        }
     }
 }
 
