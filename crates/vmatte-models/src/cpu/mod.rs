@@ -24,7 +24,11 @@
 //! ```
 //!
 //! Every output is biased and activated (`activation.rs`) by the task that
-//! made it, while it is still in cache. The rest of RVM's CPU pass lives
+//! made it, while it is still in cache; a 1x1 layer ending a ResNet block
+//! adds the residual and its ReLU there too, and a layer after a ReLU
+//! (`relu_input`) takes it as it reads (Winograd's input transform) or
+//! from a rectified copy. The products of `matmul.rs` read the weights in
+//! panels laid out once, at load (`conv.rs`). The rest of RVM's CPU pass lives
 //! here too: the bilinear resize (`bilinear.rs`), the decoder's halving
 //! pool (`pool.rs`), the element-wise glue between layers
 //! (`elementwise.rs`), and both halves of the deep guided filter
