@@ -47,9 +47,7 @@ impl Activation {
         rows: usize,
         cols: usize,
     ) {
-        if let Some(b) = bias {
-            assert!(b.len() >= rows);
-        }
+        assert_bias_for(bias, rows);
         activate_biased_rows_in_place(self, bias, at, stride, rows, cols)
     }
 }
@@ -157,10 +155,14 @@ pub(crate) unsafe fn residual_relu_rows_in_place(
     rows: usize,
     cols: usize,
 ) {
-    if let Some(b) = bias {
-        assert!(b.len() >= rows);
-    }
+    assert_bias_for(bias, rows);
     residual_relu_rows(bias, at, residual, stride, rows, cols)
+}
+
+/// A bias, where there is one, for each of `rows` rows: a short one fails
+/// here, before any row is written.
+fn assert_bias_for(bias: Option<&[f32]>, rows: usize) {
+    assert!(bias.is_none_or(|b| b.len() >= rows));
 }
 
 vectorized! {

@@ -6,8 +6,7 @@
 use std::mem::MaybeUninit;
 
 use super::buffers::made_in_pieces;
-use super::matmul::{panels, Left, OWN_FROM_K};
-use super::pointwise::FEW_OUTPUTS;
+use super::matmul::{panels, Left, FEW_OUTPUTS, OWN_FROM_K};
 use super::winograd::Tile;
 use crate::conv_spec::{Activation, ConvSpec};
 

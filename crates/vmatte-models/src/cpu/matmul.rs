@@ -37,6 +37,11 @@ const ROWS: usize = 6;
 /// and taps), where gemm's packing of both operands per call does not pay.
 pub(crate) const OWN_FROM_K: usize = 128;
 
+/// Output channels up to which a 1x1 layer's product is vmatte's own
+/// micro-kernel rather than gemm's, whose kernels are shaped for more rows
+/// (RVM's last layer: 16 to 4 channels at the decoder's full size).
+pub(crate) const FEW_OUTPUTS: usize = 8;
+
 /// Column alignment of the blocks callers hand this kernel: two vectors of
 /// the widest lanes, so that no block but the last has a scalar tail.
 pub(crate) const PANEL_COLUMNS: usize = 32;

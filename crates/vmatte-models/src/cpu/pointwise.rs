@@ -9,15 +9,10 @@ use super::activation::residual_relu_rows_in_place;
 use super::buffers::{balanced_blocks, SendPtr};
 use super::conv::ConvOp;
 use super::gemm::gemm_into;
-use super::matmul::{matmul, Product, OWN_FROM_K, PANEL_COLUMNS};
+use super::matmul::{matmul, Product, FEW_OUTPUTS, OWN_FROM_K, PANEL_COLUMNS};
 
 /// Floats of input and output a pointwise block keeps in a core's L2.
 const POINTWISE_L2: usize = 1 << 18;
-
-/// Output channels up to which a 1x1 layer's product is vmatte's own
-/// micro-kernel rather than gemm's, whose kernels are shaped for more rows
-/// (RVM's last layer: 16 to 4 channels at the decoder's full size).
-pub(super) const FEW_OUTPUTS: usize = 8;
 
 /// A 1x1 convolution of one image in blocks of pixels, a block per task:
 /// each block's outputs are written by gemm (or, with few, by [`matmul`]),
