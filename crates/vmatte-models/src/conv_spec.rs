@@ -55,6 +55,11 @@ impl ConvSpec {
         self
     }
 
+    /// A plain 1x1: kernel 1, stride 1, no padding (any grouping).
+    pub(crate) fn is_pointwise(&self) -> bool {
+        self.kernel == 1 && self.stride == 1 && self.padding == 0
+    }
+
     /// One group per channel, in and out.
     pub(crate) fn is_depthwise(&self) -> bool {
         self.groups > 1 && self.groups == self.in_channels && self.groups == self.out_channels

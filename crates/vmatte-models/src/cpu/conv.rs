@@ -6,7 +6,7 @@
 use std::mem::MaybeUninit;
 
 use super::buffers::made_in_pieces;
-use super::matmul::{panels, Left, FEW_OUTPUTS, OWN_FROM_K};
+use super::matmul::{panels, runs_pointwise, OWN_FROM_K};
 use super::winograd::Tile;
 use crate::conv_spec::{Activation, ConvSpec};
 
@@ -26,8 +26,8 @@ pub struct ConvOp {
     pub(crate) winograd: Option<(Tile, Vec<f32>)>,
     /// The dense `O x (C K K)` weight matrix in the matrix product's
     /// panels, for the layers whose product vmatte's micro-kernel runs:
-    /// the others but 3x3s and stride-1 k x k with `OWN_FROM_K` taps or
-    /// more, and the 1x1s with few outputs (see `pointwise.rs`).
+    /// strided ones with `OWN_FROM_K` taps or more, and the 1x1s of
+    /// `matmul::runs_pointwise`.
     pub(crate) panels: Option<Vec<f32>>,
 }
 
@@ -51,7 +51,10 @@ impl ConvOp {
         let winograd =
             (tap_major.is_some() && spec.kernel == 3 && spec.dilation == 1 && spec.padding == 1)
                 .then(|| (tile, tile.filters(weight, o, c)));
-        let own = c * kk >= OWN_FROM_K || (spec.kernel == 1 && o <= FEW_OUTPUTS);
+        let own = match spec.is_pointwise() {
+            true => runs_pointwise(o, c),
+            false => c * kk >= OWN_FROM_K,
+        };
         let panels =
             (spec.groups == 1 && tap_major.is_none() && own).then(|| panels(weight, o, c * kk));
         Self {
@@ -62,18 +65,6 @@ impl ConvOp {
             tap_major,
             winograd,
             panels,
-        }
-    }
-
-    /// The weight matrix `weight` (`O x (C K K)`) as the matrix product
-    /// reads it: its panels where they were made.
-    pub(super) fn left(&self, weight: &[f32]) -> Left {
-        match &self.panels {
-            Some(p) => Left::Panels(p.as_ptr()),
-            None => Left::Rows {
-                a: weight.as_ptr(),
-                lda: weight.len() / self.spec.out_channels,
-            },
         }
     }
 

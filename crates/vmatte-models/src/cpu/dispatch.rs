@@ -82,23 +82,36 @@ impl ConvOp {
         (n, h, w): (usize, usize, usize),
     ) -> Option<(Vec<f32>, Shape)> {
         let s = &self.spec;
-        let pointwise = s.kernel == 1 && s.stride == 1 && s.padding == 0 && s.groups == 1;
+        let pointwise = s.is_pointwise() && s.groups == 1;
         if !pointwise || self.relu_input || self.act != Activation::Identity {
             return None;
         }
-        let (c, o, plane) = (s.in_channels, s.out_channels, h * w);
-        assert!(x.len() == n * c * plane && residual.len() == n * o * plane);
+        let out = self.pointwise_frames(x, weight, Some(residual), (n, h * w));
+        Some((out, Shape::from((n, s.out_channels, h, w))))
+    }
+
+    /// Every frame of `x` (`n` of `C x plane`) through [`conv_pointwise`]
+    /// into a new vector, with the frame's part of `residual` if given.
+    fn pointwise_frames(
+        &self,
+        x: &[f32],
+        weight: &[f32],
+        residual: Option<&[f32]>,
+        (n, plane): (usize, usize),
+    ) -> Vec<f32> {
+        let (c, o) = (self.spec.in_channels, self.spec.out_channels);
+        assert!(x.len() == n * c * plane && residual.is_none_or(|r| r.len() == n * o * plane));
         let mut out = Vec::<f32>::with_capacity(n * o * plane);
         for b in 0..n {
             let image = &x[b * c * plane..(b + 1) * c * plane];
-            let res = &residual[b * o * plane..(b + 1) * o * plane];
+            let res = residual.map(|r| &r[b * o * plane..(b + 1) * o * plane]);
             // SAFETY: frame b's outputs lie inside the capacity.
             let dst = SendPtr(unsafe { out.as_mut_ptr().add(b * o * plane) });
-            conv_pointwise(self, image, c, plane, weight, Some(res), dst);
+            conv_pointwise(self, image, c, plane, weight, res, dst);
         }
         // SAFETY: conv_pointwise wrote every output of every frame.
         unsafe { out.set_len(n * o * plane) };
-        Some((out, Shape::from((n, o, h, w))))
+        out
     }
 }
 
@@ -132,7 +145,7 @@ impl CustomOp2 for ConvOp {
         };
         let shape = Shape::from((n, s.out_channels, ho, wo));
         let plane_out = ho * wo;
-        let pointwise = s.kernel == 1 && s.stride == 1 && s.padding == 0;
+        let pointwise = s.is_pointwise();
         // Other dense layers but the plain 1x1s (so strided, or a padded
         // 1x1), with few taps: the depthwise sweep.
         if s.groups == 1 && !pointwise && c * s.kernel * s.kernel <= NARROW_TAPS {
@@ -160,20 +173,21 @@ impl CustomOp2 for ConvOp {
         }
         // Each output is started at its bias, computed and activated by the
         // task that owns it, while in cache: no zeroing pass first.
+        if !depthwise {
+            let out = self.pointwise_frames(x, w, None, (n, plane_out));
+            return Ok((CpuStorage::F32(out), shape));
+        }
         let len = n * s.out_channels * plane_out;
         let mut out = Vec::<f32>::with_capacity(len);
-        let base = SendPtr(out.as_mut_ptr());
-        if depthwise {
-            conv_depthwise(self, x, (n, c, h, wd), (ho, wo), w, base);
-        } else {
-            for b in 0..n {
-                let image = &x[b * c * h * wd..(b + 1) * c * h * wd];
-                // SAFETY: frame b's outputs lie inside the capacity.
-                let dst = SendPtr(unsafe { base.get().add(b * s.out_channels * plane_out) });
-                conv_pointwise(self, image, c, plane_out, w, None, dst);
-            }
-        }
-        // SAFETY: every output was written above.
+        conv_depthwise(
+            self,
+            x,
+            (n, c, h, wd),
+            (ho, wo),
+            w,
+            SendPtr(out.as_mut_ptr()),
+        );
+        // SAFETY: conv_depthwise wrote every output.
         unsafe { out.set_len(len) };
         Ok((CpuStorage::F32(out), shape))
     }

@@ -3,7 +3,7 @@
 
 use gemm::Parallelism;
 
-use super::matmul::{panels_len, Left, OWN_FROM_K, PANEL_COLUMNS};
+use super::matmul::{Left, OWN_FROM_K, PANEL_COLUMNS};
 
 /// `dst (m x n) += lhs (m x k) * rhs (k x n)`, every matrix row-major with
 /// unit column stride: `lhs` packed, `dst` and `rhs` with the row strides
@@ -104,18 +104,8 @@ pub(super) fn matmul_add(
     k: usize,
     cols: usize,
 ) {
-    assert!(lhs.len() >= m * k);
+    let left = Left::of(lhs, panels, m, k);
     if k >= OWN_FROM_K {
-        let left = match panels {
-            Some(p) => {
-                assert!(p.len() >= panels_len(m, k));
-                Left::Panels(p.as_ptr())
-            }
-            None => Left::Rows {
-                a: lhs.as_ptr(),
-                lda: k,
-            },
-        };
         own_matmul_add(dst, dst_rs, left, rhs, (m, k, cols));
         return;
     }

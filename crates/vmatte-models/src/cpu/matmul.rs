@@ -55,6 +55,29 @@ pub(crate) enum Left {
     Panels(*const f32),
 }
 
+impl Left {
+    /// The `m x k` row-major matrix `rows`, or its [`panels`] where given.
+    pub(crate) fn of(rows: &[f32], panels: Option<&[f32]>, m: usize, k: usize) -> Self {
+        assert!(rows.len() >= m * k);
+        match panels {
+            Some(p) => {
+                assert!(p.len() >= panels_len(m, k));
+                Left::Panels(p.as_ptr())
+            }
+            None => Left::Rows {
+                a: rows.as_ptr(),
+                lda: k,
+            },
+        }
+    }
+}
+
+/// Whether a 1x1 layer of `o` outputs and `c` inputs runs on this kernel
+/// rather than the gemm crate's: a long inner dimension, or few outputs.
+pub(crate) fn runs_pointwise(o: usize, c: usize) -> bool {
+    o <= FEW_OUTPUTS || c >= OWN_FROM_K
+}
+
 // SAFETY: a `Left` points at weights that nothing writes while products
 // read them (each constructor's caller keeps them borrowed for the call),
 // so tasks on other threads may read through a copy.
@@ -171,8 +194,9 @@ fn product_in<V: Vector, const PANELS: bool>(p: &Product) {
 
 /// Every row of the `NV`-vector column panel at `j` of `dst`, `2 * ROWS`
 /// at a time with 16 lanes (the 24 accumulators fit AVX-512's 32
-/// registers), then `ROWS`, then the rest, reading the panel's `k` rows of `b` at `b`, `ldb` apart: the
-/// panel stays in cache while the rows pass over it.
+/// registers), then `ROWS`, then the rest, reading the panel's `k` rows
+/// of `b` at `b`, `ldb` apart: the panel stays in cache while the rows
+/// pass over it.
 ///
 /// # Safety
 /// As for [`matmul`], with the panel's columns inside `dst` and `k` rows of

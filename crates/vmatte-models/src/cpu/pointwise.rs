@@ -9,7 +9,7 @@ use super::activation::residual_relu_rows_in_place;
 use super::buffers::{balanced_blocks, SendPtr};
 use super::conv::ConvOp;
 use super::gemm::gemm_into;
-use super::matmul::{matmul, Product, FEW_OUTPUTS, OWN_FROM_K, PANEL_COLUMNS};
+use super::matmul::{matmul, runs_pointwise, Left, Product, FEW_OUTPUTS, PANEL_COLUMNS};
 
 /// Floats of input and output a pointwise block keeps in a core's L2.
 const POINTWISE_L2: usize = 1 << 18;
@@ -33,7 +33,7 @@ pub(super) fn conv_pointwise(
     if let Some(r) = residual {
         assert_eq!(r.len(), o * plane);
     }
-    let own = o <= FEW_OUTPUTS || c >= OWN_FROM_K;
+    let own = runs_pointwise(o, c);
     let widest = (POINTWISE_L2 / (c + o)).clamp(64, 4096);
     let (starts, cols_per_block) = match balanced_blocks(plane, widest) {
         (_, cols) if own && o > FEW_OUTPUTS => {
@@ -53,7 +53,7 @@ pub(super) fn conv_pointwise(
                     m: o,
                     n: cols,
                     k: c,
-                    a: op.left(weight),
+                    a: Left::of(weight, op.panels.as_deref(), o, c),
                     b: image[x0..].as_ptr(),
                     ldb: plane,
                     dst: dst.get().add(x0),

@@ -301,10 +301,10 @@ impl Tiling {
 /// data staying in that core's cache. Where the transformed filters are
 /// far larger than the caches (deep layers at low resolution: MatAnyone's
 /// sensory update at 480p has 56 MB of filters and 8 blocks of 16 tiles),
-/// every block would stream all of them again from memory; there the
-/// products of all blocks for one ξ run together instead, so each filter
-/// matrix is read once, and the transforms run before and after them, a
-/// block per task.
+/// every block would stream all of them again from memory; there each ξ
+/// is one product over all the tiles instead, so each filter matrix is
+/// read once, with the input transforms before it (a channel per task) and
+/// the output transforms after it (a block per task).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv3x3(
     tile: Tile,
@@ -408,13 +408,14 @@ impl Layer<'_> {
                     self.transform_in(b, ch..ch + 1, place(at), v);
                 }
             });
-        let (pv, pm) = (place(0), place(0));
+        // V and M are laid out alike: a product reads and writes them whole.
+        let whole = place(0);
         let mp = SendPtr(m.as_mut_ptr());
         (0..xis).into_par_iter().for_each(|xi| {
             // SAFETY: V is read only; this task alone writes M[ξ] (its
             // columns of every output channel), and M is read after the
             // last product.
-            unsafe { self.product(xi, tiles, (v.as_ptr(), pv), (mp.get(), pm)) };
+            unsafe { self.product(xi, tiles, (v.as_ptr(), whole), (mp.get(), whole)) };
         });
         blocks.par_iter().zip(&ats).for_each(|(b, &at)| {
             SCRATCH.with(|scratch| {
@@ -534,6 +535,7 @@ impl Layer<'_> {
 }
 
 type InputTransform = fn(&[&[f32]], usize, usize, usize, Read, &mut [f32], usize, usize);
+type OutputTransform = fn(&[f32], usize, usize, &mut [f32]);
 
 /// How a transform reads one channel's input: with `replicate`, its edge
 /// pixels repeated beyond the picture (else zeros); with `relu`, each
@@ -543,7 +545,6 @@ struct Read {
     replicate: bool,
     relu: bool,
 }
-type OutputTransform = fn(&[f32], usize, usize, &mut [f32]);
 
 dispatched!(f2_input => input_tiles[F2, 2, 4](lines: &[&[f32]], w: usize, x: usize, tc: usize, read: Read, v: &mut [f32], at: usize, stride: usize));
 dispatched!(f2_output => output_tiles[F2, 2, 4](m: &[f32], stride: usize, at: usize, rows: &mut [f32]));
